@@ -1,0 +1,28 @@
+/* Internal to the CPU backend: what op kernels see. */
+#ifndef EMBER_CPU_H
+#define EMBER_CPU_H
+
+#include "../../lib/backend.h"
+#include "../../lib/kv.h"
+#include "dsp.h"
+#include "threadpool.h"
+
+typedef struct em_cpu {
+    em_cpu_dsp dsp;
+    em_threadpool *pool;
+    float **scratch;       /* per thread */
+    size_t scratch_floats; /* per thread */
+    em_graph *graph;       /* the graph being run */
+} em_cpu;
+
+/* Rows of a matmul tile converted to f32 at once when the batch has
+ * several tokens, so each weight row is read once per batch. */
+#define EM_MATMUL_TILE 16
+
+/* Scratch floats per thread that node t needs. */
+size_t em_cpu_op_scratch(const em_tensor *t, const em_kv *kv);
+bool em_cpu_op_supported(const em_tensor *t);
+/* Runs thread ith's share of node t. */
+void em_cpu_op_run(em_cpu *c, em_tensor *t, int ith, int nth);
+
+#endif

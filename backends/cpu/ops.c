@@ -1,0 +1,336 @@
+/* CPU op kernels. Each runs thread ith's share of one node; the shares
+ * are disjoint rows, so no op needs a lock. Arithmetic is F32 throughout;
+ * weights of other types are converted by the dsp table's kernels. */
+#include <math.h>
+#include <string.h>
+
+#include "cpu.h"
+
+static void split(int64_t n, int ith, int nth, int64_t *lo, int64_t *hi) {
+    int64_t per = (n + nth - 1) / nth;
+    *lo = per * ith < n ? per * ith : n;
+    *hi = *lo + per < n ? *lo + per : n;
+}
+
+static int64_t nrows(const em_tensor *t) { return t->ne[1] * t->ne[2] * t->ne[3]; }
+
+static float *row_f32(const em_tensor *t, int64_t r) {
+    return (float *)((char *)t->data + (size_t)r * t->nb[1]);
+}
+
+/* src1 broadcasts when it is a single row */
+static const float *bcast_row(const em_tensor *b, int64_t r) {
+    return nrows(b) == 1 ? (const float *)b->data : row_f32(b, r);
+}
+
+static void op_get_rows(em_cpu *c, em_tensor *t, int ith, int nth) {
+    const em_tensor *tab = t->src[0];
+    const int32_t *ids = t->src[1]->data;
+    int64_t lo, hi;
+    split(t->ne[1], ith, nth, &lo, &hi);
+    for (int64_t r = lo; r < hi; r++) {
+        const char *src = (const char *)tab->data + (size_t)ids[r] * tab->nb[1];
+        c->dsp.to_f32[tab->type](tab->ne[0], src, row_f32(t, r));
+    }
+}
+
+static void op_rms_norm(em_cpu *c, em_tensor *t, int ith, int nth) {
+    (void)c;
+    const em_tensor *x = t->src[0], *w = t->src[1];
+    int64_t n = t->ne[0], lo, hi;
+    split(nrows(t), ith, nth, &lo, &hi);
+    for (int64_t r = lo; r < hi; r++) {
+        const float *a = row_f32(x, r);
+        float *y = row_f32(t, r);
+        double ss = 0;
+        for (int64_t i = 0; i < n; i++) ss += (double)a[i] * a[i];
+        float scale = (float)(1.0 / sqrt(ss / (double)n + (double)t->fp[0]));
+        if (w) {
+            const float *g = w->data;
+            for (int64_t i = 0; i < n; i++) y[i] = a[i] * scale * g[i];
+        } else {
+            for (int64_t i = 0; i < n; i++) y[i] = a[i] * scale;
+        }
+    }
+}
+
+static void op_matmul(em_cpu *c, em_tensor *t, int ith, int nth) {
+    const em_tensor *w = t->src[0], *x = t->src[1];
+    int64_t K = w->ne[0], N = w->ne[1], T = x->ne[1], lo, hi;
+    em_dot_fn dot = c->dsp.dot[w->type];
+    /* split output features in whole tiles */
+    int64_t tiles = (N + EM_MATMUL_TILE - 1) / EM_MATMUL_TILE;
+    split(tiles, ith, nth, &lo, &hi);
+    lo *= EM_MATMUL_TILE;
+    hi = hi * EM_MATMUL_TILE < N ? hi * EM_MATMUL_TILE : N;
+    const char *wb = w->data;
+    float *y = t->data;
+    const float *xf = x->data;
+    if (T == 0) return;
+    if (T == 1) {
+        for (int64_t n = lo; n < hi; n++) y[n] = dot(K, wb + (size_t)n * w->nb[1], xf);
+        return;
+    }
+    em_dot_fn dotf = c->dsp.dot[EMBER_TYPE_F32];
+    float *tile = c->scratch[ith];
+    for (int64_t n0 = lo; n0 < hi; n0 += EM_MATMUL_TILE) {
+        int64_t nr = hi - n0 < EM_MATMUL_TILE ? hi - n0 : EM_MATMUL_TILE;
+        const float *rows = tile;
+        if (w->type == EMBER_TYPE_F32) {
+            rows = (const float *)(wb + (size_t)n0 * w->nb[1]);
+        } else {
+            for (int64_t r = 0; r < nr; r++)
+                c->dsp.to_f32[w->type](K, wb + (size_t)(n0 + r) * w->nb[1], tile + r * K);
+        }
+        for (int64_t tok = 0; tok < T; tok++) {
+            const float *xr = xf + tok * K;
+            float *yr = y + tok * N + n0;
+            for (int64_t r = 0; r < nr; r++) yr[r] = dotf(K, rows + r * K, xr);
+        }
+    }
+}
+
+static void op_binary(em_cpu *c, em_tensor *t, int ith, int nth) {
+    (void)c;
+    int64_t n = t->ne[0], lo, hi;
+    split(nrows(t), ith, nth, &lo, &hi);
+    for (int64_t r = lo; r < hi; r++) {
+        const float *a = row_f32(t->src[0], r), *b = bcast_row(t->src[1], r);
+        float *y = row_f32(t, r);
+        if (t->op == EM_OP_ADD)
+            for (int64_t i = 0; i < n; i++) y[i] = a[i] + b[i];
+        else
+            for (int64_t i = 0; i < n; i++) y[i] = a[i] * b[i];
+    }
+}
+
+static void op_swiglu(em_cpu *c, em_tensor *t, int ith, int nth) {
+    (void)c;
+    int64_t n = t->ne[0], lo, hi;
+    split(nrows(t), ith, nth, &lo, &hi);
+    for (int64_t r = lo; r < hi; r++) {
+        const float *g = row_f32(t->src[0], r), *u = row_f32(t->src[1], r);
+        float *y = row_f32(t, r);
+        for (int64_t i = 0; i < n; i++) y[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
+    }
+}
+
+static void op_softmax(em_cpu *c, em_tensor *t, int ith, int nth) {
+    (void)c;
+    int64_t n = t->ne[0], lo, hi;
+    split(nrows(t), ith, nth, &lo, &hi);
+    for (int64_t r = lo; r < hi; r++) {
+        const float *a = row_f32(t->src[0], r);
+        float *y = row_f32(t, r), m = -INFINITY;
+        for (int64_t i = 0; i < n; i++) m = a[i] > m ? a[i] : m;
+        double sum = 0;
+        for (int64_t i = 0; i < n; i++) sum += (y[i] = expf(a[i] - m));
+        float inv = (float)(1.0 / sum);
+        for (int64_t i = 0; i < n; i++) y[i] *= inv;
+    }
+}
+
+static void op_scale(em_cpu *c, em_tensor *t, int ith, int nth) {
+    (void)c;
+    int64_t n = t->ne[0], lo, hi;
+    split(nrows(t), ith, nth, &lo, &hi);
+    for (int64_t r = lo; r < hi; r++) {
+        const float *a = row_f32(t->src[0], r);
+        float *y = row_f32(t, r);
+        for (int64_t i = 0; i < n; i++) y[i] = a[i] * t->fp[0];
+    }
+}
+
+/* Rotary embedding. Mode 0 rotates adjacent pairs (x[2i], x[2i+1]); mode 2
+ * rotates halves (x[i], x[i + n_rot/2]). Dimensions past n_rot pass
+ * through. Angles are computed in double once per token. */
+static void op_rope(em_cpu *c, em_tensor *t, int ith, int nth) {
+    const em_tensor *x = t->src[0];
+    const int32_t *pos = t->src[1]->data;
+    const float *ff = t->src[2] ? t->src[2]->data : NULL;
+    int64_t D = x->ne[0], H = x->ne[1], T = x->ne[2], lo, hi;
+    int n_rot = t->ip[0], half = n_rot / 2;
+    float *cs = c->scratch[ith], *sn = cs + half;
+    split(T, ith, nth, &lo, &hi);
+    for (int64_t tok = lo; tok < hi; tok++) {
+        for (int i = 0; i < half; i++) {
+            double theta = (double)pos[tok] * t->fp[1] * pow(t->fp[0], -2.0 * i / n_rot);
+            if (ff) theta /= ff[i];
+            cs[i] = (float)cos(theta);
+            sn[i] = (float)sin(theta);
+        }
+        for (int64_t h = 0; h < H; h++) {
+            const float *a = (const float *)((const char *)x->data + tok * x->nb[2] + h * x->nb[1]);
+            float *y = (float *)((char *)t->data + tok * t->nb[2] + h * t->nb[1]);
+            for (int i = 0; i < half; i++) {
+                int i0 = t->ip[1] == 0 ? 2 * i : i, i1 = t->ip[1] == 0 ? 2 * i + 1 : i + half;
+                float a0 = a[i0], a1 = a[i1];
+                y[i0] = a0 * cs[i] - a1 * sn[i];
+                y[i1] = a0 * sn[i] + a1 * cs[i];
+            }
+            for (int64_t i = n_rot; i < D; i++) y[i] = a[i];
+        }
+    }
+}
+
+static void op_kv_store(em_cpu *c, em_tensor *t, int ith, int nth) {
+    em_kv *kv = c->graph->kv;
+    const em_tensor *k = t->src[0], *v = t->src[1];
+    const int32_t *slots = t->src[2]->data;
+    int layer = t->ip[0];
+    int64_t lo, hi;
+    split(k->ne[1], ith, nth, &lo, &hi);
+    for (int64_t tok = lo; tok < hi; tok++) {
+        void *kd = em_kv_k(kv, layer, slots[tok]), *vd = em_kv_v(kv, layer, slots[tok]);
+        if (kv->type == EMBER_TYPE_F16) {
+            c->dsp.f32_to_f16(kv->k_row, row_f32(k, tok), kd);
+            c->dsp.f32_to_f16(kv->v_row, row_f32(v, tok), vd);
+        } else {
+            memcpy(kd, row_f32(k, tok), (size_t)kv->k_row * 4);
+            memcpy(vd, row_f32(v, tok), (size_t)kv->v_row * 4);
+        }
+    }
+}
+
+/* One query row of causal attention: its sequence's cached positions
+ * 0..pos, read block by block through the block table. */
+typedef struct attn_job {
+    const em_kv *kv;
+    int layer;
+    const float *q;
+    const int32_t *table;
+    int32_t pos;
+    int64_t kvh, D, Dv;
+    float scale;
+} attn_job;
+
+/* F32 cache: one pass with an online softmax. The running max m and sum l
+ * are rescaled when a block raises the max, so no score matrix is ever
+ * materialised. */
+static void attend_f32(const em_cpu *c, const attn_job *j, float *acc, float *out) {
+    float m = -INFINITY, l = 0, sc[EM_KV_BLOCK];
+    memset(acc, 0, (size_t)j->Dv * sizeof *acc);
+    for (int32_t b0 = 0; b0 <= j->pos; b0 += EM_KV_BLOCK) {
+        int32_t nb = j->pos + 1 - b0 < EM_KV_BLOCK ? j->pos + 1 - b0 : EM_KV_BLOCK;
+        int64_t base = (int64_t)j->table[b0 / EM_KV_BLOCK] * EM_KV_BLOCK;
+        float bm = -INFINITY;
+        for (int32_t i = 0; i < nb; i++) {
+            const float *k = (const float *)em_kv_k(j->kv, j->layer, base + i) + j->kvh * j->D;
+            sc[i] = c->dsp.dot[EMBER_TYPE_F32](j->D, k, j->q) * j->scale;
+            bm = sc[i] > bm ? sc[i] : bm;
+        }
+        if (bm > m) {
+            float r = expf(m - bm);
+            l *= r;
+            for (int64_t i = 0; i < j->Dv; i++) acc[i] *= r;
+            m = bm;
+        }
+        for (int32_t i = 0; i < nb; i++) {
+            float w = expf(sc[i] - m);
+            l += w;
+            const float *v = (const float *)em_kv_v(j->kv, j->layer, base + i) + j->kvh * j->Dv;
+            c->dsp.axpy(j->Dv, w, v, acc);
+        }
+    }
+    float inv = 1.0f / l;
+    for (int64_t i = 0; i < j->Dv; i++) out[i] = acc[i] * inv;
+}
+
+/* F16 cache: the arithmetic of an F16 attention (as llama.cpp computes
+ * with its default F16 cache): the query is rounded to F16 for Q.K, the
+ * softmax is normalised in F32 and each probability rounded to F16 before
+ * it weights V. Normalised probabilities need the global max and sum
+ * first, so this takes two passes over K (pass 1: max and sum; pass 2:
+ * weights), still block by block and without a score matrix. */
+static float score_f16(const em_cpu *c, const attn_job *j, const float *q16, int64_t slot) {
+    const uint16_t *k = (const uint16_t *)em_kv_k(j->kv, j->layer, slot) + j->kvh * j->D;
+    return c->dsp.dot[EMBER_TYPE_F16](j->D, k, q16) * j->scale;
+}
+
+static void attend_f16(const em_cpu *c, const attn_job *j, float *acc, float *out) {
+    float *q16 = acc + j->Dv; /* the query rounded to F16, kept as F32 */
+    uint16_t h[64];
+    for (int64_t i0 = 0; i0 < j->D; i0 += 64) {
+        int64_t n = j->D - i0 < 64 ? j->D - i0 : 64;
+        c->dsp.f32_to_f16(n, j->q + i0, h);
+        c->dsp.to_f32[EMBER_TYPE_F16](n, h, q16 + i0);
+    }
+    float m = -INFINITY;
+    double l = 0;
+    for (int32_t p = 0; p <= j->pos; p++) {
+        float s = score_f16(c, j, q16, (int64_t)j->table[p / EM_KV_BLOCK] * EM_KV_BLOCK + p % EM_KV_BLOCK);
+        if (s > m) { l *= exp((double)m - s); m = s; }
+        l += exp((double)s - m);
+    }
+    memset(acc, 0, (size_t)j->Dv * sizeof *acc);
+    for (int32_t p = 0; p <= j->pos; p++) {
+        int64_t slot = (int64_t)j->table[p / EM_KV_BLOCK] * EM_KV_BLOCK + p % EM_KV_BLOCK;
+        float prob = (float)(exp((double)score_f16(c, j, q16, slot) - m) / l);
+        prob = em_f16_to_f32(em_f32_to_f16(prob));
+        const uint16_t *v = (const uint16_t *)em_kv_v(j->kv, j->layer, slot) + j->kvh * j->Dv;
+        c->dsp.axpy_f16(j->Dv, prob, v, acc);
+    }
+    memcpy(out, acc, (size_t)j->Dv * sizeof *out);
+}
+
+static void op_attn(em_cpu *c, em_tensor *t, int ith, int nth) {
+    const em_kv *kv = c->graph->kv;
+    const em_tensor *q = t->src[0];
+    const int32_t *pos = t->src[1]->data, *seq = t->src[2]->data;
+    int64_t D = q->ne[0], H = q->ne[1], T = q->ne[2];
+    int64_t Dv = t->ne[0] / H, Hkv = kv->k_row / D, group = H / Hkv, lo, hi;
+    split(T * H, ith, nth, &lo, &hi);
+    for (int64_t task = lo; task < hi; task++) {
+        int64_t tok = task / H, h = task % H;
+        attn_job j = {
+            kv, t->ip[0],
+            (const float *)((const char *)q->data + tok * q->nb[2] + h * q->nb[1]),
+            kv->tables + (size_t)seq[tok] * kv->blocks_per_seq, pos[tok], h / group, D, Dv,
+            t->fp[0],
+        };
+        float *out = row_f32(t, tok) + h * Dv;
+        if (kv->type == EMBER_TYPE_F16) attend_f16(c, &j, c->scratch[ith], out);
+        else attend_f32(c, &j, c->scratch[ith], out);
+    }
+}
+
+bool em_cpu_op_supported(const em_tensor *t) {
+    switch (t->op) {
+    case EM_OP_GET_ROWS:
+    case EM_OP_MATMUL: {
+        uint32_t ty = t->src[0]->type;
+        return ty == EMBER_TYPE_F32 || ty == EMBER_TYPE_F16 || ty == EMBER_TYPE_BF16 ||
+               ty == EMBER_TYPE_Q8_0 || ty == EMBER_TYPE_Q4_0;
+    }
+    case EM_OP_RMS_NORM: case EM_OP_ADD: case EM_OP_MUL: case EM_OP_ROPE:
+    case EM_OP_KV_STORE: case EM_OP_ATTN: case EM_OP_SWIGLU: case EM_OP_SOFTMAX:
+    case EM_OP_SCALE:
+        return true;
+    default:
+        return false;
+    }
+}
+
+size_t em_cpu_op_scratch(const em_tensor *t, const em_kv *kv) {
+    (void)kv;
+    switch (t->op) {
+    case EM_OP_MATMUL: return (size_t)EM_MATMUL_TILE * (size_t)t->src[0]->ne[0];
+    case EM_OP_ROPE: return (size_t)t->ip[0];
+    case EM_OP_ATTN: return (size_t)(t->ne[0] / t->src[0]->ne[1] + t->src[0]->ne[0]);
+    default: return 0;
+    }
+}
+
+typedef void (*op_fn)(em_cpu *c, em_tensor *t, int ith, int nth);
+
+void em_cpu_op_run(em_cpu *c, em_tensor *t, int ith, int nth) {
+    static const op_fn table[EM_OP_COUNT] = {
+        [EM_OP_GET_ROWS] = op_get_rows, [EM_OP_RMS_NORM] = op_rms_norm,
+        [EM_OP_MATMUL] = op_matmul,     [EM_OP_ADD] = op_binary,
+        [EM_OP_MUL] = op_binary,        [EM_OP_ROPE] = op_rope,
+        [EM_OP_KV_STORE] = op_kv_store, [EM_OP_ATTN] = op_attn,
+        [EM_OP_SWIGLU] = op_swiglu,     [EM_OP_SOFTMAX] = op_softmax,
+        [EM_OP_SCALE] = op_scale,
+    };
+    if (t->op > EM_OP_NONE && t->op < EM_OP_COUNT && table[t->op]) table[t->op](c, t, ith, nth);
+}

@@ -1,0 +1,125 @@
+/* Plain C reference kernels: the definition of every CPU kernel's result.
+ * SIMD variants are checked against these (tests/test_kernels.c). */
+#include <string.h>
+
+#include "../../../lib/util.h"
+#include "../dsp.h"
+
+static float dot_f32(int64_t n, const void *w, const float *x) {
+    const float *a = w;
+    float s = 0;
+    for (int64_t i = 0; i < n; i++) s += a[i] * x[i];
+    return s;
+}
+
+static float dot_f16(int64_t n, const void *w, const float *x) {
+    const uint16_t *a = w;
+    float s = 0;
+    for (int64_t i = 0; i < n; i++) s += em_f16_to_f32(a[i]) * x[i];
+    return s;
+}
+
+static float dot_bf16(int64_t n, const void *w, const float *x) {
+    const uint16_t *a = w;
+    float s = 0;
+    for (int64_t i = 0; i < n; i++) s += em_bf16_to_f32(a[i]) * x[i];
+    return s;
+}
+
+/* Q8_0: blocks of 32 int8 with an fp16 scale first (34 bytes). */
+static float dot_q8_0(int64_t n, const void *w, const float *x) {
+    const uint8_t *b = w;
+    float s = 0;
+    for (int64_t i = 0; i < n; i += 32, b += 34) {
+        uint16_t h;
+        memcpy(&h, b, 2);
+        const int8_t *q = (const int8_t *)(b + 2);
+        float bs = 0;
+        for (int j = 0; j < 32; j++) bs += (float)q[j] * x[i + j];
+        s += em_f16_to_f32(h) * bs;
+    }
+    return s;
+}
+
+/* Q4_0: fp16 scale, then 16 bytes: element j in the low nibble of byte j,
+ * element j+16 in the high nibble; value = (nibble - 8) * scale. */
+static float dot_q4_0(int64_t n, const void *w, const float *x) {
+    const uint8_t *b = w;
+    float s = 0;
+    for (int64_t i = 0; i < n; i += 32, b += 18) {
+        uint16_t h;
+        memcpy(&h, b, 2);
+        float bs = 0;
+        for (int j = 0; j < 16; j++) {
+            bs += (float)((b[2 + j] & 15) - 8) * x[i + j];
+            bs += (float)((b[2 + j] >> 4) - 8) * x[i + j + 16];
+        }
+        s += em_f16_to_f32(h) * bs;
+    }
+    return s;
+}
+
+static void f32_to_f32(int64_t n, const void *src, float *dst) { memcpy(dst, src, (size_t)n * 4); }
+
+static void f16_to_f32(int64_t n, const void *src, float *dst) {
+    const uint16_t *a = src;
+    for (int64_t i = 0; i < n; i++) dst[i] = em_f16_to_f32(a[i]);
+}
+
+static void bf16_to_f32(int64_t n, const void *src, float *dst) {
+    const uint16_t *a = src;
+    for (int64_t i = 0; i < n; i++) dst[i] = em_bf16_to_f32(a[i]);
+}
+
+static void q8_0_to_f32(int64_t n, const void *src, float *dst) {
+    const uint8_t *b = src;
+    for (int64_t i = 0; i < n; i += 32, b += 34) {
+        uint16_t h;
+        memcpy(&h, b, 2);
+        float d = em_f16_to_f32(h);
+        for (int j = 0; j < 32; j++) dst[i + j] = d * (float)((const int8_t *)(b + 2))[j];
+    }
+}
+
+static void q4_0_to_f32(int64_t n, const void *src, float *dst) {
+    const uint8_t *b = src;
+    for (int64_t i = 0; i < n; i += 32, b += 18) {
+        uint16_t h;
+        memcpy(&h, b, 2);
+        float d = em_f16_to_f32(h);
+        for (int j = 0; j < 16; j++) {
+            dst[i + j] = d * (float)((b[2 + j] & 15) - 8);
+            dst[i + j + 16] = d * (float)((b[2 + j] >> 4) - 8);
+        }
+    }
+}
+
+static void axpy(int64_t n, float a, const float *x, float *y) {
+    for (int64_t i = 0; i < n; i++) y[i] += a * x[i];
+}
+
+static void f32_to_f16(int64_t n, const float *src, void *dst) {
+    uint16_t *d = dst;
+    for (int64_t i = 0; i < n; i++) d[i] = em_f32_to_f16(src[i]);
+}
+
+static void axpy_f16(int64_t n, float a, const void *x, float *y) {
+    const uint16_t *h = x;
+    for (int64_t i = 0; i < n; i++) y[i] += a * em_f16_to_f32(h[i]);
+}
+
+void em_cpu_dsp_init_ref(em_cpu_dsp *c) {
+    c->f32_to_f16 = f32_to_f16;
+    c->axpy_f16 = axpy_f16;
+    c->dot[EMBER_TYPE_F32] = dot_f32;
+    c->dot[EMBER_TYPE_F16] = dot_f16;
+    c->dot[EMBER_TYPE_BF16] = dot_bf16;
+    c->dot[EMBER_TYPE_Q8_0] = dot_q8_0;
+    c->dot[EMBER_TYPE_Q4_0] = dot_q4_0;
+    c->to_f32[EMBER_TYPE_F32] = f32_to_f32;
+    c->to_f32[EMBER_TYPE_F16] = f16_to_f32;
+    c->to_f32[EMBER_TYPE_BF16] = bf16_to_f32;
+    c->to_f32[EMBER_TYPE_Q8_0] = q8_0_to_f32;
+    c->to_f32[EMBER_TYPE_Q4_0] = q4_0_to_f32;
+    c->axpy = axpy;
+}

@@ -1,0 +1,18 @@
+/* x86 overrides, level by level: return at the first level the CPU (or
+ * the mask) does not have. */
+#include "../dsp.h"
+#include "x86.h"
+
+void em_cpu_dsp_init_x86(em_cpu_dsp *c, uint32_t flags) {
+    if (!(flags & EMBER_CPU_AVX2)) return;
+    c->dot[EMBER_TYPE_F32] = em_dot_f32_avx2;
+    c->dot[EMBER_TYPE_F16] = em_dot_f16_avx2;
+    c->dot[EMBER_TYPE_BF16] = em_dot_bf16_avx2;
+    c->to_f32[EMBER_TYPE_F16] = em_f16_to_f32_avx2;
+    c->axpy = em_axpy_avx2;
+    c->f32_to_f16 = em_f32_to_f16_avx2;
+    c->axpy_f16 = em_axpy_f16_avx2;
+    if (!(flags & EMBER_CPU_AVX512)) return;
+    c->dot[EMBER_TYPE_F32] = em_dot_f32_avx512;
+    c->dot[EMBER_TYPE_F16] = em_dot_f16_avx512;
+}

@@ -1,0 +1,16 @@
+#ifndef EMBER_CPU_X86_H
+#define EMBER_CPU_X86_H
+
+#include <stdint.h>
+
+float em_dot_f32_avx2(int64_t n, const void *w, const float *x);
+float em_dot_f16_avx2(int64_t n, const void *w, const float *x);
+float em_dot_bf16_avx2(int64_t n, const void *w, const float *x);
+void em_f16_to_f32_avx2(int64_t n, const void *src, float *dst);
+void em_axpy_avx2(int64_t n, float a, const float *x, float *y);
+void em_f32_to_f16_avx2(int64_t n, const float *src, void *dst);
+void em_axpy_f16_avx2(int64_t n, float a, const void *x, float *y);
+float em_dot_f32_avx512(int64_t n, const void *w, const float *x);
+float em_dot_f16_avx512(int64_t n, const void *w, const float *x);
+
+#endif

@@ -1,0 +1,16 @@
+/* The Vulkan backend when it is compiled out (or not implemented yet):
+ * the symbols exist and say "not available". */
+#include "../../lib/backend.h"
+
+int em_vulkan_available(char *err) {
+    return em_error(err, EMBER_ERR_NOT_AVAILABLE,
+                    "backend: Vulkan is not available in this build of ember");
+}
+
+int em_vulkan_backend_create(const em_backend_config *cfg, const em_alloc *a, char *err,
+                             em_backend **out) {
+    (void)cfg;
+    (void)a;
+    *out = NULL;
+    return em_vulkan_available(err);
+}

@@ -1,0 +1,364 @@
+/*
+ * ember — an embeddable LLM inference library with a stable C ABI.
+ *
+ * Conventions used by every function in this header:
+ *  - Functions that can fail return `int`: EMBER_OK (0) or a negative
+ *    ember_status code. The numbers never change meaning.
+ *  - On failure a message naming what was wrong is recorded:
+ *      * for a context, in ember_context_last_error(ctx);
+ *      * always, in the calling thread's ember_last_error().
+ *    Models are shared and immutable, so they carry no error slot of their
+ *    own; use ember_last_error() after a failed model call.
+ *  - Handles are opaque. ember_*_free(&h) releases h and sets h to NULL;
+ *    passing a pointer to NULL is a no-op.
+ *  - Params structs are filled by ember_*_default_params() and may grow in
+ *    later versions: they start with `struct_size` (set by the default
+ *    function) and end with reserved bytes. Always start from the defaults.
+ *  - Threads: a model is immutable after loading and may be used by any
+ *    number of threads and contexts at once. A context (and a sampler) must
+ *    be used by one thread at a time. Functions that are not tied to an
+ *    object are thread-safe unless stated otherwise.
+ *  - Library code never aborts the host process on bad input.
+ */
+#ifndef EMBER_H
+#define EMBER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ember_version.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(_WIN32) && defined(EMBER_BUILDING_DLL)
+#define EMBER_API __declspec(dllexport)
+#elif defined(_WIN32) && !defined(EMBER_STATIC)
+#define EMBER_API __declspec(dllimport)
+#elif defined(__GNUC__)
+#define EMBER_API __attribute__((visibility("default")))
+#else
+#define EMBER_API
+#endif
+
+/* ------------------------------------------------------------------ */
+/* Version                                                            */
+/* ------------------------------------------------------------------ */
+
+/* The version string of the library actually linked ("MAJOR.MINOR.PATCH"),
+ * which may differ from EMBER_VERSION_STRING the caller compiled against.
+ * Static storage; thread-safe. */
+EMBER_API const char *ember_version(void);
+
+/* EMBER_VERSION_NUMBER of the library actually linked. Thread-safe. */
+EMBER_API uint32_t ember_version_number(void);
+
+/* ------------------------------------------------------------------ */
+/* Status codes (stable numbers: never renumbered, never reused)      */
+/* ------------------------------------------------------------------ */
+
+typedef enum ember_status {
+    EMBER_OK = 0,
+    EMBER_ERR_INVALID_ARGUMENT = -1, /* NULL handle, out-of-range value   */
+    EMBER_ERR_NO_MEMORY = -2,        /* an allocation failed              */
+    EMBER_ERR_IO = -3,               /* open/read/mmap failed             */
+    EMBER_ERR_FORMAT = -4,           /* malformed or inconsistent file    */
+    EMBER_ERR_UNSUPPORTED = -5,      /* valid, but not implemented        */
+    EMBER_ERR_NOT_AVAILABLE = -6,    /* backend/feature compiled out      */
+    EMBER_ERR_CONTEXT_FULL = -7,     /* position >= n_ctx                 */
+    EMBER_ERR_KV_FULL = -8,          /* no free KV blocks for the batch   */
+    EMBER_ERR_BAD_TOKEN = -9,        /* token id outside the vocabulary   */
+    EMBER_ERR_BUFFER_TOO_SMALL = -10,/* caller's output buffer too small  */
+    EMBER_ERR_NOT_FOUND = -11,       /* metadata key / tensor not present */
+    EMBER_ERR_BAD_STATE = -12,       /* call not valid in this state      */
+    EMBER_ERR_INTERNAL = -13         /* a bug in ember: please report     */
+} ember_status;
+
+/* A short static English description of a status code ("format error").
+ * Unknown codes give "unknown status". Thread-safe. */
+EMBER_API const char *ember_status_string(int status);
+
+/* The message of the last failed ember call made by the calling thread
+ * (thread-local storage; "" if none). Valid until the thread's next failing
+ * call. Thread-safe. */
+EMBER_API const char *ember_last_error(void);
+
+/* ------------------------------------------------------------------ */
+/* Logging and memory                                                 */
+/* ------------------------------------------------------------------ */
+
+typedef enum ember_log_level {
+    EMBER_LOG_ERROR = 0,
+    EMBER_LOG_WARN = 1,
+    EMBER_LOG_INFO = 2,
+    EMBER_LOG_DEBUG = 3
+} ember_log_level;
+
+typedef void (*ember_log_fn)(int level, const char *message, void *user);
+
+/* Installs a process-wide log callback (NULL restores the default, which
+ * prints warnings and errors to stderr) and the most verbose level passed to
+ * it. Call it before other threads use ember: it is not synchronised with
+ * concurrent logging. `user` is passed back unchanged. */
+EMBER_API void ember_set_log_callback(ember_log_fn fn, void *user, int max_level);
+
+/* Allocator hooks. Every allocation ember makes for an object goes through
+ * the hooks given in that object's params (threads' stacks, created by the
+ * OS, excepted). All three functions must be set, or all NULL for libc.
+ * They may be called from any thread that uses the object, so they must be
+ * thread-safe if the object is shared. */
+typedef struct ember_allocator {
+    void *(*malloc_fn)(size_t size, void *user);
+    void *(*realloc_fn)(void *ptr, size_t size, void *user);
+    void (*free_fn)(void *ptr, void *user);
+    void *user;
+} ember_allocator;
+
+/* ------------------------------------------------------------------ */
+/* Tensor types (GGUF numbering)                                      */
+/* ------------------------------------------------------------------ */
+
+typedef enum ember_type {
+    EMBER_TYPE_F32 = 0,
+    EMBER_TYPE_F16 = 1,
+    EMBER_TYPE_Q4_0 = 2,
+    EMBER_TYPE_Q8_0 = 8,
+    EMBER_TYPE_BF16 = 30,
+    EMBER_TYPE_COUNT = 40 /* size of arrays indexed by ember_type */
+} ember_type;
+
+/* Name of a tensor type ("f16", "q8_0", ...), or NULL if unknown. */
+EMBER_API const char *ember_type_name(int type);
+
+/* ------------------------------------------------------------------ */
+/* Models                                                             */
+/* ------------------------------------------------------------------ */
+
+typedef struct ember_model ember_model;
+
+typedef struct ember_model_params {
+    size_t struct_size;        /* sizeof(ember_model_params)             */
+    ember_allocator allocator; /* default: all NULL = libc               */
+    /* Caps applied while parsing untrusted files (0 = the default). */
+    uint64_t max_string_length; /* default 16 MiB                        */
+    uint64_t max_array_length;  /* default 1<<26 elements                */
+    uint64_t max_tensor_count;  /* default 1<<16                         */
+    uint8_t reserved[64];
+} ember_model_params;
+
+/* Fills *params with the defaults. Thread-safe. */
+EMBER_API void ember_model_default_params(ember_model_params *params);
+
+/* Loads a GGUF file through mmap; the mapping lives as long as the model.
+ * `params` may be NULL for the defaults. On success *out owns a new model
+ * (free it with ember_model_free); on failure *out is NULL and nothing is
+ * left allocated. Thread-safe. */
+EMBER_API int ember_model_load_file(const char *path,
+                                    const ember_model_params *params,
+                                    ember_model **out);
+
+/* Loads a model from a GGUF image in the caller's memory without copying
+ * the weights (a firmware image may hold it in flash). The caller keeps
+ * `data` valid and unchanged until ember_model_free. `data` must be aligned
+ * to at least 32 bytes. Thread-safe. */
+EMBER_API int ember_model_load_memory(const void *data, size_t size,
+                                      const ember_model_params *params,
+                                      ember_model **out);
+
+/* Frees a model and sets *model to NULL. Every context made from it must
+ * have been freed first. */
+EMBER_API void ember_model_free(ember_model **model);
+
+/* Model queries. All are thread-safe; strings are owned by the model. */
+EMBER_API const char *ember_model_arch(const ember_model *model);
+EMBER_API int32_t ember_model_n_vocab(const ember_model *model);
+EMBER_API int32_t ember_model_n_ctx_train(const ember_model *model);
+EMBER_API int32_t ember_model_n_layer(const ember_model *model);
+EMBER_API int32_t ember_model_n_embd(const ember_model *model);
+EMBER_API int32_t ember_model_n_head(const ember_model *model);
+EMBER_API int32_t ember_model_n_head_kv(const ember_model *model);
+EMBER_API uint64_t ember_model_n_params(const ember_model *model);
+
+/* Bytes of tensor data of type `type` (an ember_type); 0 for none. */
+EMBER_API uint64_t ember_model_type_bytes(const ember_model *model, int type);
+
+/* Metadata. Keys are the GGUF keys ("llama.context_length"). */
+EMBER_API int32_t ember_model_meta_count(const ember_model *model);
+/* Key of entry i (0 <= i < count), or NULL. */
+EMBER_API const char *ember_model_meta_key(const ember_model *model, int32_t i);
+/* Writes the value of `key` as text (numbers in decimal, strings as is,
+ * arrays as "[n x type]" with their first elements) into buf, always
+ * NUL-terminated. *needed (may be NULL) gets the full length without the
+ * NUL; EMBER_ERR_BUFFER_TOO_SMALL if it was cut. EMBER_ERR_NOT_FOUND if no
+ * such key. */
+EMBER_API int ember_model_meta_string(const ember_model *model, const char *key,
+                                      char *buf, size_t buf_size, size_t *needed);
+/* Integer (any integer or bool type) and float (f32/f64) values;
+ * EMBER_ERR_INVALID_ARGUMENT if the key holds another type. */
+EMBER_API int ember_model_meta_int(const ember_model *model, const char *key, int64_t *out);
+EMBER_API int ember_model_meta_float(const ember_model *model, const char *key, double *out);
+
+/* ------------------------------------------------------------------ */
+/* Backends                                                           */
+/* ------------------------------------------------------------------ */
+
+typedef enum ember_backend_kind {
+    EMBER_BACKEND_CPU = 0,
+    EMBER_BACKEND_VULKAN = 1
+} ember_backend_kind;
+
+/* EMBER_OK if the backend is compiled in and has a usable device,
+ * EMBER_ERR_NOT_AVAILABLE otherwise (with the reason in ember_last_error). */
+EMBER_API int ember_backend_available(int kind);
+
+/* CPU feature levels used by the kernel dispatcher. */
+#define EMBER_CPU_AVX2 (1u << 0)   /* AVX2 + FMA + F16C */
+#define EMBER_CPU_AVX512 (1u << 1) /* AVX-512 F/BW/VL    */
+
+/* Flags the CPU has. */
+EMBER_API uint32_t ember_cpu_features(void);
+/* Restricts the kernels chosen for contexts created afterwards to the
+ * levels in `mask` (ANDed with what the CPU has); ~0u allows all. The
+ * EMBER_CPU_MASK environment variable (a number) sets the initial mask.
+ * Call before creating contexts; not synchronised with context creation. */
+EMBER_API void ember_cpu_set_mask(uint32_t mask);
+
+/* ------------------------------------------------------------------ */
+/* Contexts and evaluation                                            */
+/* ------------------------------------------------------------------ */
+
+typedef struct ember_context ember_context;
+
+typedef struct ember_context_params {
+    size_t struct_size;        /* sizeof(ember_context_params)            */
+    uint32_t n_ctx;            /* KV positions per sequence; 0 = model's training length */
+    uint32_t n_batch;          /* most entries per ember_eval call; default 512 */
+    uint32_t n_threads;        /* 0 = one per online CPU                  */
+    uint32_t n_seq_max;        /* distinct sequence ids; default 1        */
+    int32_t backend;           /* ember_backend_kind; default CPU         */
+    int32_t device;            /* device index within the backend; 0      */
+    ember_allocator allocator; /* default: all NULL = libc                */
+    /* Element type of the KV cache: EMBER_TYPE_F32 (default; exact F32
+     * attention) or EMBER_TYPE_F16 (half the memory; attention then uses
+     * F16 products as llama.cpp's default F16 cache does, so its outputs
+     * reproduce llama.cpp's to ~1e-5). */
+    int32_t kv_type;
+    uint8_t reserved[60];
+} ember_context_params;
+
+EMBER_API void ember_context_default_params(ember_context_params *params);
+
+/* Creates a context (KV cache, work buffers, thread pool) for `model`.
+ * All memory is allocated here; evaluation allocates nothing. The model
+ * must outlive the context. Thread-safe with respect to other contexts. */
+EMBER_API int ember_context_create(const ember_model *model,
+                                   const ember_context_params *params,
+                                   ember_context **out);
+EMBER_API void ember_context_free(ember_context **ctx);
+
+/* Message of the last failed call on this context ("" if none). Owned by
+ * the context; valid until its next call. */
+EMBER_API const char *ember_context_last_error(const ember_context *ctx);
+
+/* One entry of a batch: token `token` at position `pos` of sequence
+ * `seq_id`; `want_logits` nonzero asks for the logits after this token. */
+typedef struct ember_batch_entry {
+    int32_t token;
+    int32_t pos;
+    int32_t seq_id;
+    int32_t want_logits;
+} ember_batch_entry;
+
+/* Evaluates n entries (1 <= n <= n_batch). For each sequence, the batch's
+ * positions must be consecutive, in order, and start at or before the
+ * sequence's current length: starting earlier drops the cached positions
+ * from there on (rollback). On any error nothing in the context changed.
+ * Errors: EMBER_ERR_BAD_TOKEN, EMBER_ERR_CONTEXT_FULL (pos >= n_ctx),
+ * EMBER_ERR_KV_FULL, EMBER_ERR_INVALID_ARGUMENT. */
+EMBER_API int ember_eval(ember_context *ctx, const ember_batch_entry *entries, size_t n);
+
+/* Logits (n_vocab floats) after entry `i` of the last ember_eval, or NULL
+ * if that entry did not ask for them. Owned by the context; valid until its
+ * next ember_eval or free. */
+EMBER_API const float *ember_get_logits(ember_context *ctx, size_t i);
+
+/* Number of cached positions of sequence seq_id, or a negative status. */
+EMBER_API int32_t ember_seq_length(ember_context *ctx, int32_t seq_id);
+/* Drops the cached positions of a sequence (seq_id) or of all (-1). */
+EMBER_API int ember_seq_clear(ember_context *ctx, int32_t seq_id);
+
+/* ------------------------------------------------------------------ */
+/* Tokenizer (thread-safe: reads only the model)                      */
+/* ------------------------------------------------------------------ */
+
+#define EMBER_TOKENIZE_ADD_BOS (1u << 0)       /* prepend BOS              */
+#define EMBER_TOKENIZE_PARSE_SPECIAL (1u << 1) /* match control tokens' text */
+
+/* Text -> token ids. Writes up to `max_tokens` ids to `tokens` and the
+ * total count to *n_tokens; EMBER_ERR_BUFFER_TOO_SMALL if more were needed
+ * (call again with *n_tokens). EMBER_ERR_UNSUPPORTED for tokenizer models
+ * not implemented yet. Uses the model's allocator for scratch memory. */
+EMBER_API int ember_tokenize(const ember_model *model, const char *text, size_t text_len,
+                             int32_t *tokens, size_t max_tokens, size_t *n_tokens,
+                             uint32_t flags);
+
+#define EMBER_DETOKENIZE_SPECIAL (1u << 0)     /* render control tokens     */
+#define EMBER_DETOKENIZE_STRIP_SPACE (1u << 1) /* drop the leading space the
+                                                  tokenizer's prefix added */
+
+/* The text of one token's piece (byte tokens give their byte, "▁" becomes
+ * a space). Same buffer protocol as ember_model_meta_string but without a
+ * terminating NUL: *n_bytes gets the length. */
+EMBER_API int ember_token_to_piece(const ember_model *model, int32_t token, char *buf,
+                                   size_t buf_size, size_t *n_bytes, uint32_t flags);
+
+/* Token ids -> text (the pieces concatenated), not NUL-terminated. */
+EMBER_API int ember_detokenize(const ember_model *model, const int32_t *tokens, size_t n_tokens,
+                               char *buf, size_t buf_size, size_t *n_bytes, uint32_t flags);
+
+EMBER_API int32_t ember_token_bos(const ember_model *model); /* -1 if none */
+EMBER_API int32_t ember_token_eos(const ember_model *model); /* -1 if none */
+/* Nonzero for end-of-generation tokens (EOS, EOT). */
+EMBER_API int ember_token_is_eog(const ember_model *model, int32_t token);
+
+/* ------------------------------------------------------------------ */
+/* Sampling                                                           */
+/* ------------------------------------------------------------------ */
+
+typedef struct ember_sampler ember_sampler;
+
+typedef struct ember_sampler_params {
+    size_t struct_size;     /* sizeof(ember_sampler_params)                 */
+    float temperature;      /* 0.8; <= 0 means greedy (argmax)             */
+    int32_t top_k;          /* 40; <= 0 disables                           */
+    float top_p;            /* 0.95; >= 1 disables                         */
+    float min_p;            /* 0.05; <= 0 disables                         */
+    float repeat_penalty;   /* 1.0 (off); >1 penalises recent tokens       */
+    int32_t repeat_last_n;  /* 64: how many accepted tokens it looks at    */
+    uint64_t seed;          /* 0x5eed; same seed + inputs = same tokens    */
+    ember_allocator allocator;
+    uint8_t reserved[64];
+} ember_sampler_params;
+
+EMBER_API void ember_sampler_default_params(ember_sampler_params *params);
+
+/* A sampler for logits of n_vocab entries. Order of the chain: repetition
+ * penalty, top-k, temperature, softmax, top-p, min-p, draw. */
+EMBER_API int ember_sampler_create(const ember_sampler_params *params, int32_t n_vocab,
+                                   ember_sampler **out);
+EMBER_API void ember_sampler_free(ember_sampler **sampler);
+
+/* Picks a token from n_vocab logits (not modified) into *token and records
+ * it in the repetition history. One thread at a time per sampler. */
+EMBER_API int ember_sampler_sample(ember_sampler *sampler, const float *logits, int32_t *token);
+/* Records a token (e.g. the prompt's) in the repetition history. */
+EMBER_API int ember_sampler_accept(ember_sampler *sampler, int32_t token);
+/* Clears the history and reseeds the generator. */
+EMBER_API int ember_sampler_reset(ember_sampler *sampler, uint64_t seed);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* EMBER_H */

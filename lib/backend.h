@@ -1,0 +1,68 @@
+/* The backend interface. A backend fills an em_backend_fns table; the core
+ * calls it only through the em_backend_* wrappers below, which check their
+ * arguments first. A backend compiled out keeps its create function, which
+ * returns EMBER_ERR_NOT_AVAILABLE. See docs/architecture.md. */
+#ifndef EMBER_BACKEND_H
+#define EMBER_BACKEND_H
+
+#include "graph.h"
+
+typedef struct em_backend em_backend;
+
+typedef struct em_buffer {
+    void *base;   /* host-visible address for host backends, else NULL */
+    size_t size;
+    void *impl;   /* the backend's own handle */
+} em_buffer;
+
+typedef struct em_backend_fns {
+    const char *name;
+    /* Can this backend run node t (op and operand types)? */
+    bool (*supports_op)(const em_backend *b, const em_tensor *t);
+    /* Device memory for activations and the KV cache. */
+    int (*buffer_alloc)(em_backend *b, size_t size, em_buffer *out);
+    void (*buffer_free)(em_backend *b, em_buffer *buf);
+    /* Host <-> buffer copies (offsets into the buffer). */
+    int (*buffer_write)(em_backend *b, em_buffer *buf, size_t off, const void *src, size_t n);
+    int (*buffer_read)(em_backend *b, const em_buffer *buf, size_t off, void *dst, size_t n);
+    /* Called once per context with the largest graph it will run: take
+     * whatever per-graph resources compute needs (scratch, pipelines). */
+    int (*graph_reserve)(em_backend *b, const em_graph *g);
+    /* Runs every non-leaf node of g in order. Must not allocate. */
+    int (*graph_compute)(em_backend *b, em_graph *g);
+    void (*destroy)(em_backend *b);
+} em_backend_fns;
+
+struct em_backend {
+    const em_backend_fns *fns;
+    em_alloc alloc;
+    char *err;    /* the owning context's error slot */
+    void *impl;
+};
+
+typedef struct em_backend_config {
+    int kind;         /* ember_backend_kind */
+    int device;
+    int n_threads;
+    uint32_t cpu_mask;
+} em_backend_config;
+
+int em_backend_create(const em_backend_config *cfg, const em_alloc *a, char *err,
+                      em_backend **out);
+void em_backend_destroy(em_backend **b);
+
+int em_backend_buffer_alloc(em_backend *b, size_t size, em_buffer *out);
+void em_backend_buffer_free(em_backend *b, em_buffer *buf);
+int em_backend_graph_reserve(em_backend *b, const em_graph *g);
+int em_backend_graph_compute(em_backend *b, em_graph *g);
+
+/* Each backend's constructor (backends/<name>/). */
+int em_cpu_backend_create(const em_backend_config *cfg, const em_alloc *a, char *err,
+                          em_backend **out);
+int em_vulkan_backend_create(const em_backend_config *cfg, const em_alloc *a, char *err,
+                             em_backend **out);
+int em_vulkan_available(char *err);
+/* The CPU levels allowed (ember_cpu_set_mask / EMBER_CPU_MASK). */
+uint32_t em_cpu_mask(void);
+
+#endif

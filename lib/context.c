@@ -1,0 +1,282 @@
+/* Contexts: the per-user state (KV cache, activations arena, backend) and
+ * evaluation of a batch. Everything is allocated at creation; ember_eval
+ * validates the whole batch before it changes anything. */
+#include <string.h>
+
+#if defined(__unix__) || defined(__APPLE__)
+#include <unistd.h>
+#endif
+
+#include "backend.h"
+#include "build.h"
+#include "kv.h"
+#include "model.h"
+
+struct ember_context {
+    em_alloc alloc;
+    const ember_model *model;
+    char err[EM_ERRMSG_SIZE];
+    uint32_t n_ctx, n_batch, n_threads, n_seq, kv_type;
+    em_backend *backend;
+    em_kv kv;
+    em_graph graph;
+    em_plan plan;
+    em_buffer arena;
+    int32_t *inputs; /* tokens, pos, seq, slots, out_rows: n_batch each */
+    int32_t *row_out; /* batch entry -> logits row, or -1 */
+    int32_t *seq_first, *seq_next; /* per sequence, during validation */
+    em_tensor *logits;
+    size_t n_last;
+};
+
+em_tensor *em_weight(em_graph *g, const em_gguf_tensor *w) {
+    return em_leaf(g, w->type, (int)w->n_dims, w->ne, w->data);
+}
+
+EMBER_API void ember_context_default_params(ember_context_params *p) {
+    if (!p) return;
+    memset(p, 0, sizeof *p);
+    p->struct_size = sizeof *p;
+    p->n_batch = 512;
+    p->n_seq_max = 1;
+    p->backend = EMBER_BACKEND_CPU;
+}
+
+static int read_params(const ember_context_params *in, ember_context_params *p) {
+    ember_context_default_params(p);
+    if (!in) return EMBER_OK;
+    if (in->struct_size < offsetof(ember_context_params, reserved) || in->struct_size > 4096)
+        return em_error(NULL, EMBER_ERR_INVALID_ARGUMENT, "context params: struct_size %zu is "
+                        "not a size this library knows", in->struct_size);
+    memcpy(p, in, in->struct_size < sizeof *p ? in->struct_size : sizeof *p);
+    return EMBER_OK;
+}
+
+static int resolve_params(ember_context *c, const ember_context_params *p) {
+    const em_hparams *hp = &c->model->hp;
+    c->n_ctx = p->n_ctx ? p->n_ctx : (uint32_t)hp->n_ctx_train;
+    c->n_batch = p->n_batch;
+    c->n_seq = p->n_seq_max;
+    c->n_threads = p->n_threads;
+    if (!c->n_threads) {
+#if defined(_SC_NPROCESSORS_ONLN)
+        long n = sysconf(_SC_NPROCESSORS_ONLN);
+        c->n_threads = n > 0 ? (uint32_t)n : 1;
+#else
+        c->n_threads = 1;
+#endif
+    }
+    c->kv_type = (uint32_t)p->kv_type;
+    if (c->kv_type != EMBER_TYPE_F32 && c->kv_type != EMBER_TYPE_F16)
+        return em_error(NULL, EMBER_ERR_INVALID_ARGUMENT, "context: kv_type %d is not "
+                        "EMBER_TYPE_F32 or EMBER_TYPE_F16", p->kv_type);
+    if (c->n_ctx > (1u << 24) || c->n_batch < 1 || c->n_batch > 65536 || c->n_seq < 1 ||
+        c->n_seq > 4096 || c->n_threads > 512)
+        return em_error(NULL, EMBER_ERR_INVALID_ARGUMENT, "context: n_ctx %u (<= 16M), n_batch %u "
+                        "(1..65536), n_seq_max %u (1..4096) or n_threads %u (<= 512) out of "
+                        "range", c->n_ctx, c->n_batch, c->n_seq, c->n_threads);
+    return EMBER_OK;
+}
+
+static int32_t *input(const ember_context *c, int i) { return c->inputs + (size_t)i * c->n_batch; }
+
+/* Builds the forward graph for a batch of n tokens with n_out outputs. */
+static int build_graph(ember_context *c, int64_t n, int64_t n_out) {
+    em_graph *g = &c->graph;
+    em_graph_reset(g);
+    g->kv = &c->kv;
+    em_build_inputs in = { .n_tokens = n, .n_outputs = n_out };
+    in.tokens = em_leaf(g, EM_TYPE_I32, 1, &n, input(c, 0));
+    in.pos = em_leaf(g, EM_TYPE_I32, 1, &n, input(c, 1));
+    in.seq = em_leaf(g, EM_TYPE_I32, 1, &n, input(c, 2));
+    in.slots = em_leaf(g, EM_TYPE_I32, 1, &n, input(c, 3));
+    in.out_rows = em_leaf(g, EM_TYPE_I32, 1, &n_out, input(c, 4));
+    c->logits = c->model->arch->build(c->model, g, &in);
+    return em_graph_check(g, c->err);
+}
+
+static void context_destroy(ember_context *c) {
+    em_alloc a = c->alloc;
+    if (c->backend) {
+        em_backend_buffer_free(c->backend, &c->arena);
+        em_backend_destroy(&c->backend);
+    }
+    em_plan_free(&c->plan, &a);
+    em_graph_free(&c->graph, &a);
+    em_kv_free(&c->kv, &a);
+    em_free(&a, c->inputs);
+    em_free(&a, c);
+}
+
+/* Plans memory once, for the largest batch: every later graph has the
+ * same nodes with sizes no larger. */
+static int plan_memory(ember_context *c) {
+    int rc = build_graph(c, c->n_batch, c->n_batch);
+    if (rc) return rc;
+    if (em_plan_make(&c->plan, &c->graph, &c->alloc))
+        return em_error(c->err, EMBER_ERR_NO_MEMORY, "context: no memory for the plan");
+    if ((rc = em_backend_buffer_alloc(c->backend, c->plan.arena_size, &c->arena))) return rc;
+    if ((rc = em_plan_apply(&c->plan, &c->graph, c->arena.base, c->err))) return rc;
+    return em_backend_graph_reserve(c->backend, &c->graph);
+}
+
+static int context_init(ember_context *c, const ember_context_params *p) {
+    const em_hparams *hp = &c->model->hp;
+    int rc;
+    em_backend_config cfg = { p->backend, p->device, (int)c->n_threads, em_cpu_mask() };
+    if ((rc = em_backend_create(&cfg, &c->alloc, c->err, &c->backend))) return rc;
+    if (em_kv_init(&c->kv, &c->alloc, hp->n_layer, (int64_t)hp->n_head_kv * hp->head_dim,
+                   (int64_t)hp->n_head_kv * hp->head_dim_v, (int32_t)c->n_ctx, (int32_t)c->n_seq,
+                   c->kv_type))
+        return em_error(c->err, EMBER_ERR_NO_MEMORY, "context: no memory for a KV cache of %u "
+                        "positions x %u sequences", c->n_ctx, c->n_seq);
+    c->inputs = em_calloc(&c->alloc, (size_t)c->n_batch * 6 + 2 * c->n_seq, sizeof(int32_t));
+    if (!c->inputs) return em_error(c->err, EMBER_ERR_NO_MEMORY, "context: no memory for inputs");
+    c->row_out = input(c, 5);
+    c->seq_first = c->inputs + (size_t)c->n_batch * 6;
+    c->seq_next = c->seq_first + c->n_seq;
+    if (em_graph_init(&c->graph, &c->alloc, 48 * hp->n_layer + 64))
+        return em_error(c->err, EMBER_ERR_NO_MEMORY, "context: no memory for the graph");
+    return plan_memory(c);
+}
+
+EMBER_API int ember_context_create(const ember_model *model, const ember_context_params *params,
+                                   ember_context **out) {
+    if (!out) return em_error(NULL, EMBER_ERR_INVALID_ARGUMENT, "context: out is NULL");
+    *out = NULL;
+    if (!model) return em_error(NULL, EMBER_ERR_INVALID_ARGUMENT, "context: model is NULL");
+    ember_context_params p;
+    int rc = read_params(params, &p);
+    if (rc) return rc;
+    em_alloc a;
+    em_alloc_init(&a, p.allocator.malloc_fn ? &p.allocator : &model->alloc.hooks);
+    ember_context *c = em_calloc(&a, 1, sizeof *c);
+    if (!c) return em_error(NULL, EMBER_ERR_NO_MEMORY, "context: no memory");
+    c->alloc = a;
+    c->model = model;
+    if ((rc = resolve_params(c, &p)) || (rc = context_init(c, &p))) {
+        context_destroy(c);
+        return rc;
+    }
+    *out = c;
+    return EMBER_OK;
+}
+
+EMBER_API void ember_context_free(ember_context **ctx) {
+    if (!ctx || !*ctx) return;
+    context_destroy(*ctx);
+    *ctx = NULL;
+}
+
+EMBER_API const char *ember_context_last_error(const ember_context *c) {
+    return c ? c->err : "context is NULL";
+}
+
+/* ---- evaluation ---- */
+
+static int check_entry(ember_context *c, const ember_batch_entry *e, size_t i) {
+    if (e->token < 0 || e->token >= c->model->hp.n_vocab)
+        return em_error(c->err, EMBER_ERR_BAD_TOKEN, "eval: entry %zu: token %d is outside the "
+                        "vocabulary (%d)", i, e->token, c->model->hp.n_vocab);
+    if (e->seq_id < 0 || (uint32_t)e->seq_id >= c->n_seq)
+        return em_error(c->err, EMBER_ERR_INVALID_ARGUMENT, "eval: entry %zu: seq_id %d is not "
+                        "in 0..%u", i, e->seq_id, c->n_seq - 1);
+    if (e->pos < 0)
+        return em_error(c->err, EMBER_ERR_INVALID_ARGUMENT, "eval: entry %zu: pos %d is "
+                        "negative", i, e->pos);
+    if ((uint32_t)e->pos >= c->n_ctx)
+        return em_error(c->err, EMBER_ERR_CONTEXT_FULL, "eval: entry %zu: pos %d is beyond the "
+                        "context size %u", i, e->pos, c->n_ctx);
+    int32_t s = e->seq_id;
+    if (c->seq_first[s] < 0) {
+        if (e->pos > c->kv.len[s])
+            return em_error(c->err, EMBER_ERR_INVALID_ARGUMENT, "eval: entry %zu: pos %d skips "
+                            "ahead of sequence %d, which holds %d positions", i, e->pos, s,
+                            c->kv.len[s]);
+        c->seq_first[s] = e->pos;
+    } else if (e->pos != c->seq_next[s]) {
+        return em_error(c->err, EMBER_ERR_INVALID_ARGUMENT, "eval: entry %zu: pos %d, expected "
+                        "%d (positions of a sequence must be consecutive)", i, e->pos,
+                        c->seq_next[s]);
+    }
+    c->seq_next[s] = e->pos + 1;
+    return EMBER_OK;
+}
+
+static int validate_batch(ember_context *c, const ember_batch_entry *e, size_t n) {
+    for (uint32_t s = 0; s < c->n_seq; s++) c->seq_first[s] = -1;
+    for (size_t i = 0; i < n; i++) {
+        int rc = check_entry(c, &e[i], i);
+        if (rc) return rc;
+    }
+    int64_t need = 0;
+    for (uint32_t s = 0; s < c->n_seq; s++)
+        if (c->seq_first[s] >= 0) need += em_kv_blocks_needed(&c->kv, (int32_t)s, c->seq_next[s]);
+    if (need > c->kv.n_free)
+        return em_error(c->err, EMBER_ERR_KV_FULL, "eval: the batch needs %lld KV blocks, %d "
+                        "are free", (long long)need, c->kv.n_free);
+    return EMBER_OK;
+}
+
+static int64_t fill_inputs(ember_context *c, const ember_batch_entry *e, size_t n) {
+    int32_t *tok = input(c, 0), *pos = input(c, 1), *seq = input(c, 2), *slot = input(c, 3);
+    int32_t *out_rows = input(c, 4);
+    int64_t n_out = 0;
+    for (size_t i = 0; i < n; i++) {
+        tok[i] = e[i].token;
+        pos[i] = e[i].pos;
+        seq[i] = e[i].seq_id;
+        slot[i] = (int32_t)em_kv_slot(&c->kv, e[i].seq_id, e[i].pos);
+        c->row_out[i] = e[i].want_logits ? (int32_t)n_out : -1;
+        if (e[i].want_logits) out_rows[n_out++] = (int32_t)i;
+    }
+    return n_out;
+}
+
+EMBER_API int ember_eval(ember_context *c, const ember_batch_entry *entries, size_t n) {
+    if (!c) return em_error(NULL, EMBER_ERR_INVALID_ARGUMENT, "eval: context is NULL");
+    em_clear_error(c->err);
+    if (!entries || n == 0 || n > c->n_batch)
+        return em_error(c->err, EMBER_ERR_INVALID_ARGUMENT, "eval: %zu entries; need 1..%u and "
+                        "a non-NULL array", n, c->n_batch);
+    int rc = validate_batch(c, entries, n);
+    if (rc) return rc;
+    c->n_last = 0;
+    for (uint32_t s = 0; s < c->n_seq; s++)
+        if (c->seq_first[s] >= 0) em_kv_reserve(&c->kv, (int32_t)s, c->seq_first[s], c->seq_next[s]);
+    int64_t n_out = fill_inputs(c, entries, n);
+    if ((rc = build_graph(c, (int64_t)n, n_out)) ||
+        (rc = em_plan_apply(&c->plan, &c->graph, c->arena.base, c->err)) ||
+        (rc = em_backend_graph_compute(c->backend, &c->graph)))
+        return rc;
+    c->n_last = n;
+    return EMBER_OK;
+}
+
+EMBER_API const float *ember_get_logits(ember_context *c, size_t i) {
+    if (!c) return NULL;
+    if (i >= c->n_last || c->row_out[i] < 0) {
+        em_error(c->err, EMBER_ERR_INVALID_ARGUMENT, "logits: entry %zu of the last batch (%zu "
+                 "entries) did not ask for logits", i, c->n_last);
+        return NULL;
+    }
+    return (const float *)c->logits->data + (size_t)c->row_out[i] * (size_t)c->logits->ne[0];
+}
+
+EMBER_API int32_t ember_seq_length(ember_context *c, int32_t seq_id) {
+    if (!c) return em_error(NULL, EMBER_ERR_INVALID_ARGUMENT, "seq: context is NULL");
+    if (seq_id < 0 || (uint32_t)seq_id >= c->n_seq)
+        return em_error(c->err, EMBER_ERR_INVALID_ARGUMENT, "seq: id %d is not in 0..%u", seq_id,
+                        c->n_seq - 1);
+    return c->kv.len[seq_id];
+}
+
+EMBER_API int ember_seq_clear(ember_context *c, int32_t seq_id) {
+    if (!c) return em_error(NULL, EMBER_ERR_INVALID_ARGUMENT, "seq: context is NULL");
+    if (seq_id < -1 || seq_id >= (int32_t)c->n_seq)
+        return em_error(c->err, EMBER_ERR_INVALID_ARGUMENT, "seq: id %d is not -1 or in 0..%u",
+                        seq_id, c->n_seq - 1);
+    em_kv_clear(&c->kv, seq_id);
+    c->n_last = 0;
+    return EMBER_OK;
+}

@@ -1,0 +1,71 @@
+/* A loaded model: the parsed GGUF, hyperparameters, the weights bound by
+ * name, and the vocabulary. Immutable after loading. */
+#ifndef EMBER_MODEL_H
+#define EMBER_MODEL_H
+
+#include "gguf.h"
+#include "tokenizer/vocab.h"
+
+typedef struct em_hparams {
+    int32_t n_vocab;
+    int32_t n_ctx_train;
+    int32_t n_embd;
+    int32_t n_layer;
+    int32_t n_head;
+    int32_t n_head_kv;
+    int32_t n_ff;
+    int32_t head_dim;   /* key/query width per head */
+    int32_t head_dim_v; /* value width per head */
+    int32_t n_rot;      /* rotated dimensions per head */
+    int32_t rope_mode;  /* 0 adjacent pairs, 2 halves (neox) */
+    float rms_eps;
+    float rope_base;
+    float rope_freq_scale;
+} em_hparams;
+
+typedef struct em_llama_layer {
+    const em_gguf_tensor *attn_norm, *wq, *wk, *wv, *wo;
+    const em_gguf_tensor *bq, *bk, *bv; /* optional biases */
+    const em_gguf_tensor *ffn_norm, *ffn_gate, *ffn_up, *ffn_down;
+} em_llama_layer;
+
+struct em_graph;
+struct em_tensor;
+struct em_build_inputs;
+
+typedef struct em_arch {
+    const char *name;
+    int (*load)(struct ember_model *m);
+    /* Adds the forward pass to g; returns the logits tensor. */
+    struct em_tensor *(*build)(const struct ember_model *m, struct em_graph *g,
+                               const struct em_build_inputs *in);
+} em_arch;
+
+struct ember_model {
+    em_alloc alloc;
+    void *map; /* mmap'd file, or NULL for caller memory */
+    size_t map_size;
+    em_gguf gguf;
+    char arch_name[64];
+    const em_arch *arch;
+    em_hparams hp;
+    em_vocab vocab;
+    const em_gguf_tensor *tok_embd, *output_norm, *output, *rope_freqs;
+    em_llama_layer *layers;
+    uint64_t n_params;
+    uint64_t type_bytes[EMBER_TYPE_COUNT];
+};
+
+/* Metadata helpers used by architectures: "%s" in key is the arch name. */
+int em_model_get_i32(const struct ember_model *m, const char *key_fmt, bool required,
+                     int32_t *out);
+int em_model_get_f32(const struct ember_model *m, const char *key_fmt, bool required,
+                     float *out);
+/* Binds a weight by name and checks its shape (trailing dims of ne that
+ * are 0 are not checked). Optional weights may be absent (*out = NULL). */
+int em_model_weight(const struct ember_model *m, const char *name, int n_dims,
+                    const int64_t *ne, bool required, const em_gguf_tensor **out);
+
+extern const em_arch em_arch_llama;
+
+#endif

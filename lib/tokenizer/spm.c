@@ -1,0 +1,126 @@
+/* SentencePiece-style BPE (the "llama" tokenizer model in GGUF).
+ *
+ * The text is split into UTF-8 characters; every adjacent pair whose
+ * concatenation is a vocabulary piece is a candidate merge, ranked by the
+ * piece's score (ties: leftmost first). The best candidate is merged and
+ * new candidates with its neighbours are added, until none is left. A
+ * final symbol that is not a piece (a character missing from the
+ * vocabulary) is emitted as its bytes' <0xNN> tokens. */
+#include "vocab.h"
+
+#include <string.h>
+
+typedef struct sym {
+    int32_t prev, next;
+    uint32_t start, n; /* span in the text; n == 0 once merged away */
+} sym;
+
+typedef struct cand {
+    float score;
+    int32_t left, right;
+    uint32_t size;
+} cand;
+
+/* max-heap: higher score first, then smaller left index */
+static bool cand_before(const cand *a, const cand *b) {
+    return a->score > b->score || (a->score == b->score && a->left < b->left);
+}
+
+typedef struct heap { cand *c; size_t n; } heap;
+
+static void heap_push(heap *h, cand x) {
+    size_t i = h->n++;
+    while (i > 0) {
+        size_t p = (i - 1) / 2;
+        if (!cand_before(&x, &h->c[p])) break;
+        h->c[i] = h->c[p];
+        i = p;
+    }
+    h->c[i] = x;
+}
+
+static cand heap_pop(heap *h) {
+    cand top = h->c[0], x = h->c[--h->n];
+    size_t i = 0;
+    for (;;) {
+        size_t l = 2 * i + 1, r = l + 1, best = i;
+        const cand *bx = &x;
+        if (l < h->n && cand_before(&h->c[l], bx)) { best = l; bx = &h->c[l]; }
+        if (r < h->n && cand_before(&h->c[r], bx)) best = r;
+        if (best == i) break;
+        h->c[i] = h->c[best];
+        i = best;
+    }
+    if (h->n) h->c[i] = x;
+    return top;
+}
+
+static void try_pair(const em_vocab *v, const char *text, const sym *s, heap *h, int32_t l,
+                     int32_t r) {
+    if (l < 0 || r < 0) return;
+    uint32_t size = s[l].n + s[r].n;
+    int32_t id = em_strmap_get(&v->map, text + s[l].start, size);
+    if (id < 0) return;
+    cand c = { v->scores[id], l, r, size };
+    heap_push(h, c);
+}
+
+static size_t utf8_len(unsigned char c) {
+    static const uint8_t lens[16] = { 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 3, 4 };
+    return lens[c >> 4];
+}
+
+static void emit_symbol(const em_vocab *v, const char *text, const sym *s, int32_t *out,
+                        size_t *n_out) {
+    int32_t id = em_strmap_get(&v->map, text + s->start, s->n);
+    if (id >= 0) {
+        out[(*n_out)++] = id;
+        return;
+    }
+    for (uint32_t i = 0; i < s->n; i++) {
+        int32_t b = v->byte_token[(unsigned char)text[s->start + i]];
+        if (b < 0) b = v->unk;
+        if (b >= 0) out[(*n_out)++] = b;
+    }
+}
+
+int em_spm_encode(const em_vocab *v, const char *text, size_t len, int32_t *out, size_t *n_out,
+                  const em_alloc *a) {
+    if (len == 0) return EMBER_OK;
+    if (len > INT32_MAX / 4)
+        return em_error(NULL, EMBER_ERR_INVALID_ARGUMENT, "tokenize: text of %zu bytes is too "
+                        "long", len);
+    sym *s = em_malloc(a, len * sizeof *s);
+    heap h = { em_malloc(a, 3 * len * sizeof *h.c), 0 };
+    if (!s || !h.c) {
+        em_free(a, s);
+        em_free(a, h.c);
+        return em_error(NULL, EMBER_ERR_NO_MEMORY, "tokenize: no memory for %zu bytes", len);
+    }
+    int32_t n = 0;
+    for (size_t off = 0; off < len; n++) {
+        size_t cl = utf8_len((unsigned char)text[off]);
+        if (cl > len - off) cl = len - off;
+        s[n].start = (uint32_t)off;
+        s[n].n = (uint32_t)cl;
+        s[n].prev = n - 1;
+        s[n].next = off + cl < len ? n + 1 : -1;
+        off += cl;
+    }
+    for (int32_t i = 1; i < n; i++) try_pair(v, text, s, &h, i - 1, i);
+    while (h.n) {
+        cand c = heap_pop(&h);
+        sym *l = &s[c.left], *r = &s[c.right];
+        if (l->n == 0 || r->n == 0 || l->n + r->n != c.size) continue; /* stale */
+        l->n += r->n;
+        r->n = 0;
+        l->next = r->next;
+        if (r->next >= 0) s[r->next].prev = c.left;
+        try_pair(v, text, s, &h, l->prev, c.left);
+        try_pair(v, text, s, &h, c.left, l->next);
+    }
+    for (int32_t i = 0; i >= 0; i = s[i].next) emit_symbol(v, text, &s[i], out, n_out);
+    em_free(a, s);
+    em_free(a, h.c);
+    return EMBER_OK;
+}

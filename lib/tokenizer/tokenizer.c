@@ -1,0 +1,204 @@
+/* Public tokenizer calls: special-token partitioning, then the model's
+ * tokenizer on each plain-text fragment; and detokenization. */
+#include <string.h>
+
+#include "../model.h"
+
+typedef struct frag { size_t start, len; int32_t id; /* -1: raw text */ } frag;
+
+static const char *find_bytes(const char *h, size_t hn, const char *n, size_t nn) {
+    if (nn == 0 || nn > hn) return NULL;
+    for (size_t i = 0; i + nn <= hn; i++)
+        if (h[i] == n[0] && memcmp(h + i, n, nn) == 0) return h + i;
+    return NULL;
+}
+
+/* Splits raw fragments at every occurrence of each special token, longest
+ * tokens first. Control tokens count only with PARSE_SPECIAL; user-defined
+ * ones always (they are part of the text's vocabulary). */
+static size_t partition(const em_vocab *v, const char *text, size_t len, bool parse_special,
+                        frag *a, frag *b) {
+    size_t n = 1;
+    a[0] = (frag){ 0, len, -1 };
+    for (int32_t s = 0; s < v->n_specials; s++) {
+        int32_t id = v->specials[s];
+        if (v->types[id] == EM_TOK_CONTROL && !parse_special) continue;
+        size_t m = 0;
+        for (size_t i = 0; i < n; i++) {
+            frag f = a[i];
+            if (f.id >= 0) { b[m++] = f; continue; }
+            const char *p;
+            while ((p = find_bytes(text + f.start, f.len, v->text[id], v->len[id]))) {
+                size_t pre = (size_t)(p - (text + f.start));
+                if (pre) b[m++] = (frag){ f.start, pre, -1 };
+                b[m++] = (frag){ f.start + pre, v->len[id], id };
+                f.start += pre + v->len[id];
+                f.len -= pre + v->len[id];
+            }
+            if (f.len) b[m++] = f;
+        }
+        memcpy(a, b, m * sizeof *a);
+        n = m;
+    }
+    return n;
+}
+
+/* ' ' -> U+2581, with the optional leading space. */
+static size_t escape_spaces(const char *s, size_t n, bool prefix, char *out) {
+    size_t o = 0;
+    if (prefix) { memcpy(out, "\xe2\x96\x81", 3); o = 3; }
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] == ' ') { memcpy(out + o, "\xe2\x96\x81", 3); o += 3; }
+        else out[o++] = s[i];
+    }
+    return o;
+}
+
+static int check_tokenizer(const ember_model *m) {
+    if (m->vocab.kind == EM_VOCAB_NONE)
+        return em_error(NULL, EMBER_ERR_UNSUPPORTED, "tokenize: the model has no tokenizer");
+    if (m->vocab.kind != EM_VOCAB_SPM)
+        return em_error(NULL, EMBER_ERR_UNSUPPORTED, "tokenize: tokenizer model '%s' is not "
+                        "implemented yet", m->vocab.model_name);
+    return EMBER_OK;
+}
+
+static int encode(const ember_model *m, const char *text, size_t len, uint32_t flags,
+                  int32_t *tmp, size_t *n, frag *fa, frag *fb, char *esc) {
+    const em_vocab *v = &m->vocab;
+    if ((flags & EMBER_TOKENIZE_ADD_BOS) && v->bos >= 0) tmp[(*n)++] = v->bos;
+    size_t nf = len ? partition(v, text, len, flags & EMBER_TOKENIZE_PARSE_SPECIAL, fa, fb) : 0;
+    bool prev_special = true;
+    for (size_t i = 0; i < nf; i++) {
+        if (fa[i].id >= 0) {
+            tmp[(*n)++] = fa[i].id;
+            prev_special = true;
+            continue;
+        }
+        size_t el = escape_spaces(text + fa[i].start, fa[i].len,
+                                  v->add_space_prefix && prev_special, esc);
+        int rc = em_spm_encode(v, esc, el, tmp, n, &m->alloc);
+        if (rc) return rc;
+        prev_special = false;
+    }
+    return EMBER_OK;
+}
+
+EMBER_API int ember_tokenize(const ember_model *m, const char *text, size_t len, int32_t *tokens,
+                             size_t max_tokens, size_t *n_tokens, uint32_t flags) {
+    if (!m || (!text && len) || !n_tokens || (!tokens && max_tokens))
+        return em_error(NULL, EMBER_ERR_INVALID_ARGUMENT, "tokenize: NULL model, text, output "
+                        "or count");
+    *n_tokens = 0;
+    int rc = check_tokenizer(m);
+    if (rc) return rc;
+    if (len > (size_t)INT32_MAX / 8)
+        return em_error(NULL, EMBER_ERR_INVALID_ARGUMENT, "tokenize: text of %zu bytes exceeds "
+                        "the limit of %d", len, INT32_MAX / 8);
+    const em_alloc *a = &m->alloc;
+    /* A raw fragment escapes to <= 3 bytes per byte plus a 3-byte prefix and
+     * yields at most one token per escaped byte; fragments and specials are
+     * at least one byte each. So tokens <= 3*len + 3*len + len + BOS. */
+    size_t cap = 3 * len + 8;
+    frag *fa = em_malloc(a, (2 * len + 2) * sizeof *fa);
+    frag *fb = em_malloc(a, (2 * len + 2) * sizeof *fb);
+    char *esc = em_malloc(a, cap);
+    int32_t *tmp = em_malloc(a, (7 * len + 8) * sizeof *tmp);
+    size_t n = 0;
+    if (!fa || !fb || !esc || !tmp)
+        rc = em_error(NULL, EMBER_ERR_NO_MEMORY, "tokenize: no memory for %zu bytes", len);
+    else
+        rc = encode(m, text, len, flags, tmp, &n, fa, fb, esc);
+    if (!rc) {
+        memcpy(tokens, tmp, (n < max_tokens ? n : max_tokens) * sizeof *tmp);
+        *n_tokens = n;
+        if (n > max_tokens)
+            rc = em_error(NULL, EMBER_ERR_BUFFER_TOO_SMALL, "tokenize: %zu tokens, room for %zu",
+                          n, max_tokens);
+    }
+    em_free(a, fa);
+    em_free(a, fb);
+    em_free(a, esc);
+    em_free(a, tmp);
+    return rc;
+}
+
+/* Writes piece bytes (unescaped) through a bounded cursor. */
+typedef struct out { char *p; size_t cap, len; } out;
+
+static void put(out *o, const char *s, size_t n) {
+    if (o->len < o->cap) memcpy(o->p + o->len, s, n < o->cap - o->len ? n : o->cap - o->len);
+    o->len += n;
+}
+
+static void put_piece(const em_vocab *v, int32_t id, uint32_t flags, bool first, out *o) {
+    const char *s = v->text[id];
+    size_t n = v->len[id];
+    switch (v->types[id]) {
+    case EM_TOK_BYTE: {
+        char c = 0;
+        for (int i = 3; i < 5; i++) {
+            char h = s[i];
+            c = (char)(c * 16 + (h <= '9' ? h - '0' : (h | 32) - 'a' + 10));
+        }
+        put(o, &c, 1);
+        return;
+    }
+    case EM_TOK_CONTROL:
+        if (flags & EMBER_DETOKENIZE_SPECIAL) put(o, s, n);
+        return;
+    case EM_TOK_UNUSED: return;
+    case EM_TOK_UNKNOWN: put(o, "\xe2\x96\x85", 3); return;
+    case EM_TOK_USER_DEFINED: put(o, s, n); return;
+    default: break;
+    }
+    size_t i = 0;
+    if (first && (flags & EMBER_DETOKENIZE_STRIP_SPACE) && n >= 3 &&
+        memcmp(s, "\xe2\x96\x81", 3) == 0)
+        i = 3;
+    for (; i < n; i++) {
+        if (i + 3 <= n && memcmp(s + i, "\xe2\x96\x81", 3) == 0) {
+            put(o, " ", 1);
+            i += 2;
+        } else {
+            put(o, s + i, 1);
+        }
+    }
+}
+
+static int check_ids(const ember_model *m, const int32_t *ids, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if (ids[i] < 0 || ids[i] >= m->vocab.n)
+            return em_error(NULL, EMBER_ERR_BAD_TOKEN, "detokenize: token %d at index %zu is "
+                            "outside the vocabulary (%d)", ids[i], i, m->vocab.n);
+    return EMBER_OK;
+}
+
+EMBER_API int ember_detokenize(const ember_model *m, const int32_t *tokens, size_t n_tokens,
+                               char *buf, size_t buf_size, size_t *n_bytes, uint32_t flags) {
+    if (!m || (!tokens && n_tokens) || (!buf && buf_size) || !n_bytes)
+        return em_error(NULL, EMBER_ERR_INVALID_ARGUMENT, "detokenize: NULL argument");
+    *n_bytes = 0;
+    int rc = check_tokenizer(m);
+    if (rc || (rc = check_ids(m, tokens, n_tokens))) return rc;
+    out o = { buf, buf_size, 0 };
+    for (size_t i = 0; i < n_tokens; i++) put_piece(&m->vocab, tokens[i], flags, i == 0, &o);
+    *n_bytes = o.len;
+    if (o.len > buf_size)
+        return em_error(NULL, EMBER_ERR_BUFFER_TOO_SMALL, "detokenize: needs %zu bytes, buffer "
+                        "has %zu", o.len, buf_size);
+    return EMBER_OK;
+}
+
+EMBER_API int ember_token_to_piece(const ember_model *m, int32_t token, char *buf,
+                                   size_t buf_size, size_t *n_bytes, uint32_t flags) {
+    return ember_detokenize(m, &token, 1, buf, buf_size, n_bytes,
+                            flags & ~(uint32_t)EMBER_DETOKENIZE_STRIP_SPACE);
+}
+
+EMBER_API int32_t ember_token_bos(const ember_model *m) { return m ? m->vocab.bos : -1; }
+EMBER_API int32_t ember_token_eos(const ember_model *m) { return m ? m->vocab.eos : -1; }
+
+EMBER_API int ember_token_is_eog(const ember_model *m, int32_t token) {
+    return m && token >= 0 && (token == m->vocab.eos || token == m->vocab.eot);
+}
