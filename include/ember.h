@@ -144,7 +144,10 @@ typedef struct ember_model_params {
     uint64_t max_string_length; /* default 16 MiB                        */
     uint64_t max_array_length;  /* default 1<<26 elements                */
     uint64_t max_tensor_count;  /* default 1<<16                         */
-    uint8_t reserved[64];
+    /* Nonzero: read metadata and the tokenizer only (no weights, any
+     * architecture); such a model tokenizes but cannot make contexts. */
+    int32_t vocab_only;
+    uint8_t reserved[60];
 } ember_model_params;
 
 /* Fills *params with the defaults. Thread-safe. */

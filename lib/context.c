@@ -145,6 +145,8 @@ EMBER_API int ember_context_create(const ember_model *model, const ember_context
     if (!out) return em_error(NULL, EMBER_ERR_INVALID_ARGUMENT, "context: out is NULL");
     *out = NULL;
     if (!model) return em_error(NULL, EMBER_ERR_INVALID_ARGUMENT, "context: model is NULL");
+    if (model->vocab_only)
+        return em_error(NULL, EMBER_ERR_BAD_STATE, "context: the model was loaded vocab_only");
     ember_context_params p;
     int rc = read_params(params, &p);
     if (rc) return rc;

@@ -85,6 +85,10 @@ int em_model_weight(const ember_model *m, const char *name, int n_dims, const in
         if (!required) return EMBER_OK;
         return em_error(NULL, EMBER_ERR_FORMAT, "model: tensor '%s' is missing", name);
     }
+    const em_type_info *ti = em_type_info_get(t->type);
+    if (!ti->supported)
+        return em_error(NULL, EMBER_ERR_UNSUPPORTED, "model: tensor '%s' has type %s, which "
+                        "this build cannot compute with", name, ti->name);
     for (int d = 0; d < EM_MAX_DIMS; d++) {
         int64_t want = d < n_dims ? ne[d] : 1;
         if (want && t->ne[d] != want)
@@ -92,10 +96,6 @@ int em_model_weight(const ember_model *m, const char *name, int n_dims, const in
                             "hyperparameters say %lld", name, d, (long long)t->ne[d],
                             (long long)want);
     }
-    const em_type_info *ti = em_type_info_get(t->type);
-    if (!ti->supported)
-        return em_error(NULL, EMBER_ERR_UNSUPPORTED, "model: tensor '%s' has type %s, which "
-                        "this build cannot compute with", name, ti->name);
     if (n_dims == 1 && t->type != EMBER_TYPE_F32)
         return em_error(NULL, EMBER_ERR_UNSUPPORTED, "model: vector '%s' has type %s; only f32 "
                         "is supported for norms and biases", name, ti->name);
@@ -134,9 +134,19 @@ static int bind_arch(ember_model *m) {
     m->arch_name[kv->n] = 0;
     for (size_t i = 0; i < sizeof arches / sizeof arches[0]; i++)
         if (strcmp(arches[i]->name, m->arch_name) == 0) m->arch = arches[i];
-    if (!m->arch)
+    if (!m->arch && !m->vocab_only)
         return em_error(NULL, EMBER_ERR_UNSUPPORTED, "model: architecture '%s' is not supported",
                         m->arch_name);
+    return EMBER_OK;
+}
+
+/* vocab_only: the vocabulary size is the tokens array's length. */
+static int vocab_size_from_tokens(ember_model *m) {
+    const em_gguf_kv *kv = em_gguf_find(&m->gguf, "tokenizer.ggml.tokens");
+    if (!kv || kv->type != GGUF_ARRAY || kv->arr_type != GGUF_STRING || kv->n > (1u << 24))
+        return em_error(NULL, EMBER_ERR_FORMAT, "model: vocab_only needs tokenizer.ggml.tokens, "
+                        "an array of at most 16M strings");
+    m->hp.n_vocab = (int32_t)kv->n;
     return EMBER_OK;
 }
 
@@ -161,8 +171,10 @@ static int load_common(const void *data, size_t size, const ember_model_params *
     m->map = map;
     m->map_size = size;
     em_gguf_limits lim = { p.max_string_length, p.max_array_length, p.max_tensor_count };
+    m->vocab_only = p.vocab_only != 0;
     if ((rc = em_gguf_parse(&m->gguf, data, size, &lim, &a)) || (rc = bind_arch(m)) ||
-        (rc = m->arch->load(m)) || (rc = em_vocab_load(&m->vocab, &m->gguf, m->hp.n_vocab, &a))) {
+        (rc = m->vocab_only ? vocab_size_from_tokens(m) : m->arch->load(m)) ||
+        (rc = em_vocab_load(&m->vocab, &m->gguf, m->hp.n_vocab, &a))) {
         m->map = NULL; /* the caller unmaps on failure */
         model_destroy(m);
         return rc;

@@ -47,7 +47,8 @@ struct ember_model {
     size_t map_size;
     em_gguf gguf;
     char arch_name[64];
-    const em_arch *arch;
+    const em_arch *arch; /* NULL for vocab-only models */
+    bool vocab_only;
     em_hparams hp;
     em_vocab vocab;
     const em_gguf_tensor *tok_embd, *output_norm, *output, *rope_freqs;

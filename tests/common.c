@@ -1,0 +1,156 @@
+#include "common.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#ifndef EMBER_TESTDATA_DEFAULT
+#define EMBER_TESTDATA_DEFAULT "../shared/testdata"
+#endif
+
+const char *testdata_dir(void) {
+    const char *e = getenv("EMBER_TESTDATA");
+    const char *d = e && *e ? e : EMBER_TESTDATA_DEFAULT;
+    struct stat st;
+    return stat(d, &st) == 0 && S_ISDIR(st.st_mode) ? d : NULL;
+}
+
+const char *testdata_path(const char *rel) {
+    static char buf[4096];
+    const char *d = testdata_dir();
+    if (!d) {
+        print_message("testdata not found (set EMBER_TESTDATA): skipping\n");
+        skip();
+    }
+    snprintf(buf, sizeof buf, "%s/%s", d, rel);
+    struct stat st;
+    if (stat(buf, &st) != 0) {
+        print_message("%s not found: skipping\n", buf);
+        skip();
+    }
+    return buf;
+}
+
+void *read_file(const char *path, size_t *size) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    void *p = NULL;
+    if (n < 0 || posix_memalign(&p, 64, (size_t)n + 1)) {
+        fclose(f);
+        return NULL;
+    }
+    if (fread(p, 1, (size_t)n, f) != (size_t)n) {
+        free(p);
+        fclose(f);
+        return NULL;
+    }
+    ((char *)p)[n] = 0;
+    fclose(f);
+    *size = (size_t)n;
+    return p;
+}
+
+static const char *find_key(const char *json, const char *key, int nth) {
+    char pat[128];
+    snprintf(pat, sizeof pat, "\"%s\"", key);
+    const char *p = json;
+    for (int i = 0; i <= nth; i++) {
+        p = strstr(p, pat);
+        if (!p) return NULL;
+        p += strlen(pat);
+    }
+    while (*p == ' ' || *p == ':' || *p == '\n' || *p == '\t' || *p == '\r') p++;
+    return p;
+}
+
+int json_ints(const char *json, const char *key, int nth, int32_t *out, int max) {
+    const char *p = find_key(json, key, nth);
+    if (!p || *p != '[') return -1;
+    p++;
+    int n = 0;
+    for (;;) {
+        while (*p == ' ' || *p == '\n' || *p == ',' || *p == '\r' || *p == '\t') p++;
+        if (*p == ']') return n;
+        char *end;
+        long v = strtol(p, &end, 10);
+        if (end == p || n >= max) return -1;
+        out[n++] = (int32_t)v;
+        p = end;
+    }
+}
+
+static size_t put_utf8(char *o, unsigned cp) {
+    if (cp < 0x80) { o[0] = (char)cp; return 1; }
+    if (cp < 0x800) { o[0] = (char)(0xc0 | cp >> 6); o[1] = (char)(0x80 | (cp & 63)); return 2; }
+    o[0] = (char)(0xe0 | cp >> 12);
+    o[1] = (char)(0x80 | ((cp >> 6) & 63));
+    o[2] = (char)(0x80 | (cp & 63));
+    return 3;
+}
+
+int json_string(const char *json, const char *key, int nth, char *out, size_t max) {
+    const char *p = find_key(json, key, nth);
+    if (!p || *p != '"') return -1;
+    p++;
+    size_t n = 0;
+    while (*p && *p != '"' && n + 4 < max) {
+        if (*p == '\\') {
+            p++;
+            if (*p == 'n') out[n++] = '\n';
+            else if (*p == 't') out[n++] = '\t';
+            else if (*p == 'u') {
+                unsigned cp = (unsigned)strtoul((char[]){ p[1], p[2], p[3], p[4], 0 }, NULL, 16);
+                n += put_utf8(out + n, cp);
+                p += 4;
+            } else out[n++] = *p;
+            p++;
+        } else {
+            out[n++] = *p++;
+        }
+    }
+    out[n] = 0;
+    return (int)n;
+}
+
+/* Each block carries its size in a header so frees can be counted. */
+static void *c_malloc(size_t size, void *user) {
+    counting_alloc *c = user;
+    c->n_allocs++;
+    if (c->fail_at && c->n_allocs == c->fail_at) return NULL;
+    if (size > c->largest) c->largest = size;
+    size_t *p = malloc(size + 16);
+    if (!p) return NULL;
+    p[0] = size;
+    c->live_blocks++;
+    c->live_bytes += (long long)size;
+    return (char *)p + 16;
+}
+
+static void c_free(void *ptr, void *user) {
+    if (!ptr) return;
+    counting_alloc *c = user;
+    size_t *p = (size_t *)((char *)ptr - 16);
+    c->live_blocks--;
+    c->live_bytes -= (long long)p[0];
+    free(p);
+}
+
+static void *c_realloc(void *ptr, size_t size, void *user) {
+    void *n = c_malloc(size, user);
+    if (!n) return NULL;
+    if (ptr) {
+        size_t old = ((size_t *)((char *)ptr - 16))[0];
+        memcpy(n, ptr, old < size ? old : size);
+        c_free(ptr, user);
+    }
+    return n;
+}
+
+ember_allocator counting_allocator(counting_alloc *c) {
+    ember_allocator a = { c_malloc, c_realloc, c_free, c };
+    return a;
+}

@@ -1,0 +1,38 @@
+/* Helpers shared by the tests. */
+#ifndef EMBER_TEST_COMMON_H
+#define EMBER_TEST_COMMON_H
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "ember.h"
+
+/* ../shared/testdata (or $EMBER_TESTDATA); NULL when absent. */
+const char *testdata_dir(void);
+/* testdata path joined with rel; skips the test (cmocka skip) if the data
+ * folder or the file is absent. Returns a static buffer. */
+const char *testdata_path(const char *rel);
+/* Whole file, 64-byte aligned, NUL-terminated past the end (free()). */
+void *read_file(const char *path, size_t *size);
+
+/* Integers of the nth (0-based) array named key in a JSON text; returns the
+ * count (or -1). Strings likewise, with \" \\ \n \uXXXX unescaped. */
+int json_ints(const char *json, const char *key, int nth, int32_t *out, int max);
+int json_string(const char *json, const char *key, int nth, char *out, size_t max);
+
+/* An allocator that counts live blocks and bytes and can fail the Nth
+ * allocation (fail_at = N, 1-based; 0 = never). */
+typedef struct counting_alloc {
+    long live_blocks;
+    long long live_bytes;
+    long n_allocs;
+    long fail_at;
+    size_t largest;
+} counting_alloc;
+
+ember_allocator counting_allocator(counting_alloc *c);
+
+#endif

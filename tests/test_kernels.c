@@ -1,0 +1,144 @@
+/* checkasm-style: every kernel variant the CPU can run, against the C
+ * reference, on random inputs of many lengths (tails included). */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common.h"
+#include "backends/cpu/dsp.h"
+#include "lib/util.h"
+
+static uint64_t rng = 0x12345;
+static float frand(void) {
+    rng ^= rng << 13; rng ^= rng >> 7; rng ^= rng << 17;
+    return (float)(rng >> 40) / 16777216.0f * 2 - 1;
+}
+
+/* weights of type ty for n elements */
+static void fill_weights(uint32_t ty, void *w, int n) {
+    uint8_t *b = w;
+    if (ty == EMBER_TYPE_F32) for (int i = 0; i < n; i++) ((float *)w)[i] = frand();
+    if (ty == EMBER_TYPE_F16) for (int i = 0; i < n; i++) ((uint16_t *)w)[i] = em_f32_to_f16(frand());
+    if (ty == EMBER_TYPE_BF16)
+        for (int i = 0; i < n; i++) {
+            float f = frand();
+            uint32_t u;
+            memcpy(&u, &f, 4);
+            ((uint16_t *)w)[i] = (uint16_t)(u >> 16);
+        }
+    if (ty == EMBER_TYPE_Q8_0)
+        for (int i = 0; i < n / 32; i++, b += 34) {
+            uint16_t h = em_f32_to_f16(0.01f + 0.02f * (frand() + 1));
+            memcpy(b, &h, 2);
+            for (int j = 0; j < 32; j++) b[2 + j] = (uint8_t)(rand() & 0xff);
+        }
+    if (ty == EMBER_TYPE_Q4_0)
+        for (int i = 0; i < n / 32; i++, b += 18) {
+            uint16_t h = em_f32_to_f16(0.01f + 0.02f * (frand() + 1));
+            memcpy(b, &h, 2);
+            for (int j = 0; j < 16; j++) b[2 + j] = (uint8_t)(rand() & 0xff);
+        }
+}
+
+static const uint32_t levels[] = { 0, EMBER_CPU_AVX2, EMBER_CPU_AVX2 | EMBER_CPU_AVX512 };
+
+static void test_dot_variants(void **state) {
+    (void)state;
+    em_cpu_dsp ref, simd;
+    em_cpu_dsp_init_ref(&ref);
+    uint32_t have = em_cpu_detect();
+    const uint32_t types[] = { EMBER_TYPE_F32, EMBER_TYPE_F16, EMBER_TYPE_BF16, EMBER_TYPE_Q8_0,
+                               EMBER_TYPE_Q4_0 };
+    float *x = malloc(4096 * 4), *w = malloc(4096 * 4), *a = malloc(4096 * 4), *b = malloc(4096 * 4);
+    int checked = 0;
+    for (size_t l = 0; l < sizeof levels / sizeof levels[0]; l++) {
+        if ((levels[l] & have) != levels[l]) {
+            print_message("level %u not on this CPU: skipped\n", levels[l]);
+            continue;
+        }
+        em_cpu_dsp_init(&simd, levels[l]);
+        for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++) {
+            uint32_t ty = types[ti];
+            int step = ty == EMBER_TYPE_Q8_0 || ty == EMBER_TYPE_Q4_0 ? 32 : 1;
+            for (int n = step; n <= 1100; n += step * (n < 70 ? 1 : 37)) {
+                fill_weights(ty, w, n);
+                for (int i = 0; i < n; i++) x[i] = frand();
+                float r = ref.dot[ty](n, w, x), s = simd.dot[ty](n, w, x);
+                /* summation order differs: bound relative to sum |w x| */
+                simd.to_f32[ty](n, w, a);
+                ref.to_f32[ty](n, w, b);
+                double mag = 0;
+                for (int i = 0; i < n; i++) mag += fabs((double)b[i] * x[i]);
+                if (fabs(r - s) > 1e-5 * mag + 1e-6)
+                    print_error("level %u type %u n %d: ref %g simd %g\n", levels[l], ty, n, r, s);
+                assert_true(fabs(r - s) <= 1e-5 * mag + 1e-6);
+                assert_memory_equal(a, b, (size_t)n * 4);
+                checked++;
+            }
+        }
+    }
+    assert_true(checked > 0);
+    free(x); free(w); free(a); free(b);
+}
+
+static void test_f16_variants(void **state) {
+    (void)state;
+    em_cpu_dsp ref, simd;
+    em_cpu_dsp_init_ref(&ref);
+    uint32_t have = em_cpu_detect();
+    float x[300], ya[300], yb[300];
+    uint16_t ha[300], hb[300];
+    for (size_t l = 0; l < sizeof levels / sizeof levels[0]; l++) {
+        if ((levels[l] & have) != levels[l]) continue;
+        em_cpu_dsp_init(&simd, levels[l]);
+        for (int n = 1; n < 300; n += 7) {
+            for (int i = 0; i < n; i++) x[i] = frand() * 1000;
+            x[0] = 65519.0f; /* rounds to the largest half */
+            ref.f32_to_f16(n, x, ha);
+            simd.f32_to_f16(n, x, hb);
+            assert_memory_equal(ha, hb, (size_t)n * 2);
+            for (int i = 0; i < n; i++) ya[i] = yb[i] = frand();
+            ref.axpy_f16(n, 0.37f, ha, ya);
+            simd.axpy_f16(n, 0.37f, ha, yb);
+            for (int i = 0; i < n; i++) assert_true(fabsf(ya[i] - yb[i]) <= 1e-3f * (1 + fabsf(ya[i])));
+            ref.axpy(n, -1.5f, x, ya);
+            simd.axpy(n, -1.5f, x, yb);
+            for (int i = 0; i < n; i++) assert_true(fabsf(ya[i] - yb[i]) <= 1e-3f * (1 + fabsf(ya[i])));
+        }
+    }
+}
+
+/* The software half conversion is exact both ways on every half value. */
+static void test_half_roundtrip(void **state) {
+    (void)state;
+    for (uint32_t h = 0; h < 65536; h++) {
+        float f = em_f16_to_f32((uint16_t)h);
+        if (isnan(f)) continue;
+        assert_int_equal(em_f32_to_f16(f), h);
+    }
+    assert_int_equal(em_f32_to_f16(1.0f + 1.0f / 4096), 0x3c00); /* tie to even */
+    assert_int_equal(em_f32_to_f16(1e6f), 0x7c00);
+}
+
+/* The mask restricts what the dispatcher picks. */
+static void test_mask(void **state) {
+    (void)state;
+    em_cpu_dsp a, b;
+    em_cpu_dsp_init(&a, 0);
+    em_cpu_dsp_init_ref(&b);
+    assert_ptr_equal(a.dot[EMBER_TYPE_F16], b.dot[EMBER_TYPE_F16]);
+    if (em_cpu_detect() & EMBER_CPU_AVX2) {
+        em_cpu_dsp_init(&a, EMBER_CPU_AVX2);
+        assert_ptr_not_equal(a.dot[EMBER_TYPE_F16], b.dot[EMBER_TYPE_F16]);
+    }
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_dot_variants),
+        cmocka_unit_test(test_f16_variants),
+        cmocka_unit_test(test_half_roundtrip),
+        cmocka_unit_test(test_mask),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

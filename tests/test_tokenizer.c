@@ -1,0 +1,126 @@
+/* llama.cpp's tokenizer test vectors for the SentencePiece vocabularies
+ * (llama-spm, phi-3): every case must give exactly the expected ids
+ * (encoded without BOS), and detokenizing gives the text back. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common.h"
+
+static ember_model *load_vocab(const char *name) {
+    char rel[256];
+    snprintf(rel, sizeof rel, "vocab/ggml-vocab-%s.gguf", name);
+    const char *path = testdata_path(rel);
+    ember_model_params p;
+    ember_model_default_params(&p);
+    p.vocab_only = 1;
+    ember_model *m = NULL;
+    int rc = ember_model_load_file(path, &p, &m);
+    if (rc) print_error("%s\n", ember_last_error());
+    assert_int_equal(rc, EMBER_OK);
+    return m;
+}
+
+static void run_vectors(const char *name) {
+    ember_model *m = load_vocab(name);
+    char rel[256];
+    size_t n_inp, n_out;
+    snprintf(rel, sizeof rel, "vocab/ggml-vocab-%s.gguf.inp", name);
+    char *inp = read_file(testdata_path(rel), &n_inp);
+    snprintf(rel, sizeof rel, "vocab/ggml-vocab-%s.gguf.out", name);
+    char *out = read_file(testdata_path(rel), &n_out);
+    assert_non_null(inp);
+    assert_non_null(out);
+    const char *sep = "\n__ggml_vocab_test__\n";
+    char *p = inp, *line = out;
+    int cases = 0, failed = 0;
+    while (p && *p) {
+        char *end = strstr(p, sep);
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+        char *eol = strchr(line, '\n');
+        if (!eol) break;
+        *eol = 0;
+        int32_t want[512], got[512];
+        int nw = 0;
+        for (char *q = line; *q;) {
+            char *e;
+            long v = strtol(q, &e, 10);
+            if (e == q) break;
+            want[nw++] = (int32_t)v;
+            q = e;
+        }
+        size_t ng = 0;
+        int rc = ember_tokenize(m, p, len, got, 512, &ng, 0);
+        assert_int_equal(rc, EMBER_OK);
+        if ((int)ng != nw || memcmp(got, want, ng * sizeof *got) != 0) {
+            failed++;
+            print_error("%s case %d '%.*s': got %zu tokens, want %d\n", name, cases, (int)len, p,
+                        ng, nw);
+        }
+        /* round trip, minus the prefix space the tokenizer added */
+        char text[2048];
+        size_t nb = 0;
+        assert_int_equal(ember_detokenize(m, got, ng, text, sizeof text, &nb,
+                                          EMBER_DETOKENIZE_STRIP_SPACE), EMBER_OK);
+        if (nb != len || memcmp(text, p, len) != 0) {
+            failed++;
+            print_error("%s case %d: detokenized '%.*s'\n", name, cases, (int)nb, text);
+        }
+        cases++;
+        line = eol + 1;
+        p = end ? end + strlen(sep) : NULL;
+    }
+    print_message("%s: %d cases\n", name, cases);
+    assert_true(cases >= 40);
+    assert_int_equal(failed, 0);
+    free(inp);
+    free(out);
+    ember_model_free(&m);
+}
+
+static void test_llama_spm(void **state) { (void)state; run_vectors("llama-spm"); }
+static void test_phi3(void **state) { (void)state; run_vectors("phi-3"); }
+
+static void test_bos_and_pieces(void **state) {
+    (void)state;
+    ember_model *m = load_vocab("llama-spm");
+    int32_t ids[16];
+    size_t n;
+    assert_int_equal(ember_tokenize(m, "Hello", 5, ids, 16, &n, EMBER_TOKENIZE_ADD_BOS), EMBER_OK);
+    assert_int_equal(ids[0], ember_token_bos(m));
+    /* too small a buffer reports the size needed */
+    size_t need;
+    assert_int_equal(ember_tokenize(m, "Hello world", 11, ids, 1, &need, 0),
+                     EMBER_ERR_BUFFER_TOO_SMALL);
+    assert_true(need >= 2);
+    /* control tokens render only when asked; byte pieces give bytes */
+    char buf[16];
+    size_t nb;
+    assert_int_equal(ember_token_to_piece(m, ember_token_bos(m), buf, sizeof buf, &nb, 0), EMBER_OK);
+    assert_int_equal(nb, 0);
+    assert_int_equal(ember_token_to_piece(m, ember_token_bos(m), buf, sizeof buf, &nb,
+                                          EMBER_DETOKENIZE_SPECIAL), EMBER_OK);
+    assert_memory_equal(buf, "<s>", 3);
+    assert_int_equal(ember_token_to_piece(m, 3 + 0x41, buf, sizeof buf, &nb, 0), EMBER_OK);
+    assert_int_equal(nb, 1);
+    assert_int_equal(buf[0], 'A');
+    /* the special token's text is matched only with PARSE_SPECIAL */
+    assert_int_equal(ember_tokenize(m, "<s>", 3, ids, 16, &n, EMBER_TOKENIZE_PARSE_SPECIAL), EMBER_OK);
+    assert_int_equal(n, 1);
+    assert_int_equal(ids[0], ember_token_bos(m));
+    assert_int_equal(ember_tokenize(m, "<s>", 3, ids, 16, &n, 0), EMBER_OK);
+    assert_true(n > 1);
+    assert_int_equal(ember_token_to_piece(m, -1, buf, sizeof buf, &nb, 0), EMBER_ERR_BAD_TOKEN);
+    ember_context *c = NULL;
+    assert_int_equal(ember_context_create(m, NULL, &c), EMBER_ERR_BAD_STATE);
+    ember_model_free(&m);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_llama_spm),
+        cmocka_unit_test(test_phi3),
+        cmocka_unit_test(test_bos_and_pieces),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
