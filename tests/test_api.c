@@ -153,9 +153,10 @@ static void test_eval_misuse(void **state) {
     assert_null(ember_get_logits(c, 0)); /* not asked for */
     assert_null(ember_get_logits(c, 5));
     assert_int_equal(ember_seq_length(c, 0), 5);
-    /* rollback to 3 and redo position 3: same logits as before */
+    /* rollback to 3 and redo position 3: the same logits as before (up to
+     * summation order: a batch of 4 and a single token use other kernels) */
     assert_int_equal(ember_eval(c, &b[3], 1), EMBER_OK);
-    assert_memory_equal(ember_get_logits(c, 0), keep, sizeof keep);
+    for (int i = 0; i < 8; i++) assert_true(fabsf(ember_get_logits(c, 0)[i] - keep[i]) < 1e-4f);
     assert_int_equal(ember_seq_length(c, 0), 4);
     assert_int_equal(ember_seq_clear(c, 3), EMBER_ERR_INVALID_ARGUMENT);
     assert_int_equal(ember_seq_clear(c, -1), EMBER_OK);

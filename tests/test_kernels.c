@@ -108,6 +108,59 @@ static void test_f16_variants(void **state) {
     }
 }
 
+static void test_gemm_variants(void **state) {
+    (void)state;
+    em_cpu_dsp ref, simd;
+    em_cpu_dsp_init_ref(&ref);
+    uint32_t have = em_cpu_detect();
+    enum { MAXK = 300, MAXR = 17, MAXT = 11 };
+    float *w = malloc(MAXK * MAXR * 4), *x = malloc(MAXK * MAXT * 4);
+    float ya[MAXT * MAXR], yb[MAXT * MAXR];
+    for (size_t l = 0; l < sizeof levels / sizeof levels[0]; l++) {
+        if ((levels[l] & have) != levels[l]) continue;
+        em_cpu_dsp_init(&simd, levels[l]);
+        for (int K = 1; K <= MAXK; K += 37)
+            for (int nr = 1; nr <= MAXR; nr += 3)
+                for (int nt = 1; nt <= MAXT; nt += 2) {
+                    for (int i = 0; i < K * nr; i++) w[i] = frand();
+                    for (int i = 0; i < K * nt; i++) x[i] = frand();
+                    ref.gemm_f32(K, nr, nt, w, x, ya, MAXR);
+                    simd.gemm_f32(K, nr, nt, w, x, yb, MAXR);
+                    for (int t = 0; t < nt; t++)
+                        for (int r = 0; r < nr; r++)
+                            assert_true(fabsf(ya[t * MAXR + r] - yb[t * MAXR + r]) <= 1e-4f * K);
+                }
+    }
+    free(w);
+    free(x);
+}
+
+/* Block layouts as llama.cpp defines them: Q8_0 = fp16 scale + 32 int8;
+ * Q4_0 = fp16 scale + 16 bytes, element j in the low nibble of byte j and
+ * element j+16 in its high nibble, value (nibble - 8) * scale. */
+static void test_quant_layouts(void **state) {
+    (void)state;
+    em_cpu_dsp ref;
+    em_cpu_dsp_init_ref(&ref);
+    uint8_t q4[18], q8[34];
+    uint16_t half = 0x3800; /* 0.5 */
+    memcpy(q4, &half, 2);
+    memcpy(q8, &half, 2);
+    for (int j = 0; j < 16; j++) q4[2 + j] = (uint8_t)((j & 15) | ((15 - j) << 4));
+    for (int j = 0; j < 32; j++) q8[2 + j] = (uint8_t)(int8_t)(j - 16);
+    float out[32], ones[32];
+    ref.to_f32[EMBER_TYPE_Q4_0](32, q4, out);
+    for (int j = 0; j < 16; j++) {
+        assert_true(out[j] == 0.5f * (float)(j - 8));
+        assert_true(out[j + 16] == 0.5f * (float)(15 - j - 8));
+    }
+    ref.to_f32[EMBER_TYPE_Q8_0](32, q8, out);
+    for (int j = 0; j < 32; j++) assert_true(out[j] == 0.5f * (float)(j - 16));
+    for (int j = 0; j < 32; j++) ones[j] = 1.0f;
+    assert_true(ref.dot[EMBER_TYPE_Q8_0](32, q8, ones) == 0.5f * -16.0f);
+    assert_true(ref.dot[EMBER_TYPE_Q4_0](32, q4, ones) == 0.5f * (-8.0f - 8.0f));
+}
+
 /* The software half conversion is exact both ways on every half value. */
 static void test_half_roundtrip(void **state) {
     (void)state;
@@ -137,6 +190,8 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_dot_variants),
         cmocka_unit_test(test_f16_variants),
+        cmocka_unit_test(test_gemm_variants),
+        cmocka_unit_test(test_quant_layouts),
         cmocka_unit_test(test_half_roundtrip),
         cmocka_unit_test(test_mask),
     };

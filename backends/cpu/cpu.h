@@ -17,7 +17,7 @@ typedef struct em_cpu {
 
 /* Rows of a matmul tile converted to f32 at once when the batch has
  * several tokens, so each weight row is read once per batch. */
-#define EM_MATMUL_TILE 16
+#define EM_MATMUL_TILE 64
 
 /* Scratch floats per thread that node t needs. */
 size_t em_cpu_op_scratch(const em_tensor *t, const em_kv *kv);

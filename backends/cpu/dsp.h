@@ -16,6 +16,11 @@ typedef void (*em_to_f32_fn)(int64_t n, const void *src, float *dst);
 /* y[i] += a * x[i] */
 typedef void (*em_axpy_fn)(int64_t n, float a, const float *x, float *y);
 
+/* y[t * ldy + r] = sum_k w[r * K + k] * x[t * K + k] for r < nr, t < nt:
+ * nr F32 weight rows against nt activation rows (a matmul tile). */
+typedef void (*em_gemm_fn)(int64_t K, int64_t nr, int64_t nt, const float *w, const float *x,
+                           float *y, int64_t ldy);
+
 /* dst[i] = fp16(src[i]), round to nearest even */
 typedef void (*em_from_f32_fn)(int64_t n, const float *src, void *dst);
 
@@ -24,6 +29,7 @@ typedef struct em_cpu_dsp {
     em_to_f32_fn to_f32[EMBER_TYPE_COUNT];
     em_from_f32_fn f32_to_f16;
     em_axpy_fn axpy;
+    em_gemm_fn gemm_f32;
     /* y[i] += a * (float)x_f16[i] */
     void (*axpy_f16)(int64_t n, float a, const void *x, float *y);
 } em_cpu_dsp;

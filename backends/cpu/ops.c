@@ -71,7 +71,6 @@ static void op_matmul(em_cpu *c, em_tensor *t, int ith, int nth) {
         for (int64_t n = lo; n < hi; n++) y[n] = dot(K, wb + (size_t)n * w->nb[1], xf);
         return;
     }
-    em_dot_fn dotf = c->dsp.dot[EMBER_TYPE_F32];
     float *tile = c->scratch[ith];
     for (int64_t n0 = lo; n0 < hi; n0 += EM_MATMUL_TILE) {
         int64_t nr = hi - n0 < EM_MATMUL_TILE ? hi - n0 : EM_MATMUL_TILE;
@@ -82,11 +81,7 @@ static void op_matmul(em_cpu *c, em_tensor *t, int ith, int nth) {
             for (int64_t r = 0; r < nr; r++)
                 c->dsp.to_f32[w->type](K, wb + (size_t)(n0 + r) * w->nb[1], tile + r * K);
         }
-        for (int64_t tok = 0; tok < T; tok++) {
-            const float *xr = xf + tok * K;
-            float *yr = y + tok * N + n0;
-            for (int64_t r = 0; r < nr; r++) yr[r] = dotf(K, rows + r * K, xr);
-        }
+        c->dsp.gemm_f32(K, nr, T, rows, xf, y + n0, N);
     }
 }
 

@@ -108,7 +108,14 @@ static void axpy_f16(int64_t n, float a, const void *x, float *y) {
     for (int64_t i = 0; i < n; i++) y[i] += a * em_f16_to_f32(h[i]);
 }
 
+static void gemm_f32(int64_t K, int64_t nr, int64_t nt, const float *w, const float *x, float *y,
+                     int64_t ldy) {
+    for (int64_t t = 0; t < nt; t++)
+        for (int64_t r = 0; r < nr; r++) y[t * ldy + r] = dot_f32(K, w + r * K, x + t * K);
+}
+
 void em_cpu_dsp_init_ref(em_cpu_dsp *c) {
+    c->gemm_f32 = gemm_f32;
     c->f32_to_f16 = f32_to_f16;
     c->axpy_f16 = axpy_f16;
     c->dot[EMBER_TYPE_F32] = dot_f32;

@@ -10,9 +10,11 @@ void em_cpu_dsp_init_x86(em_cpu_dsp *c, uint32_t flags) {
     c->dot[EMBER_TYPE_BF16] = em_dot_bf16_avx2;
     c->to_f32[EMBER_TYPE_F16] = em_f16_to_f32_avx2;
     c->axpy = em_axpy_avx2;
+    c->gemm_f32 = em_gemm_f32_avx2;
     c->f32_to_f16 = em_f32_to_f16_avx2;
     c->axpy_f16 = em_axpy_f16_avx2;
     if (!(flags & EMBER_CPU_AVX512)) return;
     c->dot[EMBER_TYPE_F32] = em_dot_f32_avx512;
     c->dot[EMBER_TYPE_F16] = em_dot_f16_avx512;
+    c->gemm_f32 = em_gemm_f32_avx512;
 }

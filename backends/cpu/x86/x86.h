@@ -13,4 +13,9 @@ void em_axpy_f16_avx2(int64_t n, float a, const void *x, float *y);
 float em_dot_f32_avx512(int64_t n, const void *w, const float *x);
 float em_dot_f16_avx512(int64_t n, const void *w, const float *x);
 
+void em_gemm_f32_avx2(int64_t K, int64_t nr, int64_t nt, const float *w, const float *x,
+                      float *y, int64_t ldy);
+void em_gemm_f32_avx512(int64_t K, int64_t nr, int64_t nt, const float *w, const float *x,
+                        float *y, int64_t ldy);
+
 #endif
