@@ -1,5 +1,7 @@
 #include "dsp.h"
 
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -39,21 +41,24 @@ uint32_t em_cpu_detect(void) {
     return f;
 }
 
-static uint32_t cpu_mask = ~0u;
-static int mask_from_env_done;
+/* The mask starts from EMBER_CPU_MASK, read once; contexts may be created
+ * on many threads, so reads are atomic. */
+static _Atomic uint32_t cpu_mask = ~0u;
+static pthread_once_t mask_once = PTHREAD_ONCE_INIT;
+
+static void mask_from_env(void) {
+    const char *e = getenv("EMBER_CPU_MASK");
+    if (e && *e) atomic_store(&cpu_mask, (uint32_t)strtoul(e, NULL, 0));
+}
 
 uint32_t em_cpu_mask(void) {
-    if (!mask_from_env_done) {
-        const char *e = getenv("EMBER_CPU_MASK");
-        if (e && *e) cpu_mask = (uint32_t)strtoul(e, NULL, 0);
-        mask_from_env_done = 1;
-    }
-    return cpu_mask;
+    pthread_once(&mask_once, mask_from_env);
+    return atomic_load(&cpu_mask);
 }
 
 EMBER_API uint32_t ember_cpu_features(void) { return em_cpu_detect(); }
 
 EMBER_API void ember_cpu_set_mask(uint32_t mask) {
-    mask_from_env_done = 1;
-    cpu_mask = mask;
+    pthread_once(&mask_once, mask_from_env);
+    atomic_store(&cpu_mask, mask);
 }

@@ -161,7 +161,13 @@ static int generate(const opts *o, const ember_model *m, ember_context *ctx, siz
         print_piece(m, tok, text);
         if (*n_gen + 1 == o->n_predict) { (*n_gen)++; break; }
         ember_batch_entry e = { tok, pos++, 0, 1 };
-        if ((rc = ember_eval(ctx, &e, 1))) break;
+        if ((rc = ember_eval(ctx, &e, 1)) == EMBER_ERR_CONTEXT_FULL) {
+            fprintf(stderr, "\nember-cli: the context is full; stopping (raise -c)\n");
+            rc = EMBER_OK;
+            (*n_gen)++;
+            break;
+        }
+        if (rc) break;
         logits = ember_get_logits(ctx, 0);
     }
     if (o->print_ids) printf("\n");
