@@ -188,6 +188,16 @@ static void test_context_misuse(void **state) {
     assert_int_equal(ember_backend_available(42), EMBER_ERR_INVALID_ARGUMENT);
 }
 
+static ember_context_params small_params(counting_alloc *ca) {
+    ember_context_params p;
+    ember_context_default_params(&p);
+    p.n_ctx = 32;
+    p.n_batch = 8;
+    p.n_threads = 2;
+    p.allocator = counting_allocator(ca);
+    return p;
+}
+
 /* Every allocation of context creation failed in turn: an error, and no
  * block left behind. */
 static void test_context_alloc_failures(void **state) {
@@ -195,12 +205,7 @@ static void test_context_alloc_failures(void **state) {
     long total;
     {
         counting_alloc ca = { 0 };
-        ember_context_params p;
-        ember_context_default_params(&p);
-        p.n_ctx = 32;
-        p.n_batch = 8;
-        p.n_threads = 2;
-        p.allocator = counting_allocator(&ca);
+        ember_context_params p = small_params(&ca);
         ember_context *c;
         assert_int_equal(ember_context_create(model, &p, &c), EMBER_OK);
         ember_batch_entry e = { 3, 0, 0, 1 };
@@ -213,12 +218,7 @@ static void test_context_alloc_failures(void **state) {
     }
     for (long k = 1; k <= total; k++) {
         counting_alloc ca = { .fail_at = k };
-        ember_context_params p;
-        ember_context_default_params(&p);
-        p.n_ctx = 32;
-        p.n_batch = 8;
-        p.n_threads = 2;
-        p.allocator = counting_allocator(&ca);
+        ember_context_params p = small_params(&ca);
         ember_context *c;
         assert_int_equal(ember_context_create(model, &p, &c), EMBER_ERR_NO_MEMORY);
         assert_null(c);
