@@ -42,10 +42,15 @@ EMBER_API void ember_context_default_params(ember_context_params *p) {
     p->backend = EMBER_BACKEND_CPU;
 }
 
+/* The size of the first released version of ember_context_params (up to its last
+ * field, kv_type). Frozen: later fields come out of the reserved tail, and
+ * callers built against older headers must keep working. */
+#define PARAMS_V1_SIZE (offsetof(ember_context_params, kv_type) + sizeof(int32_t))
+
 static int read_params(const ember_context_params *in, ember_context_params *p) {
     ember_context_default_params(p);
     if (!in) return EMBER_OK;
-    if (in->struct_size < offsetof(ember_context_params, reserved) || in->struct_size > 4096)
+    if (in->struct_size < PARAMS_V1_SIZE || in->struct_size > 4096)
         return em_error(NULL, EMBER_ERR_INVALID_ARGUMENT, "context params: struct_size %zu is "
                         "not a size this library knows", in->struct_size);
     memcpy(p, in, in->struct_size < sizeof *p ? in->struct_size : sizeof *p);

@@ -24,10 +24,15 @@ EMBER_API void ember_model_default_params(ember_model_params *p) {
 }
 
 /* Reads only the fields the caller's (possibly older, smaller) struct has. */
+/* The size of the first released version of ember_model_params (up to its last
+ * field, vocab_only). Frozen: later fields come out of the reserved tail, and
+ * callers built against older headers must keep working. */
+#define PARAMS_V1_SIZE (offsetof(ember_model_params, vocab_only) + sizeof(int32_t))
+
 static int read_params(const ember_model_params *in, ember_model_params *p) {
     ember_model_default_params(p);
     if (!in) return EMBER_OK;
-    if (in->struct_size < offsetof(ember_model_params, reserved) || in->struct_size > 4096)
+    if (in->struct_size < PARAMS_V1_SIZE || in->struct_size > 4096)
         return em_error(NULL, EMBER_ERR_INVALID_ARGUMENT, "model params: struct_size %zu is not "
                         "a size this library knows; start from ember_model_default_params",
                         in->struct_size);

@@ -41,6 +41,11 @@ static uint64_t next_u64(uint64_t *s) {
 
 static double uniform(uint64_t *s) { return (double)(next_u64(s) >> 11) * 0x1.0p-53; }
 
+/* The size of the first released version of ember_sampler_params (up to its last
+ * field, allocator). Frozen: later fields come out of the reserved tail, and
+ * callers built against older headers must keep working. */
+#define PARAMS_V1_SIZE (offsetof(ember_sampler_params, allocator) + sizeof(ember_allocator))
+
 EMBER_API int ember_sampler_create(const ember_sampler_params *params, int32_t n_vocab,
                                    ember_sampler **out) {
     if (!out) return em_error(NULL, EMBER_ERR_INVALID_ARGUMENT, "sampler: out is NULL");
@@ -48,7 +53,7 @@ EMBER_API int ember_sampler_create(const ember_sampler_params *params, int32_t n
     ember_sampler_params p;
     ember_sampler_default_params(&p);
     if (params) {
-        if (params->struct_size < offsetof(ember_sampler_params, reserved) ||
+        if (params->struct_size < PARAMS_V1_SIZE ||
             params->struct_size > 4096)
             return em_error(NULL, EMBER_ERR_INVALID_ARGUMENT, "sampler: struct_size %zu is not a "
                             "size this library knows", params->struct_size);
