@@ -146,9 +146,8 @@ static int skip_value(cursor *c, uint32_t type, const em_gguf_limits *lim, em_gg
     return EMBER_OK;
 }
 
-/* Copies a name into the pool as a C string; rejects embedded NULs. */
+/* Copies a name into the pool as a C string. */
 static char *pool_put(char **pool, const uint8_t *s, uint64_t len) {
-    if (memchr(s, 0, len)) return NULL;
     char *out = *pool;
     memcpy(out, s, len);
     out[len] = 0;
@@ -156,17 +155,44 @@ static char *pool_put(char **pool, const uint8_t *s, uint64_t len) {
     return out;
 }
 
-static int parse_kv(em_gguf *g, cursor *c, const em_gguf_limits *lim, char **pool) {
+/* The header is read twice: PASS_WALK checks every bound, length and type
+ * and counts the bytes names need, allocating nothing; PASS_FILL then
+ * fills tables sized from what the walk proved is in the file. So no
+ * count or length taken from the file is trusted for an allocation before
+ * the bytes behind it have been seen. */
+typedef enum parse_pass { PASS_WALK, PASS_FILL } parse_pass;
+
+typedef struct names {
+    char *pool;         /* PASS_FILL: where names go */
+    uint64_t need;      /* PASS_WALK: bytes names will take */
+    char scratch[128];  /* PASS_WALK: a name, cut, for messages */
+} names;
+
+/* A key or name from the file as a C string: copied into the pool when
+ * filling, into a message buffer when walking. NUL bytes are rejected. */
+static const char *take_name(names *nm, parse_pass pass, const uint8_t *s, uint64_t len) {
+    if (memchr(s, 0, len)) return NULL;
+    if (pass == PASS_FILL) return pool_put(&nm->pool, s, len);
+    nm->need += len + 1;
+    size_t n = len < sizeof nm->scratch - 1 ? (size_t)len : sizeof nm->scratch - 1;
+    memcpy(nm->scratch, s, n);
+    nm->scratch[n] = 0;
+    return nm->scratch;
+}
+
+static int parse_kv(em_gguf *g, cursor *c, const em_gguf_limits *lim, parse_pass pass,
+                    names *nm) {
     for (uint64_t i = 0; i < g->n_kv; i++) {
-        em_gguf_kv *kv = &g->kv[i];
+        em_gguf_kv tmp, *kv = pass == PASS_FILL ? &g->kv[i] : &tmp;
+        memset(kv, 0, sizeof *kv);
         uint64_t at = c->pos, len;
         const uint8_t *s = NULL;
         int rc = rd_str(c, &s, &len, lim->max_string, "metadata key");
         if (rc) return rc;
-        if (!(kv->key = pool_put(pool, s, len)))
+        if (!(kv->key = take_name(nm, pass, s, len)))
             return FAIL("gguf: metadata key at byte %llu contains a NUL byte",
                         (unsigned long long)at);
-        if (!em_strmap_put(&g->kv_map, kv->key, len, (int32_t)i))
+        if (pass == PASS_FILL && !em_strmap_put(&g->kv_map, kv->key, len, (int32_t)i))
             return FAIL("gguf: duplicate metadata key '%s' at byte %llu", kv->key,
                         (unsigned long long)at);
         if ((rc = rd_u32(c, &kv->type, kv->key))) return rc;
@@ -201,17 +227,19 @@ static int tensor_size(em_gguf_tensor *t, uint64_t at) {
     return EMBER_OK;
 }
 
-static int parse_tensor_info(em_gguf *g, cursor *c, const em_gguf_limits *lim, char **pool) {
+static int parse_tensor_info(em_gguf *g, cursor *c, const em_gguf_limits *lim,
+                             parse_pass pass, names *nm) {
     for (uint64_t i = 0; i < g->n_tensors; i++) {
-        em_gguf_tensor *t = &g->tensors[i];
+        em_gguf_tensor tmp, *t = pass == PASS_FILL ? &g->tensors[i] : &tmp;
+        memset(t, 0, sizeof *t);
         uint64_t at = c->pos, len;
         const uint8_t *s = NULL;
         int rc = rd_str(c, &s, &len, lim->max_string, "tensor name");
         if (rc) return rc;
-        if (!(t->name = pool_put(pool, s, len)))
+        if (!(t->name = take_name(nm, pass, s, len)))
             return FAIL("gguf: tensor name at byte %llu contains a NUL byte",
                         (unsigned long long)at);
-        if (!em_strmap_put(&g->tensor_map, t->name, len, (int32_t)i))
+        if (pass == PASS_FILL && !em_strmap_put(&g->tensor_map, t->name, len, (int32_t)i))
             return FAIL("gguf: duplicate tensor name '%s' at byte %llu", t->name,
                         (unsigned long long)at);
         if ((rc = rd_u32(c, &t->n_dims, t->name))) return rc;
@@ -335,17 +363,20 @@ int em_gguf_parse(em_gguf *g, const void *data, size_t size, const em_gguf_limit
     cursor c = { data, size, 0 };
     int rc = parse_header(g, &c, lim);
     if (rc) return rc;
-    /* Names and keys are copied with a NUL each; their bytes come from the
-     * file, so the pool never exceeds the file size plus the counts. */
-    uint64_t pool_bytes = (c.size - c.pos) + g->n_kv + g->n_tensors + 1;
-    if (alloc_tables(g, a, pool_bytes)) {
+    cursor start = c;
+    names nm = { .need = 1 };
+    if ((rc = parse_kv(g, &c, lim, PASS_WALK, &nm)) ||
+        (rc = parse_tensor_info(g, &c, lim, PASS_WALK, &nm)))
+        return rc;
+    if (alloc_tables(g, a, nm.need)) {
         em_gguf_free(g, a);
         return em_error(NULL, EMBER_ERR_NO_MEMORY, "gguf: no memory for %llu keys and %llu "
                         "tensors", (unsigned long long)g->n_kv, (unsigned long long)g->n_tensors);
     }
-    char *pool = g->pool;
-    if ((rc = parse_kv(g, &c, lim, &pool)) || (rc = read_alignment(g)) ||
-        (rc = parse_tensor_info(g, &c, lim, &pool))) {
+    c = start;
+    nm.pool = g->pool;
+    if ((rc = parse_kv(g, &c, lim, PASS_FILL, &nm)) || (rc = read_alignment(g)) ||
+        (rc = parse_tensor_info(g, &c, lim, PASS_FILL, &nm))) {
         em_gguf_free(g, a);
         return rc;
     }

@@ -116,6 +116,23 @@ static int read_hparams(ember_model *m) {
     return EMBER_OK;
 }
 
+/* Expert counts: contradictions are format errors; experts themselves
+ * (Mixtral-style llama files) come with the MoE change. */
+static int check_experts(const ember_model *m) {
+    int32_t n_expert = 0, n_used = 0;
+    int rc;
+    if ((rc = em_model_get_i32(m, "%s.expert_count", false, &n_expert)) ||
+        (rc = em_model_get_i32(m, "%s.expert_used_count", false, &n_used)))
+        return rc;
+    if (n_expert < 0 || n_used < 0 || n_used > n_expert)
+        return em_error(NULL, EMBER_ERR_FORMAT, "model: %s.expert_used_count = %d exceeds "
+                        "%s.expert_count = %d", m->arch_name, n_used, m->arch_name, n_expert);
+    if (n_expert > 0)
+        return em_error(NULL, EMBER_ERR_UNSUPPORTED, "model: %s.expert_count = %d: mixture-of-"
+                        "experts models are not supported yet", m->arch_name, n_expert);
+    return EMBER_OK;
+}
+
 static int check_hparams(const ember_model *m) {
     const em_hparams *hp = &m->hp;
     const char *a = m->arch_name;
@@ -175,7 +192,7 @@ static int load_layer(ember_model *m, int il) {
 
 static int llama_load(ember_model *m) {
     int rc;
-    if ((rc = read_hparams(m)) || (rc = check_hparams(m))) return rc;
+    if ((rc = read_hparams(m)) || (rc = check_hparams(m)) || (rc = check_experts(m))) return rc;
     em_hparams *hp = &m->hp;
     if ((rc = em_model_weight(m, "token_embd.weight", 2, (int64_t[]){ hp->n_embd, 0 }, true,
                               &m->tok_embd)))

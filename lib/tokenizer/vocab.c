@@ -136,6 +136,25 @@ static int collect_specials(em_vocab *v, const em_alloc *a) {
     return EMBER_OK;
 }
 
+/* SentencePiece's normalizer blob: a u32 trie size, the trie, then the
+ * replacement strings. Not used yet, but a size beyond the blob would send
+ * a reader past it, so it is rejected now. */
+static int check_charsmap(const em_gguf *g) {
+    const em_gguf_kv *kv = em_gguf_find(g, "tokenizer.ggml.precompiled_charsmap");
+    if (!kv) return EMBER_OK;
+    if (kv->type != GGUF_ARRAY || (kv->arr_type != GGUF_U8 && kv->arr_type != GGUF_I8))
+        return em_error(NULL, EMBER_ERR_FORMAT, "vocab: tokenizer.ggml.precompiled_charsmap "
+                        "must be an array of bytes");
+    if (kv->n == 0) return EMBER_OK;
+    uint32_t trie = 0;
+    if (kv->n >= 4) memcpy(&trie, kv->data, 4);
+    if (kv->n < 4 || trie > kv->n - 4)
+        return em_error(NULL, EMBER_ERR_FORMAT, "vocab: tokenizer.ggml.precompiled_charsmap "
+                        "declares a %u-byte trie in a %llu-byte blob", trie,
+                        (unsigned long long)kv->n);
+    return EMBER_OK;
+}
+
 static int read_model_kind(em_vocab *v, const em_gguf *g) {
     const em_gguf_kv *kv = em_gguf_find(g, "tokenizer.ggml.model");
     if (!kv) return EMBER_OK;
@@ -162,7 +181,8 @@ int em_vocab_load(em_vocab *v, const em_gguf *g, int32_t n_vocab, const em_alloc
                         "the embedding has %d rows", (unsigned long long)tokens->n, n_vocab);
     v->n = n_vocab;
     int rc;
-    if ((rc = read_model_kind(v, g)) || (rc = index_pieces(v, tokens, a)) ||
+    if ((rc = read_model_kind(v, g)) || (rc = check_charsmap(g)) ||
+        (rc = index_pieces(v, tokens, a)) ||
         (rc = read_token_attrs(v, g)) || (rc = collect_specials(v, a)) ||
         (rc = read_special(g, "tokenizer.ggml.bos_token_id", v->n, &v->bos)) ||
         (rc = read_special(g, "tokenizer.ggml.eos_token_id", v->n, &v->eos)) ||
