@@ -3,14 +3,6 @@
 #include <stdio.h>
 #include <string.h>
 
-#if defined(__unix__) || defined(__APPLE__)
-#include <errno.h>
-#include <fcntl.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
-#define EM_HAVE_MMAP 1
-#endif
 
 static const em_arch *const arches[] = { &em_arch_llama };
 
@@ -114,14 +106,18 @@ int em_model_weight(const ember_model *m, const char *name, int n_dims, const in
 
 /* ---- loading ---- */
 
+void em_model_params_alloc(const ember_model_params *params, em_alloc *a) {
+    ember_model_params p;
+    if (read_params(params, &p)) ember_model_default_params(&p);
+    em_alloc_init(a, &p.allocator);
+}
+
 static void model_destroy(ember_model *m) {
     em_alloc a = m->alloc;
     em_vocab_free(&m->vocab, &a);
     em_free(&a, m->layers);
     em_gguf_free(&m->gguf, &a);
-#ifdef EM_HAVE_MMAP
-    if (m->map) munmap(m->map, m->map_size);
-#endif
+    em_image_release(&m->image, &a);
     em_free(&a, m);
 }
 
@@ -163,8 +159,8 @@ static void count_params(ember_model *m) {
     }
 }
 
-static int load_common(const void *data, size_t size, const ember_model_params *in,
-                       void *map, ember_model **out) {
+int em_model_load_image(const void *data, size_t size, const ember_model_params *in,
+                        const em_image_owner *owner, ember_model **out) {
     ember_model_params p;
     int rc = read_params(in, &p);
     if (rc) return rc;
@@ -173,17 +169,15 @@ static int load_common(const void *data, size_t size, const ember_model_params *
     ember_model *m = em_calloc(&a, 1, sizeof *m);
     if (!m) return em_error(NULL, EMBER_ERR_NO_MEMORY, "model: no memory for the model");
     m->alloc = a;
-    m->map = map;
-    m->map_size = size;
     em_gguf_limits lim = { p.max_string_length, p.max_array_length, p.max_tensor_count };
     m->vocab_only = p.vocab_only != 0;
     if ((rc = em_gguf_parse(&m->gguf, data, size, &lim, &a)) || (rc = bind_arch(m)) ||
         (rc = m->vocab_only ? vocab_size_from_tokens(m) : m->arch->load(m)) ||
         (rc = em_vocab_load(&m->vocab, &m->gguf, m->hp.n_vocab, &a))) {
-        m->map = NULL; /* the caller unmaps on failure */
-        model_destroy(m);
+        model_destroy(m); /* the image stays the caller's on failure */
         return rc;
     }
+    if (owner) m->image = *owner;
     count_params(m);
     *out = m;
     return EMBER_OK;
@@ -197,42 +191,7 @@ EMBER_API int ember_model_load_memory(const void *data, size_t size,
         return em_error(NULL, EMBER_ERR_INVALID_ARGUMENT, "model: data is NULL or empty");
     if ((uintptr_t)data % 32)
         return em_error(NULL, EMBER_ERR_INVALID_ARGUMENT, "model: data must be 32-byte aligned");
-    return load_common(data, size, params, NULL, out);
-}
-
-EMBER_API int ember_model_load_file(const char *path, const ember_model_params *params,
-                                    ember_model **out) {
-    if (!out) return em_error(NULL, EMBER_ERR_INVALID_ARGUMENT, "model: out is NULL");
-    *out = NULL;
-    if (!path) return em_error(NULL, EMBER_ERR_INVALID_ARGUMENT, "model: path is NULL");
-#ifdef EM_HAVE_MMAP
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return em_error(NULL, EMBER_ERR_IO, "model: cannot open '%s': %s", path, strerror(errno));
-    struct stat st;
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size == 0) {
-        close(fd);
-        return em_error(NULL, EMBER_ERR_IO, "model: '%s' is not a non-empty regular file", path);
-    }
-    size_t size = (size_t)st.st_size;
-    void *map = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
-    close(fd);
-    if (map == MAP_FAILED)
-        return em_error(NULL, EMBER_ERR_IO, "model: cannot mmap '%s': %s", path, strerror(errno));
-    int rc = load_common(map, size, params, map, out);
-    if (rc) {
-        munmap(map, size);
-        /* keep the message but say which file */
-        char msg[EM_ERRMSG_SIZE];
-        snprintf(msg, sizeof msg, "%s", ember_last_error());
-        em_error(NULL, rc, "%s: %s", path, msg);
-    }
-    return rc;
-#else
-    (void)params;
-    return em_error(NULL, EMBER_ERR_NOT_AVAILABLE, "model: no file system in this build; use "
-                    "ember_model_load_memory");
-#endif
+    return em_model_load_image(data, size, params, NULL, out);
 }
 
 EMBER_API void ember_model_free(ember_model **model) {

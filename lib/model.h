@@ -41,10 +41,19 @@ typedef struct em_arch {
                                const struct em_build_inputs *in);
 } em_arch;
 
+/* Who owns a model's file image: a mapping, a buffer the loader read the
+ * file into, or nobody (the caller's memory). */
+typedef struct em_image_owner {
+    void *map;      /* munmap on release */
+    size_t map_size;
+    void *buffer;   /* em_free_aligned on release */
+} em_image_owner;
+
+void em_image_release(em_image_owner *o, const em_alloc *a);
+
 struct ember_model {
     em_alloc alloc;
-    void *map; /* mmap'd file, or NULL for caller memory */
-    size_t map_size;
+    em_image_owner image;
     em_gguf gguf;
     char arch_name[64];
     const em_arch *arch; /* NULL for vocab-only models */
@@ -68,5 +77,21 @@ int em_model_weight(const struct ember_model *m, const char *name, int n_dims,
                     const int64_t *ne, bool required, const em_gguf_tensor **out);
 
 extern const em_arch em_arch_llama;
+
+/* Loads a model from an image; on success the model takes `owner` (may be
+ * NULL: the image stays the caller's). On failure nothing is taken. */
+int em_model_load_image(const void *data, size_t size, const ember_model_params *params,
+                        const em_image_owner *owner, struct ember_model **out);
+
+/* The allocator the params select (for buffers made before the model). */
+void em_model_params_alloc(const ember_model_params *params, em_alloc *a);
+
+/* File I/O used by ember_model_load_file; tests replace these to inject
+ * failures (a failing mmap, short reads). */
+typedef struct em_io_hooks {
+    void *(*mmap_fn)(void *addr, size_t len, int prot, int flags, int fd, long off);
+    long (*read_fn)(int fd, void *buf, size_t n);
+} em_io_hooks;
+extern em_io_hooks em_io;
 
 #endif

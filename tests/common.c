@@ -120,7 +120,8 @@ int json_string(const char *json, const char *key, int nth, char *out, size_t ma
 static void *c_malloc(size_t size, void *user) {
     counting_alloc *c = user;
     c->n_allocs++;
-    if (c->fail_at && c->n_allocs == c->fail_at) return NULL;
+    if (c->fail_at && (c->n_allocs == c->fail_at || (c->fail_from && c->n_allocs > c->fail_at)))
+        return NULL;
     if (size > c->largest) c->largest = size;
     size_t *p = malloc(size + 16);
     if (!p) return NULL;

@@ -30,6 +30,7 @@ typedef struct counting_alloc {
     long long live_bytes;
     long n_allocs;
     long fail_at;
+    int fail_from;   /* nonzero: fail allocation fail_at and every later one */
     size_t largest;
 } counting_alloc;
 
