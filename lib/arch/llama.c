@@ -197,9 +197,9 @@ static int llama_load(ember_model *m) {
     if ((rc = em_model_weight(m, "token_embd.weight", 2, (int64_t[]){ hp->n_embd, 0 }, true,
                               &m->tok_embd)))
         return rc;
-    if (m->tok_embd->ne[1] > (1 << 24))
-        return em_error(NULL, EMBER_ERR_FORMAT, "model: vocabulary of %lld tokens is too large",
-                        (long long)m->tok_embd->ne[1]);
+    if (m->tok_embd->ne[1] < 1 || m->tok_embd->ne[1] > (1 << 24))
+        return em_error(NULL, EMBER_ERR_FORMAT, "model: token_embd.weight has %lld rows: the "
+                        "vocabulary must have 1..16M tokens", (long long)m->tok_embd->ne[1]);
     hp->n_vocab = (int32_t)m->tok_embd->ne[1];
     if ((rc = em_model_weight(m, "output_norm.weight", 1, (int64_t[]){ hp->n_embd }, true,
                               &m->output_norm)) ||

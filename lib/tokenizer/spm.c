@@ -65,9 +65,17 @@ static void try_pair(const em_vocab *v, const char *text, const sym *s, heap *h,
     heap_push(h, c);
 }
 
-static size_t utf8_len(unsigned char c) {
+/* Length of the character at s: what its lead byte says, but ending early
+ * at a byte that is not a continuation byte, so that a broken sequence
+ * never swallows the valid character after it (for valid UTF-8 this is the
+ * lead byte's length, as in llama.cpp). */
+static size_t char_len(const unsigned char *s, size_t left) {
     static const uint8_t lens[16] = { 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 3, 4 };
-    return lens[c >> 4];
+    size_t n = lens[s[0] >> 4];
+    if (n > left) n = left;
+    for (size_t i = 1; i < n; i++)
+        if ((s[i] & 0xC0) != 0x80) return i;
+    return n;
 }
 
 static void emit_symbol(const em_vocab *v, const char *text, const sym *s, int32_t *out,
@@ -99,8 +107,7 @@ int em_spm_encode(const em_vocab *v, const char *text, size_t len, int32_t *out,
     }
     int32_t n = 0;
     for (size_t off = 0; off < len; n++) {
-        size_t cl = utf8_len((unsigned char)text[off]);
-        if (cl > len - off) cl = len - off;
+        size_t cl = char_len((const unsigned char *)text + off, len - off);
         s[n].start = (uint32_t)off;
         s[n].n = (uint32_t)cl;
         s[n].prev = n - 1;

@@ -311,6 +311,8 @@ for i, nm in ((0, "token_embd.weight"), (1, "output_norm.weight"), (3, "blk.0.at
               (8, "blk.0.ffn_gate.weight"), (10, "blk.0.ffn_down.weight")):
     tensor_edit("missing-tensor-" + nm.replace(".", "-"), FORMAT, nm,
                 (lambda i: lambda t, sp: t.pop(i))(i))
+tensor_edit("embedding-zero-rows", FORMAT, "token_embd.weight",
+            lambda t, sp: t[0].__setitem__(1, [E, 0]))
 tensor_edit("attn-q-transposed", FORMAT, "attn_q.weight", lambda t, sp: t[3].__setitem__(1, [E, 4]))
 tensor_edit("embedding-width-wrong", FORMAT, "token_embd.weight", lambda t, sp: t[0].__setitem__(1, [4, NV * 2]))
 tensor_edit("ffn-down-swapped", FORMAT, "ffn_down.weight", lambda t, sp: t[10].__setitem__(1, [E, FF]))
