@@ -216,6 +216,7 @@ static void test_context_alloc_failures(void **state) {
         ember_context_free(&c);
         assert_int_equal(ca.live_blocks, 0);
     }
+    print_message("context creation: %ld allocation failure points\n", total);
     for (long k = 1; k <= total; k++) {
         counting_alloc ca = { .fail_at = k };
         ember_context_params p = small_params(&ca);

@@ -269,6 +269,7 @@ static void test_alloc_failures(void **state) {
         ember_model_free(&m);
     }
     assert_true(total > 5);
+    print_message("model load: %ld allocation failure points\n", total);
     for (long k = 1; k <= total; k++) {
         counting_alloc ca = { .fail_at = k };
         ember_model_params p;
