@@ -130,9 +130,8 @@ static int context_init(ember_context *c, const ember_context_params *p) {
     int rc;
     em_backend_config cfg = { p->backend, p->device, (int)c->n_threads, em_cpu_mask() };
     if ((rc = em_backend_create(&cfg, &c->alloc, c->err, &c->backend))) return rc;
-    if (em_kv_init(&c->kv, &c->alloc, hp->n_layer, (int64_t)hp->n_head_kv * hp->head_dim,
-                   (int64_t)hp->n_head_kv * hp->head_dim_v, (int32_t)c->n_ctx, (int32_t)c->n_seq,
-                   c->kv_type))
+    if (em_kv_init(&c->kv, &c->alloc, hp->n_layer, hp->kv_k_row, hp->kv_v_row,
+                   (int32_t)c->n_ctx, (int32_t)c->n_seq, c->kv_type))
         return em_error(c->err, EMBER_ERR_NO_MEMORY, "context: no memory for a KV cache of %u "
                         "positions x %u sequences", c->n_ctx, c->n_seq);
     c->inputs = em_calloc(&c->alloc, (size_t)c->n_batch * 6 + 2 * c->n_seq, sizeof(int32_t));
@@ -140,7 +139,7 @@ static int context_init(ember_context *c, const ember_context_params *p) {
     c->row_out = input(c, 5);
     c->seq_first = c->inputs + (size_t)c->n_batch * 6;
     c->seq_next = c->seq_first + c->n_seq;
-    if (em_graph_init(&c->graph, &c->alloc, 48 * hp->n_layer + 64))
+    if (em_graph_init(&c->graph, &c->alloc, 64 * hp->n_layer + 64))
         return em_error(c->err, EMBER_ERR_NO_MEMORY, "context: no memory for the graph");
     return plan_memory(c);
 }

@@ -1,5 +1,7 @@
 #include "graph.h"
 
+#include "moe.h"
+
 #include <string.h>
 
 #define EM_ALIGN 64
@@ -7,7 +9,8 @@
 const char *em_op_name(int op) {
     static const char *names[EM_OP_COUNT] = {
         "none", "get_rows", "rms_norm", "matmul", "add", "mul", "rope",
-        "kv_store", "attn", "swiglu", "softmax", "scale",
+        "kv_store", "attn", "swiglu", "softmax", "scale", "slice", "concat", "head_matmul",
+        "sigmoid", "moe_route", "moe_ffn",
     };
     return op >= 0 && op < EM_OP_COUNT ? names[op] : "?";
 }
@@ -146,6 +149,72 @@ em_tensor *em_softmax(em_graph *g, em_tensor *x) { return unary(g, EM_OP_SOFTMAX
 em_tensor *em_scale(em_graph *g, em_tensor *x, float s) {
     em_tensor *t = unary(g, EM_OP_SCALE, x, NULL);
     t->fp[0] = s;
+    return t;
+}
+
+em_tensor *em_slice(em_graph *g, em_tensor *x, int64_t offset, int64_t width) {
+    int64_t ne[4] = { width, x->ne[1], x->ne[2], x->ne[3] };
+    if (offset < 0 || offset + width > x->ne[0]) g->overflow = true;
+    em_tensor *t = new_tensor(g, EM_OP_SLICE, EMBER_TYPE_F32, 4, ne);
+    t->src[0] = x;
+    t->ip[0] = (int32_t)offset;
+    t->ip[1] = (int32_t)width;
+    return t;
+}
+
+em_tensor *em_concat(em_graph *g, em_tensor *a, em_tensor *b) {
+    int64_t ne[4] = { a->ne[0] + b->ne[0], a->ne[1], a->ne[2], a->ne[3] };
+    if (em_nelements(a) / a->ne[0] != em_nelements(b) / b->ne[0]) g->overflow = true;
+    em_tensor *t = new_tensor(g, EM_OP_CONCAT, EMBER_TYPE_F32, 4, ne);
+    t->src[0] = a;
+    t->src[1] = b;
+    return t;
+}
+
+em_tensor *em_head_matmul(em_graph *g, em_tensor *w, em_tensor *x) {
+    int64_t ne[3] = { w->ne[1], x->ne[1], x->ne[2] };
+    if (w->ne[0] != x->ne[0] || w->ne[2] != x->ne[1]) g->overflow = true;
+    em_tensor *t = new_tensor(g, EM_OP_HEAD_MATMUL, EMBER_TYPE_F32, 3, ne);
+    t->src[0] = w;
+    t->src[1] = x;
+    return t;
+}
+
+em_tensor *em_sigmoid(em_graph *g, em_tensor *x) { return unary(g, EM_OP_SIGMOID, x, NULL); }
+
+em_tensor *em_moe_route(em_graph *g, em_tensor *logits, em_tensor *bias,
+                        const em_route_params *p) {
+    int64_t ne[2] = { 2 * (int64_t)p->n_used, logits->ne[1] };
+    em_tensor *t = new_tensor(g, EM_OP_MOE_ROUTE, EMBER_TYPE_F32, 2, ne);
+    t->src[0] = logits;
+    t->src[1] = bias;
+    t->ip[0] = p->n_used;
+    t->ip[1] = p->gating;
+    t->ip[2] = p->n_group;
+    t->ip[3] = p->n_group_used;
+    t->ip[4] = p->norm;
+    t->fp[0] = p->scale;
+    return t;
+}
+
+em_tensor *em_moe_ffn(em_graph *g, em_tensor *x, em_tensor *route, em_tensor *gate,
+                      em_tensor *up, em_tensor *down, int n_used, int layer) {
+    em_tensor *t = new_tensor(g, EM_OP_MOE_FFN, EMBER_TYPE_F32, 2, x->ne);
+    t->src[0] = x;
+    t->src[1] = route;
+    t->src[2] = gate;
+    t->src[3] = up;
+    t->src[4] = down;
+    t->ip[0] = n_used;
+    t->ip[1] = layer;
+    return t;
+}
+
+em_tensor *em_leaf_strided(em_graph *g, uint32_t type, const int64_t *ne, const size_t *nb,
+                           const void *data) {
+    em_tensor *t = new_tensor(g, EM_OP_NONE, type, 4, ne);
+    for (int d = 0; d < 4; d++) t->nb[d] = nb[d];
+    t->data = (void *)data;
     return t;
 }
 

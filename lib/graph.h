@@ -9,7 +9,7 @@
 
 #include "util.h"
 
-#define EM_MAX_SRC 3
+#define EM_MAX_SRC 5
 
 typedef enum em_op {
     EM_OP_NONE = 0,  /* leaf: a weight or an input; data set by the builder  */
@@ -17,7 +17,8 @@ typedef enum em_op {
     EM_OP_RMS_NORM,  /* src0 x [C,T], src1 weight [C] (optional); f[0] = eps */
     EM_OP_MATMUL,    /* src0 W [K,N] (any type), src1 x [K,T] f32 -> [N,T]   */
     EM_OP_ADD,       /* src0 + src1, same shape (src1 may be one row: broadcast) */
-    EM_OP_MUL,       /* src0 * src1, same broadcast rule                     */
+    EM_OP_MUL,       /* src0 * src1, same broadcast rule; also src1 [1,rows]: a
+                        scalar per row                                        */
     EM_OP_ROPE,      /* src0 x [D,H,T], src1 pos i32 [T], src2 freq factors [D/2] (opt.);
                         i[0] n_rot, i[1] mode (0 adjacent pairs, 2 halves),
                         f[0] base, f[1] freq_scale                         */
@@ -29,6 +30,19 @@ typedef enum em_op {
     EM_OP_SWIGLU,    /* silu(src0) * src1                                  */
     EM_OP_SOFTMAX,   /* rows of src0                                       */
     EM_OP_SCALE,     /* src0 * f[0]                                        */
+    EM_OP_SLICE,     /* src0 [C,...] -> columns [i[0], i[0]+i[1]) of each row, contiguous */
+    EM_OP_CONCAT,    /* rows of src0 then rows of src1 (same row count)     */
+    EM_OP_HEAD_MATMUL, /* src0 W [K,N,H] (one matrix per head, strides kept),
+                        src1 x [K,H,T] -> [N,H,T]                            */
+    EM_OP_SIGMOID,   /* 1 / (1 + exp(-src0))                                */
+    EM_OP_MOE_ROUTE, /* src0 router logits [n_expert,T], src1 selection bias (opt.);
+                        i[0] n_used, i[1] gating, i[2] groups, i[3] groups used,
+                        i[4] normalise; f[0] scale -> [2*n_used, T]: the weights,
+                        then the expert ids (as floats, exact below 2^24)     */
+    EM_OP_MOE_FFN,   /* src0 x [E,T], src1 route, src2/3/4 gate/up/down experts
+                        [E,F,n]/[E,F,n]/[F,E,n]; i[0] n_used, i[1] layer:
+                        sum over chosen experts of weight * down(silu(gate x) * up x),
+                        tokens grouped by expert so each expert is read once  */
     EM_OP_COUNT
 } em_op;
 
@@ -41,7 +55,7 @@ typedef struct em_tensor {
     size_t nb[4];           /* byte strides */
     void *data;
     struct em_tensor *src[EM_MAX_SRC];
-    int32_t ip[4];
+    int32_t ip[8];
     float fp[4];
     int32_t keep;           /* output: never reused by the planner          */
     const char *name;
@@ -54,6 +68,8 @@ typedef struct em_graph {
     int32_t n_nodes;
     int32_t cap;
     void *kv;       /* the KV cache the KV ops act on (struct em_kv) */
+    uint64_t *expert_counts; /* [layer][n_expert] routing statistics, or NULL */
+    int32_t stats_n_expert;
     bool overflow;  /* a builder asked for more nodes than cap       */
 } em_graph;
 
@@ -77,6 +93,18 @@ em_tensor *em_attn(em_graph *g, em_tensor *q, em_tensor *pos, em_tensor *seq, em
 em_tensor *em_swiglu(em_graph *g, em_tensor *gate, em_tensor *up);
 em_tensor *em_softmax(em_graph *g, em_tensor *x);
 em_tensor *em_scale(em_graph *g, em_tensor *x, float s);
+em_tensor *em_slice(em_graph *g, em_tensor *x, int64_t offset, int64_t width);
+em_tensor *em_concat(em_graph *g, em_tensor *a, em_tensor *b);
+em_tensor *em_head_matmul(em_graph *g, em_tensor *w, em_tensor *x);
+em_tensor *em_sigmoid(em_graph *g, em_tensor *x);
+struct em_route_params;
+em_tensor *em_moe_route(em_graph *g, em_tensor *logits, em_tensor *bias,
+                        const struct em_route_params *p);
+em_tensor *em_moe_ffn(em_graph *g, em_tensor *x, em_tensor *route, em_tensor *gate,
+                      em_tensor *up, em_tensor *down, int n_used, int layer);
+/* A leaf with explicit shape and byte strides (a weight view). */
+em_tensor *em_leaf_strided(em_graph *g, uint32_t type, const int64_t *ne, const size_t *nb,
+                           const void *data);
 /* Reinterprets a contiguous tensor with a new shape (no copy, no node cost
  * at run time). */
 em_tensor *em_reshape(em_graph *g, em_tensor *x, int n_dims, const int64_t *ne);

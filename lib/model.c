@@ -4,7 +4,7 @@
 #include <string.h>
 
 
-static const em_arch *const arches[] = { &em_arch_llama };
+static const em_arch *const arches[] = { &em_arch_llama, &em_arch_qwen2moe, &em_arch_deepseek2 };
 
 EMBER_API void ember_model_default_params(ember_model_params *p) {
     if (!p) return;
@@ -115,6 +115,7 @@ void em_model_params_alloc(const ember_model_params *params, em_alloc *a) {
 static void model_destroy(ember_model *m) {
     em_alloc a = m->alloc;
     em_vocab_free(&m->vocab, &a);
+    for (int32_t i = 0; m->layers && i < m->hp.n_layer; i++) em_free(&a, m->layers[i].k_b_owned);
     em_free(&a, m->layers);
     em_gguf_free(&m->gguf, &a);
     em_image_release(&m->image, &a);
@@ -209,6 +210,7 @@ EMBER_API int32_t ember_model_n_layer(const ember_model *m) { return m ? m->hp.n
 EMBER_API int32_t ember_model_n_embd(const ember_model *m) { return m ? m->hp.n_embd : 0; }
 EMBER_API int32_t ember_model_n_head(const ember_model *m) { return m ? m->hp.n_head : 0; }
 EMBER_API int32_t ember_model_n_head_kv(const ember_model *m) { return m ? m->hp.n_head_kv : 0; }
+EMBER_API int32_t ember_model_n_expert(const ember_model *m) { return m ? m->hp.n_expert : 0; }
 EMBER_API uint64_t ember_model_n_params(const ember_model *m) { return m ? m->n_params : 0; }
 
 EMBER_API uint64_t ember_model_type_bytes(const ember_model *m, int type) {

@@ -21,13 +21,37 @@ typedef struct em_hparams {
     float rms_eps;
     float rope_base;
     float rope_freq_scale;
+    /* KV cache row sizes (elements per position per layer), set by the arch */
+    int64_t kv_k_row, kv_v_row;
+    /* mixture of experts (n_expert == 0: dense) */
+    int32_t n_expert, n_expert_used, n_ff_exp, n_ff_shexp, n_layer_dense_lead;
+    int32_t gating, n_group, n_group_used, expert_norm;
+    float expert_scale;
+    /* MLA (deepseek2) */
+    int32_t q_lora_rank, kv_lora_rank, head_nope;
 } em_hparams;
 
-typedef struct em_llama_layer {
+/* A weight seen through explicit strides (a slice of a file tensor), or a
+ * derived matrix the loader made. */
+typedef struct em_wview {
+    uint32_t type;
+    int64_t ne[4];
+    size_t nb[4];
+    const void *data;
+} em_wview;
+
+typedef struct em_layer {
     const em_gguf_tensor *attn_norm, *wq, *wk, *wv, *wo;
     const em_gguf_tensor *bq, *bk, *bv; /* optional biases */
     const em_gguf_tensor *ffn_norm, *ffn_gate, *ffn_up, *ffn_down;
-} em_llama_layer;
+    /* mixture of experts */
+    const em_gguf_tensor *gate_inp, *gate_exps, *up_exps, *down_exps, *exp_probs_b;
+    const em_gguf_tensor *gate_inp_shexp, *gate_shexp, *up_shexp, *down_shexp;
+    /* MLA */
+    const em_gguf_tensor *q_a, *q_a_norm, *q_b, *kv_a_mqa, *kv_a_norm;
+    em_wview k_b, v_b; /* per-head absorption matrices */
+    void *k_b_owned;   /* k_b transposed from attn_kv_b, owned by the model */
+} em_layer;
 
 struct em_graph;
 struct em_tensor;
@@ -61,7 +85,7 @@ struct ember_model {
     em_hparams hp;
     em_vocab vocab;
     const em_gguf_tensor *tok_embd, *output_norm, *output, *rope_freqs;
-    em_llama_layer *layers;
+    em_layer *layers;
     uint64_t n_params;
     uint64_t type_bytes[EMBER_TYPE_COUNT];
 };
@@ -76,7 +100,7 @@ int em_model_get_f32(const struct ember_model *m, const char *key_fmt, bool requ
 int em_model_weight(const struct ember_model *m, const char *name, int n_dims,
                     const int64_t *ne, bool required, const em_gguf_tensor **out);
 
-extern const em_arch em_arch_llama;
+extern const em_arch em_arch_llama, em_arch_qwen2moe, em_arch_deepseek2;
 
 /* Loads a model from an image; on success the model takes `owner` (may be
  * NULL: the image stays the caller's). On failure nothing is taken. */

@@ -36,6 +36,9 @@ static int cpu_buffer_read(em_backend *b, const em_buffer *buf, size_t off, void
 }
 
 static void free_scratch(em_backend *b, em_cpu *c) {
+    em_free_aligned(&b->alloc, c->shared);
+    c->shared = NULL;
+    c->shared_floats = 0;
     if (!c->scratch) return;
     for (int i = 0; i < em_threadpool_size(c->pool); i++) em_free_aligned(&b->alloc, c->scratch[i]);
     em_free(&b->alloc, c->scratch);
@@ -46,13 +49,17 @@ static void free_scratch(em_backend *b, em_cpu *c) {
 /* Per-thread scratch sized for the largest node; done before the first
  * compute of a graph shape, never during it. */
 static int ensure_scratch(em_backend *b, em_cpu *c, const em_graph *g) {
-    size_t need = 64;
+    size_t need = 64, shared = 64;
     for (int32_t i = 0; i < g->n_nodes; i++) {
-        size_t s = em_cpu_op_scratch(&g->nodes[i], g->kv);
+        size_t s = em_cpu_op_scratch(&g->nodes[i], g->kv), sh = em_cpu_op_shared(&g->nodes[i]);
         need = s > need ? s : need;
+        shared = sh > shared ? sh : shared;
     }
-    if (need <= c->scratch_floats) return EMBER_OK;
+    if (need <= c->scratch_floats && shared <= c->shared_floats) return EMBER_OK;
     free_scratch(b, c);
+    c->shared = em_malloc_aligned(&b->alloc, shared * sizeof(float), 64);
+    if (!c->shared) return em_error(b->err, EMBER_ERR_NO_MEMORY, "cpu: no memory for scratch");
+    c->shared_floats = shared;
     int n = em_threadpool_size(c->pool);
     c->scratch = em_calloc(&b->alloc, (size_t)n, sizeof *c->scratch);
     if (!c->scratch) return em_error(b->err, EMBER_ERR_NO_MEMORY, "cpu: no memory for scratch");

@@ -89,10 +89,13 @@ static void op_binary(em_cpu *c, em_tensor *t, int ith, int nth) {
     (void)c;
     int64_t n = t->ne[0], lo, hi;
     split(nrows(t), ith, nth, &lo, &hi);
+    bool per_row = t->src[1]->ne[0] == 1 && n > 1; /* a scalar per row */
     for (int64_t r = lo; r < hi; r++) {
         const float *a = row_f32(t->src[0], r), *b = bcast_row(t->src[1], r);
         float *y = row_f32(t, r);
-        if (t->op == EM_OP_ADD)
+        if (per_row)
+            for (int64_t i = 0; i < n; i++) y[i] = t->op == EM_OP_ADD ? a[i] + b[0] : a[i] * b[0];
+        else if (t->op == EM_OP_ADD)
             for (int64_t i = 0; i < n; i++) y[i] = a[i] + b[i];
         else
             for (int64_t i = 0; i < n; i++) y[i] = a[i] * b[i];
@@ -133,6 +136,51 @@ static void op_scale(em_cpu *c, em_tensor *t, int ith, int nth) {
         const float *a = row_f32(t->src[0], r);
         float *y = row_f32(t, r);
         for (int64_t i = 0; i < n; i++) y[i] = a[i] * t->fp[0];
+    }
+}
+
+static void op_sigmoid(em_cpu *c, em_tensor *t, int ith, int nth) {
+    (void)c;
+    int64_t n = t->ne[0], lo, hi;
+    split(nrows(t), ith, nth, &lo, &hi);
+    for (int64_t r = lo; r < hi; r++) {
+        const float *a = row_f32(t->src[0], r);
+        float *y = row_f32(t, r);
+        for (int64_t i = 0; i < n; i++) y[i] = 1.0f / (1.0f + expf(-a[i]));
+    }
+}
+
+static void op_slice(em_cpu *c, em_tensor *t, int ith, int nth) {
+    (void)c;
+    int64_t lo, hi;
+    split(nrows(t), ith, nth, &lo, &hi);
+    for (int64_t r = lo; r < hi; r++)
+        memcpy(row_f32(t, r), row_f32(t->src[0], r) + t->ip[0], (size_t)t->ip[1] * sizeof(float));
+}
+
+static void op_concat(em_cpu *c, em_tensor *t, int ith, int nth) {
+    (void)c;
+    const em_tensor *a = t->src[0], *b = t->src[1];
+    int64_t lo, hi;
+    split(nrows(t), ith, nth, &lo, &hi);
+    for (int64_t r = lo; r < hi; r++) {
+        memcpy(row_f32(t, r), row_f32(a, r), (size_t)a->ne[0] * sizeof(float));
+        memcpy(row_f32(t, r) + a->ne[0], row_f32(b, r), (size_t)b->ne[0] * sizeof(float));
+    }
+}
+
+/* One matrix per head (MLA's absorbed projections): y[:,h,t] = W_h x[:,h,t]. */
+static void op_head_matmul(em_cpu *c, em_tensor *t, int ith, int nth) {
+    const em_tensor *w = t->src[0], *x = t->src[1];
+    int64_t K = w->ne[0], N = w->ne[1], H = x->ne[1], T = x->ne[2], lo, hi;
+    em_dot_fn dot = c->dsp.dot[w->type];
+    split(T * H, ith, nth, &lo, &hi);
+    for (int64_t task = lo; task < hi; task++) {
+        int64_t tok = task / H, h = task % H;
+        const float *xv = (const float *)((const char *)x->data + tok * x->nb[2] + h * x->nb[1]);
+        float *y = (float *)((char *)t->data + tok * t->nb[2] + h * t->nb[1]);
+        const char *wh = (const char *)w->data + h * w->nb[2];
+        for (int64_t n = 0; n < N; n++) y[n] = dot(K, wh + n * w->nb[1], xv);
     }
 }
 
@@ -179,10 +227,10 @@ static void op_kv_store(em_cpu *c, em_tensor *t, int ith, int nth) {
         void *kd = em_kv_k(kv, layer, slots[tok]), *vd = em_kv_v(kv, layer, slots[tok]);
         if (kv->type == EMBER_TYPE_F16) {
             c->dsp.f32_to_f16(kv->k_row, row_f32(k, tok), kd);
-            c->dsp.f32_to_f16(kv->v_row, row_f32(v, tok), vd);
+            if (v) c->dsp.f32_to_f16(kv->v_row, row_f32(v, tok), vd);
         } else {
             memcpy(kd, row_f32(k, tok), (size_t)kv->k_row * 4);
-            memcpy(vd, row_f32(v, tok), (size_t)kv->v_row * 4);
+            if (v) memcpy(vd, row_f32(v, tok), (size_t)kv->v_row * 4);
         }
     }
 }
@@ -198,6 +246,14 @@ typedef struct attn_job {
     int64_t kvh, D, Dv;
     float scale;
 } attn_job;
+
+/* The V row of a slot for this head. A cache without V rows (MLA) keeps
+ * the value as the first Dv elements of the K row. */
+static const void *v_row(const attn_job *j, int64_t slot) {
+    if (j->kv->v_row == 0)
+        return (const char *)em_kv_k(j->kv, j->layer, slot) + (size_t)(j->kvh * j->D) * j->kv->elt;
+    return (const char *)em_kv_v(j->kv, j->layer, slot) + (size_t)(j->kvh * j->Dv) * j->kv->elt;
+}
 
 /* F32 cache: one pass with an online softmax. The running max m and sum l
  * are rescaled when a block raises the max, so no score matrix is ever
@@ -223,8 +279,7 @@ static void attend_f32(const em_cpu *c, const attn_job *j, float *acc, float *ou
         for (int32_t i = 0; i < nb; i++) {
             float w = expf(sc[i] - m);
             l += w;
-            const float *v = (const float *)em_kv_v(j->kv, j->layer, base + i) + j->kvh * j->Dv;
-            c->dsp.axpy(j->Dv, w, v, acc);
+            c->dsp.axpy(j->Dv, w, (const float *)v_row(j, base + i), acc);
         }
     }
     float inv = 1.0f / l;
@@ -262,8 +317,7 @@ static void attend_f16(const em_cpu *c, const attn_job *j, float *acc, float *ou
         int64_t slot = (int64_t)j->table[p / EM_KV_BLOCK] * EM_KV_BLOCK + p % EM_KV_BLOCK;
         float prob = (float)(exp((double)score_f16(c, j, q16, slot) - m) / l);
         prob = em_f16_to_f32(em_f32_to_f16(prob));
-        const uint16_t *v = (const uint16_t *)em_kv_v(j->kv, j->layer, slot) + j->kvh * j->Dv;
-        c->dsp.axpy_f16(j->Dv, prob, v, acc);
+        c->dsp.axpy_f16(j->Dv, prob, v_row(j, slot), acc);
     }
     memcpy(out, acc, (size_t)j->Dv * sizeof *out);
 }
@@ -297,9 +351,16 @@ bool em_cpu_op_supported(const em_tensor *t) {
         return ty == EMBER_TYPE_F32 || ty == EMBER_TYPE_F16 || ty == EMBER_TYPE_BF16 ||
                ty == EMBER_TYPE_Q8_0 || ty == EMBER_TYPE_Q4_0;
     }
+    case EM_OP_HEAD_MATMUL:
+    case EM_OP_MOE_FFN: {
+        uint32_t ty = t->src[t->op == EM_OP_MOE_FFN ? 2 : 0]->type;
+        return ty == EMBER_TYPE_F32 || ty == EMBER_TYPE_F16 || ty == EMBER_TYPE_BF16 ||
+               ty == EMBER_TYPE_Q8_0 || ty == EMBER_TYPE_Q4_0;
+    }
     case EM_OP_RMS_NORM: case EM_OP_ADD: case EM_OP_MUL: case EM_OP_ROPE:
     case EM_OP_KV_STORE: case EM_OP_ATTN: case EM_OP_SWIGLU: case EM_OP_SOFTMAX:
-    case EM_OP_SCALE:
+    case EM_OP_SCALE: case EM_OP_SLICE: case EM_OP_CONCAT: case EM_OP_SIGMOID:
+    case EM_OP_MOE_ROUTE:
         return true;
     default:
         return false;
@@ -312,8 +373,13 @@ size_t em_cpu_op_scratch(const em_tensor *t, const em_kv *kv) {
     case EM_OP_MATMUL: return (size_t)EM_MATMUL_TILE * (size_t)t->src[0]->ne[0];
     case EM_OP_ROPE: return (size_t)t->ip[0];
     case EM_OP_ATTN: return (size_t)(t->ne[0] / t->src[0]->ne[1] + t->src[0]->ne[0]);
+    case EM_OP_MOE_FFN: return em_cpu_moe_ffn_scratch(t);
     default: return 0;
     }
+}
+
+size_t em_cpu_op_shared(const em_tensor *t) {
+    return t->op == EM_OP_MOE_FFN ? em_cpu_moe_ffn_shared(t) : 0;
 }
 
 typedef void (*op_fn)(em_cpu *c, em_tensor *t, int ith, int nth);
@@ -325,7 +391,10 @@ void em_cpu_op_run(em_cpu *c, em_tensor *t, int ith, int nth) {
         [EM_OP_MUL] = op_binary,        [EM_OP_ROPE] = op_rope,
         [EM_OP_KV_STORE] = op_kv_store, [EM_OP_ATTN] = op_attn,
         [EM_OP_SWIGLU] = op_swiglu,     [EM_OP_SOFTMAX] = op_softmax,
-        [EM_OP_SCALE] = op_scale,
+        [EM_OP_SCALE] = op_scale,       [EM_OP_SLICE] = op_slice,
+        [EM_OP_CONCAT] = op_concat,     [EM_OP_HEAD_MATMUL] = op_head_matmul,
+        [EM_OP_SIGMOID] = op_sigmoid,   [EM_OP_MOE_ROUTE] = em_cpu_moe_route,
+        [EM_OP_MOE_FFN] = em_cpu_moe_ffn,
     };
     if (t->op > EM_OP_NONE && t->op < EM_OP_COUNT && table[t->op]) table[t->op](c, t, ith, nth);
 }

@@ -304,7 +304,13 @@ hp("rope-scaling-yarn", UNSUPPORTED, "yarn",
 hp("key-length-contradicts", FORMAT, "attn_q.weight", **{"attention.key_length": 8})
 hp("expert-used-above-count", FORMAT, "expert_used_count",
    expert_count=4, expert_used_count=5)
-hp("experts-not-supported", UNSUPPORTED, "expert_count", expert_count=4, expert_used_count=2)
+hp("experts-without-expert-tensors", FORMAT, "ffn_gate_inp.weight", expert_count=4, expert_used_count=2)
+hp("expert-groups-not-dividing", FORMAT, "expert_group_count", expert_count=4, expert_used_count=2,
+   expert_group_count=3)
+hp("expert-groups-too-few-used", FORMAT, "expert_group_count", expert_count=8, expert_used_count=4,
+   expert_group_count=4, expert_group_used_count=1)
+hp("expert-gating-unknown", UNSUPPORTED, "expert_gating_func", expert_count=4, expert_used_count=2,
+   expert_gating_func=7)
 hp("block-count-above-tensors", FORMAT, "blk.1.attn_norm.weight", block_count=2)
 hp("ffn-length-contradicts", FORMAT, "ffn_gate.weight", feed_forward_length=32)
 for i, nm in ((0, "token_embd.weight"), (1, "output_norm.weight"), (3, "blk.0.attn_q.weight"),
