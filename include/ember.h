@@ -182,6 +182,8 @@ EMBER_API int32_t ember_model_n_embd(const ember_model *model);
 EMBER_API int32_t ember_model_n_head(const ember_model *model);
 EMBER_API int32_t ember_model_n_head_kv(const ember_model *model);
 EMBER_API uint64_t ember_model_n_params(const ember_model *model);
+/* Routed experts per MoE layer; 0 for dense models. */
+EMBER_API int32_t ember_model_n_expert(const ember_model *model);
 
 /* Bytes of tensor data of type `type` (an ember_type); 0 for none. */
 EMBER_API uint64_t ember_model_type_bytes(const ember_model *model, int type);
@@ -285,6 +287,19 @@ EMBER_API int ember_eval(ember_context *ctx, const ember_batch_entry *entries, s
  * if that entry did not ask for them. Owned by the context; valid until its
  * next ember_eval or free. */
 EMBER_API const float *ember_get_logits(ember_context *ctx, size_t i);
+
+/* Bytes of KV cache one position of one sequence takes, all layers
+ * together (MLA models cache the compressed latent, so this is far below
+ * n_layer * n_head * (k + v) * element size). */
+EMBER_API uint64_t ember_context_kv_bytes_per_token(const ember_context *ctx);
+
+/* Routing statistics for MoE models: how many tokens were routed to each
+ * expert of `layer` since the context was created or the counts reset.
+ * Writes min(n, n_expert) counts; dense layers give zeros. Hosts use it to
+ * place and cache hot experts. */
+EMBER_API int ember_expert_counts(const ember_context *ctx, int32_t layer, uint64_t *counts,
+                                  size_t n);
+EMBER_API int ember_expert_counts_reset(ember_context *ctx);
 
 /* Number of cached positions of sequence seq_id, or a negative status. */
 EMBER_API int32_t ember_seq_length(ember_context *ctx, int32_t seq_id);

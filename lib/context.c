@@ -27,6 +27,7 @@ struct ember_context {
     int32_t *seq_first, *seq_next; /* per sequence, during validation */
     em_tensor *logits;
     size_t n_last;
+    uint64_t *expert_counts; /* [n_layer][n_expert], MoE models only */
 };
 
 em_tensor *em_weight(em_graph *g, const em_gguf_tensor *w) {
@@ -90,6 +91,8 @@ static int build_graph(ember_context *c, int64_t n, int64_t n_out) {
     em_graph *g = &c->graph;
     em_graph_reset(g);
     g->kv = &c->kv;
+    g->expert_counts = c->expert_counts;
+    g->stats_n_expert = c->model->hp.n_expert;
     em_build_inputs in = { .n_tokens = n, .n_outputs = n_out };
     in.tokens = em_leaf(g, EM_TYPE_I32, 1, &n, input(c, 0));
     in.pos = em_leaf(g, EM_TYPE_I32, 1, &n, input(c, 1));
@@ -110,6 +113,7 @@ static void context_destroy(ember_context *c) {
     em_graph_free(&c->graph, &a);
     em_kv_free(&c->kv, &a);
     em_free(&a, c->inputs);
+    em_free(&a, c->expert_counts);
     em_free(&a, c);
 }
 
@@ -139,6 +143,10 @@ static int context_init(ember_context *c, const ember_context_params *p) {
     c->row_out = input(c, 5);
     c->seq_first = c->inputs + (size_t)c->n_batch * 6;
     c->seq_next = c->seq_first + c->n_seq;
+    if (hp->n_expert > 0 &&
+        !(c->expert_counts = em_calloc(&c->alloc, (size_t)hp->n_layer * (size_t)hp->n_expert,
+                                       sizeof *c->expert_counts)))
+        return em_error(c->err, EMBER_ERR_NO_MEMORY, "context: no memory for expert counts");
     if (em_graph_init(&c->graph, &c->alloc, 64 * hp->n_layer + 64))
         return em_error(c->err, EMBER_ERR_NO_MEMORY, "context: no memory for the graph");
     return plan_memory(c);
@@ -284,5 +292,32 @@ EMBER_API int ember_seq_clear(ember_context *c, int32_t seq_id) {
                         seq_id, c->n_seq - 1);
     em_kv_clear(&c->kv, seq_id);
     c->n_last = 0;
+    return EMBER_OK;
+}
+
+EMBER_API uint64_t ember_context_kv_bytes_per_token(const ember_context *c) {
+    if (!c) return 0;
+    return (uint64_t)(c->kv.k_row + c->kv.v_row) * c->kv.elt * (uint64_t)c->kv.n_layer;
+}
+
+EMBER_API int ember_expert_counts(const ember_context *c, int32_t layer, uint64_t *counts,
+                                  size_t n) {
+    if (!c || !counts)
+        return em_error(NULL, EMBER_ERR_INVALID_ARGUMENT, "expert counts: NULL argument");
+    const em_hparams *hp = &c->model->hp;
+    if (layer < 0 || layer >= hp->n_layer)
+        return em_error(NULL, EMBER_ERR_INVALID_ARGUMENT, "expert counts: layer %d is not in "
+                        "0..%d", layer, hp->n_layer - 1);
+    size_t k = n < (size_t)hp->n_expert ? n : (size_t)hp->n_expert;
+    for (size_t i = 0; i < k; i++) counts[i] = c->expert_counts[(size_t)layer * (size_t)hp->n_expert + i];
+    for (size_t i = k; i < n; i++) counts[i] = 0;
+    return EMBER_OK;
+}
+
+EMBER_API int ember_expert_counts_reset(ember_context *c) {
+    if (!c) return em_error(NULL, EMBER_ERR_INVALID_ARGUMENT, "expert counts: context is NULL");
+    if (c->expert_counts)
+        memset(c->expert_counts, 0, (size_t)c->model->hp.n_layer * (size_t)c->model->hp.n_expert *
+                                        sizeof *c->expert_counts);
     return EMBER_OK;
 }
