@@ -62,6 +62,26 @@ static double read_bandwidth(int threads) {
     return best;
 }
 
+static int64_t meta_i(const ember_model *m, const char *fmt, int64_t dflt) {
+    char key[128];
+    int64_t v;
+    snprintf(key, sizeof key, fmt, ember_model_arch(m));
+    return ember_model_meta_int(m, key, &v) == EMBER_OK ? v : dflt;
+}
+
+/* Bytes one decode step reads: all weights, but of the routed experts only
+ * expert_used_count of expert_count (each expert has gate, up, down). */
+static uint64_t active_bytes(const ember_model *m, uint64_t total) {
+    int64_t n_exp = meta_i(m, "%s.expert_count", 0);
+    if (n_exp <= 0) return total;
+    int64_t used = meta_i(m, "%s.expert_used_count", 0), E = ember_model_n_embd(m);
+    int64_t F = meta_i(m, "%s.expert_feed_forward_length", meta_i(m, "%s.feed_forward_length", 0));
+    int64_t moe_layers = ember_model_n_layer(m) - meta_i(m, "%s.leading_dense_block_count", 0);
+    double bytes_per_weight = (double)total / (double)ember_model_n_params(m);
+    double experts = (double)(3 * E * F) * (double)n_exp * (double)moe_layers * bytes_per_weight;
+    return (uint64_t)((double)total - experts + experts * (double)used / (double)n_exp);
+}
+
 static int run(ember_context *ctx, int32_t n_vocab, int n_prompt, int n_decode, double *pp,
                double *tg) {
     ember_batch_entry *b = malloc((size_t)n_prompt * sizeof *b);
@@ -114,6 +134,7 @@ int main(int argc, char **argv) {
     if ((rc = ember_context_create(m, &cp, &ctx))) { fprintf(stderr, "context: %s\n", ember_last_error()); return 1; }
     uint64_t weight_bytes = 0;
     for (int t = 0; t < EMBER_TYPE_COUNT; t++) weight_bytes += ember_model_type_bytes(m, t);
+    uint64_t read_bytes = active_bytes(m, weight_bytes);
     double pp, tg;
     if ((rc = run(ctx, ember_model_n_vocab(m), n_prompt, n_decode, &pp, &tg))) {
         fprintf(stderr, "eval: %s\n", ember_context_last_error(ctx));
@@ -124,10 +145,15 @@ int main(int argc, char **argv) {
     printf("model: %s, %.1f M params, %.1f MiB of weights\n", path ? path : "synthetic",
            ember_model_n_params(m) / 1e6, weight_bytes / 1048576.0);
     printf("prompt  %4d tokens: %8.1f tokens/s\n", n_prompt, pp);
-    printf("decode  %4d tokens: %8.2f tokens/s  (%.1f GB/s of weights)\n", n_decode, tg,
-           tg * weight_bytes / 1e9);
+    if (read_bytes != weight_bytes)
+        printf("MoE: a token reads %.1f MiB of the %.1f MiB (active experts only)\n",
+               read_bytes / 1048576.0, weight_bytes / 1048576.0);
+    printf("decode  %4d tokens: %8.2f tokens/s  (%.1f GB/s of weights read)\n", n_decode, tg,
+           tg * read_bytes / 1e9);
     printf("memory read bandwidth (%d threads, same run): %.1f GB/s; decode reaches %.0f%%\n", nt,
-           bw, bw > 0 ? 100.0 * tg * weight_bytes / 1e9 / bw : 0.0);
+           bw, bw > 0 ? 100.0 * tg * read_bytes / 1e9 / bw : 0.0);
+    printf("KV cache: %llu bytes per token\n",
+           (unsigned long long)ember_context_kv_bytes_per_token(ctx));
     ember_context_free(&ctx);
     ember_model_free(&m);
     free(synth);
