@@ -58,10 +58,10 @@ size_t em_cpu_moe_ffn_shared(const em_tensor *t) {
     return (size_t)(n_expert + 2 * n_expert * T + T * E + 2 * T * F);
 }
 
-/* per thread: one weight row converted to F32 */
+/* per thread: a tile of weight rows converted to F32 */
 size_t em_cpu_moe_ffn_scratch(const em_tensor *t) {
     int64_t E = t->src[0]->ne[0], F = t->src[2]->ne[1];
-    return (size_t)(E > F ? E : F);
+    return (size_t)EM_MATMUL_TILE * (size_t)(E > F ? E : F);
 }
 
 static void group_by_expert(const em_tensor *t, moe_area *a, int64_t n_expert, int64_t T,
@@ -83,20 +83,23 @@ static void group_by_expert(const em_tensor *t, moe_area *a, int64_t n_expert, i
 }
 
 /* Rows [lo, hi) of one expert's matrix times n vectors (length K, stride
- * K): y[v * ldy + row]. Each row is read once (converted to F32 once when
- * several vectors use it). */
+ * K): y[v * ldy + row]. Each row is read once: with a few vectors, dot
+ * products in the weight's type; with more, tiles of rows converted to F32
+ * once and multiplied by all vectors with the GEMM tile kernel. */
 static void rows_times(em_cpu *c, const em_tensor *m, const char *mat, int64_t lo, int64_t hi,
-                       const float *vecs, int64_t n, float *y, int64_t ldy, float *rowbuf) {
+                       const float *vecs, int64_t n, float *y, int64_t ldy, float *tile) {
     int64_t K = m->ne[0];
-    em_dot_fn dot = c->dsp.dot[m->type], dotf = c->dsp.dot[EMBER_TYPE_F32];
-    for (int64_t r = lo; r < hi; r++) {
-        const char *row = mat + r * m->nb[1];
-        if (n >= 3 && m->type != EMBER_TYPE_F32) {
-            c->dsp.to_f32[m->type](K, row, rowbuf);
-            for (int64_t v = 0; v < n; v++) y[v * ldy + r] = dotf(K, rowbuf, vecs + v * K);
-        } else {
-            for (int64_t v = 0; v < n; v++) y[v * ldy + r] = dot(K, row, vecs + v * K);
-        }
+    if (n < 3) {
+        em_dot_fn dot = c->dsp.dot[m->type];
+        for (int64_t r = lo; r < hi; r++)
+            for (int64_t v = 0; v < n; v++) y[v * ldy + r] = dot(K, mat + r * m->nb[1], vecs + v * K);
+        return;
+    }
+    for (int64_t r0 = lo; r0 < hi; r0 += EM_MATMUL_TILE) {
+        int64_t nr = hi - r0 < EM_MATMUL_TILE ? hi - r0 : EM_MATMUL_TILE;
+        for (int64_t r = 0; r < nr; r++)
+            c->dsp.to_f32[m->type](K, mat + (r0 + r) * m->nb[1], tile + r * K);
+        c->dsp.gemm_f32(K, nr, n, tile, vecs, y + r0, ldy);
     }
 }
 
