@@ -93,8 +93,7 @@ static void *churn_main(void *p) {
     return NULL;
 }
 
-static void test_eight_threads(void **state) {
-    (void)state;
+static void run_eight_threads(void) {
     result serial[N_THREADS], par[N_THREADS];
     for (int i = 0; i < N_THREADS; i++) {
         serial[i].last_logits = malloc((size_t)n_vocab * 4);
@@ -126,6 +125,27 @@ static void test_eight_threads(void **state) {
     }
 }
 
+static void test_eight_threads_dense(void **state) {
+    (void)state;
+    run_eight_threads();
+}
+
+/* The same with a MoE model (MLA, routed and shared experts). */
+static void test_eight_threads_moe(void **state) {
+    (void)state;
+    ember_model *dense = model;
+    int dense_vocab = n_vocab;
+    ember_model *moe = NULL;
+    assert_int_equal(ember_model_load_file(testdata_path("models/tiny-deepseek3/model-f16.gguf"),
+                                           NULL, &moe), EMBER_OK);
+    model = moe;
+    n_vocab = ember_model_n_vocab(moe);
+    run_eight_threads();
+    model = dense;
+    n_vocab = dense_vocab;
+    ember_model_free(&moe);
+}
+
 static int setup(void **state) {
     (void)state;
     synth_cfg cfg = { 64, 2, 4, 2, 96, 64, 1, 11 };
@@ -144,6 +164,9 @@ static int teardown(void **state) {
 }
 
 int main(void) {
-    const struct CMUnitTest tests[] = { cmocka_unit_test(test_eight_threads) };
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_eight_threads_dense),
+        cmocka_unit_test(test_eight_threads_moe),
+    };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
