@@ -106,14 +106,13 @@ em_tensor *em_matmul(em_graph *g, em_tensor *w, em_tensor *x) {
 em_tensor *em_add(em_graph *g, em_tensor *a, em_tensor *b) { return unary(g, EM_OP_ADD, a, b); }
 em_tensor *em_mul(em_graph *g, em_tensor *a, em_tensor *b) { return unary(g, EM_OP_MUL, a, b); }
 
-em_tensor *em_rope(em_graph *g, em_tensor *x, em_tensor *pos, em_tensor *freq_factors,
-                   int n_rot, int mode, float base, float freq_scale) {
+em_tensor *em_rope(em_graph *g, em_tensor *x, em_tensor *pos, em_tensor *inv_freq, int n_rot,
+                   int mode, float attn_factor) {
     em_tensor *t = unary(g, EM_OP_ROPE, x, pos);
-    t->src[2] = freq_factors;
+    t->src[2] = inv_freq;
     t->ip[0] = n_rot;
     t->ip[1] = mode;
-    t->fp[0] = base;
-    t->fp[1] = freq_scale;
+    t->fp[0] = attn_factor;
     return t;
 }
 

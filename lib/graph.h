@@ -19,9 +19,9 @@ typedef enum em_op {
     EM_OP_ADD,       /* src0 + src1, same shape (src1 may be one row: broadcast) */
     EM_OP_MUL,       /* src0 * src1, same broadcast rule; also src1 [1,rows]: a
                         scalar per row                                        */
-    EM_OP_ROPE,      /* src0 x [D,H,T], src1 pos i32 [T], src2 freq factors [D/2] (opt.);
-                        i[0] n_rot, i[1] mode (0 adjacent pairs, 2 halves),
-                        f[0] base, f[1] freq_scale                         */
+    EM_OP_ROPE,      /* src0 x [D,H,T], src1 pos i32 [T], src2 inverse frequencies
+                        [n_rot/2] (lib/rope.c); i[0] n_rot, i[1] mode (0 adjacent
+                        pairs, 2 halves); f[0] multiplies cos and sin       */
     EM_OP_KV_STORE,  /* src0 K [Dk*Hkv,T], src1 V, src2 slots i32 [T]; i[0] layer;
                         writes into the KV cache, output is a 1-element token */
     EM_OP_ATTN,      /* src0 Q [D,H,T], src1 pos i32 [T], src2 seq i32 [T]; i[0] layer,
@@ -85,8 +85,8 @@ em_tensor *em_rms_norm(em_graph *g, em_tensor *x, em_tensor *w, float eps);
 em_tensor *em_matmul(em_graph *g, em_tensor *w, em_tensor *x);
 em_tensor *em_add(em_graph *g, em_tensor *a, em_tensor *b);
 em_tensor *em_mul(em_graph *g, em_tensor *a, em_tensor *b);
-em_tensor *em_rope(em_graph *g, em_tensor *x, em_tensor *pos, em_tensor *freq_factors,
-                   int n_rot, int mode, float base, float freq_scale);
+em_tensor *em_rope(em_graph *g, em_tensor *x, em_tensor *pos, em_tensor *inv_freq, int n_rot,
+                   int mode, float attn_factor);
 em_tensor *em_kv_store(em_graph *g, em_tensor *k, em_tensor *v, em_tensor *slots, int layer);
 em_tensor *em_attn(em_graph *g, em_tensor *q, em_tensor *pos, em_tensor *seq, em_tensor *dep,
                    int layer, int64_t dv, float scale);

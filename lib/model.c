@@ -117,6 +117,7 @@ static void model_destroy(ember_model *m) {
     em_vocab_free(&m->vocab, &a);
     for (int32_t i = 0; m->layers && i < m->hp.n_layer; i++) em_free(&a, m->layers[i].k_b_owned);
     em_free(&a, m->layers);
+    em_free(&a, m->rope_inv_freq);
     em_gguf_free(&m->gguf, &a);
     em_image_release(&m->image, &a);
     em_free(&a, m);

@@ -21,6 +21,9 @@ typedef struct em_hparams {
     float rms_eps;
     float rope_base;
     float rope_freq_scale;
+    /* YaRN (yarn_factor > 0) */
+    float yarn_factor, yarn_orig_ctx, yarn_log_mul, yarn_beta_fast, yarn_beta_slow;
+    float rope_attn_factor; /* multiplies cos and sin */
     /* KV cache row sizes (elements per position per layer), set by the arch */
     int64_t kv_k_row, kv_v_row;
     /* mixture of experts (n_expert == 0: dense) */
@@ -29,6 +32,7 @@ typedef struct em_hparams {
     float expert_scale;
     /* MLA (deepseek2) */
     int32_t q_lora_rank, kv_lora_rank, head_nope;
+    float kq_scale;
 } em_hparams;
 
 /* A weight seen through explicit strides (a slice of a file tensor), or a
@@ -88,6 +92,7 @@ struct ember_model {
     em_layer *layers;
     uint64_t n_params;
     uint64_t type_bytes[EMBER_TYPE_COUNT];
+    float *rope_inv_freq; /* [n_rot / 2], built at load */
 };
 
 /* Metadata helpers used by architectures: "%s" in key is the arch name. */

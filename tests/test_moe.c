@@ -13,10 +13,11 @@
 
 #include "common.h"
 #include "lib/moe.h"
+#include "lib/rope.h"
 
 enum { NV = 32000 };
 
-static const char *split_path;
+static const char *split_path, *yarn_path;
 
 typedef struct ref {
     int32_t prompt[64], greedy[64], seq[128];
@@ -337,8 +338,62 @@ static void test_route_every_group_configuration(void **state) {
     print_message("routing: %d cases against brute force\n", cases);
 }
 
+/* YaRN with DeepSeek-V3's settings (64 rope dims, base 10000, factor 40,
+ * original context 4096, betas 32/1). By hand: the correction dims are
+ * 64 ln(4096 / (32 * 2 pi)) / (2 ln 10000) = 10.47 -> floor 10 and
+ * 64 ln(4096 / (2 pi)) / (2 ln 10000) = 22.5 -> ceil 23; pairs below 10 keep
+ * their frequency, pairs from 23 on are divided by 40, and in between the
+ * blend weight rises linearly: (i - 10) / 13. */
+static void test_yarn_table(void **state) {
+    (void)state;
+    float inv[32];
+    em_rope_cfg cfg = { 64, 10000.0, 1.0, NULL, 40.0, 4096.0, 32.0, 1.0 };
+    em_rope_inv_freq(&cfg, inv);
+    for (int i = 0; i < 32; i++) {
+        double orig = pow(10000.0, -2.0 * i / 64), ramp = (i - 10) / 13.0;
+        ramp = ramp < 0 ? 0 : ramp > 1 ? 1 : ramp;
+        double want = orig / 40.0 * ramp + orig * (1 - ramp);
+        assert_true(fabs(inv[i] - want) <= 1e-6 * want);
+    }
+    assert_true(fabs(inv[5] - pow(10000.0, -10.0 / 64)) < 1e-7);
+    assert_true(fabs(inv[30] - pow(10000.0, -60.0 / 64) / 40) < 1e-9);
+    /* linear scaling and rope_freqs factors */
+    float ff[4] = { 1, 2, 4, 8 }, lin[4];
+    em_rope_cfg c2 = { 8, 10000.0, 0.25, ff, 0, 0, 0, 0 };
+    em_rope_inv_freq(&c2, lin);
+    for (int i = 0; i < 4; i++)
+        assert_true(fabs(lin[i] - pow(10000.0, -2.0 * i / 8) * 0.25 / ff[i]) < 1e-7);
+}
+
+/* tiny-deepseek3 with YaRN keys loads, runs and its scaling takes effect. */
+static void test_yarn_model(void **state) {
+    (void)state;
+    testdata_path("models/tiny-deepseek3/model-f16.gguf");
+    FILE *f = fopen(yarn_path, "rb");
+    if (!f) skip();
+    fclose(f);
+    ember_model *plain = load(split_path), *yarn = load(yarn_path);
+    ember_context *cp = ctx_for(plain, 1), *cy = ctx_for(yarn, 1);
+    ember_batch_entry b[20];
+    for (int i = 0; i < 20; i++) b[i] = (ember_batch_entry){ 200 + 13 * i, i, 0, i == 19 };
+    assert_int_equal(ember_eval(cp, b, 20), EMBER_OK);
+    assert_int_equal(ember_eval(cy, b, 20), EMBER_OK);
+    const float *lp = ember_get_logits(cp, 19), *ly = ember_get_logits(cy, 19);
+    double d = 0;
+    for (int v = 0; v < NV; v++) {
+        assert_true(isfinite(ly[v]));
+        d = fmax(d, fabs(lp[v] - ly[v]));
+    }
+    assert_true(d > 1e-3); /* the scaling changed the result */
+    ember_context_free(&cp);
+    ember_context_free(&cy);
+    ember_model_free(&plain);
+    ember_model_free(&yarn);
+}
+
 int main(int argc, char **argv) {
     split_path = argc > 1 ? argv[1] : "";
+    yarn_path = argc > 2 ? argv[2] : "";
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_route_hand_cases),
         cmocka_unit_test(test_route_every_group_configuration),
@@ -348,6 +403,8 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_deepseek3_split_layout),
         cmocka_unit_test(test_batch_invariance),
         cmocka_unit_test(test_stats_and_cache),
+        cmocka_unit_test(test_yarn_table),
+        cmocka_unit_test(test_yarn_model),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -186,21 +186,20 @@ static void op_head_matmul(em_cpu *c, em_tensor *t, int ith, int nth) {
 
 /* Rotary embedding. Mode 0 rotates adjacent pairs (x[2i], x[2i+1]); mode 2
  * rotates halves (x[i], x[i + n_rot/2]). Dimensions past n_rot pass
- * through. Angles are computed in double once per token. */
+ * through. Angles pos * inv_freq[i] are taken in double once per token. */
 static void op_rope(em_cpu *c, em_tensor *t, int ith, int nth) {
     const em_tensor *x = t->src[0];
     const int32_t *pos = t->src[1]->data;
-    const float *ff = t->src[2] ? t->src[2]->data : NULL;
+    const float *inv_freq = t->src[2]->data;
     int64_t D = x->ne[0], H = x->ne[1], T = x->ne[2], lo, hi;
     int n_rot = t->ip[0], half = n_rot / 2;
     float *cs = c->scratch[ith], *sn = cs + half;
     split(T, ith, nth, &lo, &hi);
     for (int64_t tok = lo; tok < hi; tok++) {
         for (int i = 0; i < half; i++) {
-            double theta = (double)pos[tok] * t->fp[1] * pow(t->fp[0], -2.0 * i / n_rot);
-            if (ff) theta /= ff[i];
-            cs[i] = (float)cos(theta);
-            sn[i] = (float)sin(theta);
+            double theta = (double)pos[tok] * inv_freq[i];
+            cs[i] = (float)(cos(theta) * t->fp[0]);
+            sn[i] = (float)(sin(theta) * t->fp[0]);
         }
         for (int64_t h = 0; h < H; h++) {
             const float *a = (const float *)((const char *)x->data + tok * x->nb[2] + h * x->nb[1]);

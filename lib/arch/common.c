@@ -1,10 +1,39 @@
 #include "common.h"
 
+#include "../rope.h"
+
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
 
 /* ---- hyperparameters ---- */
+
+/* YaRN settings; the attention-logit factor (yarn_log_mul) is applied by
+ * the architectures that use it (deepseek2). */
+static int read_yarn(ember_model *m, float factor) {
+    em_hparams *hp = &m->hp;
+    int rc;
+    hp->yarn_orig_ctx = 0;
+    hp->yarn_beta_fast = 32.0f;
+    hp->yarn_beta_slow = 1.0f;
+    int32_t orig = 0;
+    if ((rc = em_model_get_i32(m, "%s.rope.scaling.original_context_length", false, &orig)) ||
+        (rc = em_model_get_f32(m, "%s.rope.scaling.yarn_log_multiplier", false, &hp->yarn_log_mul)) ||
+        (rc = em_model_get_f32(m, "%s.rope.scaling.yarn_beta_fast", false, &hp->yarn_beta_fast)) ||
+        (rc = em_model_get_f32(m, "%s.rope.scaling.yarn_beta_slow", false, &hp->yarn_beta_slow)))
+        return rc;
+    if (!(factor >= 1 && factor < 1e6f) || orig < 0 || !(hp->yarn_beta_fast > 0) ||
+        !(hp->yarn_beta_slow > 0) || !(hp->yarn_log_mul >= 0 && hp->yarn_log_mul < 10))
+        return em_error(NULL, EMBER_ERR_FORMAT, "model: YaRN rope scaling: factor %g, original "
+                        "context %d, betas %g/%g or log multiplier %g out of range",
+                        (double)factor, orig, (double)hp->yarn_beta_fast,
+                        (double)hp->yarn_beta_slow, (double)hp->yarn_log_mul);
+    hp->yarn_factor = factor;
+    hp->yarn_orig_ctx = (float)(orig ? orig : hp->n_ctx_train);
+    /* cos and sin are scaled by 1 + 0.1 ln(factor), as the reference does */
+    hp->rope_attn_factor = (float)(1.0 + 0.1 * log(factor));
+    return EMBER_OK;
+}
 
 static int read_rope_scaling(ember_model *m) {
     em_hparams *hp = &m->hp;
@@ -12,6 +41,7 @@ static int read_rope_scaling(ember_model *m) {
     snprintf(key, sizeof key, "%s.rope.scaling.type", m->arch_name);
     const em_gguf_kv *kv = em_gguf_find(&m->gguf, key);
     float factor = 0;
+    hp->rope_attn_factor = 1.0f;
     int rc = em_model_get_f32(m, "%s.rope.scaling.factor", false, &factor);
     if (rc) return rc;
     if (kv) {
@@ -19,6 +49,11 @@ static int read_rope_scaling(ember_model *m) {
             return em_error(NULL, EMBER_ERR_FORMAT, "model: %s is not a string", key);
         bool none = kv->n == 4 && memcmp(kv->data, "none", 4) == 0;
         bool linear = kv->n == 6 && memcmp(kv->data, "linear", 6) == 0;
+        bool yarn = kv->n == 4 && memcmp(kv->data, "yarn", 4) == 0;
+        if (yarn) {
+            hp->rope_freq_scale = 1.0f;
+            return read_yarn(m, factor);
+        }
         if (!none && !linear)
             return em_error(NULL, EMBER_ERR_UNSUPPORTED, "model: rope scaling '%.*s' is not "
                             "supported yet", (int)(kv->n < 32 ? kv->n : 32), kv->data);
@@ -162,6 +197,25 @@ int em_arch_layer_weight(ember_model *m, int il, const char *name, int n_dims,
     return em_model_weight(m, full, n_dims, ne, required, out);
 }
 
+int em_arch_rope_table(ember_model *m) {
+    const em_hparams *hp = &m->hp;
+    int32_t half = hp->n_rot / 2 > 0 ? hp->n_rot / 2 : 1;
+    m->rope_inv_freq = em_calloc(&m->alloc, (size_t)half, sizeof *m->rope_inv_freq);
+    if (!m->rope_inv_freq) return em_error(NULL, EMBER_ERR_NO_MEMORY, "model: no memory for rope");
+    em_rope_cfg cfg = { hp->n_rot, hp->rope_base, hp->rope_freq_scale,
+                        m->rope_freqs ? (const float *)m->rope_freqs->data : NULL,
+                        hp->yarn_factor, hp->yarn_orig_ctx, hp->yarn_beta_fast, hp->yarn_beta_slow };
+    if (hp->n_rot > 0) em_rope_inv_freq(&cfg, m->rope_inv_freq);
+    return EMBER_OK;
+}
+
+em_tensor *em_arch_rope(const ember_model *m, em_graph *g, em_tensor *x, em_tensor *pos) {
+    const em_hparams *hp = &m->hp;
+    int64_t half = hp->n_rot / 2;
+    return em_rope(g, x, pos, em_leaf(g, EMBER_TYPE_F32, 1, &half, m->rope_inv_freq), hp->n_rot,
+                   hp->rope_mode, hp->rope_attn_factor);
+}
+
 int em_arch_load_embeddings(ember_model *m) {
     em_hparams *hp = &m->hp;
     int rc;
@@ -277,11 +331,8 @@ em_tensor *em_arch_attention(const ember_model *m, em_graph *g, const em_build_i
     if (L->bk) k = em_add(g, k, em_weight(g, L->bk));
     if (L->bv) v = em_add(g, v, em_weight(g, L->bv));
 
-    em_tensor *ff = m->rope_freqs ? em_weight(g, m->rope_freqs) : NULL;
-    q = em_rope(g, em_reshape(g, q, 3, (int64_t[]){ D, hp->n_head, T }), in->pos, ff,
-                hp->n_rot, hp->rope_mode, hp->rope_base, hp->rope_freq_scale);
-    k = em_rope(g, em_reshape(g, k, 3, (int64_t[]){ D, hp->n_head_kv, T }), in->pos, ff,
-                hp->n_rot, hp->rope_mode, hp->rope_base, hp->rope_freq_scale);
+    q = em_arch_rope(m, g, em_reshape(g, q, 3, (int64_t[]){ D, hp->n_head, T }), in->pos);
+    k = em_arch_rope(m, g, em_reshape(g, k, 3, (int64_t[]){ D, hp->n_head_kv, T }), in->pos);
 
     em_tensor *stored = em_kv_store(g, em_reshape(g, k, 2, (int64_t[]){ D * hp->n_head_kv, T }),
                                     v, in->slots, il);

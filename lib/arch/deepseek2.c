@@ -30,24 +30,21 @@ static em_tensor *mla_attention(const ember_model *m, em_graph *g, const em_buil
         : em_matmul(g, em_weight(g, L->wq), x);
     q = em_reshape(g, q, 3, (int64_t[]){ nope + rope, H, T });
     em_tensor *q_nope = em_slice(g, q, 0, nope);
-    em_tensor *q_rope = em_rope(g, em_slice(g, q, nope, rope), in->pos, NULL, (int)rope,
-                                hp->rope_mode, hp->rope_base, hp->rope_freq_scale);
+    em_tensor *q_rope = em_arch_rope(m, g, em_slice(g, q, nope, rope), in->pos);
 
     /* the compressed key/value: latent and one rope key shared by all heads */
     em_tensor *kv = em_matmul(g, em_weight(g, L->kv_a_mqa), x);
     em_tensor *latent = em_rms_norm(g, em_slice(g, kv, 0, kvl), em_weight(g, L->kv_a_norm),
                                     hp->rms_eps);
-    em_tensor *k_rope = em_rope(g, em_reshape(g, em_slice(g, kv, kvl, rope), 3,
-                                              (int64_t[]){ rope, 1, T }),
-                                in->pos, NULL, (int)rope, hp->rope_mode, hp->rope_base,
-                                hp->rope_freq_scale);
+    em_tensor *k_rope = em_arch_rope(m, g, em_reshape(g, em_slice(g, kv, kvl, rope), 3,
+                                                      (int64_t[]){ rope, 1, T }), in->pos);
     em_tensor *row = em_concat(g, latent, em_reshape(g, k_rope, 2, (int64_t[]){ rope, T }));
     em_tensor *stored = em_kv_store(g, row, NULL, in->slots, il);
 
     /* absorbed attention: q_lat = k_b^T q_nope; scores against [latent | rope key] */
     em_tensor *q_lat = em_head_matmul(g, em_wview_leaf(g, &L->k_b), q_nope);
     em_tensor *att = em_attn(g, em_concat(g, q_lat, q_rope), in->pos, in->seq, stored, il, kvl,
-                             1.0f / sqrtf((float)(nope + rope)));
+                             hp->kq_scale);
     em_tensor *o = em_head_matmul(g, em_wview_leaf(g, &L->v_b),
                                   em_reshape(g, att, 3, (int64_t[]){ kvl, H, T }));
     return em_matmul(g, em_weight(g, L->wo),
@@ -93,6 +90,12 @@ static int read_mla(ember_model *m) {
     hp->kv_k_row = hp->kv_lora_rank + hp->n_rot;
     hp->kv_v_row = 0; /* the latent is the value */
     hp->rope_mode = 0; /* adjacent pairs (the reference's interleaved rope) */
+    /* With YaRN, DeepSeek scales the attention logits by mscale^2, mscale =
+     * 1 + yarn_log_mul ln(factor), and leaves cos and sin unscaled (its
+     * mscale and mscale_all_dim cancel there). */
+    double mscale = hp->yarn_factor > 0 ? 1.0 + hp->yarn_log_mul * log(hp->yarn_factor) : 1.0;
+    hp->kq_scale = (float)(mscale * mscale / sqrt((double)(hp->head_nope + hp->n_rot)));
+    hp->rope_attn_factor = 1.0f;
     return EMBER_OK;
 }
 
@@ -192,7 +195,7 @@ static int deepseek2_load(ember_model *m) {
         bool dense = il < m->hp.n_layer_dense_lead || m->hp.n_expert == 0;
         if ((rc = dense ? em_arch_load_ffn(m, il) : em_arch_load_experts(m, il))) return rc;
     }
-    return EMBER_OK;
+    return em_arch_rope_table(m);
 }
 
 const em_arch em_arch_deepseek2 = { "deepseek2", deepseek2_load, deepseek2_build };

@@ -24,6 +24,7 @@ static int llama_load(ember_model *m) {
         (rc = em_arch_load_embeddings(m)))
         return rc;
     m->hp.rope_mode = 0; /* adjacent pairs: the converter permuted Q/K */
+    if ((rc = em_arch_rope_table(m))) return rc;
     for (int il = 0; il < m->hp.n_layer; il++) {
         if ((rc = em_arch_load_attention(m, il))) return rc;
         rc = m->hp.n_expert ? em_arch_load_experts(m, il) : em_arch_load_ffn(m, il);

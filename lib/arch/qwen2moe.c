@@ -24,6 +24,7 @@ static int qwen2moe_load(ember_model *m) {
     if (m->hp.n_expert == 0)
         return em_error(NULL, EMBER_ERR_FORMAT, "model: qwen2moe.expert_count is missing or 0");
     m->hp.rope_mode = 2; /* halves */
+    if ((rc = em_arch_rope_table(m))) return rc;
     for (int il = 0; il < m->hp.n_layer; il++)
         if ((rc = em_arch_load_attention(m, il)) || (rc = em_arch_load_experts(m, il))) return rc;
     return EMBER_OK;

@@ -299,7 +299,7 @@ hp("rope-dimension-above-head", FORMAT, "rope.dimension_count", **{"rope.dimensi
 hp("rms-eps-negative", FORMAT, "epsilon",
    **{"attention.layer_norm_rms_epsilon": kv_f32("llama.attention.layer_norm_rms_epsilon", -1.0)})
 hp("rope-base-0", FORMAT, "rope base", **{"rope.freq_base": kv_f32("llama.rope.freq_base", 0.0)})
-hp("rope-scaling-yarn", UNSUPPORTED, "yarn",
+hp("rope-scaling-yarn-without-factor", FORMAT, "YaRN",
    **{"rope.scaling.type": kv_str("llama.rope.scaling.type", "yarn")})
 hp("key-length-contradicts", FORMAT, "attn_q.weight", **{"attention.key_length": 8})
 hp("expert-used-above-count", FORMAT, "expert_used_count",

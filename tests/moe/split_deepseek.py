@@ -5,13 +5,17 @@ per head) and attn_v_b {kv_lora, v, n_head}, with key_length = kv_lora +
 rope, value_length = kv_lora, head_count_kv = 1 and the per-head sizes in
 key_length_mla / value_length_mla. Standard library only.
 
-    python3 split_deepseek.py IN.gguf OUT.gguf STAMP   (no IN: writes only STAMP)
+    python3 split_deepseek.py IN.gguf OUT.gguf STAMP [--yarn]   (no IN: writes only STAMP)
+
+--yarn also adds DeepSeek's YaRN rope scaling keys (factor 40, original
+context 64, log multiplier 0.1), for tests of that path.
 """
 import os
 import struct
 import sys
 
 src, dst, stamp = sys.argv[1:4]
+yarn = "--yarn" in sys.argv[4:]
 if not os.path.exists(src):
     open(stamp, "w").write("skipped: %s absent\n" % src)
     sys.exit(0)
@@ -92,6 +96,23 @@ replaced = {"deepseek2.attention.key_length": kvl + rope, "deepseek2.attention.v
 out_kvs = [u32kv(k, replaced[k]) if k in replaced else blob for k, blob in kvs]
 out_kvs += [u32kv("deepseek2.attention.key_length_mla", qk),
             u32kv("deepseek2.attention.value_length_mla", v)]
+
+
+def f32kv(key, val):
+    k = key.encode()
+    return struct.pack("<Q", len(k)) + k + struct.pack("<If", 6, val)
+
+
+def strkv(key, val):
+    k, b = key.encode(), val.encode()
+    return struct.pack("<Q", len(k)) + k + struct.pack("<IQ", 8, len(b)) + b
+
+
+if yarn:
+    out_kvs += [strkv("deepseek2.rope.scaling.type", "yarn"),
+                f32kv("deepseek2.rope.scaling.factor", 40.0),
+                u32kv("deepseek2.rope.scaling.original_context_length", 64),
+                f32kv("deepseek2.rope.scaling.yarn_log_multiplier", 0.1)]
 
 tensors = []  # (name, dims, type, bytes)
 for name, dims, ty, off in infos:
