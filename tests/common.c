@@ -155,3 +155,19 @@ ember_allocator counting_allocator(counting_alloc *c) {
     ember_allocator a = { c_malloc, c_realloc, c_free, c };
     return a;
 }
+
+void load_model_ref(const char *model, int n_vocab, model_ref *r) {
+    char rel[256];
+    size_t n;
+    snprintf(rel, sizeof rel, "models/%s/reference.json", model);
+    char *js = read_file(testdata_path(rel), &n);
+    assert_non_null(js);
+    r->n_prompt = json_ints(js, "prompt", 0, r->prompt, 64);
+    r->n_greedy = json_ints(js, "greedy", 0, r->greedy, 64);
+    r->n_seq = json_ints(js, "sequence", 0, r->seq, 128);
+    free(js);
+    assert_true(r->n_prompt > 0 && r->n_greedy > 0 && r->n_seq == r->n_prompt + r->n_greedy);
+    snprintf(rel, sizeof rel, "models/%s/sequence-logits.f32", model);
+    r->logits = read_file(testdata_path(rel), &n);
+    assert_int_equal(n, (size_t)r->n_seq * (size_t)n_vocab * 4);
+}

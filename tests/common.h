@@ -23,6 +23,16 @@ void *read_file(const char *path, size_t *size);
 int json_ints(const char *json, const char *key, int nth, int32_t *out, int max);
 int json_string(const char *json, const char *key, int nth, char *out, size_t max);
 
+/* A transformers reference (models/NAME/reference.json and
+ * sequence-logits.f32 [n_seq, n_vocab]); skips when absent. */
+typedef struct model_ref {
+    int32_t prompt[64], greedy[64], seq[128];
+    int n_prompt, n_greedy, n_seq;
+    float *logits; /* free() */
+} model_ref;
+
+void load_model_ref(const char *model, int n_vocab, model_ref *r);
+
 /* An allocator that counts live blocks and bytes and can fail the Nth
  * allocation (fail_at = N, 1-based; 0 = never). */
 typedef struct counting_alloc {

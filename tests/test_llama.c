@@ -10,28 +10,6 @@
 
 enum { TL_VOCAB = 32000 };
 
-typedef struct ref {
-    int32_t prompt[64], greedy[64], seq[128];
-    int n_prompt, n_greedy, n_seq;
-    float *logits; /* [n_seq, vocab] */
-} ref;
-
-static void load_ref(const char *model, ref *r) {
-    char rel[256];
-    size_t n;
-    snprintf(rel, sizeof rel, "models/%s/reference.json", model);
-    char *js = read_file(testdata_path(rel), &n);
-    assert_non_null(js);
-    r->n_prompt = json_ints(js, "prompt", 0, r->prompt, 64);
-    r->n_greedy = json_ints(js, "greedy", 0, r->greedy, 64);
-    r->n_seq = json_ints(js, "sequence", 0, r->seq, 128);
-    free(js);
-    assert_true(r->n_prompt > 0 && r->n_greedy > 0 && r->n_seq == r->n_prompt + r->n_greedy);
-    snprintf(rel, sizeof rel, "models/%s/sequence-logits.f32", model);
-    r->logits = read_file(testdata_path(rel), &n);
-    assert_int_equal(n, (size_t)r->n_seq * TL_VOCAB * 4);
-}
-
 static ember_context *new_ctx(const ember_model *m, int kv_type) {
     ember_context_params p;
     ember_context_default_params(&p);
@@ -74,8 +52,8 @@ static ember_model *load_model(const char *rel) {
 
 static void test_tiny_llama_batch(void **state) {
     (void)state;
-    ref r;
-    load_ref("tiny-llama", &r);
+    model_ref r;
+    load_model_ref("tiny-llama", TL_VOCAB, &r);
     ember_model *m = load_model("models/tiny-llama/model-f16.gguf");
     ember_context *c = new_ctx(m, EMBER_TYPE_F32);
     float *got = malloc((size_t)r.n_seq * TL_VOCAB * 4);
@@ -126,8 +104,8 @@ static void greedy(ember_context *c, const int32_t *prompt, int n_prompt, int n,
 
 static void test_tiny_llama_greedy(void **state) {
     (void)state;
-    ref r;
-    load_ref("tiny-llama", &r);
+    model_ref r;
+    load_model_ref("tiny-llama", TL_VOCAB, &r);
     ember_model *m = load_model("models/tiny-llama/model-f16.gguf");
     ember_context *c = new_ctx(m, EMBER_TYPE_F32);
     int32_t out[64];
@@ -141,8 +119,8 @@ static void test_tiny_llama_greedy(void **state) {
 /* Loading from the caller's memory gives bit-identical logits. */
 static void test_memory_equals_file(void **state) {
     (void)state;
-    ref r;
-    load_ref("tiny-llama", &r);
+    model_ref r;
+    load_model_ref("tiny-llama", TL_VOCAB, &r);
     const char *path = testdata_path("models/tiny-llama/model-f16.gguf");
     size_t size;
     void *img = read_file(path, &size);
@@ -167,8 +145,8 @@ static void test_memory_equals_file(void **state) {
  * alone (its attention reads only its own blocks). */
 static void test_two_sequences(void **state) {
     (void)state;
-    ref r;
-    load_ref("tiny-llama", &r);
+    model_ref r;
+    load_model_ref("tiny-llama", TL_VOCAB, &r);
     ember_model *m = load_model("models/tiny-llama/model-f16.gguf");
     int n = r.n_seq;
     int32_t other[128];
@@ -212,7 +190,7 @@ static void test_two_sequences(void **state) {
     free(a); free(b); free(both); free(r.logits);
 }
 
-typedef struct job { const ember_model *m; const ref *r; float *out; } job;
+typedef struct job { const ember_model *m; const model_ref *r; float *out; } job;
 
 static void *thread_main(void *p) {
     job *j = p;
@@ -235,8 +213,8 @@ static void *thread_main(void *p) {
  * one after the other. */
 static void test_two_threads(void **state) {
     (void)state;
-    ref r;
-    load_ref("tiny-llama", &r);
+    model_ref r;
+    load_model_ref("tiny-llama", TL_VOCAB, &r);
     ember_model *m = load_model("models/tiny-llama/model-f16.gguf");
     size_t sz = (size_t)r.n_seq * TL_VOCAB;
     float *serial = calloc(sz, 4), *t1 = calloc(sz, 4), *t2 = calloc(sz, 4);

@@ -19,26 +19,6 @@ enum { NV = 32000 };
 
 static const char *split_path, *yarn_path;
 
-typedef struct ref {
-    int32_t prompt[64], greedy[64], seq[128];
-    int n_prompt, n_greedy, n_seq;
-    float *logits;
-} ref;
-
-static void load_ref(const char *model, ref *r) {
-    char rel[256];
-    size_t n;
-    snprintf(rel, sizeof rel, "models/%s/reference.json", model);
-    char *js = read_file(testdata_path(rel), &n);
-    r->n_prompt = json_ints(js, "prompt", 0, r->prompt, 64);
-    r->n_greedy = json_ints(js, "greedy", 0, r->greedy, 64);
-    r->n_seq = json_ints(js, "sequence", 0, r->seq, 128);
-    free(js);
-    snprintf(rel, sizeof rel, "models/%s/sequence-logits.f32", model);
-    r->logits = read_file(testdata_path(rel), &n);
-    assert_int_equal(n, (size_t)r->n_seq * NV * 4);
-}
-
 static ember_model *load(const char *path) {
     ember_model *m = NULL;
     int rc = ember_model_load_file(path, NULL, &m);
@@ -81,10 +61,10 @@ static int argmax(const float *l) {
 }
 
 static void check_model(const char *name, const char *path_in) {
-    char path[4096]; /* testdata_path's buffer is reused by load_ref */
+    char path[4096]; /* testdata_path's buffer is reused by load_model_ref */
     snprintf(path, sizeof path, "%s", path_in);
-    ref r;
-    load_ref(name, &r);
+    model_ref r;
+    load_model_ref(name, NV, &r);
     ember_model *m = load(path);
     ember_context *c = ctx_for(m, 1);
     size_t sz = (size_t)r.n_seq * NV;
@@ -125,8 +105,8 @@ static void test_deepseek3_split_layout(void **state) {
     fclose(f);
     check_model("tiny-deepseek3", split_path);
     /* and bit for bit the combined layout's logits */
-    ref r;
-    load_ref("tiny-deepseek3", &r);
+    model_ref r;
+    load_model_ref("tiny-deepseek3", NV, &r);
     ember_model *a = load(testdata_path("models/tiny-deepseek3/model-f16.gguf")), *b = load(split_path);
     ember_context *ca = ctx_for(a, 1), *cb = ctx_for(b, 1);
     size_t sz = (size_t)r.n_seq * NV;
@@ -142,8 +122,8 @@ static void test_deepseek3_split_layout(void **state) {
 /* A token's logits do not depend on which tokens share its batch. */
 static void test_batch_invariance(void **state) {
     (void)state;
-    ref r;
-    load_ref("tiny-deepseek3", &r);
+    model_ref r;
+    load_model_ref("tiny-deepseek3", NV, &r);
     ember_model *m = load(testdata_path("models/tiny-deepseek3/model-f16.gguf"));
     size_t sz = (size_t)r.n_seq * NV;
     float *alone = malloc(sz * 4), *mixed = malloc(sz * 4), *other = malloc(sz * 4);

@@ -34,6 +34,9 @@ em_tensor *em_arch_experts(const ember_model *m, em_graph *g, const em_layer *L,
 em_tensor *em_arch_output(const ember_model *m, em_graph *g, const em_build_inputs *in,
                           em_tensor *x);
 em_tensor *em_wview_leaf(em_graph *g, const em_wview *v);
+/* The llama forward pass (dense or with experts), shared by the
+ * architectures whose blocks are llama's. */
+em_tensor *em_arch_llama_build(const ember_model *m, em_graph *g, const em_build_inputs *in);
 /* Builds the model's rope frequency table (after hparams and rope_freqs). */
 int em_arch_rope_table(ember_model *m);
 /* Rotary embedding of x [D, heads, T] with the model's table. */

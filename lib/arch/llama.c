@@ -4,7 +4,7 @@
  * heads, and a SwiGLU feed-forward network or routed SwiGLU experts. */
 #include "common.h"
 
-static em_tensor *llama_build(const ember_model *m, em_graph *g, const em_build_inputs *in) {
+em_tensor *em_arch_llama_build(const ember_model *m, em_graph *g, const em_build_inputs *in) {
     const em_hparams *hp = &m->hp;
     em_tensor *x = em_get_rows(g, em_weight(g, m->tok_embd), in->tokens);
     for (int il = 0; il < hp->n_layer; il++) {
@@ -33,4 +33,4 @@ static int llama_load(ember_model *m) {
     return EMBER_OK;
 }
 
-const em_arch em_arch_llama = { "llama", llama_load, llama_build };
+const em_arch em_arch_llama = { "llama", llama_load, em_arch_llama_build };

@@ -1,20 +1,7 @@
-/* Qwen2-MoE: llama-style blocks with Q/K/V biases and rotary halves
- * (neox), routed experts without renormalisation, and a shared expert
- * scaled per token by sigmoid(ffn_gate_inp_shexp . x). */
+/* Qwen2-MoE: llama's blocks (so llama's forward pass) with Q/K/V biases
+ * and rotary halves (neox), routed experts without renormalisation, and a
+ * shared expert scaled per token by sigmoid(ffn_gate_inp_shexp . x). */
 #include "common.h"
-
-static em_tensor *qwen2moe_build(const ember_model *m, em_graph *g, const em_build_inputs *in) {
-    const em_hparams *hp = &m->hp;
-    em_tensor *x = em_get_rows(g, em_weight(g, m->tok_embd), in->tokens);
-    for (int il = 0; il < hp->n_layer; il++) {
-        const em_layer *L = &m->layers[il];
-        em_tensor *h = em_rms_norm(g, x, em_weight(g, L->attn_norm), hp->rms_eps);
-        x = em_add(g, x, em_arch_attention(m, g, in, L, il, h));
-        h = em_rms_norm(g, x, em_weight(g, L->ffn_norm), hp->rms_eps);
-        x = em_add(g, x, em_arch_experts(m, g, L, il, h));
-    }
-    return em_arch_output(m, g, in, x);
-}
 
 static int qwen2moe_load(ember_model *m) {
     int rc;
@@ -30,4 +17,4 @@ static int qwen2moe_load(ember_model *m) {
     return EMBER_OK;
 }
 
-const em_arch em_arch_qwen2moe = { "qwen2moe", qwen2moe_load, qwen2moe_build };
+const em_arch em_arch_qwen2moe = { "qwen2moe", qwen2moe_load, em_arch_llama_build };
