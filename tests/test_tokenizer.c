@@ -57,7 +57,7 @@ static void run_vectors(const char *name) {
             print_error("%s case %d '%.*s': got %zu tokens, want %d\n", name, cases, (int)len, p,
                         ng, nw);
         }
-        /* round trip, minus the prefix space the tokenizer added */
+        /* round trip, minus the prefix space the (SentencePiece) tokenizer added */
         char text[2048];
         size_t nb = 0;
         assert_int_equal(ember_detokenize(m, got, ng, text, sizeof text, &nb,
@@ -79,6 +79,8 @@ static void run_vectors(const char *name) {
 }
 
 static void test_llama_spm(void **state) { (void)state; run_vectors("llama-spm"); }
+static void test_gpt2(void **state) { (void)state; run_vectors("gpt-2"); }
+static void test_starcoder(void **state) { (void)state; run_vectors("starcoder"); }
 static void test_phi3(void **state) { (void)state; run_vectors("phi-3"); }
 
 static void test_bos_and_pieces(void **state) {
@@ -120,6 +122,8 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_llama_spm),
         cmocka_unit_test(test_phi3),
+        cmocka_unit_test(test_gpt2),
+        cmocka_unit_test(test_starcoder),
         cmocka_unit_test(test_bos_and_pieces),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "../model.h"
+#include "unicode.h"
 
 typedef struct frag { size_t start, len; int32_t id; /* -1: raw text */ } frag;
 
@@ -55,11 +56,16 @@ static size_t escape_spaces(const char *s, size_t n, bool prefix, char *out) {
 }
 
 static int check_tokenizer(const ember_model *m) {
-    if (m->vocab.kind == EM_VOCAB_NONE)
+    const em_vocab *v = &m->vocab;
+    if (v->kind == EM_VOCAB_NONE)
         return em_error(NULL, EMBER_ERR_UNSUPPORTED, "tokenize: the model has no tokenizer");
-    if (m->vocab.kind != EM_VOCAB_SPM)
+    if (v->kind != EM_VOCAB_SPM && v->kind != EM_VOCAB_BPE)
         return em_error(NULL, EMBER_ERR_UNSUPPORTED, "tokenize: tokenizer model '%s' is not "
-                        "implemented yet", m->vocab.model_name);
+                        "implemented yet", v->model_name);
+    if (v->kind == EM_VOCAB_BPE && v->pretok == EM_PRE_UNKNOWN)
+        return em_error(NULL, EMBER_ERR_UNSUPPORTED, "tokenize: pre-tokenizer '%s' "
+                        "(tokenizer.ggml.pre) is not supported yet; supported: %s", v->pre_name,
+                        em_pretok_names());
     return EMBER_OK;
 }
 
@@ -75,9 +81,14 @@ static int encode(const ember_model *m, const char *text, size_t len, uint32_t f
             prev_special = true;
             continue;
         }
-        size_t el = escape_spaces(text + fa[i].start, fa[i].len,
-                                  v->add_space_prefix && prev_special, esc);
-        int rc = em_spm_encode(v, esc, el, tmp, n, &m->alloc);
+        int rc;
+        if (v->kind == EM_VOCAB_BPE) {
+            rc = em_bpe_encode(v, text + fa[i].start, fa[i].len, tmp, n, &m->alloc);
+        } else {
+            size_t el = escape_spaces(text + fa[i].start, fa[i].len,
+                                      v->add_space_prefix && prev_special, esc);
+            rc = em_spm_encode(v, esc, el, tmp, n, &m->alloc);
+        }
         if (rc) return rc;
         prev_special = false;
     }
@@ -151,6 +162,20 @@ static void put_piece(const em_vocab *v, int32_t id, uint32_t flags, bool first,
     case EM_TOK_UNKNOWN: put(o, "\xe2\x96\x85", 3); return;
     case EM_TOK_USER_DEFINED: put(o, s, n); return;
     default: break;
+    }
+    if (v->kind == EM_VOCAB_BPE) { /* mapped characters back to bytes */
+        for (size_t i = 0; i < n;) {
+            uint32_t cp;
+            size_t cl = em_utf8_decode((const unsigned char *)s + i, n - i, &cp);
+            if (cp < EM_BPE_CP_MAX && v->cp_byte[cp] >= 0) {
+                char b = (char)v->cp_byte[cp];
+                put(o, &b, 1);
+            } else {
+                put(o, s + i, cl);
+            }
+            i += cl;
+        }
+        return;
     }
     size_t i = 0;
     if (first && (flags & EMBER_DETOKENIZE_STRIP_SPACE) && n >= 3 &&

@@ -163,7 +163,39 @@ static int read_model_kind(em_vocab *v, const em_gguf *g) {
     size_t n = kv->n < sizeof v->model_name - 1 ? kv->n : sizeof v->model_name - 1;
     memcpy(v->model_name, kv->data, n);
     v->model_name[n] = 0;
-    v->kind = strcmp(v->model_name, "llama") == 0 ? EM_VOCAB_SPM : EM_VOCAB_OTHER;
+    v->kind = strcmp(v->model_name, "llama") == 0  ? EM_VOCAB_SPM
+            : strcmp(v->model_name, "gpt2") == 0 ? EM_VOCAB_BPE
+                                                 : EM_VOCAB_OTHER;
+    return EMBER_OK;
+}
+
+/* tokenizer.ggml.pre and tokenizer.ggml.merges of a byte-level BPE vocab. */
+static int read_bpe(em_vocab *v, const em_gguf *g, const em_alloc *a) {
+    const em_gguf_kv *pre = em_gguf_find(g, "tokenizer.ggml.pre");
+    if (pre && pre->type != GGUF_STRING)
+        return em_error(NULL, EMBER_ERR_FORMAT, "vocab: tokenizer.ggml.pre is not a string");
+    size_t n = pre ? (pre->n < sizeof v->pre_name - 1 ? pre->n : sizeof v->pre_name - 1) : 7;
+    memcpy(v->pre_name, pre ? (const char *)pre->data : "default", n);
+    v->pre_name[n] = 0;
+    v->pretok = em_pretok_from_name(v->pre_name);
+    v->ignore_merges = v->pretok == EM_PRE_LLAMA3;
+    em_bpe_init_bytes(v);
+    const em_gguf_kv *mg = em_gguf_find(g, "tokenizer.ggml.merges");
+    if (!mg)
+        return em_error(NULL, EMBER_ERR_FORMAT, "vocab: tokenizer.ggml.merges is missing");
+    if (mg->type != GGUF_ARRAY || mg->arr_type != GGUF_STRING || mg->n > (1u << 24))
+        return em_error(NULL, EMBER_ERR_FORMAT, "vocab: tokenizer.ggml.merges must be an array "
+                        "of at most 16M strings");
+    if (em_strmap_init(&v->merges, a, (size_t)mg->n))
+        return em_error(NULL, EMBER_ERR_NO_MEMORY, "vocab: no memory for %llu merges",
+                        (unsigned long long)mg->n);
+    const uint8_t *p = mg->data; /* bounds-checked by the parser */
+    for (uint64_t i = 0; i < mg->n; i++) {
+        uint64_t len;
+        memcpy(&len, p, 8);
+        em_strmap_put(&v->merges, (const char *)p + 8, len, (int32_t)i); /* first rank wins */
+        p += 8 + len;
+    }
     return EMBER_OK;
 }
 
@@ -189,7 +221,8 @@ int em_vocab_load(em_vocab *v, const em_gguf *g, int32_t n_vocab, const em_alloc
         (rc = read_special(g, "tokenizer.ggml.eot_token_id", v->n, &v->eot)) ||
         (rc = read_special(g, "tokenizer.ggml.unknown_token_id", v->n, &v->unk)) ||
         (rc = read_bool(g, "tokenizer.ggml.add_space_prefix", v->kind == EM_VOCAB_SPM,
-                        &v->add_space_prefix))) {
+                        &v->add_space_prefix)) ||
+        (v->kind == EM_VOCAB_BPE && (rc = read_bpe(v, g, a)))) {
         em_vocab_free(v, a);
         return rc;
     }
@@ -208,5 +241,6 @@ void em_vocab_free(em_vocab *v, const em_alloc *a) {
     em_free(a, v->types);
     em_free(a, v->specials);
     em_strmap_free(&v->map, a);
+    em_strmap_free(&v->merges, a);
     memset(v, 0, sizeof *v);
 }

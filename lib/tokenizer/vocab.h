@@ -4,8 +4,11 @@
 #define EMBER_VOCAB_H
 
 #include "../gguf.h"
+#include "pretok.h"
 
-enum em_vocab_kind { EM_VOCAB_NONE = 0, EM_VOCAB_SPM = 1, EM_VOCAB_OTHER = 2 };
+enum em_vocab_kind { EM_VOCAB_NONE = 0, EM_VOCAB_SPM = 1, EM_VOCAB_BPE = 2, EM_VOCAB_OTHER = 3 };
+
+#define EM_BPE_CP_MAX 0x144 /* codepoints GPT-2's byte table uses */
 
 /* tokenizer.ggml.token_type values */
 enum em_token_type {
@@ -27,6 +30,15 @@ typedef struct em_vocab {
     int32_t byte_token[256]; /* -1 where the vocab has no <0xNN> piece */
     int32_t *specials;       /* control + user-defined ids, longest text first */
     int32_t n_specials;
+    /* byte-level BPE */
+    char pre_name[64];       /* tokenizer.ggml.pre */
+    int pretok;              /* em_pretok, EM_PRE_UNKNOWN if not supported */
+    bool ignore_merges;      /* a piece that is a token is taken whole (Llama 3) */
+    em_strmap merges;        /* "left right" -> rank */
+    uint32_t byte_cp[256];
+    char byte_utf8[256][2];
+    uint8_t byte_utf8_len[256];
+    int16_t cp_byte[EM_BPE_CP_MAX];
 } em_vocab;
 
 /* n_vocab: the model's vocabulary size (rows of the embedding); the
@@ -38,6 +50,11 @@ void em_vocab_free(em_vocab *v, const em_alloc *a);
  * merging the highest-scoring adjacent pair first. Appends to out[] (room
  * for at least len entries is guaranteed by the caller). */
 int em_spm_encode(const em_vocab *v, const char *text, size_t len, int32_t *out, size_t *n_out,
+                  const em_alloc *a);
+
+/* Byte-level BPE: the byte table, and encoding (pre-tokenizer, merges). */
+void em_bpe_init_bytes(em_vocab *v);
+int em_bpe_encode(const em_vocab *v, const char *text, size_t len, int32_t *out, size_t *n_out,
                   const em_alloc *a);
 
 #endif
