@@ -11,7 +11,7 @@
 
 /* GPT-2's table: printable Latin-1 bytes map to themselves, the others to
  * U+0100 upwards in byte order. */
-void em_bpe_init_bytes(em_vocab *v) {
+void em_bpe_init_bytes(em_bpe_bytes *v) {
     int next = 256;
     for (int b = 0; b < 256; b++) {
         int printable = (b >= '!' && b <= '~') || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE);
@@ -104,10 +104,11 @@ static void encode_piece(const em_vocab *v, const unsigned char *bytes, size_t n
                          int32_t *out, size_t *n_out) {
     size_t m = 0;
     for (size_t i = 0; i < n; i++) {
+        const em_bpe_bytes *bb = v->bb;
         w->s[i] = (sym){ (int32_t)i - 1, i + 1 < n ? (int32_t)i + 1 : -1, (uint32_t)m,
-                         v->byte_utf8_len[bytes[i]] };
-        memcpy(w->mapped + m, v->byte_utf8[bytes[i]], v->byte_utf8_len[bytes[i]]);
-        m += v->byte_utf8_len[bytes[i]];
+                         bb->byte_utf8_len[bytes[i]] };
+        memcpy(w->mapped + m, bb->byte_utf8[bytes[i]], bb->byte_utf8_len[bytes[i]]);
+        m += bb->byte_utf8_len[bytes[i]];
     }
     if (v->ignore_merges && em_strmap_get(&v->map, w->mapped, m) >= 0) {
         emit(v, w->mapped, m, out, n_out);

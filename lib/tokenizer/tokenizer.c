@@ -167,8 +167,8 @@ static void put_piece(const em_vocab *v, int32_t id, uint32_t flags, bool first,
         for (size_t i = 0; i < n;) {
             uint32_t cp;
             size_t cl = em_utf8_decode((const unsigned char *)s + i, n - i, &cp);
-            if (cp < EM_BPE_CP_MAX && v->cp_byte[cp] >= 0) {
-                char b = (char)v->cp_byte[cp];
+            if (cp < EM_BPE_CP_MAX && v->bb->cp_byte[cp] >= 0) {
+                char b = (char)v->bb->cp_byte[cp];
                 put(o, &b, 1);
             } else {
                 put(o, s + i, cl);

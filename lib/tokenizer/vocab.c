@@ -179,7 +179,9 @@ static int read_bpe(em_vocab *v, const em_gguf *g, const em_alloc *a) {
     v->pre_name[n] = 0;
     v->pretok = em_pretok_from_name(v->pre_name);
     v->ignore_merges = v->pretok == EM_PRE_LLAMA3;
-    em_bpe_init_bytes(v);
+    if (!(v->bb = em_malloc(a, sizeof *v->bb)))
+        return em_error(NULL, EMBER_ERR_NO_MEMORY, "vocab: no memory for the byte table");
+    em_bpe_init_bytes(v->bb);
     const em_gguf_kv *mg = em_gguf_find(g, "tokenizer.ggml.merges");
     if (!mg)
         return em_error(NULL, EMBER_ERR_FORMAT, "vocab: tokenizer.ggml.merges is missing");
@@ -242,5 +244,6 @@ void em_vocab_free(em_vocab *v, const em_alloc *a) {
     em_free(a, v->specials);
     em_strmap_free(&v->map, a);
     em_strmap_free(&v->merges, a);
+    em_free(a, v->bb);
     memset(v, 0, sizeof *v);
 }

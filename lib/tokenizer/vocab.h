@@ -35,11 +35,15 @@ typedef struct em_vocab {
     int pretok;              /* em_pretok, EM_PRE_UNKNOWN if not supported */
     bool ignore_merges;      /* a piece that is a token is taken whole (Llama 3) */
     em_strmap merges;        /* "left right" -> rank */
+    struct em_bpe_bytes *bb; /* GPT-2's byte table, BPE vocabs only */
+} em_vocab;
+
+typedef struct em_bpe_bytes {
     uint32_t byte_cp[256];
     char byte_utf8[256][2];
     uint8_t byte_utf8_len[256];
     int16_t cp_byte[EM_BPE_CP_MAX];
-} em_vocab;
+} em_bpe_bytes;
 
 /* n_vocab: the model's vocabulary size (rows of the embedding); the
  * tokens array, if present, must have this length. */
@@ -53,7 +57,7 @@ int em_spm_encode(const em_vocab *v, const char *text, size_t len, int32_t *out,
                   const em_alloc *a);
 
 /* Byte-level BPE: the byte table, and encoding (pre-tokenizer, merges). */
-void em_bpe_init_bytes(em_vocab *v);
+void em_bpe_init_bytes(em_bpe_bytes *bb);
 int em_bpe_encode(const em_vocab *v, const char *text, size_t len, int32_t *out, size_t *n_out,
                   const em_alloc *a);
 
