@@ -341,6 +341,30 @@ EMBER_API int32_t ember_token_eos(const ember_model *model); /* -1 if none */
 EMBER_API int ember_token_is_eog(const ember_model *model, int32_t token);
 
 /* ------------------------------------------------------------------ */
+/* Chat templates                                                     */
+/* ------------------------------------------------------------------ */
+
+/* One message of a conversation; role is "system", "user" or "assistant". */
+typedef struct ember_chat_message {
+    const char *role;
+    const char *content;
+} ember_chat_message;
+
+#define EMBER_CHAT_ADD_ASSISTANT (1u << 0) /* end with the assistant's turn opener */
+
+/* Formats messages as the model expects. The template is recognised from
+ * the model's tokenizer.chat_template by its shape and formatted by ember
+ * in C; the template text is never executed. `template_name` (NULL: use the
+ * model's) names a format instead: "chatml", "llama2", "llama3", "mistral",
+ * "phi3", "gemma", "deepseek2", "deepseek3". BOS is not included (the
+ * tokenizer adds it). Writes a NUL-terminated string to buf; *needed (may
+ * be NULL) gets its length; EMBER_ERR_BUFFER_TOO_SMALL if cut;
+ * EMBER_ERR_UNSUPPORTED for a template it does not recognise. Thread-safe. */
+EMBER_API int ember_chat_apply(const ember_model *model, const char *template_name,
+                               const ember_chat_message *messages, size_t n_messages,
+                               uint32_t flags, char *buf, size_t buf_size, size_t *needed);
+
+/* ------------------------------------------------------------------ */
 /* Sampling                                                           */
 /* ------------------------------------------------------------------ */
 

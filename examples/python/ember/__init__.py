@@ -84,6 +84,10 @@ class _SamplerParams(_c.Structure):
                 ("reserved", _c.c_uint8 * 64)]
 
 
+class _ChatMessage(_c.Structure):
+    _fields_ = [("role", _c.c_char_p), ("content", _c.c_char_p)]
+
+
 class BatchEntry(_c.Structure):
     """One (token, pos, seq_id, want_logits) entry of ember_eval's batch."""
     _fields_ = [("token", _c.c_int32), ("pos", _c.c_int32), ("seq_id", _c.c_int32),
@@ -124,6 +128,9 @@ _SIG = {
     "ember_token_bos": (_c.c_int32, [_P]),
     "ember_token_eos": (_c.c_int32, [_P]),
     "ember_token_is_eog": (_c.c_int, [_P, _c.c_int32]),
+    "ember_chat_apply": (_c.c_int, [_P, _c.c_char_p, _c.POINTER(_ChatMessage), _c.c_size_t,
+                                    _c.c_uint32, _c.c_char_p, _c.c_size_t,
+                                    _c.POINTER(_c.c_size_t)]),
     "ember_sampler_default_params": (None, [_c.POINTER(_SamplerParams)]),
     "ember_sampler_create": (_c.c_int, [_c.POINTER(_SamplerParams), _c.c_int32, _c.POINTER(_P)]),
     "ember_sampler_free": (None, [_c.POINTER(_P)]),
@@ -299,6 +306,24 @@ class Model:
 
     def token_to_piece(self, token, special=False):
         return self.detokenize_bytes([token], special)
+
+    def chat(self, messages, template=None, add_assistant=True):
+        """Formats [(role, content), ...] with the model's chat template
+        (recognised, never executed) or a named one ("chatml", "llama3", ...)."""
+        msgs = (_ChatMessage * len(messages))(
+            *[_ChatMessage(r.encode(), c.encode()) for r, c in messages])
+        name = template.encode() if template else None
+        need = _c.c_size_t()
+        cap = 256
+        while True:
+            buf = _c.create_string_buffer(cap)
+            rc = _lib.ember_chat_apply(self.handle, name, msgs, len(messages),
+                                       1 if add_assistant else 0, buf, cap, _c.byref(need))
+            if rc == ERR_BUFFER_TOO_SMALL:
+                cap = need.value + 1
+                continue
+            _check(rc)
+            return buf.value.decode("utf-8")
 
 
 def _free_model(handle, buffer):

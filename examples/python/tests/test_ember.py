@@ -112,6 +112,16 @@ class TestTokenizer(unittest.TestCase):
                 ember.Context(m)
 
 
+class TestChat(unittest.TestCase):
+    def test_model_template_and_named(self):
+        with ember.Model(data("vocab/ggml-vocab-phi-3.gguf"), vocab_only=True) as m:
+            self.assertEqual(m.chat([("user", "Hi")]), "<|user|>\nHi<|end|>\n<|assistant|>\n")
+            self.assertEqual(m.chat([("user", "Hi")], template="chatml", add_assistant=False),
+                             "<|im_start|>user\nHi<|im_end|>\n")
+            with self.assertRaises(ember.UnsupportedError):
+                m.chat([("user", "Hi")], template="no-such")
+
+
 class TestResources(unittest.TestCase):
     def test_no_leak_over_1000_cycles(self):
         raw = read_bytes(data("models/aidreams-260k/model-f32.gguf"))
