@@ -7,6 +7,7 @@
  * no ranked pair is left; the symbols are then looked up in the vocabulary. */
 #include <string.h>
 
+#include "merge_heap.h"
 #include "vocab.h"
 
 /* GPT-2's table: printable Latin-1 bytes map to themselves, the others to
@@ -31,43 +32,11 @@ void em_bpe_init_bytes(em_bpe_bytes *v) {
 }
 
 typedef struct sym { int32_t prev, next; uint32_t start, n; } sym;
-typedef struct cand { int32_t rank, left, right; uint32_t size; } cand;
-
-static int before(const cand *a, const cand *b) {
-    return a->rank < b->rank || (a->rank == b->rank && a->left < b->left);
-}
-
-typedef struct heap { cand *c; size_t n; } heap;
-
-static void push(heap *h, cand x) {
-    size_t i = h->n++;
-    while (i > 0 && before(&x, &h->c[(i - 1) / 2])) {
-        h->c[i] = h->c[(i - 1) / 2];
-        i = (i - 1) / 2;
-    }
-    h->c[i] = x;
-}
-
-static cand pop(heap *h) {
-    cand top = h->c[0], x = h->c[--h->n];
-    size_t i = 0;
-    for (;;) {
-        size_t l = 2 * i + 1, r = l + 1, best = i;
-        const cand *bx = &x;
-        if (l < h->n && before(&h->c[l], bx)) { best = l; bx = &h->c[l]; }
-        if (r < h->n && before(&h->c[r], bx)) best = r;
-        if (best == i) break;
-        h->c[i] = h->c[best];
-        i = best;
-    }
-    if (h->n) h->c[i] = x;
-    return top;
-}
 
 typedef struct work {
     char *mapped; /* the piece's bytes as mapped characters */
     sym *s;
-    heap h;
+    em_merge_heap h;
     char *key;    /* "left right" for merge lookups */
 } work;
 
@@ -79,7 +48,7 @@ static void try_pair(const em_vocab *v, work *w, int32_t l, int32_t r) {
     memcpy(w->key + a->n + 1, w->mapped + b->start, b->n);
     int32_t rank = em_strmap_get(&v->merges, w->key, a->n + 1 + b->n);
     if (rank < 0) return;
-    push(&w->h, (cand){ rank, l, r, a->n + b->n });
+    em_merge_push(&w->h, (em_merge){ (double)rank, l, r, a->n + b->n });
 }
 
 static void emit(const em_vocab *v, const char *s, size_t n, int32_t *out, size_t *n_out) {
@@ -117,7 +86,7 @@ static void encode_piece(const em_vocab *v, const unsigned char *bytes, size_t n
     w->h.n = 0;
     for (int32_t i = 1; i < (int32_t)n; i++) try_pair(v, w, i - 1, i);
     while (w->h.n) {
-        cand c = pop(&w->h);
+        em_merge c = em_merge_pop(&w->h);
         sym *l = &w->s[c.left], *r = &w->s[c.right];
         if (l->n == 0 || r->n == 0 || l->n + r->n != c.size) continue; /* stale */
         l->n += r->n;

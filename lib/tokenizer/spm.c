@@ -6,6 +6,7 @@
  * new candidates with its neighbours are added, until none is left. A
  * final symbol that is not a piece (a character missing from the
  * vocabulary) is emitted as its bytes' <0xNN> tokens. */
+#include "merge_heap.h"
 #include "vocab.h"
 
 #include <string.h>
@@ -15,54 +16,14 @@ typedef struct sym {
     uint32_t start, n; /* span in the text; n == 0 once merged away */
 } sym;
 
-typedef struct cand {
-    float score;
-    int32_t left, right;
-    uint32_t size;
-} cand;
-
-/* max-heap: higher score first, then smaller left index */
-static bool cand_before(const cand *a, const cand *b) {
-    return a->score > b->score || (a->score == b->score && a->left < b->left);
-}
-
-typedef struct heap { cand *c; size_t n; } heap;
-
-static void heap_push(heap *h, cand x) {
-    size_t i = h->n++;
-    while (i > 0) {
-        size_t p = (i - 1) / 2;
-        if (!cand_before(&x, &h->c[p])) break;
-        h->c[i] = h->c[p];
-        i = p;
-    }
-    h->c[i] = x;
-}
-
-static cand heap_pop(heap *h) {
-    cand top = h->c[0], x = h->c[--h->n];
-    size_t i = 0;
-    for (;;) {
-        size_t l = 2 * i + 1, r = l + 1, best = i;
-        const cand *bx = &x;
-        if (l < h->n && cand_before(&h->c[l], bx)) { best = l; bx = &h->c[l]; }
-        if (r < h->n && cand_before(&h->c[r], bx)) best = r;
-        if (best == i) break;
-        h->c[i] = h->c[best];
-        i = best;
-    }
-    if (h->n) h->c[i] = x;
-    return top;
-}
-
-static void try_pair(const em_vocab *v, const char *text, const sym *s, heap *h, int32_t l,
+static void try_pair(const em_vocab *v, const char *text, const sym *s, em_merge_heap *h, int32_t l,
                      int32_t r) {
     if (l < 0 || r < 0) return;
     uint32_t size = s[l].n + s[r].n;
     int32_t id = em_strmap_get(&v->map, text + s[l].start, size);
     if (id < 0) return;
-    cand c = { v->scores[id], l, r, size };
-    heap_push(h, c);
+    em_merge c = { -(double)v->scores[id], l, r, size }; /* best score first */
+    em_merge_push(h, c);
 }
 
 /* Length of the character at s: what its lead byte says, but ending early
@@ -99,7 +60,7 @@ int em_spm_encode(const em_vocab *v, const char *text, size_t len, int32_t *out,
         return em_error(NULL, EMBER_ERR_INVALID_ARGUMENT, "tokenize: text of %zu bytes is too "
                         "long", len);
     sym *s = em_malloc(a, len * sizeof *s);
-    heap h = { em_malloc(a, 3 * len * sizeof *h.c), 0 };
+    em_merge_heap h = { em_malloc(a, 3 * len * sizeof *h.c), 0 };
     if (!s || !h.c) {
         em_free(a, s);
         em_free(a, h.c);
@@ -116,7 +77,7 @@ int em_spm_encode(const em_vocab *v, const char *text, size_t len, int32_t *out,
     }
     for (int32_t i = 1; i < n; i++) try_pair(v, text, s, &h, i - 1, i);
     while (h.n) {
-        cand c = heap_pop(&h);
+        em_merge c = em_merge_pop(&h);
         sym *l = &s[c.left], *r = &s[c.right];
         if (l->n == 0 || r->n == 0 || l->n + r->n != c.size) continue; /* stale */
         l->n += r->n;
