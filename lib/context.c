@@ -50,12 +50,7 @@ EMBER_API void ember_context_default_params(ember_context_params *p) {
 
 static int read_params(const ember_context_params *in, ember_context_params *p) {
     ember_context_default_params(p);
-    if (!in) return EMBER_OK;
-    if (in->struct_size < PARAMS_V1_SIZE || in->struct_size > 4096)
-        return em_error(NULL, EMBER_ERR_INVALID_ARGUMENT, "context params: struct_size %zu is "
-                        "not a size this library knows", in->struct_size);
-    memcpy(p, in, in->struct_size < sizeof *p ? in->struct_size : sizeof *p);
-    return EMBER_OK;
+    return em_read_params(p, sizeof *p, in, PARAMS_V1_SIZE, "context params");
 }
 
 static int resolve_params(ember_context *c, const ember_context_params *p) {

@@ -23,12 +23,8 @@ EMBER_API void ember_model_default_params(ember_model_params *p) {
 
 static int read_params(const ember_model_params *in, ember_model_params *p) {
     ember_model_default_params(p);
-    if (!in) return EMBER_OK;
-    if (in->struct_size < PARAMS_V1_SIZE || in->struct_size > 4096)
-        return em_error(NULL, EMBER_ERR_INVALID_ARGUMENT, "model params: struct_size %zu is not "
-                        "a size this library knows; start from ember_model_default_params",
-                        in->struct_size);
-    memcpy(p, in, in->struct_size < sizeof *p ? in->struct_size : sizeof *p);
+    int rc = em_read_params(p, sizeof *p, in, PARAMS_V1_SIZE, "model params");
+    if (rc) return rc;
     if (!p->max_string_length) p->max_string_length = 16u << 20;
     if (!p->max_array_length) p->max_array_length = 1u << 26;
     if (!p->max_tensor_count) p->max_tensor_count = 1u << 16;

@@ -52,13 +52,8 @@ EMBER_API int ember_sampler_create(const ember_sampler_params *params, int32_t n
     *out = NULL;
     ember_sampler_params p;
     ember_sampler_default_params(&p);
-    if (params) {
-        if (params->struct_size < PARAMS_V1_SIZE ||
-            params->struct_size > 4096)
-            return em_error(NULL, EMBER_ERR_INVALID_ARGUMENT, "sampler: struct_size %zu is not a "
-                            "size this library knows", params->struct_size);
-        memcpy(&p, params, params->struct_size < sizeof p ? params->struct_size : sizeof p);
-    }
+    int rc = em_read_params(&p, sizeof p, params, PARAMS_V1_SIZE, "sampler params");
+    if (rc) return rc;
     if (n_vocab <= 0 || p.repeat_last_n < 0 || p.repeat_last_n > (1 << 20) ||
         !(p.repeat_penalty > 0) || isnan(p.temperature) || isnan(p.top_p) || isnan(p.min_p))
         return em_error(NULL, EMBER_ERR_INVALID_ARGUMENT, "sampler: n_vocab %d, repeat_last_n %d "

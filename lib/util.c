@@ -93,6 +93,20 @@ EMBER_API const char *ember_status_string(int status) {
     }
 }
 
+/* ---- params ---- */
+
+int em_read_params(void *dst, size_t dst_size, const void *src, size_t v1_size,
+                   const char *what) {
+    if (!src) return EMBER_OK;
+    size_t size;
+    memcpy(&size, src, sizeof size);
+    if (size < v1_size || size > 4096)
+        return em_error(NULL, EMBER_ERR_INVALID_ARGUMENT, "%s: struct_size %zu is not a size "
+                        "this library knows; start from the default params", what, size);
+    memcpy(dst, src, size < dst_size ? size : dst_size);
+    return EMBER_OK;
+}
+
 /* ---- logging ---- */
 
 static ember_log_fn log_fn;

@@ -33,6 +33,14 @@ int em_error(char *slot, int status, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 void em_clear_error(char *slot);
 
+/* ---- growable params structs ---- */
+/* Copies a caller's params struct (which starts with size_t struct_size)
+ * over `dst`, already filled with the defaults: only the bytes the caller's
+ * version has. Sizes below v1_size (the first released layout, frozen) or
+ * absurdly large are refused, naming `what`. src NULL keeps the defaults. */
+int em_read_params(void *dst, size_t dst_size, const void *src, size_t v1_size,
+                   const char *what);
+
 /* ---- logging ---- */
 void em_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
