@@ -28,12 +28,10 @@ void em_backend_buffer_free(em_backend *b, em_buffer *buf) {
     if (b && buf && buf->impl) b->fns->buffer_free(b, buf);
 }
 
+/* Support is checked here, once per context: every graph computed later
+ * has the same nodes (the memory plan enforces it), so compute need not
+ * check again on every token. */
 int em_backend_graph_reserve(em_backend *b, const em_graph *g) {
-    if (!b || !g) return EMBER_ERR_INVALID_ARGUMENT;
-    return b->fns->graph_reserve(b, g);
-}
-
-int em_backend_graph_compute(em_backend *b, em_graph *g) {
     if (!b || !g) return EMBER_ERR_INVALID_ARGUMENT;
     for (int32_t i = 0; i < g->n_nodes; i++) {
         const em_tensor *t = &g->nodes[i];
@@ -42,6 +40,11 @@ int em_backend_graph_compute(em_backend *b, em_graph *g) {
                             "not supported", b->fns->name, em_op_name(t->op),
                             t->src[0] ? ember_type_name((int)t->src[0]->type) : "-");
     }
+    return b->fns->graph_reserve(b, g);
+}
+
+int em_backend_graph_compute(em_backend *b, em_graph *g) {
+    if (!b || !g) return EMBER_ERR_INVALID_ARGUMENT;
     return b->fns->graph_compute(b, g);
 }
 

@@ -133,7 +133,7 @@ em_tensor *em_attn(em_graph *g, em_tensor *q, em_tensor *pos, em_tensor *seq, em
     t->src[0] = q;
     t->src[1] = pos;
     t->src[2] = seq;
-    (void)dep; /* ordering only: the store precedes it in node order */
+    t->src[3] = dep; /* the KV store it reads: an explicit edge, not just node order */
     t->ip[0] = layer;
     t->fp[0] = scale;
     return t;

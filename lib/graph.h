@@ -24,7 +24,8 @@ typedef enum em_op {
                         pairs, 2 halves); f[0] multiplies cos and sin       */
     EM_OP_KV_STORE,  /* src0 K [Dk*Hkv,T], src1 V, src2 slots i32 [T]; i[0] layer;
                         writes into the KV cache, output is a 1-element token */
-    EM_OP_ATTN,      /* src0 Q [D,H,T], src1 pos i32 [T], src2 seq i32 [T]; i[0] layer,
+    EM_OP_ATTN,      /* src0 Q [D,H,T], src1 pos i32 [T], src2 seq i32 [T], src3 the
+                        kv_store node it depends on; i[0] layer,
                         f[0] scale; causal attention over the paged KV cache,
                         GQA by H / Hkv; -> [Dv*H, T]                        */
     EM_OP_SWIGLU,    /* silu(src0) * src1                                  */
