@@ -200,6 +200,23 @@ def _check(status, ctx=None):
         _raise(status, msg.decode("utf-8", "replace"))
 
 
+# ---- handles --------------------------------------------------------------------
+
+class _Handle:
+    """Deterministic release: close() (idempotent) or a with-block; the
+    weakref finalizer set by the subclass frees whatever was forgotten."""
+
+    def close(self):
+        self._finalizer()
+        self._h = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
 # ---- model --------------------------------------------------------------------
 
 def _free_handle(free_fn, handle):
@@ -207,10 +224,11 @@ def _free_handle(free_fn, handle):
     free_fn(_c.byref(p))
 
 
-class Model:
+class Model(_Handle):
     """A loaded model: Model(path) maps a GGUF file; Model(data=bytes) reads
     an in-memory image (copied once into an aligned buffer that lives as long
-    as the model). vocab_only=True loads the tokenizer alone."""
+    as the model). vocab_only=True loads the tokenizer alone. Close the
+    contexts made from a model before the model."""
 
     def __init__(self, path=None, data=None, vocab_only=False):
         params = _ModelParams()
@@ -231,17 +249,6 @@ class Model:
                                               _c.byref(handle)))
         self._h = handle.value
         self._finalizer = weakref.finalize(self, _free_model, self._h, self._buffer)
-
-    def close(self):
-        """Frees the model. Contexts made from it must be closed first."""
-        self._finalizer()
-        self._h = None
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
 
     @property
     def handle(self):
@@ -333,7 +340,7 @@ def _free_model(handle, buffer):
 
 # ---- sampler ----------------------------------------------------------------------
 
-class Sampler:
+class Sampler(_Handle):
     """Sampling: temperature <= 0 is greedy; same seed, same tokens."""
 
     def __init__(self, n_vocab, temperature=0.8, top_k=40, top_p=0.95, min_p=0.05,
@@ -355,19 +362,11 @@ class Sampler:
     def accept(self, token):
         _check(_lib.ember_sampler_accept(self._h, token))
 
-    def close(self):
-        self._finalizer()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
 
 
 # ---- context ----------------------------------------------------------------------
 
-class Context:
+class Context(_Handle):
     """Evaluation state for one model: KV cache, buffers, threads."""
 
     def __init__(self, model, n_ctx=0, n_batch=512, n_threads=0, n_seq_max=1,
@@ -382,16 +381,6 @@ class Context:
         self.n_batch = n_batch
         self._h = h.value
         self._finalizer = weakref.finalize(self, _free_handle, _lib.ember_context_free, self._h)
-
-    def close(self):
-        self._finalizer()
-        self._h = None
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
 
     def eval(self, entries):
         """Evaluates a batch: a list of (token, pos, seq_id, want_logits)."""
