@@ -335,6 +335,35 @@ EMBER_API int ember_token_to_piece(const ember_model *model, int32_t token, char
 EMBER_API int ember_detokenize(const ember_model *model, const int32_t *tokens, size_t n_tokens,
                                char *buf, size_t buf_size, size_t *n_bytes, uint32_t flags);
 
+/* Streaming detokenization: the text of tokens as they are generated,
+ * released only in whole UTF-8 characters. A character split across tokens
+ * (byte-fallback pieces, byte-level BPE) is held back until its last byte
+ * arrives, so a streamed piece never ends in half a character; the
+ * concatenation of everything pushed and flushed equals ember_detokenize of
+ * the same tokens with the same flags. Bytes that can never form a valid
+ * character are passed through as they are, not held.
+ *
+ * A stream belongs to one thread at a time; many streams may share a model
+ * (which must outlive them). Created with the model's allocator. */
+typedef struct ember_detok_stream ember_detok_stream;
+
+/* flags: EMBER_DETOKENIZE_* (STRIP_SPACE applies to the stream's first
+ * piece). */
+EMBER_API int ember_detok_stream_create(const ember_model *model, uint32_t flags,
+                                        ember_detok_stream **out);
+/* Appends token's piece and writes the text now complete to buf (no NUL),
+ * its length to *n_bytes (0 while a character is incomplete).
+ * EMBER_ERR_BUFFER_TOO_SMALL: nothing is consumed and *n_bytes is a size
+ * that suffices; EMBER_ERR_BAD_TOKEN leaves the stream as it was. */
+EMBER_API int ember_detok_stream_push(ember_detok_stream *stream, int32_t token, char *buf,
+                                      size_t buf_size, size_t *n_bytes);
+/* Ends the text: writes the bytes still held (an incomplete character at
+ * the very end, at most 3 bytes) and resets the stream for a new text. */
+EMBER_API int ember_detok_stream_flush(ember_detok_stream *stream, char *buf, size_t buf_size,
+                                       size_t *n_bytes);
+/* Frees a stream and sets *stream to NULL; NULL and *stream == NULL are no-ops. */
+EMBER_API void ember_detok_stream_free(ember_detok_stream **stream);
+
 EMBER_API int32_t ember_token_bos(const ember_model *model); /* -1 if none */
 EMBER_API int32_t ember_token_eos(const ember_model *model); /* -1 if none */
 /* Nonzero for end-of-generation tokens (EOS, EOT). */

@@ -1,6 +1,8 @@
-/* llama.cpp's tokenizer test vectors for the SentencePiece vocabularies
- * (llama-spm, phi-3): every case must give exactly the expected ids
- * (encoded without BOS), and detokenizing gives the text back. */
+/* llama.cpp's tokenizer test vectors (ids from Hugging Face tokenizers) for
+ * every vocabulary in testdata/vocab: SentencePiece (llama-spm, phi-3) and
+ * byte-level BPE (gpt-2, starcoder, deepseek-llm). Every case must give
+ * exactly the expected ids (encoded without BOS), and detokenizing gives
+ * the text back. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +21,43 @@ static ember_model *load_vocab(const char *name) {
     if (rc) print_error("%s\n", ember_last_error());
     assert_int_equal(rc, EMBER_OK);
     return m;
+}
+
+/* Whole, valid UTF-8 characters only. */
+static int utf8_valid(const char *s, size_t n) {
+    for (size_t i = 0; i < n;) {
+        unsigned c = (unsigned char)s[i];
+        size_t len = c < 0x80 ? 1 : (c & 0xE0) == 0xC0 ? 2 : (c & 0xF0) == 0xE0 ? 3
+                   : (c & 0xF8) == 0xF0 ? 4 : 0;
+        if (!len || i + len > n) return 0;
+        for (size_t k = 1; k < len; k++)
+            if (((unsigned char)s[i + k] & 0xC0) != 0x80) return 0;
+        i += len;
+    }
+    return 1;
+}
+
+/* Streams ids through a detok stream: every chunk must be whole characters
+ * (when the text is valid UTF-8) and the chunks together the full text. */
+static int stream_matches(ember_model *m, const int32_t *ids, size_t n, const char *text,
+                          size_t len, uint32_t flags) {
+    ember_detok_stream *st = NULL;
+    assert_int_equal(ember_detok_stream_create(m, flags, &st), EMBER_OK);
+    char all[4096], chunk[512];
+    size_t total = 0, nb = 0;
+    int ok = 1, valid = utf8_valid(text, len);
+    for (size_t i = 0; i < n; i++) {
+        assert_int_equal(ember_detok_stream_push(st, ids[i], chunk, sizeof chunk, &nb), EMBER_OK);
+        if (valid && !utf8_valid(chunk, nb)) ok = 0;
+        memcpy(all + total, chunk, nb);
+        total += nb;
+    }
+    assert_int_equal(ember_detok_stream_flush(st, chunk, sizeof chunk, &nb), EMBER_OK);
+    memcpy(all + total, chunk, nb);
+    total += nb;
+    ember_detok_stream_free(&st);
+    assert_null(st);
+    return ok && total == len && memcmp(all, text, len) == 0;
 }
 
 static void run_vectors(const char *name) {
@@ -66,6 +105,10 @@ static void run_vectors(const char *name) {
             failed++;
             print_error("%s case %d: detokenized '%.*s'\n", name, cases, (int)nb, text);
         }
+        if (!stream_matches(m, got, ng, p, len, EMBER_DETOKENIZE_STRIP_SPACE)) {
+            failed++;
+            print_error("%s case %d: streamed text differs or split a character\n", name, cases);
+        }
         cases++;
         line = eol + 1;
         p = end ? end + strlen(sep) : NULL;
@@ -82,6 +125,7 @@ static void test_llama_spm(void **state) { (void)state; run_vectors("llama-spm")
 static void test_gpt2(void **state) { (void)state; run_vectors("gpt-2"); }
 static void test_starcoder(void **state) { (void)state; run_vectors("starcoder"); }
 static void test_phi3(void **state) { (void)state; run_vectors("phi-3"); }
+static void test_deepseek_llm(void **state) { (void)state; run_vectors("deepseek-llm"); }
 
 static void test_bos_and_pieces(void **state) {
     (void)state;
@@ -118,13 +162,54 @@ static void test_bos_and_pieces(void **state) {
     ember_model_free(&m);
 }
 
+/* Byte-fallback pieces of one character: held until the character is whole. */
+static void test_stream_partial_utf8(void **state) {
+    (void)state;
+    ember_model *m = load_vocab("llama-spm");
+    /* <0xE4><0xBD><0xA0> is U+4F60; byte token ids are 3 + byte */
+    int32_t ids[3] = { 3 + 0xE4, 3 + 0xBD, 3 + 0xA0 };
+    ember_detok_stream *st = NULL;
+    assert_int_equal(ember_detok_stream_create(m, 0, &st), EMBER_OK);
+    char buf[16];
+    size_t nb = 99;
+    assert_int_equal(ember_detok_stream_push(st, ids[0], buf, sizeof buf, &nb), EMBER_OK);
+    assert_int_equal(nb, 0);
+    assert_int_equal(ember_detok_stream_push(st, ids[1], buf, sizeof buf, &nb), EMBER_OK);
+    assert_int_equal(nb, 0);
+    /* too small a buffer and a bad id consume nothing */
+    assert_int_equal(ember_detok_stream_push(st, ids[2], buf, 2, &nb), EMBER_ERR_BUFFER_TOO_SMALL);
+    assert_true(nb >= 3);
+    assert_int_equal(ember_detok_stream_push(st, -5, buf, sizeof buf, &nb), EMBER_ERR_BAD_TOKEN);
+    assert_int_equal(ember_detok_stream_push(st, ids[2], buf, sizeof buf, &nb), EMBER_OK);
+    assert_int_equal(nb, 3);
+    assert_memory_equal(buf, "\xe4\xbd\xa0", 3);
+    /* an incomplete character at the end comes out at flush, as it is */
+    assert_int_equal(ember_detok_stream_push(st, ids[0], buf, sizeof buf, &nb), EMBER_OK);
+    assert_int_equal(nb, 0);
+    assert_int_equal(ember_detok_stream_flush(st, buf, 0, &nb), EMBER_ERR_BUFFER_TOO_SMALL);
+    assert_int_equal(ember_detok_stream_flush(st, buf, sizeof buf, &nb), EMBER_OK);
+    assert_int_equal(nb, 1);
+    assert_int_equal((unsigned char)buf[0], 0xE4);
+    /* a held lead byte followed by ASCII is invalid: passed through, not held */
+    assert_int_equal(ember_detok_stream_push(st, ids[0], buf, sizeof buf, &nb), EMBER_OK);
+    assert_int_equal(ember_detok_stream_push(st, 3 + 'A', buf, sizeof buf, &nb), EMBER_OK);
+    assert_int_equal(nb, 2);
+    assert_memory_equal(buf, "\xe4" "A", 2);
+    ember_detok_stream_free(&st);
+    ember_detok_stream_free(&st); /* NULL: no-op */
+    assert_int_equal(ember_detok_stream_create(NULL, 0, &st), EMBER_ERR_INVALID_ARGUMENT);
+    ember_model_free(&m);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_llama_spm),
         cmocka_unit_test(test_phi3),
         cmocka_unit_test(test_gpt2),
         cmocka_unit_test(test_starcoder),
+        cmocka_unit_test(test_deepseek_llm),
         cmocka_unit_test(test_bos_and_pieces),
+        cmocka_unit_test(test_stream_partial_utf8),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -138,18 +138,24 @@ static int eval_prompt(ember_context *ctx, const int32_t *ids, size_t n, size_t 
     return rc;
 }
 
-static void print_piece(const ember_model *m, int32_t tok, FILE *f) {
-    char buf[256];
+/* Whole characters only: a character split over tokens waits for its end. */
+static void print_piece(ember_detok_stream *st, int32_t tok, FILE *f) {
+    char buf[512];
     size_t n;
-    if (ember_token_to_piece(m, tok, buf, sizeof buf, &n, 0) == EMBER_OK) fwrite(buf, 1, n, f);
+    if (ember_detok_stream_push(st, tok, buf, sizeof buf, &n) == EMBER_OK) fwrite(buf, 1, n, f);
     fflush(f);
 }
 
 static int generate(const opts *o, const ember_model *m, ember_context *ctx, size_t n_prompt,
                     size_t last, int *n_gen) {
     ember_sampler *s;
+    ember_detok_stream *st = NULL;
     int rc = ember_sampler_create(&o->sp, ember_model_n_vocab(m), &s);
     if (rc) return rc;
+    if ((rc = ember_detok_stream_create(m, 0, &st))) {
+        ember_sampler_free(&s);
+        return rc;
+    }
     FILE *text = o->print_ids ? stderr : stdout;
     const float *logits = ember_get_logits(ctx, last);
     int32_t pos = (int32_t)n_prompt;
@@ -158,7 +164,7 @@ static int generate(const opts *o, const ember_model *m, ember_context *ctx, siz
         if ((rc = ember_sampler_sample(s, logits, &tok))) break;
         if (o->print_ids) printf("%s%d", *n_gen ? " " : "", tok);
         if (ember_token_is_eog(m, tok)) { (*n_gen)++; break; }
-        print_piece(m, tok, text);
+        print_piece(st, tok, text);
         if (*n_gen + 1 == o->n_predict) { (*n_gen)++; break; }
         ember_batch_entry e = { tok, pos++, 0, 1 };
         if ((rc = ember_eval(ctx, &e, 1)) == EMBER_ERR_CONTEXT_FULL) {
@@ -171,7 +177,11 @@ static int generate(const opts *o, const ember_model *m, ember_context *ctx, siz
         logits = ember_get_logits(ctx, 0);
     }
     if (o->print_ids) printf("\n");
+    char tail[4];
+    size_t nt = 0;
+    if (ember_detok_stream_flush(st, tail, sizeof tail, &nt) == EMBER_OK) fwrite(tail, 1, nt, text);
     fprintf(text, "\n");
+    ember_detok_stream_free(&st);
     ember_sampler_free(&s);
     return rc;
 }

@@ -53,6 +53,39 @@ static void emit_symbol(const em_vocab *v, const char *text, const sym *s, int32
     }
 }
 
+/* Merges within text[start, end) only: s and h are the caller's scratch. */
+static void encode_span(const em_vocab *v, const char *text, size_t start, size_t end, sym *s,
+                        em_merge_heap *h, int32_t *out, size_t *n_out) {
+    int32_t n = 0;
+    for (size_t off = start; off < end; n++) {
+        size_t cl = char_len((const unsigned char *)text + off, end - off);
+        s[n].start = (uint32_t)off;
+        s[n].n = (uint32_t)cl;
+        s[n].prev = n - 1;
+        s[n].next = off + cl < end ? n + 1 : -1;
+        off += cl;
+    }
+    h->n = 0;
+    for (int32_t i = 1; i < n; i++) try_pair(v, text, s, h, i - 1, i);
+    while (h->n) {
+        em_merge c = em_merge_pop(h);
+        sym *l = &s[c.left], *r = &s[c.right];
+        if (l->n == 0 || r->n == 0 || l->n + r->n != c.size) continue; /* stale */
+        l->n += r->n;
+        r->n = 0;
+        l->next = r->next;
+        if (r->next >= 0) s[r->next].prev = c.left;
+        try_pair(v, text, s, h, l->prev, c.left);
+        try_pair(v, text, s, h, c.left, l->next);
+    }
+    for (int32_t i = 0; i >= 0; i = s[i].next) emit_symbol(v, text, &s[i], out, n_out);
+}
+
+static bool is_word_start(const char *text, size_t i) {
+    return i >= 1 && memcmp(text + i, "\xe2\x96\x81", 3) == 0 &&
+           !(i >= 3 && memcmp(text + i - 3, "\xe2\x96\x81", 3) == 0);
+}
+
 int em_spm_encode(const em_vocab *v, const char *text, size_t len, int32_t *out, size_t *n_out,
                   const em_alloc *a) {
     if (len == 0) return EMBER_OK;
@@ -66,28 +99,14 @@ int em_spm_encode(const em_vocab *v, const char *text, size_t len, int32_t *out,
         em_free(a, h.c);
         return em_error(NULL, EMBER_ERR_NO_MEMORY, "tokenize: no memory for %zu bytes", len);
     }
-    int32_t n = 0;
-    for (size_t off = 0; off < len; n++) {
-        size_t cl = char_len((const unsigned char *)text + off, len - off);
-        s[n].start = (uint32_t)off;
-        s[n].n = (uint32_t)cl;
-        s[n].prev = n - 1;
-        s[n].next = off + cl < len ? n + 1 : -1;
-        off += cl;
-    }
-    for (int32_t i = 1; i < n; i++) try_pair(v, text, s, &h, i - 1, i);
-    while (h.n) {
-        em_merge c = em_merge_pop(&h);
-        sym *l = &s[c.left], *r = &s[c.right];
-        if (l->n == 0 || r->n == 0 || l->n + r->n != c.size) continue; /* stale */
-        l->n += r->n;
-        r->n = 0;
-        l->next = r->next;
-        if (r->next >= 0) s[r->next].prev = c.left;
-        try_pair(v, text, s, &h, l->prev, c.left);
-        try_pair(v, text, s, &h, c.left, l->next);
-    }
-    for (int32_t i = 0; i >= 0; i = s[i].next) emit_symbol(v, text, &s[i], out, n_out);
+    size_t start = 0;
+    if (v->spm_words_apart) /* each word (a U+2581 after another character) alone */
+        for (size_t i = 1; i + 3 <= len; i++)
+            if (is_word_start(text, i)) {
+                encode_span(v, text, start, i, s, &h, out, n_out);
+                start = i;
+            }
+    encode_span(v, text, start, len, s, &h, out, n_out);
     em_free(a, s);
     em_free(a, h.c);
     return EMBER_OK;

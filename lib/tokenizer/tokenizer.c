@@ -9,8 +9,14 @@ typedef struct frag { size_t start, len; int32_t id; /* -1: raw text */ } frag;
 
 static const char *find_bytes(const char *h, size_t hn, const char *n, size_t nn) {
     if (nn == 0 || nn > hn) return NULL;
-    for (size_t i = 0; i + nn <= hn; i++)
-        if (h[i] == n[0] && memcmp(h + i, n, nn) == 0) return h + i;
+    const char *end = h + (hn - nn) + 1; /* last possible start + 1 */
+    for (const char *p = h; p < end; p++) {
+        /* memchr skips to the first byte fast (specials mostly start with a
+         * byte rare in text, like '<') */
+        p = memchr(p, n[0], (size_t)(end - p));
+        if (!p) return NULL;
+        if (memcmp(p, n, nn) == 0) return p;
+    }
     return NULL;
 }
 
@@ -219,6 +225,86 @@ EMBER_API int ember_token_to_piece(const ember_model *m, int32_t token, char *bu
                                    size_t buf_size, size_t *n_bytes, uint32_t flags) {
     return ember_detokenize(m, &token, 1, buf, buf_size, n_bytes,
                             flags & ~(uint32_t)EMBER_DETOKENIZE_STRIP_SPACE);
+}
+
+struct ember_detok_stream {
+    const ember_model *model;
+    uint32_t flags;
+    bool started;      /* a piece was pushed: STRIP_SPACE no longer applies */
+    unsigned char held[4];
+    size_t n_held;     /* bytes of an incomplete character, <= 3 */
+};
+
+/* Length of the prefix of s that ends in whole characters: a trailing lead
+ * byte with fewer continuation bytes than it announces is cut off (it may
+ * complete with the next piece). Anything else, invalid bytes included,
+ * belongs to the prefix. */
+static size_t complete_prefix(const unsigned char *s, size_t n) {
+    size_t j = n;
+    while (j > 0 && n - j < 3 && (s[j - 1] & 0xC0) == 0x80) j--;
+    if (j == 0) return n;
+    unsigned c = s[j - 1];
+    size_t need = (c & 0xE0) == 0xC0 ? 2 : (c & 0xF0) == 0xE0 ? 3 : (c & 0xF8) == 0xF0 ? 4 : 0;
+    return need && n - (j - 1) < need ? j - 1 : n;
+}
+
+EMBER_API int ember_detok_stream_create(const ember_model *m, uint32_t flags,
+                                        ember_detok_stream **out) {
+    if (!m || !out) return em_error(NULL, EMBER_ERR_INVALID_ARGUMENT, "detok_stream_create: NULL argument");
+    *out = NULL;
+    int rc = check_tokenizer(m);
+    if (rc) return rc;
+    ember_detok_stream *s = em_malloc(&m->alloc, sizeof *s);
+    if (!s) return em_error(NULL, EMBER_ERR_NO_MEMORY, "detok_stream_create: out of memory");
+    *s = (ember_detok_stream){ .model = m, .flags = flags };
+    *out = s;
+    return EMBER_OK;
+}
+
+EMBER_API int ember_detok_stream_push(ember_detok_stream *s, int32_t token, char *buf,
+                                      size_t buf_size, size_t *n_bytes) {
+    if (!s || (!buf && buf_size) || !n_bytes)
+        return em_error(NULL, EMBER_ERR_INVALID_ARGUMENT, "detok_stream_push: NULL argument");
+    *n_bytes = 0;
+    int rc = check_ids(s->model, &token, 1);
+    if (rc) return rc;
+    out measure = { NULL, 0, 0 };
+    put_piece(&s->model->vocab, token, s->flags, !s->started, &measure);
+    size_t total = s->n_held + measure.len;
+    if (total > buf_size) {
+        *n_bytes = total;
+        return em_error(NULL, EMBER_ERR_BUFFER_TOO_SMALL, "detok_stream_push: needs %zu bytes, "
+                        "buffer has %zu", total, buf_size);
+    }
+    if (s->n_held) memcpy(buf, s->held, s->n_held);
+    out o = { buf + s->n_held, buf_size - s->n_held, 0 };
+    put_piece(&s->model->vocab, token, s->flags, !s->started, &o);
+    s->started = true;
+    size_t k = complete_prefix((const unsigned char *)buf, total);
+    s->n_held = total - k;
+    memcpy(s->held, buf + k, s->n_held);
+    *n_bytes = k;
+    return EMBER_OK;
+}
+
+EMBER_API int ember_detok_stream_flush(ember_detok_stream *s, char *buf, size_t buf_size,
+                                       size_t *n_bytes) {
+    if (!s || (!buf && buf_size) || !n_bytes)
+        return em_error(NULL, EMBER_ERR_INVALID_ARGUMENT, "detok_stream_flush: NULL argument");
+    *n_bytes = s->n_held;
+    if (s->n_held > buf_size)
+        return em_error(NULL, EMBER_ERR_BUFFER_TOO_SMALL, "detok_stream_flush: needs %zu bytes",
+                        s->n_held);
+    if (s->n_held) memcpy(buf, s->held, s->n_held);
+    s->n_held = 0;
+    s->started = false;
+    return EMBER_OK;
+}
+
+EMBER_API void ember_detok_stream_free(ember_detok_stream **s) {
+    if (!s || !*s) return;
+    em_free(&(*s)->model->alloc, *s);
+    *s = NULL;
 }
 
 EMBER_API int32_t ember_token_bos(const ember_model *m) { return m ? m->vocab.bos : -1; }

@@ -1,14 +1,15 @@
 #include "unicode.h"
 
 uint32_t em_unicode_flags(uint32_t cp) {
+    if (cp > 0x10FFFF) return 0;
+    /* the last entry whose first codepoint is <= cp */
     uint32_t lo = 0, hi = em_ucat_count;
-    while (lo < hi) {
+    while (hi - lo > 1) {
         uint32_t mid = (lo + hi) / 2;
-        if (cp > em_ucat_ranges[mid].last) lo = mid + 1;
-        else if (cp < em_ucat_ranges[mid].first) hi = mid;
-        else return em_ucat_ranges[mid].flags;
+        if ((em_ucat_table[mid] >> 11) <= cp) lo = mid;
+        else hi = mid;
     }
-    return 0;
+    return em_ucat_table[lo] & 0x7FF;
 }
 
 size_t em_utf8_decode(const unsigned char *s, size_t len, uint32_t *cp) {

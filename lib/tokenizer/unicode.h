@@ -9,10 +9,12 @@
 enum {
     EM_U_LETTER = 1 << 0, EM_U_NUMBER = 1 << 1, EM_U_WHITESPACE = 1 << 2, EM_U_PUNCT = 1 << 3,
     EM_U_SYMBOL = 1 << 4, EM_U_MARK = 1 << 5, EM_U_SEPARATOR = 1 << 6, EM_U_CONTROL = 1 << 7,
+    EM_U_UPPER = 1 << 8, /* Lu and Lt */
+    EM_U_LOWER = 1 << 9, /* Ll; a letter with neither is Lm or Lo */
 };
 
-typedef struct em_ucat_range { uint32_t first, last, flags; } em_ucat_range;
-extern const em_ucat_range em_ucat_ranges[];
+/* Sorted, contiguous ranges from U+0000: entry = first codepoint << 11 | flags. */
+extern const uint32_t em_ucat_table[];
 extern const uint32_t em_ucat_count;
 
 /* Flags of a codepoint (0 for values past U+10FFFF). */

@@ -201,6 +201,19 @@ static int read_bpe(em_vocab *v, const em_gguf *g, const em_alloc *a) {
     return EMBER_OK;
 }
 
+/* A piece with U+2581 (e2 96 81) preceded by a byte that does not end
+ * another U+2581. */
+static bool any_piece_joins_words(const em_vocab *v) {
+    for (int32_t i = 0; i < v->n; i++) {
+        const char *t = v->text[i];
+        for (uint32_t k = 1; k + 3 <= v->len[i]; k++)
+            if (memcmp(t + k, "\xe2\x96\x81", 3) == 0 &&
+                !(k >= 3 && memcmp(t + k - 3, "\xe2\x96\x81", 3) == 0))
+                return true;
+    }
+    return false;
+}
+
 int em_vocab_load(em_vocab *v, const em_gguf *g, int32_t n_vocab, const em_alloc *a) {
     memset(v, 0, sizeof *v);
     v->bos = v->eos = v->eot = v->unk = -1;
@@ -233,6 +246,7 @@ int em_vocab_load(em_vocab *v, const em_gguf *g, int32_t n_vocab, const em_alloc
         snprintf(piece, sizeof piece, "<0x%02X>", b);
         v->byte_token[b] = em_strmap_get(&v->map, piece, 6);
     }
+    v->spm_words_apart = v->kind == EM_VOCAB_SPM && !any_piece_joins_words(v);
     return EMBER_OK;
 }
 

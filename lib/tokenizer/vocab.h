@@ -27,6 +27,10 @@ typedef struct em_vocab {
     em_strmap map;
     int32_t bos, eos, eot, unk;
     bool add_space_prefix;
+    /* SentencePiece: no piece holds a U+2581 right after another character,
+     * so no merge crosses the start of a word and words encode apart
+     * (linear time on long texts, same ids) */
+    bool spm_words_apart;
     int32_t byte_token[256]; /* -1 where the vocab has no <0xNN> piece */
     int32_t *specials;       /* control + user-defined ids, longest text first */
     int32_t n_specials;

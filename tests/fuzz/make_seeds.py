@@ -10,9 +10,10 @@ import sys
 
 out, *inputs, stamp = sys.argv[1:]
 tok = os.path.join(out, "tokenizer")
+bpe = os.path.join(out, "bpe")
 api = os.path.join(out, "api")
-os.makedirs(tok, exist_ok=True)
-os.makedirs(api, exist_ok=True)
+for d in (tok, bpe, api):
+    os.makedirs(d, exist_ok=True)
 texts = ["", " ", "Hello world", " Hello  World!", "the cat\tsat\n", "\u00e9\u00e8 \U0001f999.cpp",
          "<s>x</s>", "\xff\xfe bytes", "a" * 200]
 for path in inputs:
@@ -21,6 +22,11 @@ for path in inputs:
 for i, t in enumerate(texts):
     with open(os.path.join(tok, "%03d" % i), "wb") as f:
         f.write(bytes([i % 4]) + t.encode("utf-8", "surrogateescape"))
+    # the BPE target: the first byte picks one of 9 pre-tokenizers and the flags
+    for k in range(9):
+        if i % 3 == k % 3:
+            with open(os.path.join(bpe, "%03d-%d" % (i, k)), "wb") as f:
+                f.write(bytes([k << 2 | i % 4]) + t.encode("utf-8", "surrogateescape"))
 rng = random.Random(1234)
 for i in range(24):
     with open(os.path.join(api, "%03d" % i), "wb") as f:

@@ -14,13 +14,12 @@ finalizers as a fallback. A Model may be shared by threads; a Context is used
 by one thread at a time.
 """
 
-import codecs
 import ctypes
 import ctypes.util
 import os
 import weakref
 
-__all__ = ["EmberError", "FormatError", "Model", "Context", "Sampler", "version",
+__all__ = ["EmberError", "FormatError", "Model", "Context", "Sampler", "DetokStream", "version",
            "TYPE_F32", "TYPE_F16", "BACKEND_CPU", "BACKEND_VULKAN"]
 
 TYPE_F32, TYPE_F16, TYPE_Q4_0, TYPE_Q8_0, TYPE_BF16 = 0, 1, 2, 8, 30
@@ -125,6 +124,12 @@ _SIG = {
                                     _c.c_size_t, _c.POINTER(_c.c_size_t), _c.c_uint32]),
     "ember_token_to_piece": (_c.c_int, [_P, _c.c_int32, _c.c_char_p, _c.c_size_t,
                                         _c.POINTER(_c.c_size_t), _c.c_uint32]),
+    "ember_detok_stream_create": (_c.c_int, [_P, _c.c_uint32, _c.POINTER(_P)]),
+    "ember_detok_stream_push": (_c.c_int, [_P, _c.c_int32, _c.c_char_p, _c.c_size_t,
+                                           _c.POINTER(_c.c_size_t)]),
+    "ember_detok_stream_flush": (_c.c_int, [_P, _c.c_char_p, _c.c_size_t,
+                                            _c.POINTER(_c.c_size_t)]),
+    "ember_detok_stream_free": (None, [_c.POINTER(_P)]),
     "ember_token_bos": (_c.c_int32, [_P]),
     "ember_token_eos": (_c.c_int32, [_P]),
     "ember_token_is_eog": (_c.c_int, [_P, _c.c_int32]),
@@ -363,6 +368,37 @@ class Sampler(_Handle):
         _check(_lib.ember_sampler_accept(self._h, token))
 
 
+class DetokStream(_Handle):
+    """Token ids -> UTF-8 bytes as they are generated, in whole characters
+    only (the C library holds a character split over tokens)."""
+
+    def __init__(self, model, special=False, strip_space=False):
+        flags = (1 if special else 0) | (2 if strip_space else 0)
+        h = _P()
+        _check(_lib.ember_detok_stream_create(model.handle, flags, _c.byref(h)))
+        self.model = model  # the model must outlive the stream
+        self._h = h.value
+        self._buf = _c.create_string_buffer(256)
+        self._finalizer = weakref.finalize(self, _free_handle, _lib.ember_detok_stream_free,
+                                           self._h)
+
+    def _call(self, fn, *args):
+        n = _c.c_size_t()
+        rc = fn(self._h, *args, self._buf, len(self._buf), _c.byref(n))
+        if rc == -10:  # EMBER_ERR_BUFFER_TOO_SMALL: nothing consumed, retry
+            self._buf = _c.create_string_buffer(n.value)
+            rc = fn(self._h, *args, self._buf, len(self._buf), _c.byref(n))
+        _check(rc)
+        return self._buf.raw[:n.value]
+
+    def push(self, token):
+        """The bytes completed by this token (b"" while a character is partial)."""
+        return self._call(_lib.ember_detok_stream_push, token)
+
+    def flush(self):
+        """Bytes still held at the end of the text; resets the stream."""
+        return self._call(_lib.ember_detok_stream_flush)
+
 
 # ---- context ----------------------------------------------------------------------
 
@@ -434,11 +470,11 @@ class Context(_Handle):
 
     def generate(self, prompt, max_tokens=64, **sampling):
         """Yields generated text as it streams; never splits a UTF-8 char."""
-        dec = codecs.getincrementaldecoder("utf-8")("replace")
-        for tok in self.generate_tokens(prompt, max_tokens, **sampling):
-            text = dec.decode(self.model.token_to_piece(tok))
-            if text:
-                yield text
-        tail = dec.decode(b"", final=True)
-        if tail:
-            yield tail
+        with DetokStream(self.model) as stream:
+            for tok in self.generate_tokens(prompt, max_tokens, **sampling):
+                text = stream.push(tok).decode("utf-8", "replace")
+                if text:
+                    yield text
+            tail = stream.flush().decode("utf-8", "replace")
+            if tail:
+                yield tail

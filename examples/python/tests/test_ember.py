@@ -111,6 +111,17 @@ class TestTokenizer(unittest.TestCase):
             with self.assertRaises(ember.EmberError):
                 ember.Context(m)
 
+    def test_detok_stream_whole_characters(self):
+        with ember.Model(data("vocab/ggml-vocab-gpt-2.gguf"), vocab_only=True) as m:
+            text = "naïve 🦙 and 你好"
+            ids = m.tokenize(text, add_bos=False)
+            with ember.DetokStream(m) as st:
+                chunks = [st.push(t) for t in ids] + [st.flush()]
+            for c in chunks:
+                c.decode("utf-8")  # raises on half a character
+            self.assertEqual(b"".join(chunks).decode("utf-8"), text)
+            self.assertTrue(any(c == b"" for c in chunks))  # something was held
+
 
 class TestChat(unittest.TestCase):
     def test_model_template_and_named(self):
