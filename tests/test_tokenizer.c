@@ -201,6 +201,58 @@ static void test_stream_partial_utf8(void **state) {
     ember_model_free(&m);
 }
 
+/* Hostile input on every vocabulary (run under ASan in CI): 1 MB of one
+ * character, 1 MB of random bytes, embedded NULs and broken UTF-8 encode
+ * without error, every id is in range, and byte-level vocabularies give the
+ * exact bytes back. */
+static void test_hostile_inputs(void **state) {
+    (void)state;
+    const char *names[] = { "llama-spm", "phi-3", "gpt-2", "starcoder", "deepseek-llm" };
+    enum { LEN = 1 << 20 };
+    char *text = malloc(LEN), *back = malloc(2 * LEN);
+    size_t cap = 4 * (size_t)LEN + 8;
+    int32_t *ids = malloc(cap * sizeof *ids);
+    assert_true(text && back && ids);
+    for (size_t k = 0; k < sizeof names / sizeof names[0]; k++) {
+        ember_model *m = load_vocab(names[k]);
+        /* exact bytes back where the vocabulary has a token for every byte
+         * (starcoder's lacks those never seen in UTF-8: C0, C1, F5..FF) */
+        int exact = k >= 2;
+        for (int b = 0; b < 256 && exact; b++) {
+            char c = (char)b, got[8];
+            size_t n1 = 0, nb1 = 0;
+            int32_t id[4];
+            exact = ember_tokenize(m, &c, 1, id, 4, &n1, 0) == EMBER_OK &&
+                    ember_detokenize(m, id, n1, got, sizeof got, &nb1, 0) == EMBER_OK &&
+                    nb1 == 1 && got[0] == c;
+        }
+        for (int kind = 0; kind < 3; kind++) {
+            size_t len = LEN;
+            uint64_t x = 0x9E3779B97F4A7C15ull;
+            for (size_t i = 0; i < len; i++) {
+                x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+                text[i] = kind == 0 ? 'a' : kind == 1 ? (char)(x >> 24)
+                        : "a\0\xff\xc3 \xe4\xbd\n"[x % 8]; /* NULs, broken sequences */
+            }
+            size_t n = 0, nb = 0;
+            assert_int_equal(ember_tokenize(m, text, len, ids, cap, &n, 0), EMBER_OK);
+            assert_true(n > 0);
+            for (size_t i = 0; i < n; i++) assert_true(ids[i] >= 0 && ids[i] < ember_model_n_vocab(m));
+            assert_int_equal(ember_detokenize(m, ids, n, back, 2 * LEN, &nb, 0), EMBER_OK);
+            if (kind == 0) print_message("%s: %s\n", names[k], exact ? "every byte round-trips"
+                                                               : "not every byte has a token");
+            if (exact) {
+                assert_int_equal(nb, len);
+                assert_memory_equal(back, text, len);
+            }
+        }
+        ember_model_free(&m);
+    }
+    free(text);
+    free(back);
+    free(ids);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_llama_spm),
@@ -210,6 +262,7 @@ int main(void) {
         cmocka_unit_test(test_deepseek_llm),
         cmocka_unit_test(test_bos_and_pieces),
         cmocka_unit_test(test_stream_partial_utf8),
+        cmocka_unit_test(test_hostile_inputs),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
