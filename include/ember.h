@@ -220,6 +220,7 @@ EMBER_API int ember_backend_available(int kind);
 /* CPU feature levels used by the kernel dispatcher. */
 #define EMBER_CPU_AVX2 (1u << 0)   /* AVX2 + FMA + F16C */
 #define EMBER_CPU_AVX512 (1u << 1) /* AVX-512 F/BW/VL    */
+#define EMBER_CPU_AVX512_VNNI (1u << 2) /* + int8 dot products (VPDPBUSD) */
 
 /* Flags the CPU has. */
 EMBER_API uint32_t ember_cpu_features(void);
@@ -368,6 +369,50 @@ EMBER_API int32_t ember_token_bos(const ember_model *model); /* -1 if none */
 EMBER_API int32_t ember_token_eos(const ember_model *model); /* -1 if none */
 /* Nonzero for end-of-generation tokens (EOS, EOT). */
 EMBER_API int ember_token_is_eog(const ember_model *model, int32_t token);
+
+/* ------------------------------------------------------------------ */
+/* Quantization (thread-safe: no shared state)                        */
+/* ------------------------------------------------------------------ */
+
+/* Bytes that n elements of `type` take; 0 for an unknown type or an n that
+ * is not whole blocks. */
+EMBER_API size_t ember_type_row_size(uint32_t type, int64_t n);
+
+/* Quantizes n floats into `type` (EMBER_TYPE_Q8_0, EMBER_TYPE_Q4_0,
+ * EMBER_TYPE_F16, EMBER_TYPE_F32) with llama.cpp's rounding rules, so the
+ * blocks equal llama.cpp's for the same input. dst_size must be at least
+ * ember_type_row_size(type, n). */
+EMBER_API int ember_quantize_row(uint32_t type, const float *src, int64_t n, void *dst,
+                                 size_t dst_size);
+
+/* Called once per tensor written: its type before and after, and the
+ * relative error of the stored weights, sqrt(sum (w - w')^2 / sum w^2)
+ * (0 for tensors copied unchanged). */
+typedef void (*ember_quantize_tensor_fn)(void *user, const char *name, uint32_t from_type,
+                                         uint32_t to_type, int64_t n_elements, double rel_error);
+
+typedef struct ember_quantize_params {
+    size_t struct_size;   /* sizeof(ember_quantize_params) */
+    /* Type of the weight matrices: EMBER_TYPE_Q8_0 or EMBER_TYPE_Q4_0.
+     * Norms, biases, the MoE router and tensors whose rows are not whole
+     * blocks stay as they are. */
+    uint32_t type;
+    /* Type of output.weight, the matrix most sensitive to quantization;
+     * 0 chooses Q8_0 (llama.cpp uses Q6_K in its Q4_0 files). */
+    uint32_t output_type;
+    ember_quantize_tensor_fn on_tensor; /* optional progress / report */
+    void *user;
+    uint8_t reserved[64];
+} ember_quantize_params;
+
+EMBER_API void ember_quantize_default_params(ember_quantize_params *params);
+
+/* Writes a GGUF file at out_path: the model's metadata (general.file_type
+ * updated) and its tensors, F32/F16/BF16 weight matrices quantized to
+ * params->type. Readable by llama.cpp. On error the output file is
+ * removed. The model is only read (it may be used by other threads). */
+EMBER_API int ember_model_quantize(const ember_model *model, const char *out_path,
+                                   const ember_quantize_params *params);
 
 /* ------------------------------------------------------------------ */
 /* Chat templates                                                     */

@@ -375,8 +375,9 @@ int em_gguf_parse(em_gguf *g, const void *data, size_t size, const em_gguf_limit
     }
     c = start;
     nm.pool = g->pool;
-    if ((rc = parse_kv(g, &c, lim, PASS_FILL, &nm)) || (rc = read_alignment(g)) ||
-        (rc = parse_tensor_info(g, &c, lim, PASS_FILL, &nm))) {
+    rc = parse_kv(g, &c, lim, PASS_FILL, &nm);
+    g->info_offset = c.pos;
+    if (rc || (rc = read_alignment(g)) || (rc = parse_tensor_info(g, &c, lim, PASS_FILL, &nm))) {
         em_gguf_free(g, a);
         return rc;
     }

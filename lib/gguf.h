@@ -47,6 +47,7 @@ typedef struct em_gguf {
     uint32_t version;
     uint64_t alignment;
     uint64_t data_offset;
+    uint64_t info_offset; /* where the tensor infos start (the metadata's end) */
     uint64_t n_kv;
     em_gguf_kv *kv;
     uint64_t n_tensors;

@@ -40,7 +40,8 @@ static void fill_weights(uint32_t ty, void *w, int n) {
         }
 }
 
-static const uint32_t levels[] = { 0, EMBER_CPU_AVX2, EMBER_CPU_AVX2 | EMBER_CPU_AVX512 };
+static const uint32_t levels[] = { 0, EMBER_CPU_AVX2, EMBER_CPU_AVX2 | EMBER_CPU_AVX512,
+                                   EMBER_CPU_AVX2 | EMBER_CPU_AVX512 | EMBER_CPU_AVX512_VNNI };
 
 static void test_dot_variants(void **state) {
     (void)state;
@@ -135,6 +136,81 @@ static void test_gemm_variants(void **state) {
     free(x);
 }
 
+/* Activations of n values quantized by the reference into storage for row t. */
+typedef struct qx { int8_t q[1024], lo[1024]; float d[32]; int32_t s[32]; } qx;
+
+/* The integer path: activation quantization bit-exact, the dot products
+ * and the GEMM against the reference on random inputs, every K from one
+ * block up (odd block counts included), row and token tails included. */
+static void test_q8x_variants(void **state) {
+    (void)state;
+    em_cpu_dsp ref, simd;
+    em_cpu_dsp_init(&ref, 0);
+    uint32_t have = em_cpu_detect();
+    enum { MAXK = 1024, MAXR = 11, MAXT = 9 };
+    const uint32_t types[] = { EMBER_TYPE_Q8_0, EMBER_TYPE_Q4_0 };
+    static float x[MAXT][MAXK];
+    static qx qa[MAXT], qb;
+    static uint8_t w[MAXR * 34 * (MAXK / 32)];
+    static uint8_t scratch[16384] __attribute__((aligned(64)));
+    float ya[MAXT * MAXR], yb[MAXT * MAXR];
+    int checked = 0;
+    for (size_t l = 0; l < sizeof levels / sizeof levels[0]; l++) {
+        if ((levels[l] & have) != levels[l]) continue;
+        em_cpu_dsp_init(&simd, levels[l]);
+        for (int K = 32; K <= MAXK; K += 32 * (K < 160 ? 1 : 9)) {
+            int nb = K / 32;
+            for (int t = 0; t < MAXT; t++) {
+                for (int i = 0; i < K; i++) x[t][i] = frand() * (t == 2 ? 1000.0f : 1.0f);
+                if (t == 3) for (int i = 0; i < 32; i++) x[t][i] = 0; /* an all-zero block */
+                if (t == 4) x[t][5] = 127.5f, x[t][6] = -127.5f, x[t][7] = 0.5f * 127.5f; /* ties */
+                ref.quant_q8x(K, x[t], qa[t].q, qa[t].lo, qa[t].d, qa[t].s);
+                simd.quant_q8x(K, x[t], qb.q, qb.lo, qb.d, qb.s);
+                assert_memory_equal(qa[t].q, qb.q, (size_t)K);
+                assert_memory_equal(qa[t].lo, qb.lo, (size_t)K);
+                assert_memory_equal(qa[t].d, qb.d, (size_t)nb * 4);
+                assert_memory_equal(qa[t].s, qb.s, (size_t)nb * 4);
+            }
+            em_q8x_row rows[MAXT];
+            for (int t = 0; t < MAXT; t++) rows[t] = (em_q8x_row){ qa[t].q, qa[t].lo, qa[t].d, qa[t].s };
+            for (size_t ti = 0; ti < 2; ti++) {
+                uint32_t ty = types[ti];
+                size_t bsz = ty == EMBER_TYPE_Q8_0 ? 34 : 18, stride = bsz * (size_t)nb;
+                fill_weights(ty, w, K * MAXR);
+                /* |sum| bound: sum over blocks of |dw dx| * 127 * 127 * 32 */
+                double mag = 0.05 * 127 * 32 * nb * 10;
+                for (int t = 0; t < MAXT; t++)
+                    for (int r = 0; r < MAXR; r++) {
+                        float a = ref.dot_q8x[ty](K, w + r * stride, rows[t]);
+                        float b = simd.dot_q8x[ty](K, w + r * stride, rows[t]);
+                        float tol = 2e-6f * (float)mag * (t == 2 ? 1000.0f : 1.0f);
+                        if (fabsf(a - b) > tol)
+                            print_error("level %u type %u K %d: dot ref %g simd %g\n", levels[l], ty, K, a, b);
+                        assert_true(fabsf(a - b) <= tol);
+                    }
+                for (int nr = 1; nr <= MAXR; nr += 2)
+                    for (int nt = 1; nt <= MAXT; nt += 2) {
+                        assert_true(em_gemm_q8x_scratch(K) <= sizeof scratch);
+                        ref.gemm_q8x[ty](K, nr, nt, w, stride, rows, ya, MAXR, scratch);
+                        simd.gemm_q8x[ty](K, nr, nt, w, stride, rows, yb, MAXR, scratch);
+                        for (int t = 0; t < nt; t++)
+                            for (int r = 0; r < nr; r++) {
+                                float a = ya[t * MAXR + r], b = yb[t * MAXR + r];
+                                float tol = 2e-6f * (float)mag * (t == 2 ? 1000.0f : 1.0f);
+                                if (fabsf(a - b) > tol)
+                                    print_error("level %u type %u K %d nr %d nt %d: gemm [%d,%d] ref %g simd %g\n",
+                                                levels[l], ty, K, nr, nt, t, r, a, b);
+                                assert_true(fabsf(a - b) <= tol);
+                            }
+                        checked++;
+                    }
+            }
+        }
+    }
+    print_message("%d integer-path GEMM shapes checked\n", checked);
+    assert_true(checked > 0);
+}
+
 /* Block layouts as llama.cpp defines them: Q8_0 = fp16 scale + 32 int8;
  * Q4_0 = fp16 scale + 16 bytes, element j in the low nibble of byte j and
  * element j+16 in its high nibble, value (nibble - 8) * scale. */
@@ -191,6 +267,7 @@ int main(void) {
         cmocka_unit_test(test_dot_variants),
         cmocka_unit_test(test_f16_variants),
         cmocka_unit_test(test_gemm_variants),
+        cmocka_unit_test(test_q8x_variants),
         cmocka_unit_test(test_quant_layouts),
         cmocka_unit_test(test_half_roundtrip),
         cmocka_unit_test(test_mask),

@@ -12,6 +12,7 @@
 void em_cpu_dsp_init(em_cpu_dsp *c, uint32_t flags) {
     memset(c, 0, sizeof *c);
     em_cpu_dsp_init_ref(c);
+    em_cpu_dsp_init_ref_q(c);
 #if defined(EMBER_HAVE_X86_KERNELS)
     em_cpu_dsp_init_x86(c, flags);
 #else
@@ -35,7 +36,10 @@ uint32_t em_cpu_detect(void) {
         avx512vl = (b >> 31) & 1;
     if (ymm && avx2 && fma && f16c) {
         f |= EMBER_CPU_AVX2;
-        if (zmm && avx512f && avx512bw && avx512vl) f |= EMBER_CPU_AVX512;
+        if (zmm && avx512f && avx512bw && avx512vl) {
+            f |= EMBER_CPU_AVX512;
+            if ((c >> 11) & 1) f |= EMBER_CPU_AVX512_VNNI; /* leaf 7 ECX bit 11 */
+        }
     }
 #endif
     return f;

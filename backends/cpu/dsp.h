@@ -21,6 +21,37 @@ typedef void (*em_axpy_fn)(int64_t n, float a, const float *x, float *y);
 typedef void (*em_gemm_fn)(int64_t K, int64_t nr, int64_t nt, const float *w, const float *x,
                            float *y, int64_t ldy);
 
+/* Activations quantized for the integer dot products, as 16-bit values
+ * held in two 8-bit planes (the 8-bit VNNI/maddubs products are the fast
+ * ones; a single 8-bit plane alone costs ~0.6% error per element, as much
+ * as Q8_0 weights themselves, and doubles the logits error of a Q8_0
+ * model). Per block of 32: v = x / e with e = max|x| / 127,
+ * hi = nearest-even(v), lo = clamp(nearest-even((v - hi) * 256), +-127),
+ * so x ~ d * (256 hi + lo) with d = e / 256; s = sum of (256 hi + lo).
+ * hi and lo stay in [-127, 127]. One row: hi[K], lo[K], d[K/32], s[K/32]. */
+typedef struct em_q8x_row {
+    const int8_t *q;  /* hi */
+    const int8_t *lo;
+    const float *d;
+    const int32_t *s;
+} em_q8x_row;
+
+/* Quantizes n values (n a multiple of 32). */
+typedef void (*em_quant_q8x_fn)(int64_t n, const float *x, int8_t *hi, int8_t *lo, float *d,
+                                int32_t *s);
+/* out = sum_i w[i] * x[i] with x quantized: block by block, an exact
+ * integer dot product (256 w.hi + w.lo) scaled by the two block scales. */
+typedef float (*em_dot_q8x_fn)(int64_t n, const void *w, em_q8x_row x);
+/* y[t * ldy + r] = dot_q8x(w row r, x row t) for r < nr, t < nt; weight
+ * rows are w_stride bytes apart, activation rows come from x[t]. scratch:
+ * em_gemm_q8x_scratch(K) bytes, 64-byte aligned. */
+typedef void (*em_gemm_q8x_fn)(int64_t K, int64_t nr, int64_t nt, const void *w, size_t w_stride,
+                               const em_q8x_row *x, float *y, int64_t ldy, void *scratch);
+#define EM_GEMM_Q8X_ROWS 4
+static inline size_t em_gemm_q8x_scratch(int64_t K) {
+    return (size_t)EM_GEMM_Q8X_ROWS * ((size_t)K + (size_t)K / 32 * 4) + 64;
+}
+
 /* dst[i] = fp16(src[i]), round to nearest even */
 typedef void (*em_from_f32_fn)(int64_t n, const float *src, void *dst);
 
@@ -30,12 +61,17 @@ typedef struct em_cpu_dsp {
     em_from_f32_fn f32_to_f16;
     em_axpy_fn axpy;
     em_gemm_fn gemm_f32;
+    /* integer path for block-quantized weights (NULL: the type has none) */
+    em_quant_q8x_fn quant_q8x;
+    em_dot_q8x_fn dot_q8x[EMBER_TYPE_COUNT];
+    em_gemm_q8x_fn gemm_q8x[EMBER_TYPE_COUNT];
     /* y[i] += a * (float)x_f16[i] */
     void (*axpy_f16)(int64_t n, float a, const void *x, float *y);
 } em_cpu_dsp;
 
 void em_cpu_dsp_init(em_cpu_dsp *c, uint32_t flags);
 void em_cpu_dsp_init_ref(em_cpu_dsp *c);
+void em_cpu_dsp_init_ref_q(em_cpu_dsp *c);
 void em_cpu_dsp_init_x86(em_cpu_dsp *c, uint32_t flags);
 uint32_t em_cpu_detect(void);
 uint32_t em_cpu_mask(void);

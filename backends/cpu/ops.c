@@ -54,6 +54,69 @@ static void op_rms_norm(em_cpu *c, em_tensor *t, int ith, int nth) {
     }
 }
 
+/* Thread scratch of the integer path for T rows of K: quantized rows, their
+ * scales and sums, the row views, then the GEMM's weight tile. */
+typedef struct q8x_area {
+    int8_t *q, *lo;
+    float *d;
+    int32_t *s;
+    em_q8x_row *rows;
+    void *gemm;
+} q8x_area;
+
+static size_t align64(size_t n) { return (n + 63) & ~(size_t)63; }
+
+static size_t q8x_area_bytes(int64_t K, int64_t T) {
+    size_t nb = (size_t)K / 32;
+    return 2 * align64((size_t)T * (size_t)K) + 2 * align64((size_t)T * nb * 4) +
+           align64((size_t)T * sizeof(em_q8x_row)) + em_gemm_q8x_scratch(K) + 64;
+}
+
+static q8x_area q8x_carve(void *base, int64_t K, int64_t T) {
+    size_t nb = (size_t)K / 32;
+    char *p = (char *)(((uintptr_t)base + 63) & ~(uintptr_t)63);
+    q8x_area a;
+    a.q = (int8_t *)p;
+    p += align64((size_t)T * (size_t)K);
+    a.lo = (int8_t *)p;
+    p += align64((size_t)T * (size_t)K);
+    a.d = (float *)p;
+    p += align64((size_t)T * nb * 4);
+    a.s = (int32_t *)p;
+    p += align64((size_t)T * nb * 4);
+    a.rows = (em_q8x_row *)p;
+    p += align64((size_t)T * sizeof(em_q8x_row));
+    a.gemm = p;
+    return a;
+}
+
+static bool uses_q8x(const em_cpu *c, const em_tensor *w) {
+    return c->dsp.dot_q8x[w->type] != NULL && w->ne[0] % 32 == 0;
+}
+
+/* Block-quantized weights: activations quantized per block of 32 to two
+ * 8-bit planes (each thread its own copy: T x K is small next to the
+ * weights), then integer dot products; a GEMM kernel when several tokens
+ * share the rows. */
+static void matmul_q8x(em_cpu *c, const em_tensor *w, const em_tensor *x, float *y, int64_t lo,
+                       int64_t hi, int ith) {
+    int64_t K = w->ne[0], N = w->ne[1], T = x->ne[1], nb = K / 32;
+    q8x_area a = q8x_carve(c->scratch[ith], K, T);
+    for (int64_t t = 0; t < T; t++) {
+        c->dsp.quant_q8x(K, (const float *)((const char *)x->data + (size_t)t * x->nb[1]),
+                         a.q + t * K, a.lo + t * K, a.d + t * nb, a.s + t * nb);
+        a.rows[t] = (em_q8x_row){ a.q + t * K, a.lo + t * K, a.d + t * nb, a.s + t * nb };
+    }
+    const char *wb = (const char *)w->data + (size_t)lo * w->nb[1];
+    if (T >= 4 && hi > lo) {
+        c->dsp.gemm_q8x[w->type](K, hi - lo, T, wb, w->nb[1], a.rows, y + lo, N, a.gemm);
+        return;
+    }
+    em_dot_q8x_fn dot = c->dsp.dot_q8x[w->type];
+    for (int64_t n = lo; n < hi; n++, wb += w->nb[1]) /* each row once, for every token */
+        for (int64_t t = 0; t < T; t++) y[t * N + n] = dot(K, wb, a.rows[t]);
+}
+
 static void op_matmul(em_cpu *c, em_tensor *t, int ith, int nth) {
     const em_tensor *w = t->src[0], *x = t->src[1];
     int64_t K = w->ne[0], N = w->ne[1], T = x->ne[1], lo, hi;
@@ -67,6 +130,10 @@ static void op_matmul(em_cpu *c, em_tensor *t, int ith, int nth) {
     float *y = t->data;
     const float *xf = x->data;
     if (T == 0) return;
+    if (uses_q8x(c, w)) {
+        matmul_q8x(c, w, x, y, lo, hi, ith);
+        return;
+    }
     if (T == 1) {
         for (int64_t n = lo; n < hi; n++) y[n] = dot(K, wb + (size_t)n * w->nb[1], xf);
         return;
@@ -369,7 +436,12 @@ bool em_cpu_op_supported(const em_tensor *t) {
 size_t em_cpu_op_scratch(const em_tensor *t, const em_kv *kv) {
     (void)kv;
     switch (t->op) {
-    case EM_OP_MATMUL: return (size_t)EM_MATMUL_TILE * (size_t)t->src[0]->ne[0];
+    case EM_OP_MATMUL: {
+        int64_t K = t->src[0]->ne[0];
+        size_t tile = (size_t)EM_MATMUL_TILE * (size_t)K;
+        size_t q8x = (q8x_area_bytes(K, t->src[1]->ne[1]) + 3) / 4;
+        return tile > q8x ? tile : q8x;
+    }
     case EM_OP_ROPE: return (size_t)t->ip[0];
     case EM_OP_ATTN: return (size_t)(t->ne[0] / t->src[0]->ne[1] + t->src[0]->ne[0]);
     case EM_OP_MOE_FFN: return em_cpu_moe_ffn_scratch(t);

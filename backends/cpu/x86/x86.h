@@ -18,4 +18,16 @@ void em_gemm_f32_avx2(int64_t K, int64_t nr, int64_t nt, const float *w, const f
 void em_gemm_f32_avx512(int64_t K, int64_t nr, int64_t nt, const float *w, const float *x,
                         float *y, int64_t ldy);
 
+/* integer path (kernels_q_avx2.c, kernels_q_vnni.c) */
+#include "../dsp.h"
+void em_quant_q8x_avx2(int64_t n, const float *x, int8_t *hi, int8_t *lo, float *d, int32_t *s);
+float em_dot_q8_0_q8x_avx2(int64_t n, const void *w, em_q8x_row x);
+float em_dot_q4_0_q8x_avx2(int64_t n, const void *w, em_q8x_row x);
+float em_dot_q8_0_q8x_vnni(int64_t n, const void *w, em_q8x_row x);
+float em_dot_q4_0_q8x_vnni(int64_t n, const void *w, em_q8x_row x);
+void em_gemm_q8_0_q8x_vnni(int64_t K, int64_t nr, int64_t nt, const void *w, size_t w_stride,
+                           const em_q8x_row *x, float *y, int64_t ldy, void *scratch);
+void em_gemm_q4_0_q8x_vnni(int64_t K, int64_t nr, int64_t nt, const void *w, size_t w_stride,
+                           const em_q8x_row *x, float *y, int64_t ldy, void *scratch);
+
 #endif

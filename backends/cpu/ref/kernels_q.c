@@ -1,0 +1,92 @@
+/* Reference kernels of the integer path for block-quantized weights:
+ * activations quantized to 8-bit blocks of 32, then per block an exact
+ * integer dot product times the weight and activation scales. The SIMD
+ * variants (x86/kernels_q_*.c) must agree with these; the integer parts
+ * exactly, the float sums to rounding. */
+#include <math.h>
+#include <string.h>
+
+#include "../../../lib/util.h"
+#include "../dsp.h"
+
+static void quant_q8x(int64_t n, const float *x, int8_t *hi, int8_t *lo, float *d, int32_t *s) {
+    for (int64_t b = 0; b < n / 32; b++) {
+        const float *v = x + b * 32;
+        float amax = 0;
+        for (int j = 0; j < 32; j++) amax = fmaxf(amax, fabsf(v[j]));
+        float e = amax / 127.0f, ie = e != 0.0f ? 1.0f / e : 0.0f;
+        int32_t sum = 0;
+        for (int j = 0; j < 32; j++) {
+            float u = v[j] * ie, h = nearbyintf(u); /* nearest even, as SIMD rounds */
+            float l = fminf(fmaxf(nearbyintf((u - h) * 256.0f), -127.0f), 127.0f);
+            hi[b * 32 + j] = (int8_t)h;
+            lo[b * 32 + j] = (int8_t)l;
+            sum += 256 * (int32_t)h + (int32_t)l;
+        }
+        d[b] = e / 256.0f;
+        s[b] = sum;
+    }
+}
+
+/* sum of w * (256 hi + lo) over a block */
+static int32_t block_dot(const int8_t *w, const int8_t *hi, const int8_t *lo) {
+    int32_t a = 0, b = 0;
+    for (int j = 0; j < 32; j++) {
+        a += w[j] * hi[j];
+        b += w[j] * lo[j];
+    }
+    return a * 256 + b;
+}
+
+static float f16_at(const uint8_t *p) {
+    uint16_t h;
+    memcpy(&h, p, 2);
+    return em_f16_to_f32(h);
+}
+
+/* Q8_0: fp16 scale, 32 int8 */
+static float dot_q8_0(int64_t n, const void *w, em_q8x_row x) {
+    const uint8_t *b = w;
+    float sum = 0;
+    for (int64_t i = 0; i < n / 32; i++, b += 34) {
+        int32_t acc = block_dot((const int8_t *)(b + 2), x.q + i * 32, x.lo + i * 32);
+        sum += f16_at(b) * x.d[i] * (float)acc;
+    }
+    return sum;
+}
+
+/* Q4_0: fp16 scale, 16 bytes of nibbles (element j low, j + 16 high), value
+ * nibble - 8 */
+static float dot_q4_0(int64_t n, const void *w, em_q8x_row x) {
+    const uint8_t *b = w;
+    float sum = 0;
+    for (int64_t i = 0; i < n / 32; i++, b += 18) {
+        int8_t qw[32];
+        for (int j = 0; j < 16; j++) {
+            qw[j] = (int8_t)((b[2 + j] & 15) - 8);
+            qw[j + 16] = (int8_t)((b[2 + j] >> 4) - 8);
+        }
+        int32_t acc = block_dot(qw, x.q + i * 32, x.lo + i * 32);
+        sum += f16_at(b) * x.d[i] * (float)acc;
+    }
+    return sum;
+}
+
+#define GEMM_REF(name, dot)                                                                    \
+    static void name(int64_t K, int64_t nr, int64_t nt, const void *w, size_t w_stride,       \
+                     const em_q8x_row *x, float *y, int64_t ldy, void *scratch) {              \
+        (void)scratch;                                                                         \
+        for (int64_t r = 0; r < nr; r++) /* each weight row once, for every token */           \
+            for (int64_t t = 0; t < nt; t++)                                                   \
+                y[t * ldy + r] = dot(K, (const char *)w + (size_t)r * w_stride, x[t]);         \
+    }
+GEMM_REF(gemm_q8_0, dot_q8_0)
+GEMM_REF(gemm_q4_0, dot_q4_0)
+
+void em_cpu_dsp_init_ref_q(em_cpu_dsp *c) {
+    c->quant_q8x = quant_q8x;
+    c->dot_q8x[EMBER_TYPE_Q8_0] = dot_q8_0;
+    c->dot_q8x[EMBER_TYPE_Q4_0] = dot_q4_0;
+    c->gemm_q8x[EMBER_TYPE_Q8_0] = gemm_q8_0;
+    c->gemm_q8x[EMBER_TYPE_Q4_0] = gemm_q4_0;
+}

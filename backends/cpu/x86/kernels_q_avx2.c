@@ -1,0 +1,116 @@
+/* AVX2 kernels of the integer path (compiled with -mavx2 -mfma -mf16c):
+ * activation quantization bit-identical to the reference, and Q8_0/Q4_0
+ * dot products with the sign trick (|w| times x with w's sign, unsigned by
+ * signed byte products summed in pairs, which cannot saturate because both
+ * activation planes stay in [-127, 127]). */
+#include <immintrin.h>
+#include <string.h>
+
+#include "../../../lib/util.h"
+#include "x86.h"
+
+static float hsum256(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+static int32_t hsum256_epi32(__m256i v) {
+    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4e));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xb1));
+    return _mm_cvtsi128_si32(s);
+}
+
+/* 32 int32 in four vectors -> 32 int8 (values already in [-127, 127]) */
+static void store_i8(int8_t *q, __m256i i0, __m256i i1, __m256i i2, __m256i i3) {
+    /* packs work within 128-bit lanes: restore the order afterwards */
+    __m256i p = _mm256_packs_epi16(_mm256_packs_epi32(i0, i1), _mm256_packs_epi32(i2, i3));
+    p = _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+    _mm256_storeu_si256((__m256i *)q, p);
+}
+
+/* hi and lo of 8 values u (see dsp.h); returns 256 hi + lo */
+static __m256i split8(__m256 u, __m256i *hi, __m256i *lo) {
+    const int mode = _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC;
+    __m256 h = _mm256_round_ps(u, mode);
+    __m256 l = _mm256_round_ps(_mm256_mul_ps(_mm256_sub_ps(u, h), _mm256_set1_ps(256.0f)), mode);
+    l = _mm256_min_ps(_mm256_max_ps(l, _mm256_set1_ps(-127.0f)), _mm256_set1_ps(127.0f));
+    *hi = _mm256_cvtps_epi32(h);
+    *lo = _mm256_cvtps_epi32(l);
+    return _mm256_add_epi32(_mm256_slli_epi32(*hi, 8), *lo);
+}
+
+void em_quant_q8x_avx2(int64_t n, const float *x, int8_t *q, int8_t *lo, float *d, int32_t *s) {
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    for (int64_t b = 0; b < n / 32; b++) {
+        const float *v = x + b * 32;
+        __m256 v0 = _mm256_loadu_ps(v), v1 = _mm256_loadu_ps(v + 8);
+        __m256 v2 = _mm256_loadu_ps(v + 16), v3 = _mm256_loadu_ps(v + 24);
+        __m256 m = _mm256_max_ps(_mm256_max_ps(_mm256_andnot_ps(sign, v0), _mm256_andnot_ps(sign, v1)),
+                                 _mm256_max_ps(_mm256_andnot_ps(sign, v2), _mm256_andnot_ps(sign, v3)));
+        __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+        m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+        m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
+        float amax = _mm_cvtss_f32(m4);
+        float e = amax / 127.0f, ie = e != 0.0f ? 1.0f / e : 0.0f;
+        __m256 vie = _mm256_set1_ps(ie);
+        __m256i h[4], l[4], sum = _mm256_setzero_si256();
+        const __m256 vs[4] = { v0, v1, v2, v3 };
+        for (int k = 0; k < 4; k++)
+            sum = _mm256_add_epi32(sum, split8(_mm256_mul_ps(vs[k], vie), &h[k], &l[k]));
+        s[b] = hsum256_epi32(sum);
+        store_i8(q + b * 32, h[0], h[1], h[2], h[3]);
+        store_i8(lo + b * 32, l[0], l[1], l[2], l[3]);
+        d[b] = e / 256.0f;
+    }
+}
+
+static float f16_at(const uint8_t *p) {
+    uint16_t h;
+    memcpy(&h, p, 2);
+    return em_f16_to_f32(h);
+}
+
+/* sum of w * x over 32 signed bytes, as 8 int32 lanes */
+static __m256i dot32(__m256i aw, __m256i w, __m256i x) {
+    __m256i p16 = _mm256_maddubs_epi16(aw, _mm256_sign_epi8(x, w));
+    return _mm256_madd_epi16(p16, _mm256_set1_epi16(1));
+}
+
+/* sum of w * (256 hi + lo) for block i of x */
+static __m256i dot_hilo(__m256i w, em_q8x_row x, int64_t i) {
+    __m256i aw = _mm256_sign_epi8(w, w);
+    __m256i h = dot32(aw, w, _mm256_loadu_si256((const __m256i *)(x.q + i * 32)));
+    __m256i l = dot32(aw, w, _mm256_loadu_si256((const __m256i *)(x.lo + i * 32)));
+    return _mm256_add_epi32(_mm256_slli_epi32(h, 8), l);
+}
+
+static __m256i q4_bytes(const uint8_t *p) { /* 16 bytes -> 32 values in [-8, 7] */
+    __m128i raw = _mm_loadu_si128((const __m128i *)p);
+    __m128i lo = _mm_and_si128(raw, _mm_set1_epi8(15));
+    __m128i hi = _mm_and_si128(_mm_srli_epi16(raw, 4), _mm_set1_epi8(15));
+    return _mm256_sub_epi8(_mm256_set_m128i(hi, lo), _mm256_set1_epi8(8));
+}
+
+float em_dot_q8_0_q8x_avx2(int64_t n, const void *w, em_q8x_row x) {
+    const uint8_t *b = w;
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t i = 0; i < n / 32; i++, b += 34) {
+        __m256i qw = _mm256_loadu_si256((const __m256i *)(b + 2));
+        __m256 f = _mm256_cvtepi32_ps(dot_hilo(qw, x, i));
+        acc = _mm256_fmadd_ps(f, _mm256_set1_ps(f16_at(b) * x.d[i]), acc);
+    }
+    return hsum256(acc);
+}
+
+float em_dot_q4_0_q8x_avx2(int64_t n, const void *w, em_q8x_row x) {
+    const uint8_t *b = w;
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t i = 0; i < n / 32; i++, b += 18) {
+        __m256 f = _mm256_cvtepi32_ps(dot_hilo(q4_bytes(b + 2), x, i));
+        acc = _mm256_fmadd_ps(f, _mm256_set1_ps(f16_at(b) * x.d[i]), acc);
+    }
+    return hsum256(acc);
+}

@@ -1,0 +1,225 @@
+/* ember_model_quantize: a model's GGUF rewritten with its weight matrices
+ * quantized. The metadata entries are copied byte for byte (only
+ * general.file_type is replaced), tensors keep their order and names, and
+ * the data section is laid out with the source's alignment, so llama.cpp
+ * reads the result. Tensors are converted one row at a time; nothing but
+ * one row of floats and one output row is held in memory. */
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "model.h"
+#include "quant.h"
+
+/* llama.cpp's general.file_type values */
+#define FTYPE_MOSTLY_Q4_0 2
+#define FTYPE_MOSTLY_Q8_0 7
+
+EMBER_API size_t ember_type_row_size(uint32_t type, int64_t n) {
+    const em_type_info *ti = em_type_info_get(type);
+    if (!ti || n < 0 || n % ti->block) return 0;
+    return (size_t)(n / ti->block) * ti->size;
+}
+
+EMBER_API int ember_quantize_row(uint32_t type, const float *src, int64_t n, void *dst,
+                                 size_t dst_size) {
+    size_t need = ember_type_row_size(type, n);
+    if (!src || !dst || n <= 0 || need == 0)
+        return em_error(NULL, EMBER_ERR_INVALID_ARGUMENT, "quantize_row: NULL buffer, or %lld "
+                        "elements are not whole blocks of type %u", (long long)n, type);
+    if (dst_size < need)
+        return em_error(NULL, EMBER_ERR_BUFFER_TOO_SMALL, "quantize_row: needs %zu bytes, "
+                        "buffer has %zu", need, dst_size);
+    if (!em_quantize_row(type, src, n, dst))
+        return em_error(NULL, EMBER_ERR_UNSUPPORTED, "quantize_row: no quantizer for type %s",
+                        ember_type_name((int)type));
+    return EMBER_OK;
+}
+
+EMBER_API void ember_quantize_default_params(ember_quantize_params *p) {
+    if (!p) return;
+    memset(p, 0, sizeof *p);
+    p->struct_size = sizeof *p;
+    p->type = EMBER_TYPE_Q8_0;
+}
+
+#define PARAMS_V1_SIZE (offsetof(ember_quantize_params, user) + sizeof(void *))
+
+static bool ends_with(const char *s, const char *suffix) {
+    size_t a = strlen(s), b = strlen(suffix);
+    return a >= b && strcmp(s + a - b, suffix) == 0;
+}
+
+/* The type a tensor is written in. */
+static uint32_t target_type(const em_gguf_tensor *t, const ember_quantize_params *p) {
+    bool float_src = t->type == EMBER_TYPE_F32 || t->type == EMBER_TYPE_F16 ||
+                     t->type == EMBER_TYPE_BF16;
+    if (!float_src || t->n_dims < 2 || !ends_with(t->name, ".weight") ||
+        strstr(t->name, "ffn_gate_inp") || t->ne[0] % 32 != 0)
+        return t->type;
+    if (strcmp(t->name, "output.weight") == 0) return p->output_type;
+    return p->type;
+}
+
+/* ---- writing ---- */
+
+typedef struct writer {
+    FILE *f;
+    bool failed;
+} writer;
+
+static void put(writer *w, const void *p, size_t n) {
+    if (!w->failed && n && fwrite(p, 1, n, w->f) != n) w->failed = true;
+}
+static void put_u32(writer *w, uint32_t v) { put(w, &v, 4); }
+static void put_u64(writer *w, uint64_t v) { put(w, &v, 8); }
+static void put_str(writer *w, const char *s) {
+    put_u64(w, strlen(s));
+    put(w, s, strlen(s));
+}
+static void pad_to(writer *w, uint64_t pos, uint64_t align) {
+    static const uint8_t zeros[256];
+    uint64_t n = em_align_up(pos, align) - pos;
+    while (n) {
+        size_t k = n < sizeof zeros ? (size_t)n : sizeof zeros;
+        put(w, zeros, k);
+        n -= k;
+    }
+}
+
+/* Byte span of metadata entry i in the source image. */
+static void kv_span(const em_gguf *g, uint64_t i, uint64_t *start, uint64_t *end) {
+    const em_gguf_kv *kv = &g->kv[i];
+    *start = kv->offset - 4 - strlen(kv->key) - 8;
+    if (i + 1 < g->n_kv) {
+        const em_gguf_kv *nx = &g->kv[i + 1];
+        *end = nx->offset - 4 - strlen(nx->key) - 8;
+    } else {
+        *end = g->info_offset;
+    }
+}
+
+static uint64_t n_elements(const em_gguf_tensor *t) {
+    return (uint64_t)t->ne[0] * (uint64_t)t->ne[1] * (uint64_t)t->ne[2] * (uint64_t)t->ne[3];
+}
+
+/* Converts one tensor row by row; returns the relative error. */
+static int write_tensor(writer *w, const em_gguf_tensor *t, uint32_t to, float *row, float *back,
+                        void *out, double *rel) {
+    const em_type_info *from_ti = em_type_info_get(t->type);
+    int64_t K = t->ne[0], rows = (int64_t)(n_elements(t) / (uint64_t)K);
+    size_t in_bytes = (size_t)(K / from_ti->block) * from_ti->size;
+    size_t out_bytes = ember_type_row_size(to, K);
+    double err = 0, ref = 0;
+    for (int64_t r = 0; r < rows; r++) {
+        const uint8_t *src = t->data + (size_t)r * in_bytes;
+        if (to == t->type) {
+            put(w, src, in_bytes);
+            continue;
+        }
+        if (!em_dequantize_row(t->type, src, K, row) || !em_quantize_row(to, row, K, out) ||
+            !em_dequantize_row(to, out, K, back))
+            return em_error(NULL, EMBER_ERR_UNSUPPORTED, "quantize: cannot convert '%s' from %s "
+                            "to %s", t->name, ember_type_name((int)t->type), ember_type_name((int)to));
+        for (int64_t i = 0; i < K; i++) {
+            double d = (double)row[i] - back[i];
+            err += d * d;
+            ref += (double)row[i] * row[i];
+        }
+        put(w, out, out_bytes);
+    }
+    *rel = ref > 0 ? sqrt(err / ref) : 0;
+    return EMBER_OK;
+}
+
+static int write_model(writer *w, const em_gguf *g, const ember_quantize_params *p,
+                       const uint32_t *types, float *row, float *back, void *out) {
+    const em_gguf_kv *ft = em_gguf_find(g, "general.file_type");
+    uint64_t n_kv = g->n_kv + (ft ? 0 : 1);
+    put(w, "GGUF", 4);
+    put_u32(w, 3);
+    put_u64(w, g->n_tensors);
+    put_u64(w, n_kv);
+    for (uint64_t i = 0; i < g->n_kv; i++) {
+        if (&g->kv[i] == ft) continue;
+        uint64_t a, b;
+        kv_span(g, i, &a, &b);
+        put(w, g->base + a, (size_t)(b - a));
+    }
+    put_str(w, "general.file_type");
+    put_u32(w, 4); /* u32 */
+    put_u32(w, p->type == EMBER_TYPE_Q4_0 ? FTYPE_MOSTLY_Q4_0 : FTYPE_MOSTLY_Q8_0);
+    /* tensor infos, with offsets for the new sizes */
+    uint64_t pos = 4 + 4 + 8 + 8, off = 0;
+    for (uint64_t i = 0; i < g->n_kv; i++) {
+        if (&g->kv[i] == ft) continue;
+        uint64_t a, b;
+        kv_span(g, i, &a, &b);
+        pos += b - a;
+    }
+    pos += 8 + strlen("general.file_type") + 4 + 4;
+    for (uint64_t i = 0; i < g->n_tensors; i++) {
+        const em_gguf_tensor *t = &g->tensors[i];
+        put_str(w, t->name);
+        put_u32(w, t->n_dims);
+        for (uint32_t d = 0; d < t->n_dims; d++) put_u64(w, (uint64_t)t->ne[d]);
+        put_u32(w, types[i]);
+        put_u64(w, off);
+        pos += 8 + strlen(t->name) + 4 + 8 * t->n_dims + 4 + 8;
+        uint64_t rows = n_elements(t) / (uint64_t)t->ne[0];
+        off = em_align_up(off + rows * ember_type_row_size(types[i], t->ne[0]), g->alignment);
+    }
+    pad_to(w, pos, g->alignment);
+    off = 0;
+    for (uint64_t i = 0; i < g->n_tensors; i++) {
+        const em_gguf_tensor *t = &g->tensors[i];
+        double rel = 0;
+        int rc = write_tensor(w, t, types[i], row, back, out, &rel);
+        if (rc) return rc;
+        uint64_t rows = n_elements(t) / (uint64_t)t->ne[0], size = rows * ember_type_row_size(types[i], t->ne[0]);
+        pad_to(w, off + size, g->alignment);
+        off = em_align_up(off + size, g->alignment);
+        if (p->on_tensor) p->on_tensor(p->user, t->name, t->type, types[i], (int64_t)n_elements(t), rel);
+    }
+    return w->failed ? em_error(NULL, EMBER_ERR_IO, "quantize: write failed") : EMBER_OK;
+}
+
+EMBER_API int ember_model_quantize(const ember_model *m, const char *out_path,
+                                   const ember_quantize_params *params) {
+    if (!m || !out_path) return em_error(NULL, EMBER_ERR_INVALID_ARGUMENT, "quantize: NULL argument");
+    ember_quantize_params p;
+    ember_quantize_default_params(&p);
+    int rc = em_read_params(&p, sizeof p, params, PARAMS_V1_SIZE, "quantize params");
+    if (rc) return rc;
+    if (p.output_type == 0) p.output_type = EMBER_TYPE_Q8_0;
+    if ((p.type != EMBER_TYPE_Q8_0 && p.type != EMBER_TYPE_Q4_0) ||
+        (p.output_type != EMBER_TYPE_Q8_0 && p.output_type != EMBER_TYPE_Q4_0 &&
+         p.output_type != EMBER_TYPE_F16 && p.output_type != EMBER_TYPE_F32))
+        return em_error(NULL, EMBER_ERR_INVALID_ARGUMENT, "quantize: type %u / output_type %u "
+                        "not supported (Q8_0 or Q4_0; output also F16, F32)", p.type, p.output_type);
+    const em_gguf *g = &m->gguf;
+    const em_alloc *a = &m->alloc;
+    uint32_t *types = em_calloc(a, g->n_tensors + 1, sizeof *types);
+    int64_t kmax = 32;
+    for (uint64_t i = 0; i < g->n_tensors; i++)
+        if (g->tensors[i].ne[0] > kmax) kmax = g->tensors[i].ne[0];
+    float *row = em_malloc(a, (size_t)kmax * 4), *back = em_malloc(a, (size_t)kmax * 4);
+    void *out = em_malloc(a, (size_t)kmax * 4);
+    FILE *f = types && row && back && out ? fopen(out_path, "wb") : NULL;
+    if (!types || !row || !back || !out) {
+        rc = em_error(NULL, EMBER_ERR_NO_MEMORY, "quantize: no memory for rows of %lld", (long long)kmax);
+    } else if (!f) {
+        rc = em_error(NULL, EMBER_ERR_IO, "quantize: cannot create '%s'", out_path);
+    } else {
+        for (uint64_t i = 0; i < g->n_tensors; i++) types[i] = target_type(&g->tensors[i], &p);
+        writer w = { f, false };
+        rc = write_model(&w, g, &p, types, row, back, out);
+        if (fclose(f) != 0 && !rc) rc = em_error(NULL, EMBER_ERR_IO, "quantize: closing '%s' failed", out_path);
+        if (rc) remove(out_path); /* nothing half-made stays behind */
+    }
+    em_free(a, types);
+    em_free(a, row);
+    em_free(a, back);
+    em_free(a, out);
+    return rc;
+}
