@@ -2,7 +2,12 @@
  * machine's memory read bandwidth measured in the same run (decode reads
  * every weight once per token, so it is bound by that bandwidth).
  *
- *   ember-bench [-m MODEL.gguf] [-p PROMPT_TOKENS] [-n DECODE_TOKENS] [-t THREADS]
+ *   ember-bench [-m MODEL.gguf] [-p 128,512] [-n 64] [-t 2] [-r 5] [-o text|json]
+ *
+ * Each test (pp<N>: one batch of N prompt tokens; tg<N>: N tokens decoded
+ * one by one) runs -r times on a cleared cache; it reports the median and
+ * the spread. Decode efficiency = tokens/s x bytes read per token / the
+ * read bandwidth. With -o json: one object per line and test.
  */
 #include <pthread.h>
 #include <stdio.h>
@@ -82,37 +87,88 @@ static uint64_t active_bytes(const ember_model *m, uint64_t total) {
     return (uint64_t)((double)total - experts + experts * (double)used / (double)n_exp);
 }
 
-static int run(ember_context *ctx, int32_t n_vocab, int n_prompt, int n_decode, double *pp,
-               double *tg) {
-    ember_batch_entry *b = malloc((size_t)n_prompt * sizeof *b);
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* One repetition: n tokens as one prompt batch, or decoded one by one. */
+static int run_once(ember_context *ctx, int32_t n_vocab, int n, int decode, double *tps) {
+    ember_batch_entry *b = malloc((size_t)n * sizeof *b);
     if (!b) return EMBER_ERR_NO_MEMORY;
-    for (int i = 0; i < n_prompt; i++)
-        b[i] = (ember_batch_entry){ (int32_t)((i * 7919 + 13) % n_vocab), i, 0, i == n_prompt - 1 };
+    for (int i = 0; i < n; i++)
+        b[i] = (ember_batch_entry){ (int32_t)((i * 7919 + 13) % n_vocab), i, 0,
+                                    decode || i == n - 1 };
+    int rc = ember_seq_clear(ctx, -1);
     double t0 = now_s();
-    int rc = ember_eval(ctx, b, (size_t)n_prompt);
-    double t1 = now_s();
-    for (int i = 0; i < n_decode && !rc; i++) {
-        ember_batch_entry e = { (int32_t)((i * 31 + 7) % n_vocab), n_prompt + i, 0, 1 };
-        rc = ember_eval(ctx, &e, 1);
-    }
-    double t2 = now_s();
-    *pp = n_prompt / (t1 - t0);
-    *tg = n_decode / (t2 - t1);
+    if (decode)
+        for (int i = 0; i < n && !rc; i++) rc = ember_eval(ctx, &b[i], 1);
+    else if (!rc)
+        rc = ember_eval(ctx, b, (size_t)n);
+    *tps = n / (now_s() - t0);
     free(b);
     return rc;
 }
 
+typedef struct result { double med, min, max; } result;
+
+static int run_test(ember_context *ctx, int32_t n_vocab, int n, int decode, int reps,
+                    result *r) {
+    double v[64];
+    if (reps > 64) reps = 64;
+    for (int i = 0; i < reps; i++) {
+        int rc = run_once(ctx, n_vocab, n, decode, &v[i]);
+        if (rc) return rc;
+    }
+    qsort(v, (size_t)reps, sizeof *v, cmp_double);
+    r->min = v[0];
+    r->max = v[reps - 1];
+    r->med = reps % 2 ? v[reps / 2] : 0.5 * (v[reps / 2 - 1] + v[reps / 2]);
+    return EMBER_OK;
+}
+
+/* The weight type holding the most bytes ("q8_0" for a Q8_0 file). */
+static const char *main_type(const ember_model *m) {
+    int best = 0;
+    for (int t = 1; t < EMBER_TYPE_COUNT; t++)
+        if (ember_model_type_bytes(m, t) > ember_model_type_bytes(m, best)) best = t;
+    return ember_type_name(best);
+}
+
+static int parse_list(const char *s, int *out, int max) {
+    int n = 0;
+    while (*s && n < max) {
+        char *e;
+        long v = strtol(s, &e, 10);
+        if (e == s || v < 1 || v > 65536) return 0;
+        out[n++] = (int)v;
+        s = *e == ',' ? e + 1 : e;
+        if (*e && *e != ',') return 0;
+    }
+    return n;
+}
+
+static int usage(void) {
+    fprintf(stderr, "usage: ember-bench [-m MODEL] [-p 128,512] [-n 64] [-t THREADS] [-r 5] "
+                    "[-o text|json]\n");
+    return 2;
+}
+
 int main(int argc, char **argv) {
     const char *path = NULL;
-    int n_prompt = 128, n_decode = 32, threads = 0;
+    int prompts[16] = { 128 }, n_prompts = 1, n_decode = 64, threads = 0, reps = 5, json = 0;
     for (int i = 1; i + 1 < argc; i += 2) {
         if (!strcmp(argv[i], "-m")) path = argv[i + 1];
-        else if (!strcmp(argv[i], "-p")) n_prompt = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "-p")) { if (!(n_prompts = parse_list(argv[i + 1], prompts, 16))) return usage(); }
         else if (!strcmp(argv[i], "-n")) n_decode = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "-t")) threads = atoi(argv[i + 1]);
-        else { fprintf(stderr, "usage: ember-bench [-m MODEL] [-p N] [-n N] [-t N]\n"); return 2; }
+        else if (!strcmp(argv[i], "-r")) reps = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "-o")) json = !strcmp(argv[i + 1], "json");
+        else return usage();
     }
-    if (n_prompt < 1 || n_decode < 1) return 2;
+    if (n_decode < 0 || reps < 1 || reps > 64 || (argc % 2) == 0) return usage();
+    int max_p = 1;
+    for (int i = 0; i < n_prompts; i++) max_p = prompts[i] > max_p ? prompts[i] : max_p;
     ember_model *m = NULL;
     void *synth = NULL;
     size_t size;
@@ -127,35 +183,63 @@ int main(int argc, char **argv) {
     if (rc) { fprintf(stderr, "load: %s\n", ember_last_error()); return 1; }
     ember_context_params cp;
     ember_context_default_params(&cp);
-    cp.n_ctx = (uint32_t)(n_prompt + n_decode);
-    cp.n_batch = (uint32_t)n_prompt;
+    cp.n_ctx = (uint32_t)(max_p > n_decode ? max_p : n_decode);
+    cp.n_batch = (uint32_t)max_p;
     cp.n_threads = (uint32_t)threads;
     ember_context *ctx;
     if ((rc = ember_context_create(m, &cp, &ctx))) { fprintf(stderr, "context: %s\n", ember_last_error()); return 1; }
     uint64_t weight_bytes = 0;
     for (int t = 0; t < EMBER_TYPE_COUNT; t++) weight_bytes += ember_model_type_bytes(m, t);
     uint64_t read_bytes = active_bytes(m, weight_bytes);
-    double pp, tg;
-    if ((rc = run(ctx, ember_model_n_vocab(m), n_prompt, n_decode, &pp, &tg))) {
-        fprintf(stderr, "eval: %s\n", ember_context_last_error(ctx));
-        return 1;
-    }
     int nt = threads > 0 ? threads : 2;
+    const char *name = path ? (strrchr(path, '/') ? strrchr(path, '/') + 1 : path) : "synthetic";
+    /* warm-up: the first touch of mapped weights is not compute */
+    double warm;
+    if ((rc = run_once(ctx, ember_model_n_vocab(m), 1, 1, &warm))) goto fail;
     double bw = read_bandwidth(nt);
-    printf("model: %s, %.1f M params, %.1f MiB of weights\n", path ? path : "synthetic",
-           ember_model_n_params(m) / 1e6, weight_bytes / 1048576.0);
-    printf("prompt  %4d tokens: %8.1f tokens/s\n", n_prompt, pp);
-    if (read_bytes != weight_bytes)
-        printf("MoE: a token reads %.1f MiB of the %.1f MiB (active experts only)\n",
-               read_bytes / 1048576.0, weight_bytes / 1048576.0);
-    printf("decode  %4d tokens: %8.2f tokens/s  (%.1f GB/s of weights read)\n", n_decode, tg,
-           tg * read_bytes / 1e9);
-    printf("memory read bandwidth (%d threads, same run): %.1f GB/s; decode reaches %.0f%%\n", nt,
-           bw, bw > 0 ? 100.0 * tg * read_bytes / 1e9 / bw : 0.0);
-    printf("KV cache: %llu bytes per token\n",
-           (unsigned long long)ember_context_kv_bytes_per_token(ctx));
+    if (!json) {
+        printf("model: %s (%s), %.1f M params, %.1f MiB of weights\n", name, main_type(m),
+               ember_model_n_params(m) / 1e6, weight_bytes / 1048576.0);
+        if (read_bytes != weight_bytes)
+            printf("MoE: a token reads %.1f MiB of the %.1f MiB (active experts only)\n",
+                   read_bytes / 1048576.0, weight_bytes / 1048576.0);
+        printf("memory read bandwidth (%d threads, same run): %.1f GB/s\n", nt, bw);
+    }
+    for (int k = 0; k <= n_prompts; k++) {
+        int decode = k == n_prompts, n = decode ? n_decode : prompts[k];
+        if (n < 1) continue;
+        result r;
+        if ((rc = run_test(ctx, ember_model_n_vocab(m), n, decode, reps, &r))) goto fail;
+        double eff = decode && bw > 0 ? r.med * (double)read_bytes / 1e9 / bw : 0;
+        char test[32];
+        snprintf(test, sizeof test, "%s%d", decode ? "tg" : "pp", n);
+        if (json) {
+            printf("{\"model\": \"%s\", \"type\": \"%s\", \"test\": \"%s\", \"threads\": %d, "
+                   "\"tokens_per_s\": %.3f, \"tokens_per_s_min\": %.3f, \"tokens_per_s_max\": %.3f, "
+                   "\"bandwidth_gbs\": %.2f, \"efficiency\": ", name, main_type(m), test, nt,
+                   r.med, r.min, r.max, bw);
+            if (decode) printf("%.3f}\n", eff);
+            else printf("null}\n");
+        } else {
+            printf("%-6s %8.2f tokens/s (min %.2f, max %.2f over %d runs)", test, r.med, r.min,
+                   r.max, reps);
+            if (decode)
+                printf("  %.1f GB/s of weights = %.0f%% of the bandwidth", r.med * read_bytes / 1e9,
+                       100 * eff);
+            printf("\n");
+        }
+    }
+    if (!json)
+        printf("KV cache: %llu bytes per token\n",
+               (unsigned long long)ember_context_kv_bytes_per_token(ctx));
     ember_context_free(&ctx);
     ember_model_free(&m);
     free(synth);
     return 0;
+fail:
+    fprintf(stderr, "eval: %s\n", ember_context_last_error(ctx));
+    ember_context_free(&ctx);
+    ember_model_free(&m);
+    free(synth);
+    return 1;
 }

@@ -67,10 +67,10 @@ void em_quant_q8x_avx2(int64_t n, const float *x, int8_t *q, int8_t *lo, float *
     }
 }
 
-static float f16_at(const uint8_t *p) {
+static float f16_at(const uint8_t *p) { /* F16C, not the portable software path */
     uint16_t h;
     memcpy(&h, p, 2);
-    return em_f16_to_f32(h);
+    return _cvtsh_ss(h);
 }
 
 /* sum of w * x over 32 signed bytes, as 8 int32 lanes */
@@ -94,23 +94,44 @@ static __m256i q4_bytes(const uint8_t *p) { /* 16 bytes -> 32 values in [-8, 7] 
     return _mm256_sub_epi8(_mm256_set_m128i(hi, lo), _mm256_set1_epi8(8));
 }
 
+/* Scales of blocks [b0, b0 + n): weight fp16 times activation scale, in a
+ * small array first, so the vector loop broadcasts them from memory. */
+static void block_scales(const uint8_t *w, size_t bsz, const float *xd, int64_t b0, int64_t n,
+                         float *sc) {
+    for (int64_t k = 0; k < n; k++) sc[k] = f16_at(w + (size_t)(b0 + k) * bsz) * xd[b0 + k];
+}
+
 float em_dot_q8_0_q8x_avx2(int64_t n, const void *w, em_q8x_row x) {
     const uint8_t *b = w;
-    __m256 acc = _mm256_setzero_ps();
-    for (int64_t i = 0; i < n / 32; i++, b += 34) {
-        __m256i qw = _mm256_loadu_si256((const __m256i *)(b + 2));
-        __m256 f = _mm256_cvtepi32_ps(dot_hilo(qw, x, i));
-        acc = _mm256_fmadd_ps(f, _mm256_set1_ps(f16_at(b) * x.d[i]), acc);
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    float sc[16];
+    for (int64_t b0 = 0; b0 < n / 32; b0 += 16) {
+        int64_t nb = n / 32 - b0 < 16 ? n / 32 - b0 : 16;
+        block_scales(b, 34, x.d, b0, nb, sc);
+        for (int64_t k = 0; k < nb; k++) {
+            int64_t i = b0 + k;
+            __m256i qw = _mm256_loadu_si256((const __m256i *)(b + i * 34 + 2));
+            __m256 f = _mm256_cvtepi32_ps(dot_hilo(qw, x, i));
+            if (k & 1) acc1 = _mm256_fmadd_ps(f, _mm256_broadcast_ss(sc + k), acc1);
+            else acc0 = _mm256_fmadd_ps(f, _mm256_broadcast_ss(sc + k), acc0);
+        }
     }
-    return hsum256(acc);
+    return hsum256(_mm256_add_ps(acc0, acc1));
 }
 
 float em_dot_q4_0_q8x_avx2(int64_t n, const void *w, em_q8x_row x) {
     const uint8_t *b = w;
-    __m256 acc = _mm256_setzero_ps();
-    for (int64_t i = 0; i < n / 32; i++, b += 18) {
-        __m256 f = _mm256_cvtepi32_ps(dot_hilo(q4_bytes(b + 2), x, i));
-        acc = _mm256_fmadd_ps(f, _mm256_set1_ps(f16_at(b) * x.d[i]), acc);
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    float sc[16];
+    for (int64_t b0 = 0; b0 < n / 32; b0 += 16) {
+        int64_t nb = n / 32 - b0 < 16 ? n / 32 - b0 : 16;
+        block_scales(b, 18, x.d, b0, nb, sc);
+        for (int64_t k = 0; k < nb; k++) {
+            int64_t i = b0 + k;
+            __m256 f = _mm256_cvtepi32_ps(dot_hilo(q4_bytes(b + i * 18 + 2), x, i));
+            if (k & 1) acc1 = _mm256_fmadd_ps(f, _mm256_broadcast_ss(sc + k), acc1);
+            else acc0 = _mm256_fmadd_ps(f, _mm256_broadcast_ss(sc + k), acc0);
+        }
     }
-    return hsum256(acc);
+    return hsum256(_mm256_add_ps(acc0, acc1));
 }
