@@ -135,3 +135,28 @@ float em_dot_q4_0_q8x_avx2(int64_t n, const void *w, em_q8x_row x) {
     }
     return hsum256(_mm256_add_ps(acc0, acc1));
 }
+
+/* Dequantization to F32 (prompt tiles are converted once per batch, then
+ * multiplied by the F32 GEMM). */
+void em_q8_0_to_f32_avx2(int64_t n, const void *src, float *dst) {
+    const uint8_t *b = src;
+    for (int64_t i = 0; i < n; i += 32, b += 34) {
+        __m256 d = _mm256_set1_ps(f16_at(b));
+        for (int k = 0; k < 4; k++) {
+            __m128i q = _mm_loadl_epi64((const __m128i *)(b + 2 + 8 * k));
+            _mm256_storeu_ps(dst + i + 8 * k, _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q))));
+        }
+    }
+}
+
+void em_q4_0_to_f32_avx2(int64_t n, const void *src, float *dst) {
+    const uint8_t *b = src;
+    for (int64_t i = 0; i < n; i += 32, b += 18) {
+        __m256 d = _mm256_set1_ps(f16_at(b));
+        __m256i v = q4_bytes(b + 2); /* 32 values in [-8, 7], in order */
+        __m128i lo = _mm256_castsi256_si128(v), hi = _mm256_extracti128_si256(v, 1);
+        const __m128i parts[4] = { lo, _mm_srli_si128(lo, 8), hi, _mm_srli_si128(hi, 8) };
+        for (int k = 0; k < 4; k++)
+            _mm256_storeu_ps(dst + i + 8 * k, _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(parts[k]))));
+    }
+}

@@ -240,17 +240,24 @@ static void gemm(int64_t K, int64_t nr, int64_t nt, const void *w, size_t w_stri
                  int offset) {
     int64_t nb = K / 32;
     tile tl = { scratch, (float *)((uint8_t *)scratch + R * K), offset };
+    /* tokens in blocks whose activations (2 planes x TB x K bytes) stay in
+     * L2 while every row group of the range passes over them; a row group
+     * is unpacked again per token block, which costs O(K) against
+     * O(TB x K) of arithmetic */
+    const int64_t TB = 64;
+    for (int64_t tb = 0; tb < nt; tb += TB)
     for (int64_t r0 = 0; r0 < nr; r0 += R) {
         for (int r = 0; r < R; r++) { /* rows past the end repeat the last */
             int64_t row = r0 + r < nr ? r0 + r : nr - 1;
             unpack((const uint8_t *)w + (size_t)row * w_stride, nb, tl.u + r * K, tl.dw + r * nb);
         }
-        for (int64_t t0 = 0; t0 < nt; t0 += C) {
+        for (int64_t t0 = tb; t0 < nt && t0 < tb + TB; t0 += C) {
             em_q8x_row xs[C];
-            for (int c = 0; c < C; c++) xs[c] = x[t0 + c < nt ? t0 + c : nt - 1];
+            int64_t tend = nt < tb + TB ? nt : tb + TB;
+            for (int c = 0; c < C; c++) xs[c] = x[t0 + c < tend ? t0 + c : tend - 1];
             float out[R][C];
             micro(&tl, K, xs, out);
-            for (int c = 0; c < C && t0 + c < nt; c++)
+            for (int c = 0; c < C && t0 + c < tend; c++)
                 for (int r = 0; r < R && r0 + r < nr; r++) y[(t0 + c) * ldy + r0 + r] = out[r][c];
         }
     }

@@ -21,6 +21,8 @@ void em_gemm_f32_avx512(int64_t K, int64_t nr, int64_t nt, const float *w, const
 /* integer path (kernels_q_avx2.c, kernels_q_vnni.c) */
 #include "../dsp.h"
 void em_quant_q8x_avx2(int64_t n, const float *x, int8_t *hi, int8_t *lo, float *d, int32_t *s);
+void em_q8_0_to_f32_avx2(int64_t n, const void *src, float *dst);
+void em_q4_0_to_f32_avx2(int64_t n, const void *src, float *dst);
 float em_dot_q8_0_q8x_avx2(int64_t n, const void *w, em_q8x_row x);
 float em_dot_q4_0_q8x_avx2(int64_t n, const void *w, em_q8x_row x);
 float em_dot_q8_0_q8x_vnni(int64_t n, const void *w, em_q8x_row x);
