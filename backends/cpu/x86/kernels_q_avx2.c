@@ -33,9 +33,11 @@ static void store_i8(int8_t *q, __m256i i0, __m256i i1, __m256i i2, __m256i i3) 
 
 /* hi and lo of 8 values u (see dsp.h); returns 256 hi + lo */
 static __m256i split8(__m256 u, __m256i *hi, __m256i *lo) {
-    const int mode = _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC;
-    __m256 h = _mm256_round_ps(u, mode);
-    __m256 l = _mm256_round_ps(_mm256_mul_ps(_mm256_sub_ps(u, h), _mm256_set1_ps(256.0f)), mode);
+    /* a macro, not a const variable: the mode must be an immediate at -O0 too */
+#define NEAREST (_MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)
+    __m256 h = _mm256_round_ps(u, NEAREST);
+    __m256 l = _mm256_round_ps(_mm256_mul_ps(_mm256_sub_ps(u, h), _mm256_set1_ps(256.0f)), NEAREST);
+#undef NEAREST
     l = _mm256_min_ps(_mm256_max_ps(l, _mm256_set1_ps(-127.0f)), _mm256_set1_ps(127.0f));
     *hi = _mm256_cvtps_epi32(h);
     *lo = _mm256_cvtps_epi32(l);
