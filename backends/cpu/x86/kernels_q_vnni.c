@@ -82,7 +82,7 @@ static __m512 scales16(const uint8_t *w, int bsz, const float *xd, const int32_t
 /* [sc[k] x 8, sc[k + 1] x 8] */
 static __m512 pair_scale(const float *sc) {
     const __m512i idx = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
-    return _mm512_permutexvar_ps(idx, _mm512_castps128_ps512(_mm_castpd_ps(_mm_load_sd((const double *)sc))));
+    return _mm512_permutexvar_ps(idx, _mm512_castps128_ps512(_mm_castsi128_ps(_mm_loadl_epi64((const __m128i *)sc))));
 }
 
 static __m512i dot_pair(__m512i u, em_q8x_row x, int64_t i) {
@@ -185,7 +185,7 @@ static void unpack_q4_0(const uint8_t *row, int64_t nb, uint8_t *u, float *dw) {
 /* [d[b] x 8, d[b + 1] x 8]; one block only when `two` is 0 */
 static __m512 expand2(const float *d, int two) {
     const __m512i idx = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
-    __m128 v = two ? _mm_castpd_ps(_mm_load_sd((const double *)d)) : _mm_load_ss(d);
+    __m128 v = two ? _mm_castsi128_ps(_mm_loadl_epi64((const __m128i *)d)) : _mm_load_ss(d);
     return _mm512_permutexvar_ps(idx, _mm512_castps128_ps512(v));
 }
 
