@@ -4,14 +4,8 @@
 #include <string.h>
 
 #include "../../../lib/util.h"
+#include "simd_avx2.h"
 #include "x86.h"
-
-static inline float hsum256(__m256 v) {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
-}
 
 float em_dot_f32_avx2(int64_t n, const void *w, const float *x) {
     const float *a = w;

@@ -7,21 +7,8 @@
 #include <string.h>
 
 #include "../../../lib/util.h"
+#include "simd_avx2.h"
 #include "x86.h"
-
-static float hsum256(__m256 v) {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
-}
-
-static int32_t hsum256_epi32(__m256i v) {
-    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
-    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4e));
-    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xb1));
-    return _mm_cvtsi128_si32(s);
-}
 
 /* 32 int32 in four vectors -> 32 int8 (values already in [-127, 127]) */
 static void store_i8(int8_t *q, __m256i i0, __m256i i1, __m256i i2, __m256i i3) {
@@ -69,12 +56,6 @@ void em_quant_q8x_avx2(int64_t n, const float *x, int8_t *q, int8_t *lo, float *
     }
 }
 
-static float f16_at(const uint8_t *p) { /* F16C, not the portable software path */
-    uint16_t h;
-    memcpy(&h, p, 2);
-    return _cvtsh_ss(h);
-}
-
 /* sum of w * x over 32 signed bytes, as 8 int32 lanes */
 static __m256i dot32(__m256i aw, __m256i w, __m256i x) {
     __m256i p16 = _mm256_maddubs_epi16(aw, _mm256_sign_epi8(x, w));
@@ -90,11 +71,10 @@ static __m256i dot_hilo(__m256i w, em_q8x_row x, int64_t i) {
 }
 
 static __m256i q4_bytes(const uint8_t *p) { /* 16 bytes -> 32 values in [-8, 7] */
-    __m128i raw = _mm_loadu_si128((const __m128i *)p);
-    __m128i lo = _mm_and_si128(raw, _mm_set1_epi8(15));
-    __m128i hi = _mm_and_si128(_mm_srli_epi16(raw, 4), _mm_set1_epi8(15));
-    return _mm256_sub_epi8(_mm256_set_m128i(hi, lo), _mm256_set1_epi8(8));
+    return _mm256_sub_epi8(q4_nibbles(p), _mm256_set1_epi8(8));
 }
+
+static __m256i q8_bytes(const uint8_t *p) { return _mm256_loadu_si256((const __m256i *)p); }
 
 /* Scales of blocks [b0, b0 + n): weight fp16 times activation scale, in a
  * small array first, so the vector loop broadcasts them from memory. */
@@ -103,17 +83,18 @@ static void block_scales(const uint8_t *w, size_t bsz, const float *xd, int64_t 
     for (int64_t k = 0; k < n; k++) sc[k] = f16_at(w + (size_t)(b0 + k) * bsz) * xd[b0 + k];
 }
 
-float em_dot_q8_0_q8x_avx2(int64_t n, const void *w, em_q8x_row x) {
-    const uint8_t *b = w;
+/* Both types: blocks of bsz bytes, an fp16 scale, then the values that
+ * `load` turns into 32 signed bytes. Two accumulators hide the FMA latency. */
+static inline float dot_blocks(int64_t n, const uint8_t *b, em_q8x_row x, size_t bsz,
+                               __m256i (*load)(const uint8_t *p)) {
     __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
     float sc[16];
     for (int64_t b0 = 0; b0 < n / 32; b0 += 16) {
         int64_t nb = n / 32 - b0 < 16 ? n / 32 - b0 : 16;
-        block_scales(b, 34, x.d, b0, nb, sc);
+        block_scales(b, bsz, x.d, b0, nb, sc);
         for (int64_t k = 0; k < nb; k++) {
             int64_t i = b0 + k;
-            __m256i qw = _mm256_loadu_si256((const __m256i *)(b + i * 34 + 2));
-            __m256 f = _mm256_cvtepi32_ps(dot_hilo(qw, x, i));
+            __m256 f = _mm256_cvtepi32_ps(dot_hilo(load(b + (size_t)i * bsz + 2), x, i));
             if (k & 1) acc1 = _mm256_fmadd_ps(f, _mm256_broadcast_ss(sc + k), acc1);
             else acc0 = _mm256_fmadd_ps(f, _mm256_broadcast_ss(sc + k), acc0);
         }
@@ -121,21 +102,12 @@ float em_dot_q8_0_q8x_avx2(int64_t n, const void *w, em_q8x_row x) {
     return hsum256(_mm256_add_ps(acc0, acc1));
 }
 
+float em_dot_q8_0_q8x_avx2(int64_t n, const void *w, em_q8x_row x) {
+    return dot_blocks(n, w, x, 34, q8_bytes);
+}
+
 float em_dot_q4_0_q8x_avx2(int64_t n, const void *w, em_q8x_row x) {
-    const uint8_t *b = w;
-    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
-    float sc[16];
-    for (int64_t b0 = 0; b0 < n / 32; b0 += 16) {
-        int64_t nb = n / 32 - b0 < 16 ? n / 32 - b0 : 16;
-        block_scales(b, 18, x.d, b0, nb, sc);
-        for (int64_t k = 0; k < nb; k++) {
-            int64_t i = b0 + k;
-            __m256 f = _mm256_cvtepi32_ps(dot_hilo(q4_bytes(b + i * 18 + 2), x, i));
-            if (k & 1) acc1 = _mm256_fmadd_ps(f, _mm256_broadcast_ss(sc + k), acc1);
-            else acc0 = _mm256_fmadd_ps(f, _mm256_broadcast_ss(sc + k), acc0);
-        }
-    }
-    return hsum256(_mm256_add_ps(acc0, acc1));
+    return dot_blocks(n, w, x, 18, q4_bytes);
 }
 
 /* Dequantization to F32 (prompt tiles are converted once per batch, then

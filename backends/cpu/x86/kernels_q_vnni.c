@@ -14,45 +14,8 @@
 #include <string.h>
 
 #include "../../../lib/util.h"
+#include "simd_avx2.h"
 #include "x86.h"
-
-static float f16_at(const uint8_t *p) { /* F16C, not the portable software path */
-    uint16_t h;
-    memcpy(&h, p, 2);
-    return _cvtsh_ss(h);
-}
-
-/* sum of w * (256 hi + lo) for block i of x, w signed */
-static __m256i dot_hilo(__m256i w, em_q8x_row x, int64_t i) {
-    __m256i aw = _mm256_sign_epi8(w, w);
-    __m256i h = _mm256_loadu_si256((const __m256i *)(x.q + i * 32));
-    __m256i l = _mm256_loadu_si256((const __m256i *)(x.lo + i * 32));
-    __m256i acc = _mm256_dpbusd_epi32(_mm256_setzero_si256(), aw, _mm256_sign_epi8(h, w));
-    return _mm256_dpbusd_epi32(_mm256_slli_epi32(acc, 8), aw, _mm256_sign_epi8(l, w));
-}
-
-/* the same with w unsigned (no sign trick) */
-static __m256i dot_hilo_u(__m256i u, em_q8x_row x, int64_t i) {
-    __m256i h = _mm256_loadu_si256((const __m256i *)(x.q + i * 32));
-    __m256i l = _mm256_loadu_si256((const __m256i *)(x.lo + i * 32));
-    __m256i acc = _mm256_dpbusd_epi32(_mm256_setzero_si256(), u, h);
-    return _mm256_dpbusd_epi32(_mm256_slli_epi32(acc, 8), u, l);
-}
-
-static float hsum256(__m256 v) {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
-}
-
-
-static __m256i q4_nibbles(const uint8_t *p) { /* 16 bytes -> 32 values in [0, 15] */
-    __m128i raw = _mm_loadu_si128((const __m128i *)p);
-    __m128i lo = _mm_and_si128(raw, _mm_set1_epi8(15));
-    __m128i hi = _mm_and_si128(_mm_srli_epi16(raw, 4), _mm_set1_epi8(15));
-    return _mm256_set_m128i(hi, lo);
-}
 
 /* ---- matrix-vector (decode): two blocks per 512-bit step ----
  *
@@ -118,42 +81,18 @@ static float dot_vnni(int64_t n, const uint8_t *w, em_q8x_row x, int bsz, float 
         }
     }
     float sum = _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1)) - _mm512_reduce_add_ps(corr);
-    if (b0 < nb) /* fewer than 16 blocks left */
+    if (b0 < nb) /* fewer than 16 blocks left: the AVX2 kernel (VNNI implies AVX2) */
         sum += tail((nb - b0) * 32, w + (size_t)b0 * bsz, (em_q8x_row){ x.q + b0 * 32, x.lo + b0 * 32,
                                                                         x.d + b0, x.s + b0 });
     return sum;
 }
 
-static float dot_q8_0_ymm(int64_t n, const void *w, em_q8x_row x) {
-    const uint8_t *b = w;
-    __m256 acc = _mm256_setzero_ps();
-    for (int64_t i = 0; i < n / 32; i++, b += 34) {
-        __m256i qw = _mm256_loadu_si256((const __m256i *)(b + 2));
-        __m256 f = _mm256_cvtepi32_ps(dot_hilo(qw, x, i));
-        acc = _mm256_fmadd_ps(f, _mm256_set1_ps(f16_at(b) * x.d[i]), acc);
-    }
-    return hsum256(acc);
-}
-
-static float dot_q4_0_ymm(int64_t n, const void *w, em_q8x_row x) {
-    const uint8_t *b = w;
-    __m256 acc = _mm256_setzero_ps();
-    float corr = 0;
-    for (int64_t i = 0; i < n / 32; i++, b += 18) {
-        __m256i p = dot_hilo_u(q4_nibbles(b + 2), x, i);
-        float sc = f16_at(b) * x.d[i];
-        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(sc), acc);
-        corr += sc * (float)(8 * x.s[i]);
-    }
-    return hsum256(acc) - corr;
-}
-
 float em_dot_q8_0_q8x_vnni(int64_t n, const void *w, em_q8x_row x) {
-    return dot_vnni(n, w, x, 34, 128.0f, q8_pair, dot_q8_0_ymm);
+    return dot_vnni(n, w, x, 34, 128.0f, q8_pair, em_dot_q8_0_q8x_avx2);
 }
 
 float em_dot_q4_0_q8x_vnni(int64_t n, const void *w, em_q8x_row x) {
-    return dot_vnni(n, w, x, 18, 8.0f, q4_pair, dot_q4_0_ymm);
+    return dot_vnni(n, w, x, 18, 8.0f, q4_pair, em_dot_q4_0_q8x_avx2);
 }
 
 /* ---- GEMM ---- */
