@@ -65,11 +65,13 @@ static uint32_t target_type(const em_gguf_tensor *t, const ember_quantize_params
 
 typedef struct writer {
     FILE *f;
+    uint64_t pos; /* bytes written so far */
     bool failed;
 } writer;
 
 static void put(writer *w, const void *p, size_t n) {
     if (!w->failed && n && fwrite(p, 1, n, w->f) != n) w->failed = true;
+    w->pos += n;
 }
 static void put_u32(writer *w, uint32_t v) { put(w, &v, 4); }
 static void put_u64(writer *w, uint64_t v) { put(w, &v, 8); }
@@ -77,9 +79,9 @@ static void put_str(writer *w, const char *s) {
     put_u64(w, strlen(s));
     put(w, s, strlen(s));
 }
-static void pad_to(writer *w, uint64_t pos, uint64_t align) {
+static void pad(writer *w, uint64_t align) {
     static const uint8_t zeros[256];
-    uint64_t n = em_align_up(pos, align) - pos;
+    uint64_t n = em_align_up(w->pos, align) - w->pos;
     while (n) {
         size_t k = n < sizeof zeros ? (size_t)n : sizeof zeros;
         put(w, zeros, k);
@@ -150,14 +152,7 @@ static int write_model(writer *w, const em_gguf *g, const ember_quantize_params 
     put_u32(w, 4); /* u32 */
     put_u32(w, p->type == EMBER_TYPE_Q4_0 ? FTYPE_MOSTLY_Q4_0 : FTYPE_MOSTLY_Q8_0);
     /* tensor infos, with offsets for the new sizes */
-    uint64_t pos = 4 + 4 + 8 + 8, off = 0;
-    for (uint64_t i = 0; i < g->n_kv; i++) {
-        if (&g->kv[i] == ft) continue;
-        uint64_t a, b;
-        kv_span(g, i, &a, &b);
-        pos += b - a;
-    }
-    pos += 8 + strlen("general.file_type") + 4 + 4;
+    uint64_t off = 0;
     for (uint64_t i = 0; i < g->n_tensors; i++) {
         const em_gguf_tensor *t = &g->tensors[i];
         put_str(w, t->name);
@@ -165,20 +160,16 @@ static int write_model(writer *w, const em_gguf *g, const ember_quantize_params 
         for (uint32_t d = 0; d < t->n_dims; d++) put_u64(w, (uint64_t)t->ne[d]);
         put_u32(w, types[i]);
         put_u64(w, off);
-        pos += 8 + strlen(t->name) + 4 + 8 * t->n_dims + 4 + 8;
         uint64_t rows = n_elements(t) / (uint64_t)t->ne[0];
         off = em_align_up(off + rows * ember_type_row_size(types[i], t->ne[0]), g->alignment);
     }
-    pad_to(w, pos, g->alignment);
-    off = 0;
+    pad(w, g->alignment); /* the data section starts aligned, as do its tensors */
     for (uint64_t i = 0; i < g->n_tensors; i++) {
         const em_gguf_tensor *t = &g->tensors[i];
         double rel = 0;
         int rc = write_tensor(w, t, types[i], row, back, out, &rel);
         if (rc) return rc;
-        uint64_t rows = n_elements(t) / (uint64_t)t->ne[0], size = rows * ember_type_row_size(types[i], t->ne[0]);
-        pad_to(w, off + size, g->alignment);
-        off = em_align_up(off + size, g->alignment);
+        pad(w, g->alignment);
         if (p->on_tensor) p->on_tensor(p->user, t->name, t->type, types[i], (int64_t)n_elements(t), rel);
     }
     return w->failed ? em_error(NULL, EMBER_ERR_IO, "quantize: write failed") : EMBER_OK;
@@ -212,7 +203,7 @@ EMBER_API int ember_model_quantize(const ember_model *m, const char *out_path,
         rc = em_error(NULL, EMBER_ERR_IO, "quantize: cannot create '%s'", out_path);
     } else {
         for (uint64_t i = 0; i < g->n_tensors; i++) types[i] = target_type(&g->tensors[i], &p);
-        writer w = { f, false };
+        writer w = { f, 0, false };
         rc = write_model(&w, g, &p, types, row, back, out);
         if (fclose(f) != 0 && !rc) rc = em_error(NULL, EMBER_ERR_IO, "quantize: closing '%s' failed", out_path);
         if (rc) remove(out_path); /* nothing half-made stays behind */

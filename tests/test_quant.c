@@ -58,6 +58,15 @@ static void test_q4_0_block_rule(void **state) {
     assert_int_equal(b[3] & 15, 11); /* -3 / -1 + 8.5 = 11.5 -> 11 */
 }
 
+/* An fp16 scale stored at p (finite values), decoded by its layout. */
+static float half_to_float(const uint8_t *p) {
+    uint16_t h;
+    memcpy(&h, p, 2);
+    int e = (h >> 10) & 31, m = h & 1023;
+    float v = e ? ldexpf((float)(m | 1024), e - 25) : ldexpf((float)m, -24);
+    return h & 0x8000 ? -v : v;
+}
+
 static void test_round_trip_bounds(void **state) {
     (void)state;
     enum { N = 4096 };
@@ -72,9 +81,8 @@ static void test_round_trip_bounds(void **state) {
         assert_int_equal(ember_quantize_row(ty, x, N, q, sizeof q), EMBER_OK);
         double worst = 0;
         for (int b = 0; b < N / 32; b++) {
-            uint16_t h;
-            memcpy(&h, q + b * bs, 2);
-            float amax = 0;
+            const uint8_t *blk = q + b * bs;
+            float d = half_to_float(blk), amax = 0;
             for (int j = 0; j < 32; j++) amax = fmaxf(amax, fabsf(x[b * 32 + j]));
             /* Q8_0: half a step of amax/127; Q4_0: one step of amax/8 (the
              * clamped top value); plus the fp16 rounding of the scale
@@ -83,17 +91,6 @@ static void test_round_trip_bounds(void **state) {
             double bound = (k ? 1.0 : 0.5) * step + (k ? 8 : 127) * step * 0x1p-11;
             for (int j = 0; j < 32; j++) {
                 float v;
-                const uint8_t *blk = q + b * bs;
-                uint16_t hd;
-                memcpy(&hd, blk, 2);
-                float d = 0;
-                { /* decode by the layout */
-                    float scale;
-                    uint32_t u = (uint32_t)(hd & 0x8000) << 16;
-                    int e = (hd >> 10) & 31, m = hd & 1023;
-                    scale = e ? ldexpf((float)(m | 1024), e - 25) : ldexpf((float)m, -24);
-                    d = u ? -scale : scale;
-                }
                 if (k) v = d * (float)((j < 16 ? (blk[2 + j] & 15) : (blk[2 + j - 16] >> 4)) - 8);
                 else v = d * (float)(int8_t)blk[2 + j];
                 double err = fabs((double)v - x[b * 32 + j]);

@@ -150,9 +150,15 @@ static size_t m_trailing_ws(const frag *f, size_t i, size_t *next) {
 
 typedef struct cp_range { uint32_t first, last; } cp_range;
 
+/* r: sorted, disjoint ranges (binary search: the letter table has 87) */
 static int in_ranges(uint32_t c, const cp_range *r, size_t n) {
-    for (size_t k = 0; k < n; k++)
-        if (c >= r[k].first && c <= r[k].last) return 1;
+    size_t lo = 0, hi = n;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        if (c > r[mid].last) lo = mid + 1;
+        else if (c < r[mid].first) hi = mid;
+        else return 1;
+    }
     return 0;
 }
 
@@ -179,15 +185,16 @@ static const cp_range dsl_letters[] = {
     { 0xFF41, 0xFF5A }, { 0x10400, 0x1044F }, { 0x104B0, 0x104D3 }, { 0x104D8, 0x104FB },
     { 0x10C80, 0x10CB2 }, { 0x10CC0, 0x10CF2 }, { 0x118A0, 0x118DF }, { 0x1E900, 0x1E943 },
 };
-/* [!-/:-~！-／：-～‘-‟　-。] */
+/* [!-/:-~！-／：-～‘-‟　-。], sorted */
 static const cp_range dsl_punct[] = {
-    { 0x21, 0x2F }, { 0x3A, 0x7E }, { 0xFF01, 0xFF0F }, { 0xFF1A, 0xFF5E },
-    { 0x2018, 0x201F }, { 0x3000, 0x3002 },
+    { 0x21, 0x2F }, { 0x3A, 0x7E }, { 0x2018, 0x201F }, { 0x3000, 0x3002 },
+    { 0xFF01, 0xFF0F }, { 0xFF1A, 0xFF5E },
 };
-/* [一-龥ࠀ-一가-퟿]: CJK ideographs, U+0800..U+4E00 and Hangul */
-static const cp_range ds_cjk[] = { { 0x4E00, 0x9FA5 }, { 0x0800, 0x4E00 }, { 0xAC00, 0xD7FF } };
-/* [一-龥぀-ゟ゠-ヿ]: CJK ideographs, hiragana, katakana */
-static const cp_range ds3_cjk[] = { { 0x4E00, 0x9FA5 }, { 0x3040, 0x309F }, { 0x30A0, 0x30FF } };
+/* [一-龥ࠀ-一가-퟿]: U+0800..U+4E00 and the CJK ideographs after it (merged),
+ * and Hangul */
+static const cp_range ds_cjk[] = { { 0x0800, 0x9FA5 }, { 0xAC00, 0xD7FF } };
+/* [一-龥぀-ゟ゠-ヿ]: hiragana, katakana, CJK ideographs (sorted) */
+static const cp_range ds3_cjk[] = { { 0x3040, 0x309F }, { 0x30A0, 0x30FF }, { 0x4E00, 0x9FA5 } };
 
 #define IN(table) (i < f->n && in_ranges(f->cp[i], table, sizeof table / sizeof table[0]))
 static int is_dsl_letter(const frag *f, size_t i) { return IN(dsl_letters); }

@@ -268,17 +268,17 @@ EMBER_API int ember_detok_stream_push(ember_detok_stream *s, int32_t token, char
     *n_bytes = 0;
     int rc = check_ids(s->model, &token, 1);
     if (rc) return rc;
-    out measure = { NULL, 0, 0 };
-    put_piece(&s->model->vocab, token, s->flags, !s->started, &measure);
-    size_t total = s->n_held + measure.len;
+    /* one pass: held bytes, then the piece; past buf_size the cursor only
+     * counts, and the stream is left untouched */
+    out o = { buf, buf_size, 0 };
+    put(&o, (const char *)s->held, s->n_held);
+    put_piece(&s->model->vocab, token, s->flags, !s->started, &o);
+    size_t total = o.len;
     if (total > buf_size) {
         *n_bytes = total;
         return em_error(NULL, EMBER_ERR_BUFFER_TOO_SMALL, "detok_stream_push: needs %zu bytes, "
                         "buffer has %zu", total, buf_size);
     }
-    if (s->n_held) memcpy(buf, s->held, s->n_held);
-    out o = { buf + s->n_held, buf_size - s->n_held, 0 };
-    put_piece(&s->model->vocab, token, s->flags, !s->started, &o);
     s->started = true;
     size_t k = complete_prefix((const unsigned char *)buf, total);
     s->n_held = total - k;

@@ -2,6 +2,7 @@
  * SIMD variants are checked against these (tests/test_kernels.c). */
 #include <string.h>
 
+#include "../../../lib/quant.h"
 #include "../../../lib/util.h"
 #include "../dsp.h"
 
@@ -59,40 +60,17 @@ static float dot_q4_0(int64_t n, const void *w, const float *x) {
     return s;
 }
 
-static void f32_to_f32(int64_t n, const void *src, float *dst) { memcpy(dst, src, (size_t)n * 4); }
-
-static void f16_to_f32(int64_t n, const void *src, float *dst) {
-    const uint16_t *a = src;
-    for (int64_t i = 0; i < n; i++) dst[i] = em_f16_to_f32(a[i]);
-}
-
-static void bf16_to_f32(int64_t n, const void *src, float *dst) {
-    const uint16_t *a = src;
-    for (int64_t i = 0; i < n; i++) dst[i] = em_bf16_to_f32(a[i]);
-}
-
-static void q8_0_to_f32(int64_t n, const void *src, float *dst) {
-    const uint8_t *b = src;
-    for (int64_t i = 0; i < n; i += 32, b += 34) {
-        uint16_t h;
-        memcpy(&h, b, 2);
-        float d = em_f16_to_f32(h);
-        for (int j = 0; j < 32; j++) dst[i + j] = d * (float)((const int8_t *)(b + 2))[j];
+/* Dequantization is the block formats' definition, kept in lib/quant.c
+ * (the quantizer and ember_model_quantize use the same code). */
+#define TO_F32(name, type)                                                   \
+    static void name(int64_t n, const void *src, float *dst) {               \
+        em_dequantize_row(type, src, n, dst);                                \
     }
-}
-
-static void q4_0_to_f32(int64_t n, const void *src, float *dst) {
-    const uint8_t *b = src;
-    for (int64_t i = 0; i < n; i += 32, b += 18) {
-        uint16_t h;
-        memcpy(&h, b, 2);
-        float d = em_f16_to_f32(h);
-        for (int j = 0; j < 16; j++) {
-            dst[i + j] = d * (float)((b[2 + j] & 15) - 8);
-            dst[i + j + 16] = d * (float)((b[2 + j] >> 4) - 8);
-        }
-    }
-}
+TO_F32(f32_to_f32, EMBER_TYPE_F32)
+TO_F32(f16_to_f32, EMBER_TYPE_F16)
+TO_F32(bf16_to_f32, EMBER_TYPE_BF16)
+TO_F32(q8_0_to_f32, EMBER_TYPE_Q8_0)
+TO_F32(q4_0_to_f32, EMBER_TYPE_Q4_0)
 
 static void axpy(int64_t n, float a, const float *x, float *y) {
     for (int64_t i = 0; i < n; i++) y[i] += a * x[i];
