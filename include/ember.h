@@ -123,7 +123,13 @@ typedef enum ember_type {
     EMBER_TYPE_F32 = 0,
     EMBER_TYPE_F16 = 1,
     EMBER_TYPE_Q4_0 = 2,
+    EMBER_TYPE_Q4_1 = 3,
+    EMBER_TYPE_Q5_0 = 6,
+    EMBER_TYPE_Q5_1 = 7,
     EMBER_TYPE_Q8_0 = 8,
+    EMBER_TYPE_Q4_K = 12,
+    EMBER_TYPE_Q5_K = 13,
+    EMBER_TYPE_Q6_K = 14,
     EMBER_TYPE_BF16 = 30,
     EMBER_TYPE_COUNT = 40 /* size of arrays indexed by ember_type */
 } ember_type;

@@ -1,5 +1,6 @@
 #include "graph.h"
 
+#include "gguf.h"
 #include "moe.h"
 
 #include <string.h>
@@ -40,9 +41,10 @@ static size_t type_row_bytes(uint32_t type, int64_t n) {
     switch (type) {
     case EMBER_TYPE_F32: case EM_TYPE_I32: return (size_t)n * 4;
     case EMBER_TYPE_F16: case EMBER_TYPE_BF16: return (size_t)n * 2;
-    case EMBER_TYPE_Q8_0: return (size_t)n / 32 * 34;
-    case EMBER_TYPE_Q4_0: return (size_t)n / 32 * 18;
-    default: return 0;
+    default: {
+        const em_type_info *ti = em_type_info_get(type);
+        return ti ? (size_t)(n / ti->block) * ti->size : 0;
+    }
     }
 }
 

@@ -38,6 +38,32 @@ static void fill_weights(uint32_t ty, void *w, int n) {
             memcpy(b, &h, 2);
             for (int j = 0; j < 16; j++) b[2 + j] = (uint8_t)(rand() & 0xff);
         }
+    /* the other block types: random bytes, then sane fp16 scales where the
+     * layout keeps them (every bit pattern of the rest is a valid block) */
+    static const struct { uint32_t ty; int elems, bytes, half[2]; float scale; } lay[] = {
+        { EMBER_TYPE_Q4_1, 32, 20, { 0, 2 }, 0.02f },  { EMBER_TYPE_Q5_0, 32, 22, { 0, -1 }, 0.02f },
+        { EMBER_TYPE_Q5_1, 32, 24, { 0, 2 }, 0.02f },  { EMBER_TYPE_Q4_K, 256, 144, { 0, 2 }, 0.001f },
+        { EMBER_TYPE_Q5_K, 256, 176, { 0, 2 }, 0.001f }, { EMBER_TYPE_Q6_K, 256, 210, { 208, -1 }, 0.0005f },
+    };
+    for (size_t k = 0; k < sizeof lay / sizeof lay[0]; k++) {
+        if (lay[k].ty != ty) continue;
+        for (int i = 0; i < n / lay[k].elems; i++, b += lay[k].bytes) {
+            for (int j = 0; j < lay[k].bytes; j++) b[j] = (uint8_t)(rand() & 0xff);
+            for (int h = 0; h < 2; h++) {
+                if (lay[k].half[h] < 0) continue;
+                uint16_t v = em_f32_to_f16(lay[k].scale * (1.5f + frand()) * (h ? -1.0f : 1.0f));
+                memcpy(b + lay[k].half[h], &v, 2);
+            }
+        }
+    }
+}
+
+static int block_elems(uint32_t ty) {
+    switch (ty) {
+    case EMBER_TYPE_F32: case EMBER_TYPE_F16: case EMBER_TYPE_BF16: return 1;
+    case EMBER_TYPE_Q4_K: case EMBER_TYPE_Q5_K: case EMBER_TYPE_Q6_K: return 256;
+    default: return 32;
+    }
 }
 
 static const uint32_t levels[] = { 0, EMBER_CPU_AVX2, EMBER_CPU_AVX2 | EMBER_CPU_AVX512,
@@ -48,8 +74,9 @@ static void test_dot_variants(void **state) {
     em_cpu_dsp ref, simd;
     em_cpu_dsp_init_ref(&ref);
     uint32_t have = em_cpu_detect();
-    const uint32_t types[] = { EMBER_TYPE_F32, EMBER_TYPE_F16, EMBER_TYPE_BF16, EMBER_TYPE_Q8_0,
-                               EMBER_TYPE_Q4_0 };
+    const uint32_t types[] = { EMBER_TYPE_F32,  EMBER_TYPE_F16,  EMBER_TYPE_BF16, EMBER_TYPE_Q8_0,
+                               EMBER_TYPE_Q4_0, EMBER_TYPE_Q4_1, EMBER_TYPE_Q5_0, EMBER_TYPE_Q5_1,
+                               EMBER_TYPE_Q4_K, EMBER_TYPE_Q5_K, EMBER_TYPE_Q6_K };
     float *x = malloc(4096 * 4), *w = malloc(4096 * 4), *a = malloc(4096 * 4), *b = malloc(4096 * 4);
     int checked = 0;
     for (size_t l = 0; l < sizeof levels / sizeof levels[0]; l++) {
@@ -60,8 +87,8 @@ static void test_dot_variants(void **state) {
         em_cpu_dsp_init(&simd, levels[l]);
         for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++) {
             uint32_t ty = types[ti];
-            int step = ty == EMBER_TYPE_Q8_0 || ty == EMBER_TYPE_Q4_0 ? 32 : 1;
-            for (int n = step; n <= 1100; n += step * (n < 70 ? 1 : 37)) {
+            int step = block_elems(ty);
+            for (int n = step; n <= 1100 + 2 * step; n += step * (n < 70 || step == 256 ? 1 : 37)) {
                 fill_weights(ty, w, n);
                 for (int i = 0; i < n; i++) x[i] = frand();
                 float r = ref.dot[ty](n, w, x), s = simd.dot[ty](n, w, x);
@@ -148,8 +175,9 @@ static void test_q8x_variants(void **state) {
     em_cpu_dsp_init(&ref, 0);
     uint32_t have = em_cpu_detect();
     enum { MAXK = 1024, MAXR = 11, MAXT = 9 };
-    const uint32_t types[] = { EMBER_TYPE_Q8_0, EMBER_TYPE_Q4_0 };
-    static float x[MAXT][MAXK];
+    const uint32_t types[] = { EMBER_TYPE_Q8_0, EMBER_TYPE_Q4_0, EMBER_TYPE_Q4_1, EMBER_TYPE_Q5_0,
+                               EMBER_TYPE_Q5_1, EMBER_TYPE_Q4_K, EMBER_TYPE_Q5_K, EMBER_TYPE_Q6_K };
+    static float x[MAXT][MAXK], wf[MAXK];
     static qx qa[MAXT], qb;
     static uint8_t w[MAXR * 34 * (MAXK / 32)];
     static uint8_t scratch[16384] __attribute__((aligned(64)));
@@ -173,9 +201,10 @@ static void test_q8x_variants(void **state) {
             }
             em_q8x_row rows[MAXT];
             for (int t = 0; t < MAXT; t++) rows[t] = (em_q8x_row){ qa[t].q, qa[t].lo, qa[t].d, qa[t].s };
-            for (size_t ti = 0; ti < 2; ti++) {
+            for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++) {
                 uint32_t ty = types[ti];
-                size_t bsz = ty == EMBER_TYPE_Q8_0 ? 34 : 18, stride = bsz * (size_t)nb;
+                if (K % block_elems(ty)) continue;
+                size_t stride = ember_type_row_size(ty, K);
                 fill_weights(ty, w, K * MAXR);
                 /* |sum| bound: sum over blocks of |dw dx| * 127 * 127 * 32 */
                 double mag = 0.05 * 127 * 32 * nb * 10;
@@ -183,11 +212,26 @@ static void test_q8x_variants(void **state) {
                     for (int r = 0; r < MAXR; r++) {
                         float a = ref.dot_q8x[ty](K, w + r * stride, rows[t]);
                         float b = simd.dot_q8x[ty](K, w + r * stride, rows[t]);
-                        float tol = 2e-6f * (float)mag * (t == 2 ? 1000.0f : 1.0f);
+                        /* rounding: relative to sum |w x| */
+                        ref.to_f32[ty](K, w + r * stride, wf);
+                        double wx = 0;
+                        for (int i = 0; i < K; i++) wx += fabs((double)wf[i] * x[t][i]);
+                        float tol = 4e-6f * (float)wx + 1e-6f;
                         if (fabsf(a - b) > tol)
                             print_error("level %u type %u K %d: dot ref %g simd %g\n", levels[l], ty, K, a, b);
                         assert_true(fabsf(a - b) <= tol);
+                        /* and the integer path is a dot product of these weights,
+                         * to a step of the activations' 16 bits per element */
+                        double exact = 0, qerr = 0;
+                        for (int i = 0; i < K; i++) {
+                            exact += (double)wf[i] * x[t][i];
+                            qerr += fabs((double)wf[i]) * qa[t].d[i / 32];
+                        }
+                        if (fabs(a - exact) > qerr + 1e-5 * wx + 1e-6)
+                            print_error("level %u type %u K %d: dot %g exact %g\n", levels[l], ty, K, a, exact);
+                        assert_true(fabs(a - exact) <= qerr + 1e-5 * wx + 1e-6);
                     }
+                if (!ref.gemm_q8x[ty] || !simd.gemm_q8x[ty]) continue;
                 for (int nr = 1; nr <= MAXR; nr += 2)
                     for (int nt = 1; nt <= MAXT; nt += 2) {
                         assert_true(em_gemm_q8x_scratch(K) <= sizeof scratch);

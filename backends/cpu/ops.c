@@ -412,19 +412,30 @@ static void op_attn(em_cpu *c, em_tensor *t, int ith, int nth) {
     }
 }
 
+/* weight types every CPU kernel level has dot and to_f32 for */
+static bool weight_type_ok(uint32_t ty) {
+    switch (ty) {
+    case EMBER_TYPE_F32: case EMBER_TYPE_F16: case EMBER_TYPE_BF16:
+    case EMBER_TYPE_Q8_0: case EMBER_TYPE_Q4_0: case EMBER_TYPE_Q4_1:
+    case EMBER_TYPE_Q5_0: case EMBER_TYPE_Q5_1:
+    case EMBER_TYPE_Q4_K: case EMBER_TYPE_Q5_K: case EMBER_TYPE_Q6_K:
+        return true;
+    default:
+        return false;
+    }
+}
+
 bool em_cpu_op_supported(const em_tensor *t) {
     switch (t->op) {
     case EM_OP_GET_ROWS:
     case EM_OP_MATMUL: {
         uint32_t ty = t->src[0]->type;
-        return ty == EMBER_TYPE_F32 || ty == EMBER_TYPE_F16 || ty == EMBER_TYPE_BF16 ||
-               ty == EMBER_TYPE_Q8_0 || ty == EMBER_TYPE_Q4_0;
+        return weight_type_ok(ty);
     }
     case EM_OP_HEAD_MATMUL:
     case EM_OP_MOE_FFN: {
         uint32_t ty = t->src[t->op == EM_OP_MOE_FFN ? 2 : 0]->type;
-        return ty == EMBER_TYPE_F32 || ty == EMBER_TYPE_F16 || ty == EMBER_TYPE_BF16 ||
-               ty == EMBER_TYPE_Q8_0 || ty == EMBER_TYPE_Q4_0;
+        return weight_type_ok(ty);
     }
     case EM_OP_RMS_NORM: case EM_OP_ADD: case EM_OP_MUL: case EM_OP_ROPE:
     case EM_OP_KV_STORE: case EM_OP_ATTN: case EM_OP_SWIGLU: case EM_OP_SOFTMAX:

@@ -60,6 +60,39 @@ static float dot_q4_0(int64_t n, const void *w, const float *x) {
     return s;
 }
 
+/* The other block types through their unpacked form (lib/quant.h):
+ * per block of 32, a[j / 16] q[j] + c. */
+static float dot_unpacked(uint32_t type, int64_t n, const void *w, const float *x) {
+    const uint8_t *b = w;
+    size_t unit = ember_type_row_size(type, type >= EMBER_TYPE_Q4_K && type <= EMBER_TYPE_Q6_K ? 256 : 32);
+    em_block32 u[8];
+    float s = 0;
+    for (int64_t i = 0; i < n; b += unit) {
+        int nb = em_unpack_blocks(type, b, u);
+        for (int k = 0; k < nb; k++, i += 32) {
+            float s0 = 0, s1 = 0, sx = 0;
+            for (int j = 0; j < 16; j++) {
+                s0 += (float)u[k].q[j] * x[i + j];
+                s1 += (float)u[k].q[j + 16] * x[i + j + 16];
+            }
+            for (int j = 0; j < 32; j++) sx += x[i + j];
+            s += u[k].a[0] * s0 + u[k].a[1] * s1 + u[k].c * sx;
+        }
+    }
+    return s;
+}
+
+#define DOT_UNPACKED(name, type)                                             \
+    static float name(int64_t n, const void *w, const float *x) {          \
+        return dot_unpacked(type, n, w, x);                                  \
+    }
+DOT_UNPACKED(dot_q4_1, EMBER_TYPE_Q4_1)
+DOT_UNPACKED(dot_q5_0, EMBER_TYPE_Q5_0)
+DOT_UNPACKED(dot_q5_1, EMBER_TYPE_Q5_1)
+DOT_UNPACKED(dot_q4_k, EMBER_TYPE_Q4_K)
+DOT_UNPACKED(dot_q5_k, EMBER_TYPE_Q5_K)
+DOT_UNPACKED(dot_q6_k, EMBER_TYPE_Q6_K)
+
 /* Dequantization is the block formats' definition, kept in lib/quant.c
  * (the quantizer and ember_model_quantize use the same code). */
 #define TO_F32(name, type)                                                   \
@@ -71,6 +104,12 @@ TO_F32(f16_to_f32, EMBER_TYPE_F16)
 TO_F32(bf16_to_f32, EMBER_TYPE_BF16)
 TO_F32(q8_0_to_f32, EMBER_TYPE_Q8_0)
 TO_F32(q4_0_to_f32, EMBER_TYPE_Q4_0)
+TO_F32(q4_1_to_f32, EMBER_TYPE_Q4_1)
+TO_F32(q5_0_to_f32, EMBER_TYPE_Q5_0)
+TO_F32(q5_1_to_f32, EMBER_TYPE_Q5_1)
+TO_F32(q4_k_to_f32, EMBER_TYPE_Q4_K)
+TO_F32(q5_k_to_f32, EMBER_TYPE_Q5_K)
+TO_F32(q6_k_to_f32, EMBER_TYPE_Q6_K)
 
 static void axpy(int64_t n, float a, const float *x, float *y) {
     for (int64_t i = 0; i < n; i++) y[i] += a * x[i];
@@ -106,5 +145,17 @@ void em_cpu_dsp_init_ref(em_cpu_dsp *c) {
     c->to_f32[EMBER_TYPE_BF16] = bf16_to_f32;
     c->to_f32[EMBER_TYPE_Q8_0] = q8_0_to_f32;
     c->to_f32[EMBER_TYPE_Q4_0] = q4_0_to_f32;
+    c->dot[EMBER_TYPE_Q4_1] = dot_q4_1;
+    c->dot[EMBER_TYPE_Q5_0] = dot_q5_0;
+    c->dot[EMBER_TYPE_Q5_1] = dot_q5_1;
+    c->dot[EMBER_TYPE_Q4_K] = dot_q4_k;
+    c->dot[EMBER_TYPE_Q5_K] = dot_q5_k;
+    c->dot[EMBER_TYPE_Q6_K] = dot_q6_k;
+    c->to_f32[EMBER_TYPE_Q4_1] = q4_1_to_f32;
+    c->to_f32[EMBER_TYPE_Q5_0] = q5_0_to_f32;
+    c->to_f32[EMBER_TYPE_Q5_1] = q5_1_to_f32;
+    c->to_f32[EMBER_TYPE_Q4_K] = q4_k_to_f32;
+    c->to_f32[EMBER_TYPE_Q5_K] = q5_k_to_f32;
+    c->to_f32[EMBER_TYPE_Q6_K] = q6_k_to_f32;
     c->axpy = axpy;
 }

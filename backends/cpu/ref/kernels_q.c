@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "../../../lib/util.h"
+#include "../../../lib/quant.h"
 #include "../dsp.h"
 
 static void quant_q8x(int64_t n, const float *x, int8_t *hi, int8_t *lo, float *d, int32_t *s) {
@@ -72,6 +73,40 @@ static float dot_q4_0(int64_t n, const void *w, em_q8x_row x) {
     return sum;
 }
 
+/* The other block types through their unpacked form: per block of 32,
+ * a[0] times the integer dot of its first 16 weights, a[1] of the other
+ * 16, plus c times the activations' integer sum, all times the block's
+ * activation scale. The integer parts in 64 bits (the SIMD kernels keep
+ * them in 32-bit halves and combine in float). */
+static float dot_unpacked(uint32_t type, int64_t n, const void *w, em_q8x_row x) {
+    const uint8_t *b = w;
+    size_t unit = ember_type_row_size(type, type >= EMBER_TYPE_Q4_K && type <= EMBER_TYPE_Q6_K ? 256 : 32);
+    em_block32 u[8];
+    float sum = 0;
+    for (int64_t i = 0; i < n / 32; b += unit) {
+        int nb = em_unpack_blocks(type, b, u);
+        for (int k = 0; k < nb; k++, i++) {
+            int64_t part[2] = { 0, 0 };
+            for (int j = 0; j < 32; j++)
+                part[j / 16] += (int64_t)u[k].q[j] * (256 * x.q[i * 32 + j] + x.lo[i * 32 + j]);
+            sum += x.d[i] * (u[k].a[0] * (float)part[0] + u[k].a[1] * (float)part[1] +
+                             u[k].c * (float)x.s[i]);
+        }
+    }
+    return sum;
+}
+
+#define DOT_UNPACKED(name, type)                                             \
+    static float name(int64_t n, const void *w, em_q8x_row x) {             \
+        return dot_unpacked(type, n, w, x);                                  \
+    }
+DOT_UNPACKED(dot_q4_1, EMBER_TYPE_Q4_1)
+DOT_UNPACKED(dot_q5_0, EMBER_TYPE_Q5_0)
+DOT_UNPACKED(dot_q5_1, EMBER_TYPE_Q5_1)
+DOT_UNPACKED(dot_q4_k, EMBER_TYPE_Q4_K)
+DOT_UNPACKED(dot_q5_k, EMBER_TYPE_Q5_K)
+DOT_UNPACKED(dot_q6_k, EMBER_TYPE_Q6_K)
+
 #define GEMM_REF(name, dot)                                                                    \
     static void name(int64_t K, int64_t nr, int64_t nt, const void *w, size_t w_stride,       \
                      const em_q8x_row *x, float *y, int64_t ldy, void *scratch) {              \
@@ -89,4 +124,10 @@ void em_cpu_dsp_init_ref_q(em_cpu_dsp *c) {
     c->dot_q8x[EMBER_TYPE_Q4_0] = dot_q4_0;
     c->gemm_q8x[EMBER_TYPE_Q8_0] = gemm_q8_0;
     c->gemm_q8x[EMBER_TYPE_Q4_0] = gemm_q4_0;
+    c->dot_q8x[EMBER_TYPE_Q4_1] = dot_q4_1;
+    c->dot_q8x[EMBER_TYPE_Q5_0] = dot_q5_0;
+    c->dot_q8x[EMBER_TYPE_Q5_1] = dot_q5_1;
+    c->dot_q8x[EMBER_TYPE_Q4_K] = dot_q4_k;
+    c->dot_q8x[EMBER_TYPE_Q5_K] = dot_q5_k;
+    c->dot_q8x[EMBER_TYPE_Q6_K] = dot_q6_k;
 }
