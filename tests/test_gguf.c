@@ -132,7 +132,7 @@ static void t_ndims0(tdesc *t, int *nt) { (void)nt; t[3].nd = 0; }
 static void t_dims_overflow(tdesc *t, int *nt) { (void)nt; t[3].ne[0] = (uint64_t)1 << 40; t[3].ne[1] = (uint64_t)1 << 40; }
 static void t_dim_negative(tdesc *t, int *nt) { (void)nt; t[3].ne[1] = UINT64_MAX; }
 static void t_type_unknown(tdesc *t, int *nt) { (void)nt; t[3].type = 99; }
-static void t_type_kquant(tdesc *t, int *nt) { t[*nt - 1].type = 12; t[*nt - 1].ne[0] = 256; t[*nt - 1].ne[1] = 1; }
+static void t_type_kquant(tdesc *t, int *nt) { t[*nt - 1].type = 11; t[*nt - 1].ne[0] = 256; t[*nt - 1].ne[1] = 1; }
 static void t_block_mismatch(tdesc *t, int *nt) { (void)nt; t[3].type = 8; t[3].ne[0] = 33; }
 static void t_misaligned(tdesc *t, int *nt) { (void)nt; t[3].off += 4; }
 static void t_past_end(tdesc *t, int *nt) { t[*nt - 1].off += 1 << 21; }
@@ -189,7 +189,7 @@ static const defect defects[] = {
     { "vocab length differs from embedding", F, "tokenizer.ggml.tokens", .vocab_n = 6 },
     { "scores length differs from vocab", F, "tokenizer.ggml.scores", .scores_n = 5 },
     { "bos id outside vocab", F, "bos_token_id", .extra_kv = kv_bos_range, .n_extra_kv = 1 },
-    { "k-quant type not supported yet", EMBER_ERR_UNSUPPORTED, "q4_K", .edit = t_type_kquant },
+    { "a type we cannot compute with (q3_K)", EMBER_ERR_UNSUPPORTED, "q3_K", .edit = t_type_kquant },
     { "f16 norm vector", EMBER_ERR_UNSUPPORTED, "attn_norm", .edit = t_norm_f16 },
 };
 #undef F

@@ -324,8 +324,8 @@ tensor_edit("embedding-width-wrong", FORMAT, "token_embd.weight", lambda t, sp: 
 tensor_edit("ffn-down-swapped", FORMAT, "ffn_down.weight", lambda t, sp: t[10].__setitem__(1, [E, FF]))
 tensor_edit("output-vocab-wrong", FORMAT, "output.weight", lambda t, sp: t.append(["output.weight", [E, NV + 1], 0]))
 tensor_edit("norm-as-f16", UNSUPPORTED, "attn_norm.weight", lambda t, sp: t[2].__setitem__(2, 1))
-tensor_edit("weight-q4_K-unsupported", UNSUPPORTED, "q4_K",
-            lambda t, sp: (t[10].__setitem__(2, 12), t[10].__setitem__(1, [256, 1])))
+tensor_edit("weight-q3_K-unsupported", UNSUPPORTED, "q3_K",
+            lambda t, sp: (t[10].__setitem__(2, 11), t[10].__setitem__(1, [256, 1])))
 
 
 # ---- vocabulary ----
