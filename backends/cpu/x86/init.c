@@ -18,6 +18,16 @@ void em_cpu_dsp_init_x86(em_cpu_dsp *c, uint32_t flags) {
     c->to_f32[EMBER_TYPE_Q4_0] = em_q4_0_to_f32_avx2;
     c->dot_q8x[EMBER_TYPE_Q8_0] = em_dot_q8_0_q8x_avx2;
     c->dot_q8x[EMBER_TYPE_Q4_0] = em_dot_q4_0_q8x_avx2;
+#define SET_QK(T, TYPE)                                                                     \
+    c->dot_q8x[TYPE] = em_dot_##T##_q8x_avx2;                                                \
+    c->to_f32[TYPE] = em_##T##_to_f32_avx2;
+    SET_QK(q4_1, EMBER_TYPE_Q4_1)
+    SET_QK(q5_0, EMBER_TYPE_Q5_0)
+    SET_QK(q5_1, EMBER_TYPE_Q5_1)
+    SET_QK(q4_k, EMBER_TYPE_Q4_K)
+    SET_QK(q5_k, EMBER_TYPE_Q5_K)
+    SET_QK(q6_k, EMBER_TYPE_Q6_K)
+#undef SET_QK
     if (!(flags & EMBER_CPU_AVX512)) return;
     c->dot[EMBER_TYPE_F32] = em_dot_f32_avx512;
     c->dot[EMBER_TYPE_F16] = em_dot_f16_avx512;

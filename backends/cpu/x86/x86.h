@@ -25,6 +25,15 @@ void em_q8_0_to_f32_avx2(int64_t n, const void *src, float *dst);
 void em_q4_0_to_f32_avx2(int64_t n, const void *src, float *dst);
 float em_dot_q8_0_q8x_avx2(int64_t n, const void *w, em_q8x_row x);
 float em_dot_q4_0_q8x_avx2(int64_t n, const void *w, em_q8x_row x);
+#define EM_QK_AVX2(T)                                                                      \
+    float em_dot_##T##_q8x_avx2(int64_t n, const void *w, em_q8x_row x);                     \
+    void em_##T##_to_f32_avx2(int64_t n, const void *src, float *dst);
+EM_QK_AVX2(q4_1)
+EM_QK_AVX2(q5_0)
+EM_QK_AVX2(q5_1)
+EM_QK_AVX2(q4_k)
+EM_QK_AVX2(q5_k)
+EM_QK_AVX2(q6_k)
 float em_dot_q8_0_q8x_vnni(int64_t n, const void *w, em_q8x_row x);
 float em_dot_q4_0_q8x_vnni(int64_t n, const void *w, em_q8x_row x);
 void em_gemm_q8_0_q8x_vnni(int64_t K, int64_t nr, int64_t nt, const void *w, size_t w_stride,

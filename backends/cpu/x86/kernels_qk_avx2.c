@@ -1,0 +1,180 @@
+/* AVX2 kernels for Q4_1, Q5_0, Q5_1, Q4_K, Q5_K and Q6_K (compiled with
+ * -mavx2 -mfma -mf16c). Each type has one unpacker that turns a unit of
+ * blocks (one block of 32, or a K-quant's super-block of 8) into the
+ * unpacked form of lib/quant.h: 32 signed bytes per block and the float
+ * factors w = a[j / 16] q + c. Two shared loops use it: the integer-path
+ * dot product (decode) and the dequantization to F32 (prompt tiles).
+ *
+ * The dot keeps the activation planes' sums in 32-bit lanes, four lanes
+ * per 16 weights, and combines them in float: 256 hi + lo times a 6- or
+ * 8-bit sub-block scale does not fit 32 bits for every type. */
+#include <immintrin.h>
+#include <string.h>
+
+#include "simd_avx2.h"
+#include "x86.h"
+
+typedef struct unit {
+    __m256i q[8];
+    float a0[8], a1[8], c[8];
+} unit;
+
+/* 32 bits -> 32 bytes, 0x10 where the bit is set (bit j for byte j) */
+static inline __m256i bits_to_16s(uint32_t bits) {
+    __m256i v = _mm256_set1_epi32((int)bits);
+    const __m256i pick = _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2,
+                                          2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3);
+    const __m256i mask = _mm256_set1_epi64x((long long)0x8040201008040201ull);
+    v = _mm256_and_si256(_mm256_shuffle_epi8(v, pick), mask);
+    return _mm256_and_si256(_mm256_cmpeq_epi8(v, mask), _mm256_set1_epi8(0x10));
+}
+
+static inline int unpack_q4_1(const uint8_t *b, unit *u) {
+    u->q[0] = q4_nibbles(b + 4);
+    u->a0[0] = u->a1[0] = f16_at(b);
+    u->c[0] = f16_at(b + 2);
+    return 1;
+}
+
+static inline __m256i q5_values(const uint8_t *qh, const uint8_t *qs) {
+    uint32_t h;
+    memcpy(&h, qh, 4);
+    return _mm256_or_si256(q4_nibbles(qs), bits_to_16s(h));
+}
+
+static inline int unpack_q5_0(const uint8_t *b, unit *u) {
+    u->q[0] = _mm256_sub_epi8(q5_values(b + 2, b + 6), _mm256_set1_epi8(16));
+    u->a0[0] = u->a1[0] = f16_at(b);
+    u->c[0] = 0;
+    return 1;
+}
+
+static inline int unpack_q5_1(const uint8_t *b, unit *u) {
+    u->q[0] = q5_values(b + 4, b + 8);
+    u->a0[0] = u->a1[0] = f16_at(b);
+    u->c[0] = f16_at(b + 2);
+    return 1;
+}
+
+/* the 6-bit scales and mins of Q4_K/Q5_K (layout in lib/quant_k.c) */
+static inline void k_scales(const uint8_t *b, unit *u) {
+    float d = f16_at(b), dmin = f16_at(b + 2);
+    const uint8_t *s = b + 4;
+    for (int j = 0; j < 8; j++) {
+        int sc, m;
+        if (j < 4) {
+            sc = s[j] & 63;
+            m = s[j + 4] & 63;
+        } else {
+            sc = (s[j + 4] & 15) | (s[j - 4] >> 6) << 4;
+            m = (s[j + 4] >> 4) | (s[j] >> 6) << 4;
+        }
+        u->a0[j] = u->a1[j] = d * (float)sc;
+        u->c[j] = -(dmin * (float)m);
+    }
+}
+
+static inline int unpack_q4_k(const uint8_t *b, unit *u) {
+    k_scales(b, u);
+    const __m256i low4 = _mm256_set1_epi8(15);
+    for (int c = 0; c < 4; c++) {
+        __m256i raw = _mm256_loadu_si256((const __m256i *)(b + 16 + 32 * c));
+        u->q[2 * c] = _mm256_and_si256(raw, low4);
+        u->q[2 * c + 1] = _mm256_and_si256(_mm256_srli_epi16(raw, 4), low4);
+    }
+    return 8;
+}
+
+static inline int unpack_q5_k(const uint8_t *b, unit *u) {
+    k_scales(b, u);
+    const __m256i low4 = _mm256_set1_epi8(15), one = _mm256_set1_epi8(1);
+    __m256i qh = _mm256_loadu_si256((const __m256i *)(b + 16));
+    for (int c = 0; c < 4; c++) {
+        __m256i raw = _mm256_loadu_si256((const __m256i *)(b + 48 + 32 * c));
+        /* bit 2c of each qh byte for the low half, 2c + 1 for the high */
+        __m256i h0 = _mm256_and_si256(_mm256_srli_epi16(qh, 2 * c), one);
+        __m256i h1 = _mm256_and_si256(_mm256_srli_epi16(qh, 2 * c + 1), one);
+        u->q[2 * c] = _mm256_or_si256(_mm256_and_si256(raw, low4), _mm256_slli_epi16(h0, 4));
+        u->q[2 * c + 1] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(raw, 4), low4),
+                                          _mm256_slli_epi16(h1, 4));
+    }
+    return 8;
+}
+
+static inline int unpack_q6_k(const uint8_t *b, unit *u) {
+    float d = f16_at(b + 208);
+    const int8_t *sc = (const int8_t *)(b + 192);
+    const __m256i low4 = _mm256_set1_epi8(15), three = _mm256_set1_epi8(3), off = _mm256_set1_epi8(32);
+    for (int h = 0; h < 2; h++) {
+        __m256i ql0 = _mm256_loadu_si256((const __m256i *)(b + 64 * h));
+        __m256i ql1 = _mm256_loadu_si256((const __m256i *)(b + 64 * h + 32));
+        __m256i qh = _mm256_loadu_si256((const __m256i *)(b + 128 + 32 * h));
+        const __m256i nib[4] = { _mm256_and_si256(ql0, low4), _mm256_and_si256(ql1, low4),
+                                 _mm256_and_si256(_mm256_srli_epi16(ql0, 4), low4),
+                                 _mm256_and_si256(_mm256_srli_epi16(ql1, 4), low4) };
+        for (int part = 0; part < 4; part++) {
+            __m256i top = _mm256_and_si256(_mm256_srli_epi16(qh, 2 * part), three);
+            u->q[4 * h + part] = _mm256_sub_epi8(_mm256_or_si256(nib[part], _mm256_slli_epi16(top, 4)), off);
+        }
+    }
+    for (int k = 0; k < 8; k++) {
+        u->a0[k] = d * (float)sc[2 * k];
+        u->a1[k] = d * (float)sc[2 * k + 1];
+        u->c[k] = 0;
+    }
+    return 8;
+}
+
+/* sum over 32 weights of q * (256 hi + lo), as float lanes: lanes 0-3 the
+ * first 16 weights, lanes 4-7 the other 16 */
+static inline __m256 block_sums(__m256i q, const int8_t *hi, const int8_t *lo) {
+    __m256i aq = _mm256_sign_epi8(q, q), ones = _mm256_set1_epi16(1);
+    __m256i xh = _mm256_sign_epi8(_mm256_loadu_si256((const __m256i *)hi), q);
+    __m256i xl = _mm256_sign_epi8(_mm256_loadu_si256((const __m256i *)lo), q);
+    __m256i h = _mm256_madd_epi16(_mm256_maddubs_epi16(aq, xh), ones);
+    __m256i l = _mm256_madd_epi16(_mm256_maddubs_epi16(aq, xl), ones);
+    return _mm256_fmadd_ps(_mm256_cvtepi32_ps(h), _mm256_set1_ps(256.0f), _mm256_cvtepi32_ps(l));
+}
+
+#define DEFINE_KERNELS(T, unit_bytes)                                                          \
+    float em_dot_##T##_q8x_avx2(int64_t n, const void *w, em_q8x_row x) {                      \
+        const uint8_t *b = w;                                                                  \
+        __m256 acc = _mm256_setzero_ps();                                                      \
+        float cterm = 0;                                                                       \
+        unit u;                                                                                \
+        for (int64_t i = 0; i < n / 32; b += (unit_bytes)) {                                   \
+            int nb = unpack_##T(b, &u);                                                        \
+            for (int k = 0; k < nb; k++, i++) {                                                \
+                __m256 s = block_sums(u.q[k], x.q + i * 32, x.lo + i * 32);                    \
+                __m256 f = _mm256_setr_m128(_mm_set1_ps(u.a0[k] * x.d[i]),                     \
+                                            _mm_set1_ps(u.a1[k] * x.d[i]));                    \
+                acc = _mm256_fmadd_ps(s, f, acc);                                              \
+                cterm += u.c[k] * x.d[i] * (float)x.s[i];                                      \
+            }                                                                                  \
+        }                                                                                      \
+        return hsum256(acc) + cterm;                                                           \
+    }                                                                                          \
+    void em_##T##_to_f32_avx2(int64_t n, const void *src, float *dst) {                        \
+        const uint8_t *b = src;                                                                \
+        unit u;                                                                                \
+        for (int64_t i = 0; i < n; b += (unit_bytes)) {                                        \
+            int nb = unpack_##T(b, &u);                                                        \
+            for (int k = 0; k < nb; k++, i += 32) {                                            \
+                __m128i lo = _mm256_castsi256_si128(u.q[k]), hi = _mm256_extracti128_si256(u.q[k], 1); \
+                const __m128i part[4] = { lo, _mm_srli_si128(lo, 8), hi, _mm_srli_si128(hi, 8) }; \
+                __m256 c = _mm256_set1_ps(u.c[k]);                                             \
+                for (int p = 0; p < 4; p++) {                                                  \
+                    __m256 a = _mm256_set1_ps(p < 2 ? u.a0[k] : u.a1[k]);                     \
+                    __m256 v = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(part[p]));              \
+                    _mm256_storeu_ps(dst + i + 8 * p, _mm256_add_ps(_mm256_mul_ps(a, v), c));  \
+                }                                                                              \
+            }                                                                                  \
+        }                                                                                      \
+    }
+
+DEFINE_KERNELS(q4_1, 20)
+DEFINE_KERNELS(q5_0, 22)
+DEFINE_KERNELS(q5_1, 24)
+DEFINE_KERNELS(q4_k, 144)
+DEFINE_KERNELS(q5_k, 176)
+DEFINE_KERNELS(q6_k, 210)
