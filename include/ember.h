@@ -384,10 +384,11 @@ EMBER_API int ember_token_is_eog(const ember_model *model, int32_t token);
  * is not whole blocks. */
 EMBER_API size_t ember_type_row_size(uint32_t type, int64_t n);
 
-/* Quantizes n floats into `type` (EMBER_TYPE_Q8_0, EMBER_TYPE_Q4_0,
- * EMBER_TYPE_F16, EMBER_TYPE_F32) with llama.cpp's rounding rules, so the
- * blocks equal llama.cpp's for the same input. dst_size must be at least
- * ember_type_row_size(type, n). */
+/* Quantizes n floats into `type`: EMBER_TYPE_Q8_0 and EMBER_TYPE_Q4_0 with
+ * llama.cpp's rounding rules, so the blocks equal llama.cpp's for the same
+ * input; Q4_1, Q5_0, Q5_1 with the same rules for their layouts; Q4_K,
+ * Q5_K, Q6_K with our own fitted scales (blocks in llama.cpp's layout);
+ * F16, F32. dst_size must be at least ember_type_row_size(type, n). */
 EMBER_API int ember_quantize_row(uint32_t type, const float *src, int64_t n, void *dst,
                                  size_t dst_size);
 
@@ -397,18 +398,28 @@ EMBER_API int ember_quantize_row(uint32_t type, const float *src, int64_t n, voi
 typedef void (*ember_quantize_tensor_fn)(void *user, const char *name, uint32_t from_type,
                                          uint32_t to_type, int64_t n_elements, double rel_error);
 
+/* Mixes of types, as llama.cpp's "_M" files: with type Q4_K or Q5_K, the
+ * tensors most sensitive to quantization get Q6_K — output.weight, and
+ * attn_v.weight and ffn_down.weight in the first and last eighth of the
+ * layers and every third layer between. */
+#define EMBER_QUANTIZE_MIX_NONE 0
+#define EMBER_QUANTIZE_MIX_M 1
+
 typedef struct ember_quantize_params {
     size_t struct_size;   /* sizeof(ember_quantize_params) */
-    /* Type of the weight matrices: EMBER_TYPE_Q8_0 or EMBER_TYPE_Q4_0.
-     * Norms, biases, the MoE router and tensors whose rows are not whole
-     * blocks stay as they are. */
+    /* Type of the weight matrices: EMBER_TYPE_Q8_0, Q4_0, Q4_1, Q5_0, Q5_1,
+     * Q4_K, Q5_K or Q6_K. Norms, biases and the MoE router stay as they
+     * are; a tensor whose rows are not whole blocks of the type falls back
+     * to a type with smaller blocks (Q4_K -> Q5_0, Q5_K -> Q5_1,
+     * Q6_K -> Q8_0) or, failing that, stays as it is. */
     uint32_t type;
     /* Type of output.weight, the matrix most sensitive to quantization;
-     * 0 chooses Q8_0 (llama.cpp uses Q6_K in its Q4_0 files). */
+     * 0 chooses Q6_K for K-quant types and for the _M mix, else Q8_0. */
     uint32_t output_type;
     ember_quantize_tensor_fn on_tensor; /* optional progress / report */
     void *user;
-    uint8_t reserved[64];
+    uint32_t mix;         /* EMBER_QUANTIZE_MIX_* (0.4.0; was reserved, so 0) */
+    uint8_t reserved[60];
 } ember_quantize_params;
 
 EMBER_API void ember_quantize_default_params(ember_quantize_params *params);

@@ -12,8 +12,6 @@
 #include "quant.h"
 
 /* llama.cpp's general.file_type values */
-#define FTYPE_MOSTLY_Q4_0 2
-#define FTYPE_MOSTLY_Q8_0 7
 
 EMBER_API size_t ember_type_row_size(uint32_t type, int64_t n) {
     const em_type_info *ti = em_type_info_get(type);
@@ -50,15 +48,73 @@ static bool ends_with(const char *s, const char *suffix) {
     return a >= b && strcmp(s + a - b, suffix) == 0;
 }
 
+static bool is_quant_type(uint32_t t) {
+    switch (t) {
+    case EMBER_TYPE_Q8_0: case EMBER_TYPE_Q4_0: case EMBER_TYPE_Q4_1: case EMBER_TYPE_Q5_0:
+    case EMBER_TYPE_Q5_1: case EMBER_TYPE_Q4_K: case EMBER_TYPE_Q5_K: case EMBER_TYPE_Q6_K:
+        return true;
+    default:
+        return false;
+    }
+}
+
+static bool is_k_type(uint32_t t) {
+    return t == EMBER_TYPE_Q4_K || t == EMBER_TYPE_Q5_K || t == EMBER_TYPE_Q6_K;
+}
+
+/* The layer a tensor belongs to ("blk.N.*"), -1 for none. */
+static int layer_of(const char *name) {
+    if (strncmp(name, "blk.", 4) != 0) return -1;
+    int n = 0, digits = 0;
+    for (const char *p = name + 4; *p >= '0' && *p <= '9' && digits < 6; p++, digits++)
+        n = n * 10 + (*p - '0');
+    return digits ? n : -1;
+}
+
+/* The _M mix's layers that get more bits: the first and last eighth, and
+ * every third one between. */
+static bool more_bits(int i, int n) {
+    return i < n / 8 || i >= 7 * n / 8 || (i - n / 8) % 3 == 2;
+}
+
+/* A type whose blocks fit rows of k, starting from t. */
+static uint32_t fitting_type(uint32_t t, int64_t k) {
+    if (is_k_type(t) && k % 256 != 0)
+        t = t == EMBER_TYPE_Q4_K ? EMBER_TYPE_Q5_0 : t == EMBER_TYPE_Q5_K ? EMBER_TYPE_Q5_1 : EMBER_TYPE_Q8_0;
+    return k % 32 == 0 ? t : 0;
+}
+
 /* The type a tensor is written in. */
-static uint32_t target_type(const em_gguf_tensor *t, const ember_quantize_params *p) {
+static uint32_t target_type(const em_gguf_tensor *t, const ember_quantize_params *p, int n_layer) {
     bool float_src = t->type == EMBER_TYPE_F32 || t->type == EMBER_TYPE_F16 ||
                      t->type == EMBER_TYPE_BF16;
     if (!float_src || t->n_dims < 2 || !ends_with(t->name, ".weight") ||
-        strstr(t->name, "ffn_gate_inp") || t->ne[0] % 32 != 0)
+        strstr(t->name, "ffn_gate_inp"))
         return t->type;
-    if (strcmp(t->name, "output.weight") == 0) return p->output_type;
-    return p->type;
+    uint32_t want = p->type;
+    if (strcmp(t->name, "output.weight") == 0) {
+        want = p->output_type;
+    } else if (p->mix == EMBER_QUANTIZE_MIX_M &&
+               (strstr(t->name, ".attn_v.") || strstr(t->name, ".ffn_down")) &&
+               more_bits(layer_of(t->name), n_layer)) {
+        want = EMBER_TYPE_Q6_K;
+    }
+    uint32_t got = fitting_type(want, t->ne[0]);
+    return got ? got : t->type;
+}
+
+/* general.file_type, llama.cpp's numbering of the file's main type */
+static uint32_t file_type(const ember_quantize_params *p) {
+    switch (p->type) {
+    case EMBER_TYPE_Q4_0: return 2;
+    case EMBER_TYPE_Q4_1: return 3;
+    case EMBER_TYPE_Q8_0: return 7;
+    case EMBER_TYPE_Q5_0: return 8;
+    case EMBER_TYPE_Q5_1: return 9;
+    case EMBER_TYPE_Q4_K: return p->mix ? 15 : 14; /* Q4_K_M : Q4_K_S */
+    case EMBER_TYPE_Q5_K: return p->mix ? 17 : 16;
+    default: return 18; /* Q6_K */
+    }
 }
 
 /* ---- writing ---- */
@@ -150,7 +206,7 @@ static int write_model(writer *w, const em_gguf *g, const ember_quantize_params 
     }
     put_str(w, "general.file_type");
     put_u32(w, 4); /* u32 */
-    put_u32(w, p->type == EMBER_TYPE_Q4_0 ? FTYPE_MOSTLY_Q4_0 : FTYPE_MOSTLY_Q8_0);
+    put_u32(w, file_type(p));
     /* tensor infos, with offsets for the new sizes */
     uint64_t off = 0;
     for (uint64_t i = 0; i < g->n_tensors; i++) {
@@ -182,12 +238,18 @@ EMBER_API int ember_model_quantize(const ember_model *m, const char *out_path,
     ember_quantize_default_params(&p);
     int rc = em_read_params(&p, sizeof p, params, PARAMS_V1_SIZE, "quantize params");
     if (rc) return rc;
-    if (p.output_type == 0) p.output_type = EMBER_TYPE_Q8_0;
-    if ((p.type != EMBER_TYPE_Q8_0 && p.type != EMBER_TYPE_Q4_0) ||
-        (p.output_type != EMBER_TYPE_Q8_0 && p.output_type != EMBER_TYPE_Q4_0 &&
-         p.output_type != EMBER_TYPE_F16 && p.output_type != EMBER_TYPE_F32))
+    bool k_mix = is_k_type(p.type) || p.mix;
+    if (p.output_type == 0) p.output_type = k_mix ? EMBER_TYPE_Q6_K : EMBER_TYPE_Q8_0;
+    if (!is_quant_type(p.type) ||
+        (!is_quant_type(p.output_type) && p.output_type != EMBER_TYPE_F16 &&
+         p.output_type != EMBER_TYPE_F32))
         return em_error(NULL, EMBER_ERR_INVALID_ARGUMENT, "quantize: type %u / output_type %u "
-                        "not supported (Q8_0 or Q4_0; output also F16, F32)", p.type, p.output_type);
+                        "not supported (Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K; output "
+                        "also F16, F32)", p.type, p.output_type);
+    if (p.mix > EMBER_QUANTIZE_MIX_M ||
+        (p.mix == EMBER_QUANTIZE_MIX_M && p.type != EMBER_TYPE_Q4_K && p.type != EMBER_TYPE_Q5_K))
+        return em_error(NULL, EMBER_ERR_INVALID_ARGUMENT, "quantize: mix %u needs type Q4_K or "
+                        "Q5_K", p.mix);
     const em_gguf *g = &m->gguf;
     const em_alloc *a = &m->alloc;
     uint32_t *types = em_calloc(a, g->n_tensors + 1, sizeof *types);
@@ -202,7 +264,12 @@ EMBER_API int ember_model_quantize(const ember_model *m, const char *out_path,
     } else if (!f) {
         rc = em_error(NULL, EMBER_ERR_IO, "quantize: cannot create '%s'", out_path);
     } else {
-        for (uint64_t i = 0; i < g->n_tensors; i++) types[i] = target_type(&g->tensors[i], &p);
+        int n_layer = 0;
+        for (uint64_t i = 0; i < g->n_tensors; i++) {
+            int l = layer_of(g->tensors[i].name);
+            n_layer = l + 1 > n_layer ? l + 1 : n_layer;
+        }
+        for (uint64_t i = 0; i < g->n_tensors; i++) types[i] = target_type(&g->tensors[i], &p, n_layer);
         writer w = { f, 0, false };
         rc = write_model(&w, g, &p, types, row, back, out);
         if (fclose(f) != 0 && !rc) rc = em_error(NULL, EMBER_ERR_IO, "quantize: closing '%s' failed", out_path);

@@ -1,12 +1,17 @@
-/* ember-quantize: a GGUF model with F32/F16/BF16 weights -> Q8_0 or Q4_0.
+/* ember-quantize: a GGUF model with F32/F16/BF16 weights -> a quantized one.
  *
- *   ember-quantize IN.gguf OUT.gguf q8_0|q4_0 [--output-type q8_0|q4_0|f16|f32] [--quiet]
+ *   ember-quantize IN.gguf OUT.gguf TYPE [--output-type TYPE|f16|f32] [--quiet]
+ *
+ * TYPE: q8_0 q4_0 q4_1 q5_0 q5_1 q4_k q5_k q6_k, or the mixes q4_k_m and
+ * q5_k_m (Q6_K for the sensitive tensors, as llama.cpp's files of those
+ * names).
  *
  * Prints, per tensor, its type before and after and the relative error of
  * the stored weights, sqrt(sum (w - w')^2 / sum w^2); then the sizes. The
  * output is a normal GGUF file (llama.cpp reads it). */
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 
 #include "ember.h"
@@ -26,13 +31,25 @@ static void on_tensor(void *user, const char *name, uint32_t from, uint32_t to, 
                ember_type_name((int)to), (long long)n, rel);
 }
 
-static int parse_type(const char *s, uint32_t *t) {
-    if (strcmp(s, "q8_0") == 0) *t = EMBER_TYPE_Q8_0;
-    else if (strcmp(s, "q4_0") == 0) *t = EMBER_TYPE_Q4_0;
-    else if (strcmp(s, "f16") == 0) *t = EMBER_TYPE_F16;
-    else if (strcmp(s, "f32") == 0) *t = EMBER_TYPE_F32;
-    else return 0;
-    return 1;
+static const struct { const char *name; uint32_t type, mix; } types[] = {
+    { "q8_0", EMBER_TYPE_Q8_0, 0 }, { "q4_0", EMBER_TYPE_Q4_0, 0 }, { "q4_1", EMBER_TYPE_Q4_1, 0 },
+    { "q5_0", EMBER_TYPE_Q5_0, 0 }, { "q5_1", EMBER_TYPE_Q5_1, 0 }, { "q4_k", EMBER_TYPE_Q4_K, 0 },
+    { "q5_k", EMBER_TYPE_Q5_K, 0 }, { "q6_k", EMBER_TYPE_Q6_K, 0 },
+    { "q4_k_m", EMBER_TYPE_Q4_K, EMBER_QUANTIZE_MIX_M }, { "q5_k_m", EMBER_TYPE_Q5_K, EMBER_QUANTIZE_MIX_M },
+    { "f16", EMBER_TYPE_F16, 0 }, { "f32", EMBER_TYPE_F32, 0 },
+};
+
+/* allow_float: F16/F32 (output type only); mix: NULL where no mix may be named */
+static int parse_type(const char *s, uint32_t *t, uint32_t *mix, int allow_float) {
+    for (size_t i = 0; i < sizeof types / sizeof types[0]; i++) {
+        if (strcasecmp(s, types[i].name) != 0) continue;
+        if (!allow_float && (types[i].type == EMBER_TYPE_F16 || types[i].type == EMBER_TYPE_F32)) return 0;
+        if (types[i].mix && !mix) return 0;
+        *t = types[i].type;
+        if (mix) *mix = types[i].mix;
+        return 1;
+    }
+    return 0;
 }
 
 static long long file_size(const char *path) {
@@ -44,17 +61,17 @@ int main(int argc, char **argv) {
     ember_quantize_params p;
     ember_quantize_default_params(&p);
     report r = { 0, 0, NULL, 0 };
-    if (argc < 4 || !parse_type(argv[3], &p.type) ||
-        (p.type != EMBER_TYPE_Q8_0 && p.type != EMBER_TYPE_Q4_0)) {
-        fprintf(stderr, "usage: ember-quantize IN.gguf OUT.gguf q8_0|q4_0 "
-                        "[--output-type q8_0|q4_0|f16|f32] [--quiet]\n");
+    if (argc < 4 || !parse_type(argv[3], &p.type, &p.mix, 0)) {
+        fprintf(stderr, "usage: ember-quantize IN.gguf OUT.gguf "
+                        "q8_0|q4_0|q4_1|q5_0|q5_1|q4_k|q5_k|q6_k|q4_k_m|q5_k_m "
+                        "[--output-type TYPE|f16|f32] [--quiet]\n");
         return 2;
     }
     for (int i = 4; i < argc; i++) {
         if (strcmp(argv[i], "--quiet") == 0) {
             r.quiet = 1;
         } else if (strcmp(argv[i], "--output-type") == 0 && i + 1 < argc &&
-                   parse_type(argv[i + 1], &p.output_type)) {
+                   parse_type(argv[i + 1], &p.output_type, NULL, 1)) {
             i++;
         } else {
             fprintf(stderr, "ember-quantize: unknown argument '%s'\n", argv[i]);
