@@ -63,10 +63,10 @@ static void test_tokenizer_ids(void **state) {
     ember_model_free(&m);
 }
 
-static double quantized_perplexity(uint32_t type, uint32_t mix) {
+static char *quantize_kjv(uint32_t type, uint32_t mix) {
     ember_model *src = NULL;
     assert_int_equal(ember_model_load_file(testdata_path(KJV "model-f16.gguf"), NULL, &src), EMBER_OK);
-    char path[] = "/tmp/ember-ppl-XXXXXX";
+    char *path = strdup("/tmp/ember-ppl-XXXXXX");
     int fd = mkstemp(path);
     assert_true(fd >= 0);
     close(fd);
@@ -76,9 +76,67 @@ static double quantized_perplexity(uint32_t type, uint32_t mix) {
     p.mix = mix;
     assert_int_equal(ember_model_quantize(src, path, &p), EMBER_OK);
     ember_model_free(&src);
+    return path;
+}
+
+static double quantized_perplexity(uint32_t type, uint32_t mix) {
+    char *path = quantize_kjv(type, mix);
     double ppl = perplexity_of(path);
     unlink(path);
+    free(path);
     return ppl;
+}
+
+/* Decode (one token per call: the integer dot products of every block
+ * type in the file) gives the logits that the prompt path (dequantized
+ * tiles, F32 GEMM) gives for the same positions. */
+static void test_decode_matches_prompt(void **state) {
+    (void)state;
+    const struct { uint32_t type, mix; } files[] = {
+        { EMBER_TYPE_Q4_K, EMBER_QUANTIZE_MIX_M }, { EMBER_TYPE_Q5_K, 0 }, { EMBER_TYPE_Q4_1, 0 },
+        { EMBER_TYPE_Q5_0, 0 }, { EMBER_TYPE_Q5_1, 0 },
+    };
+    enum { N = 24 };
+    int32_t *ids = NULL;
+    size_t n_ids = 0;
+    assert_int_equal(ember_ppl_read_ids(testdata_path(KJV "eval-dev-ids.txt"), &ids, &n_ids), EMBER_OK);
+    for (size_t f = 0; f < sizeof files / sizeof files[0]; f++) {
+        char *path = quantize_kjv(files[f].type, files[f].mix);
+        ember_model *m = NULL;
+        assert_int_equal(ember_model_load_file(path, NULL, &m), EMBER_OK);
+        int nv = ember_model_n_vocab(m);
+        ember_context_params cp;
+        ember_context_default_params(&cp);
+        cp.n_ctx = cp.n_batch = 64;
+        ember_context *ctx = NULL;
+        assert_int_equal(ember_context_create(m, &cp, &ctx), EMBER_OK);
+        ember_batch_entry b[N];
+        for (int j = 0; j < N; j++) b[j] = (ember_batch_entry){ ids[j], j, 0, 1 };
+        assert_int_equal(ember_eval(ctx, b, N), EMBER_OK);
+        float *prompt = malloc(sizeof(float) * N * (size_t)nv);
+        for (int j = 0; j < N; j++) memcpy(prompt + (size_t)j * nv, ember_get_logits(ctx, (size_t)j), sizeof(float) * (size_t)nv);
+        assert_int_equal(ember_seq_clear(ctx, 0), EMBER_OK);
+        double worst = 0;
+        for (int j = 0; j < N; j++) {
+            assert_int_equal(ember_eval(ctx, &b[j], 1), EMBER_OK);
+            const float *l = ember_get_logits(ctx, 0), *r = prompt + (size_t)j * nv;
+            double e = 0, ref = 0;
+            for (int i = 0; i < nv; i++) {
+                e += ((double)l[i] - r[i]) * ((double)l[i] - r[i]);
+                ref += (double)r[i] * r[i];
+            }
+            worst = fmax(worst, sqrt(e / ref));
+        }
+        print_message("%s%s: decode vs prompt logits, worst relative L2 %.2e\n",
+                      ember_type_name((int)files[f].type), files[f].mix ? " (_M mix)" : "", worst);
+        assert_true(worst < 1e-3);
+        free(prompt);
+        ember_context_free(&ctx);
+        ember_model_free(&m);
+        unlink(path);
+        free(path);
+    }
+    free(ids);
 }
 
 static void test_quantized(void **state) {
@@ -100,6 +158,7 @@ int main(void) {
         cmocka_unit_test(test_f16),
         cmocka_unit_test(test_tokenizer_ids),
         cmocka_unit_test(test_quantized),
+        cmocka_unit_test(test_decode_matches_prompt),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
