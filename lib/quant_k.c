@@ -117,32 +117,45 @@ bool em_dequantize_row_k(uint32_t type, const void *src, int64_t n, float *dst) 
 
 static int clampi(int v, int lo, int hi) { return v < lo ? lo : v > hi ? hi : v; }
 
+/* Round to nearest even for |v| < 2^22 without a libm call (baseline
+ * x86-64 has no rounding instruction, and these loops are the quantizer's
+ * whole cost): adding 1.5 * 2^23 leaves the integer part in the mantissa. */
+static inline float round_small(float v) {
+    const float magic = 12582912.0f;
+    return (v + magic) - magic;
+}
+
+/* comparisons, not fminf/fmaxf: those are libm calls where NaN rules apply */
+static inline float clampf(float v, float lo, float hi) { return v < lo ? lo : v > hi ? hi : v; }
+
 /* x ~ s L + m over n weights with L in [0, nmax] and m <= 0, weights w:
  * tries candidate scales around (max - min) / nmax, solves the weighted
- * least squares for (s, m) given each rounding, keeps the best. */
+ * least squares for (s, m) given each rounding, keeps the fit with the
+ * least weighted squared error (from the sums, one pass per candidate). */
 static void fit_affine_ls(const float *x, const float *w, int n, int nmax, float *s_out,
                           float *m_out) {
-    float lo = 0, hi = x[0];
+    float lo = 0, hi = x[0], sw = 0, sx = 0, sxx = 0;
     for (int i = 0; i < n; i++) {
         lo = fminf(lo, x[i]);
         hi = fmaxf(hi, x[i]);
+        sw += w[i];
+        sx += w[i] * x[i];
+        sxx += w[i] * x[i] * x[i];
     }
     *s_out = 0;
     *m_out = lo;
     if (hi <= lo) return;
-    double best = INFINITY;
+    float best = INFINITY;
     for (int step = -10; step <= 10; step++) {
         float iscale = ((float)nmax + 0.1f * (float)step) / (hi - lo);
-        double sw = 0, sl = 0, sll = 0, sx = 0, slx = 0;
+        float sl = 0, sll = 0, slx = 0;
         for (int i = 0; i < n; i++) {
-            int L = clampi((int)lrintf(iscale * (x[i] - lo)), 0, nmax);
-            sw += w[i];
+            float L = clampf(round_small(iscale * (x[i] - lo)), 0.0f, (float)nmax);
             sl += w[i] * L;
             sll += w[i] * L * L;
-            sx += w[i] * x[i];
             slx += w[i] * L * x[i];
         }
-        double det = sw * sll - sl * sl, s, m;
+        float det = sw * sll - sl * sl, s, m;
         if (det <= 0) continue;
         s = (sw * slx - sl * sx) / det;
         m = (sll * sx - sl * slx) / det;
@@ -150,22 +163,24 @@ static void fit_affine_ls(const float *x, const float *w, int n, int nmax, float
             m = 0;
             s = slx / sll;
         }
-        double err = 0;
+        if (s <= 0) continue;
+        /* the error with the weights rounded again for the fitted s, m */
+        float err = 0, is = 1.0f / s;
         for (int i = 0; i < n; i++) {
-            int L = clampi((int)lrint((x[i] - m) / s), 0, nmax);
-            double e = s * L + m - x[i];
+            float L = clampf(round_small((x[i] - m) * is), 0.0f, (float)nmax), e = s * L + m - x[i];
             err += w[i] * e * e;
         }
-        if (s > 0 && err < best) {
+        if (err < best) {
             best = err;
-            *s_out = (float)s;
-            *m_out = (float)m;
+            *s_out = s;
+            *m_out = m;
         }
     }
 }
 
 /* x ~ s L over n weights with L in [-nmax, nmax - 1]: candidate scales
- * around the extreme's, least squares for s per rounding, best kept. */
+ * around the extreme's, least squares for s per rounding, best kept
+ * (error from the sums: sxx - slx^2 / sll). */
 static float fit_symmetric_ls(const float *x, const float *w, int n, int nmax) {
     float amax = 0, ext = 0;
     for (int i = 0; i < n; i++)
@@ -174,26 +189,19 @@ static float fit_symmetric_ls(const float *x, const float *w, int n, int nmax) {
             ext = x[i];
         }
     if (amax == 0) return 0;
-    double best = INFINITY;
-    float best_s = ext / (float)-nmax;
+    float best = -1, best_s = ext / (float)-nmax;
     for (int step = -10; step <= 10; step++) {
         float iscale = -((float)nmax + 0.1f * (float)step) / ext;
-        double slx = 0, sll = 0;
+        float slx = 0, sll = 0;
         for (int i = 0; i < n; i++) {
-            int L = clampi((int)lrintf(iscale * x[i]), -nmax, nmax - 1);
+            float L = clampf(round_small(iscale * x[i]), (float)-nmax, (float)(nmax - 1));
             slx += w[i] * L * x[i];
             sll += w[i] * L * L;
         }
-        if (sll <= 0) continue;
-        double s = slx / sll, err = 0;
-        for (int i = 0; i < n; i++) {
-            int L = clampi((int)lrint(x[i] / s), -nmax, nmax - 1);
-            double e = s * L - x[i];
-            err += w[i] * e * e;
-        }
-        if (err < best) {
-            best = err;
-            best_s = (float)s;
+        /* the error falls as slx^2 / sll grows */
+        if (sll > 0 && slx * slx / sll > best) {
+            best = slx * slx / sll;
+            best_s = slx / sll;
         }
     }
     return best_s;
