@@ -9,6 +9,7 @@ void em_cpu_dsp_init_x86(em_cpu_dsp *c, uint32_t flags) {
     c->dot[EMBER_TYPE_F16] = em_dot_f16_avx2;
     c->dot[EMBER_TYPE_BF16] = em_dot_bf16_avx2;
     c->to_f32[EMBER_TYPE_F16] = em_f16_to_f32_avx2;
+    c->to_f32[EMBER_TYPE_BF16] = em_bf16_to_f32_avx2;
     c->axpy = em_axpy_avx2;
     c->gemm_f32 = em_gemm_f32_avx2;
     c->f32_to_f16 = em_f32_to_f16_avx2;
@@ -20,6 +21,7 @@ void em_cpu_dsp_init_x86(em_cpu_dsp *c, uint32_t flags) {
     c->dot_q8x[EMBER_TYPE_Q4_0] = em_dot_q4_0_q8x_avx2;
 #define SET_QK(T, TYPE)                                                                     \
     c->dot_q8x[TYPE] = em_dot_##T##_q8x_avx2;                                                \
+    c->dot[TYPE] = em_dot_##T##_avx2;                                                        \
     c->to_f32[TYPE] = em_##T##_to_f32_avx2;
     SET_QK(q4_1, EMBER_TYPE_Q4_1)
     SET_QK(q5_0, EMBER_TYPE_Q5_0)

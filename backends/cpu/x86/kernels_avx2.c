@@ -63,6 +63,13 @@ float em_dot_bf16_avx2(int64_t n, const void *w, const float *x) {
     return s;
 }
 
+void em_bf16_to_f32_avx2(int64_t n, const void *src, float *dst) {
+    const uint16_t *a = src;
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(dst + i, load_bf16x8(a + i));
+    for (; i < n; i++) dst[i] = em_bf16_to_f32(a[i]);
+}
+
 void em_f16_to_f32_avx2(int64_t n, const void *src, float *dst) {
     const uint16_t *a = src;
     int64_t i = 0;

@@ -154,6 +154,31 @@ static inline __m256 block_sums(__m256i q, const int8_t *hi, const int8_t *lo) {
         }                                                                                      \
         return hsum256(acc) + cterm;                                                           \
     }                                                                                          \
+    /* the F32-activation dot (MoE experts, the LM head): weights                                  \
+       converted in registers, a[j / 16] and c applied per block */                                \
+    float em_dot_##T##_avx2(int64_t n, const void *w, const float *x) {                            \
+        const uint8_t *b = w;                                                                      \
+        __m256 acc = _mm256_setzero_ps(), accc = _mm256_setzero_ps();                              \
+        unit u;                                                                                    \
+        for (int64_t i = 0; i < n; b += (unit_bytes)) {                                            \
+            int nb = unpack_##T(b, &u);                                                            \
+            for (int k = 0; k < nb; k++, i += 32) {                                                \
+                __m128i lo = _mm256_castsi256_si128(u.q[k]);                                       \
+                __m128i hi = _mm256_extracti128_si256(u.q[k], 1);                                  \
+                const __m128i part[4] = { lo, _mm_srli_si128(lo, 8), hi, _mm_srli_si128(hi, 8) };  \
+                __m256 xs = _mm256_setzero_ps();                                                   \
+                for (int p = 0; p < 4; p++) {                                                      \
+                    __m256 xv = _mm256_loadu_ps(x + i + 8 * p);                                    \
+                    __m256 v = _mm256_mul_ps(_mm256_set1_ps(p < 2 ? u.a0[k] : u.a1[k]),            \
+                                             _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(part[p])));   \
+                    acc = _mm256_fmadd_ps(v, xv, acc);                                             \
+                    xs = _mm256_add_ps(xs, xv);                                                    \
+                }                                                                                  \
+                accc = _mm256_fmadd_ps(_mm256_set1_ps(u.c[k]), xs, accc);                          \
+            }                                                                                      \
+        }                                                                                          \
+        return hsum256(_mm256_add_ps(acc, accc));                                                  \
+    }                                                                                              \
     void em_##T##_to_f32_avx2(int64_t n, const void *src, float *dst) {                        \
         const uint8_t *b = src;                                                                \
         unit u;                                                                                \

@@ -6,6 +6,7 @@
 float em_dot_f32_avx2(int64_t n, const void *w, const float *x);
 float em_dot_f16_avx2(int64_t n, const void *w, const float *x);
 float em_dot_bf16_avx2(int64_t n, const void *w, const float *x);
+void em_bf16_to_f32_avx2(int64_t n, const void *src, float *dst);
 void em_f16_to_f32_avx2(int64_t n, const void *src, float *dst);
 void em_axpy_avx2(int64_t n, float a, const float *x, float *y);
 void em_f32_to_f16_avx2(int64_t n, const float *src, void *dst);
@@ -27,6 +28,7 @@ float em_dot_q8_0_q8x_avx2(int64_t n, const void *w, em_q8x_row x);
 float em_dot_q4_0_q8x_avx2(int64_t n, const void *w, em_q8x_row x);
 #define EM_QK_AVX2(T)                                                                      \
     float em_dot_##T##_q8x_avx2(int64_t n, const void *w, em_q8x_row x);                     \
+    float em_dot_##T##_avx2(int64_t n, const void *w, const float *x);                        \
     void em_##T##_to_f32_avx2(int64_t n, const void *src, float *dst);
 EM_QK_AVX2(q4_1)
 EM_QK_AVX2(q5_0)
