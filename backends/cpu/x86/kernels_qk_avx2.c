@@ -5,9 +5,9 @@
  * factors w = a[j / 16] q + c. Two shared loops use it: the integer-path
  * dot product (decode) and the dequantization to F32 (prompt tiles).
  *
- * The dot keeps the activation planes' sums in 32-bit lanes, four lanes
- * per 16 weights, and combines them in float: 256 hi + lo times a 6- or
- * 8-bit sub-block scale does not fit 32 bits for every type. */
+ * The dot keeps each block's integer sums in 32-bit lanes, four lanes per
+ * 16 weights, and applies the scales in float: 256 hi + lo times a 6- or
+ * 8-bit sub-block scale, summed over a super-block, would not fit 32 bits. */
 #include <immintrin.h>
 #include <string.h>
 
@@ -126,17 +126,29 @@ static inline int unpack_q6_k(const uint8_t *b, unit *u) {
 }
 
 /* sum over 32 weights of q * (256 hi + lo), as float lanes: lanes 0-3 the
- * first 16 weights, lanes 4-7 the other 16 */
-static inline __m256 block_sums(__m256i q, const int8_t *hi, const int8_t *lo) {
-    __m256i aq = _mm256_sign_epi8(q, q), ones = _mm256_set1_epi16(1);
-    __m256i xh = _mm256_sign_epi8(_mm256_loadu_si256((const __m256i *)hi), q);
-    __m256i xl = _mm256_sign_epi8(_mm256_loadu_si256((const __m256i *)lo), q);
-    __m256i h = _mm256_madd_epi16(_mm256_maddubs_epi16(aq, xh), ones);
-    __m256i l = _mm256_madd_epi16(_mm256_maddubs_epi16(aq, xl), ones);
-    return _mm256_fmadd_ps(_mm256_cvtepi32_ps(h), _mm256_set1_ps(256.0f), _mm256_cvtepi32_ps(l));
+ * first 16 weights, lanes 4-7 the other 16. |256 hi + lo| * |q| * 16 stays
+ * below 2^24 for every type, so the planes combine exactly in int32.
+ * Unsigned q (Q4_1, Q5_1, Q4_K, Q5_K) multiply directly as VPMADDUBSW's
+ * unsigned operand; signed q take the sign trick. */
+static inline __m256 block_sums(__m256i q, const int8_t *hi, const int8_t *lo, int unsigned_q) {
+    const __m256i ones = _mm256_set1_epi16(1);
+    __m256i xh = _mm256_loadu_si256((const __m256i *)hi), xl = _mm256_loadu_si256((const __m256i *)lo);
+    __m256i uq = q;
+    if (!unsigned_q) {
+        uq = _mm256_sign_epi8(q, q);
+        xh = _mm256_sign_epi8(xh, q);
+        xl = _mm256_sign_epi8(xl, q);
+    }
+    __m256i h = _mm256_madd_epi16(_mm256_maddubs_epi16(uq, xh), ones);
+    __m256i l = _mm256_madd_epi16(_mm256_maddubs_epi16(uq, xl), ones);
+    return _mm256_cvtepi32_ps(_mm256_add_epi32(_mm256_slli_epi32(h, 8), l));
 }
 
-#define DEFINE_KERNELS(T, unit_bytes)                                                          \
+/* flags of each type's kernels: its q are unsigned; its two halves of 16
+ * have their own scales (Q6_K) */
+#define UNSIGNED_Q 1
+#define SPLIT_SCALES 2
+#define DEFINE_KERNELS(T, unit_bytes, flags)                                                   \
     float em_dot_##T##_q8x_avx2(int64_t n, const void *w, em_q8x_row x) {                      \
         const uint8_t *b = w;                                                                  \
         __m256 acc = _mm256_setzero_ps();                                                      \
@@ -145,9 +157,11 @@ static inline __m256 block_sums(__m256i q, const int8_t *hi, const int8_t *lo) {
         for (int64_t i = 0; i < n / 32; b += (unit_bytes)) {                                   \
             int nb = unpack_##T(b, &u);                                                        \
             for (int k = 0; k < nb; k++, i++) {                                                \
-                __m256 s = block_sums(u.q[k], x.q + i * 32, x.lo + i * 32);                    \
-                __m256 f = _mm256_setr_m128(_mm_set1_ps(u.a0[k] * x.d[i]),                     \
-                                            _mm_set1_ps(u.a1[k] * x.d[i]));                    \
+                __m256 s = block_sums(u.q[k], x.q + i * 32, x.lo + i * 32, (flags) & UNSIGNED_Q); \
+                __m256 f = (flags) & SPLIT_SCALES                                              \
+                               ? _mm256_setr_m128(_mm_set1_ps(u.a0[k] * x.d[i]),               \
+                                                  _mm_set1_ps(u.a1[k] * x.d[i]))               \
+                               : _mm256_set1_ps(u.a0[k] * x.d[i]);                             \
                 acc = _mm256_fmadd_ps(s, f, acc);                                              \
                 cterm += u.c[k] * x.d[i] * (float)x.s[i];                                      \
             }                                                                                  \
@@ -197,9 +211,9 @@ static inline __m256 block_sums(__m256i q, const int8_t *hi, const int8_t *lo) {
         }                                                                                      \
     }
 
-DEFINE_KERNELS(q4_1, 20)
-DEFINE_KERNELS(q5_0, 22)
-DEFINE_KERNELS(q5_1, 24)
-DEFINE_KERNELS(q4_k, 144)
-DEFINE_KERNELS(q5_k, 176)
-DEFINE_KERNELS(q6_k, 210)
+DEFINE_KERNELS(q4_1, 20, UNSIGNED_Q)
+DEFINE_KERNELS(q5_0, 22, 0)
+DEFINE_KERNELS(q5_1, 24, UNSIGNED_Q)
+DEFINE_KERNELS(q4_k, 144, UNSIGNED_Q)
+DEFINE_KERNELS(q5_k, 176, UNSIGNED_Q)
+DEFINE_KERNELS(q6_k, 210, SPLIT_SCALES)
