@@ -11,8 +11,6 @@
 #include "model.h"
 #include "quant.h"
 
-/* llama.cpp's general.file_type values */
-
 EMBER_API size_t ember_type_row_size(uint32_t type, int64_t n) {
     const em_type_info *ti = em_type_info_get(type);
     if (!ti || n < 0 || n % ti->block) return 0;
