@@ -86,8 +86,9 @@ static uint32_t fitting_type(uint32_t t, int64_t k) {
 static uint32_t target_type(const em_gguf_tensor *t, const ember_quantize_params *p, int n_layer) {
     bool float_src = t->type == EMBER_TYPE_F32 || t->type == EMBER_TYPE_F16 ||
                      t->type == EMBER_TYPE_BF16;
+    /* attn_kv_b (DeepSeek's MLA) is read as F16 and split at load time */
     if (!float_src || t->n_dims < 2 || !ends_with(t->name, ".weight") ||
-        strstr(t->name, "ffn_gate_inp"))
+        strstr(t->name, "ffn_gate_inp") || strstr(t->name, "attn_kv_b"))
         return t->type;
     uint32_t want = p->type;
     if (strcmp(t->name, "output.weight") == 0) {
