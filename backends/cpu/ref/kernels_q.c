@@ -77,7 +77,7 @@ static float dot_q4_0(int64_t n, const void *w, em_q8x_row x) {
  * a[0] times the integer dot of its first 16 weights, a[1] of the other
  * 16, plus c times the activations' integer sum, all times the block's
  * activation scale. The integer parts in 64 bits (the SIMD kernels keep
- * them in 32-bit halves and combine in float). */
+ * them in 32-bit lanes and apply the scales in float). */
 static float dot_unpacked(uint32_t type, int64_t n, const void *w, em_q8x_row x) {
     const uint8_t *b = w;
     size_t unit = ember_type_row_size(type, type >= EMBER_TYPE_Q4_K && type <= EMBER_TYPE_Q6_K ? 256 : 32);
