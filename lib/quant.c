@@ -12,17 +12,19 @@
 #include <stdbool.h>
 #include <string.h>
 
+#include "gguf.h"
 #include "util.h"
 
-static void put_f16(uint8_t *p, float f) {
-    uint16_t h = em_f32_to_f16(f);
-    memcpy(p, &h, 2);
-}
-
-static float get_f16(const uint8_t *p) {
-    uint16_t h;
-    memcpy(&h, p, 2);
-    return em_f16_to_f32(h);
+/* The element of largest magnitude, its sign kept (the first on ties):
+ * Q4_0's and Q5_0's scale is it over minus half their levels. */
+static float signed_extreme(const float *x) {
+    float amax = 0, m = 0;
+    for (int j = 0; j < 32; j++)
+        if (fabsf(x[j]) > amax) {
+            amax = fabsf(x[j]);
+            m = x[j];
+        }
+    return m;
 }
 
 static void quant_q8_0(const float *x, int64_t n, uint8_t *b) {
@@ -30,21 +32,15 @@ static void quant_q8_0(const float *x, int64_t n, uint8_t *b) {
         float amax = 0;
         for (int j = 0; j < 32; j++) amax = fmaxf(amax, fabsf(x[i + j]));
         float d = amax / 127.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
-        put_f16(b, d);
+        em_store_f16(b, d);
         for (int j = 0; j < 32; j++) b[2 + j] = (uint8_t)(int8_t)roundf(x[i + j] * id);
     }
 }
 
 static void quant_q4_0(const float *x, int64_t n, uint8_t *b) {
     for (int64_t i = 0; i < n; i += 32, b += 18) {
-        float amax = 0, m = 0;
-        for (int j = 0; j < 32; j++)
-            if (fabsf(x[i + j]) > amax) {
-                amax = fabsf(x[i + j]);
-                m = x[i + j];
-            }
-        float d = m / -8.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
-        put_f16(b, d);
+        float d = signed_extreme(x + i) / -8.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
+        em_store_f16(b, d);
         for (int j = 0; j < 16; j++) {
             int lo = (int)(int8_t)(x[i + j] * id + 8.5f), hi = (int)(int8_t)(x[i + 16 + j] * id + 8.5f);
             lo = lo < 15 ? lo : 15;
@@ -76,8 +72,8 @@ static void quant_q4_1(const float *x, int64_t n, uint8_t *b) {
     for (int64_t i = 0; i < n; i += 32, b += 20) {
         float d, m, id;
         fit_affine(x + i, 15, &d, &m, &id);
-        put_f16(b, d);
-        put_f16(b + 2, m);
+        em_store_f16(b, d);
+        em_store_f16(b + 2, m);
         for (int j = 0; j < 16; j++)
             b[4 + j] = (uint8_t)(affine_q(x[i + j], m, id, 15) | affine_q(x[i + 16 + j], m, id, 15) << 4);
     }
@@ -106,19 +102,13 @@ static void get_q5(const uint8_t *qh, const uint8_t *qs, int *q) {
 /* Q5_0: as Q4_0 with 32 levels: d = m / -16, q = min(31, trunc(x / d + 16.5)). */
 static void quant_q5_0(const float *x, int64_t n, uint8_t *b) {
     for (int64_t i = 0; i < n; i += 32, b += 22) {
-        float amax = 0, m = 0;
-        for (int j = 0; j < 32; j++)
-            if (fabsf(x[i + j]) > amax) {
-                amax = fabsf(x[i + j]);
-                m = x[i + j];
-            }
-        float d = m / -16.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
+        float d = signed_extreme(x + i) / -16.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
         int q[32];
         for (int j = 0; j < 32; j++) {
             int v = (int)(int8_t)(x[i + j] * id + 16.5f);
             q[j] = v < 31 ? v : 31;
         }
-        put_f16(b, d);
+        em_store_f16(b, d);
         put_q5(b + 2, b + 6, q);
     }
 }
@@ -129,8 +119,8 @@ static void quant_q5_1(const float *x, int64_t n, uint8_t *b) {
         fit_affine(x + i, 31, &d, &m, &id);
         int q[32];
         for (int j = 0; j < 32; j++) q[j] = affine_q(x[i + j], m, id, 31);
-        put_f16(b, d);
-        put_f16(b + 2, m);
+        em_store_f16(b, d);
+        em_store_f16(b + 2, m);
         put_q5(b + 4, b + 8, q);
     }
 }
@@ -152,6 +142,17 @@ bool em_quantize_row(uint32_t type, const float *src, int64_t n, void *dst) {
     }
 }
 
+/* The other block types are defined by their unpacked form (em_block32):
+ * w = a[j / 16] q + c, which is llama.cpp's arithmetic for each of them. */
+static void dequantize_unpacked(uint32_t type, const uint8_t *b, int64_t n, float *dst) {
+    em_block32 u[8];
+    for (int64_t i = 0; i < n; b += em_unit_bytes(type)) {
+        int nb = em_unpack_blocks(type, b, u);
+        for (int k = 0; k < nb; k++, i += 32)
+            for (int j = 0; j < 32; j++) dst[i + j] = u[k].a[j / 16] * (float)u[k].q[j] + u[k].c;
+    }
+}
+
 bool em_dequantize_row(uint32_t type, const void *src, int64_t n, float *dst) {
     const uint8_t *b = src;
     switch (type) {
@@ -164,42 +165,23 @@ bool em_dequantize_row(uint32_t type, const void *src, int64_t n, float *dst) {
         return true;
     case EMBER_TYPE_Q8_0:
         for (int64_t i = 0; i < n; i += 32, b += 34) {
-            float d = get_f16(b);
+            float d = em_load_f16(b);
             for (int j = 0; j < 32; j++) dst[i + j] = d * (float)(int8_t)b[2 + j];
         }
         return true;
     case EMBER_TYPE_Q4_0:
         for (int64_t i = 0; i < n; i += 32, b += 18) {
-            float d = get_f16(b);
+            float d = em_load_f16(b);
             for (int j = 0; j < 16; j++) {
                 dst[i + j] = d * (float)((b[2 + j] & 15) - 8);
                 dst[i + j + 16] = d * (float)((b[2 + j] >> 4) - 8);
             }
         }
         return true;
-    case EMBER_TYPE_Q4_1:
-        for (int64_t i = 0; i < n; i += 32, b += 20) {
-            float d = get_f16(b), m = get_f16(b + 2);
-            for (int j = 0; j < 16; j++) {
-                dst[i + j] = d * (float)(b[4 + j] & 15) + m;
-                dst[i + j + 16] = d * (float)(b[4 + j] >> 4) + m;
-            }
-        }
-        return true;
-    case EMBER_TYPE_Q5_0:
-    case EMBER_TYPE_Q5_1: {
-        bool offset = type == EMBER_TYPE_Q5_1; /* Q5_1: d q + m; Q5_0: d (q - 16) */
-        size_t bsz = offset ? 24 : 22;
-        for (int64_t i = 0; i < n; i += 32, b += bsz) {
-            float d = get_f16(b), m = offset ? get_f16(b + 2) : 0.0f;
-            int q[32];
-            get_q5(b + bsz - 20, b + bsz - 16, q);
-            for (int j = 0; j < 32; j++) dst[i + j] = offset ? d * (float)q[j] + m : d * (float)(q[j] - 16);
-        }
-        return true;
-    }
+    case EMBER_TYPE_Q4_1: case EMBER_TYPE_Q5_0: case EMBER_TYPE_Q5_1:
     case EMBER_TYPE_Q4_K: case EMBER_TYPE_Q5_K: case EMBER_TYPE_Q6_K:
-        return em_dequantize_row_k(type, src, n, dst);
+        dequantize_unpacked(type, b, n, dst);
+        return true;
     default: return false;
     }
 }
@@ -209,7 +191,7 @@ int em_unpack_blocks(uint32_t type, const uint8_t *b, em_block32 out[8]) {
     switch (type) {
     case EMBER_TYPE_Q8_0:
         for (int j = 0; j < 32; j++) out->q[j] = (int8_t)b[2 + j];
-        out->a[0] = out->a[1] = get_f16(b);
+        out->a[0] = out->a[1] = em_load_f16(b);
         out->c = 0;
         return 1;
     case EMBER_TYPE_Q4_0:
@@ -220,8 +202,8 @@ int em_unpack_blocks(uint32_t type, const uint8_t *b, em_block32 out[8]) {
             out->q[j] = (int8_t)((qs[j] & 15) - (offset ? 0 : 8));
             out->q[j + 16] = (int8_t)((qs[j] >> 4) - (offset ? 0 : 8));
         }
-        out->a[0] = out->a[1] = get_f16(b);
-        out->c = offset ? get_f16(b + 2) : 0.0f;
+        out->a[0] = out->a[1] = em_load_f16(b);
+        out->c = offset ? em_load_f16(b + 2) : 0.0f;
         return 1;
     }
     case EMBER_TYPE_Q5_0:
@@ -229,8 +211,8 @@ int em_unpack_blocks(uint32_t type, const uint8_t *b, em_block32 out[8]) {
         bool offset = type == EMBER_TYPE_Q5_1;
         get_q5(b + (offset ? 4 : 2), b + (offset ? 8 : 6), q);
         for (int j = 0; j < 32; j++) out->q[j] = (int8_t)(q[j] - (offset ? 0 : 16));
-        out->a[0] = out->a[1] = get_f16(b);
-        out->c = offset ? get_f16(b + 2) : 0.0f;
+        out->a[0] = out->a[1] = em_load_f16(b);
+        out->c = offset ? em_load_f16(b + 2) : 0.0f;
         return 1;
     }
     case EMBER_TYPE_Q4_K: case EMBER_TYPE_Q5_K: case EMBER_TYPE_Q6_K:
@@ -238,4 +220,9 @@ int em_unpack_blocks(uint32_t type, const uint8_t *b, em_block32 out[8]) {
         return 8;
     default: return 0;
     }
+}
+
+size_t em_unit_bytes(uint32_t type) {
+    const em_type_info *ti = em_type_info_get(type);
+    return ti ? ti->size : 0;
 }

@@ -25,31 +25,6 @@
 
 #define QK 256
 
-static float f16_get(const uint8_t *p) {
-    uint16_t h;
-    memcpy(&h, p, 2);
-    return em_f16_to_f32(h);
-}
-
-static void f16_put(uint8_t *p, float f) {
-    uint16_t h = em_f32_to_f16(f);
-    memcpy(p, &h, 2);
-}
-
-/* The 6-bit scale and min of sub-block j (of 8) from the 12 packed bytes:
- * sub-blocks 0-3 in the low 6 bits of bytes j and j + 4; sub-blocks 4-7
- * in the nibbles of byte j + 4 with their top two bits in the top bits of
- * bytes j - 4 and j. */
-static void scale_min_get(const uint8_t *s, int j, int *sc, int *m) {
-    if (j < 4) {
-        *sc = s[j] & 63;
-        *m = s[j + 4] & 63;
-    } else {
-        *sc = (s[j + 4] & 15) | (s[j - 4] >> 6) << 4;
-        *m = (s[j + 4] >> 4) | (s[j] >> 6) << 4;
-    }
-}
-
 static void scale_min_put(uint8_t *s, const int *sc, const int *m) {
     for (int j = 0; j < 4; j++) {
         s[j] = (uint8_t)(sc[j] | (sc[j + 4] >> 4) << 6);
@@ -77,7 +52,7 @@ static int q6_value(const uint8_t *b, int i) {
 
 void em_unpack_superblock(uint32_t type, const uint8_t *b, em_block32 out[8]) {
     if (type == EMBER_TYPE_Q6_K) {
-        float d = f16_get(b + 208);
+        float d = em_load_f16(b + 208);
         const int8_t *sc = (const int8_t *)(b + 192);
         for (int k = 0; k < 8; k++) {
             for (int j = 0; j < 32; j++) out[k].q[j] = (int8_t)(q6_value(b, 32 * k + j) - 32);
@@ -87,30 +62,14 @@ void em_unpack_superblock(uint32_t type, const uint8_t *b, em_block32 out[8]) {
         }
         return;
     }
-    float d = f16_get(b), dmin = f16_get(b + 2);
+    float d = em_load_f16(b), dmin = em_load_f16(b + 2);
     for (int k = 0; k < 8; k++) {
         int sc, m;
-        scale_min_get(b + 4, k, &sc, &m);
+        em_k_scale_min(b + 4, k, &sc, &m);
         for (int j = 0; j < 32; j++) out[k].q[j] = (int8_t)q45_value(type, b, 32 * k + j);
         out[k].a[0] = out[k].a[1] = d * (float)sc;
         out[k].c = -(dmin * (float)m);
     }
-}
-
-static size_t superblock_bytes(uint32_t type) {
-    return type == EMBER_TYPE_Q4_K ? 144 : type == EMBER_TYPE_Q5_K ? 176 : 210;
-}
-
-bool em_dequantize_row_k(uint32_t type, const void *src, int64_t n, float *dst) {
-    const uint8_t *b = src;
-    em_block32 u[8];
-    for (int64_t i = 0; i < n; i += QK, b += superblock_bytes(type)) {
-        em_unpack_superblock(type, b, u);
-        for (int k = 0; k < 8; k++)
-            for (int j = 0; j < 32; j++)
-                dst[i + 32 * k + j] = u[k].a[j / 16] * (float)u[k].q[j] + u[k].c;
-    }
-    return true;
 }
 
 /* ---- quantizers ---- */
@@ -225,9 +184,9 @@ static void quant_q45k(uint32_t type, const float *x, uint8_t *b) {
         smax = fmaxf(smax, s[k]);
         mmax = fmaxf(mmax, -m[k]);
     }
-    f16_put(b, smax / 63.0f);
-    f16_put(b + 2, mmax / 63.0f);
-    float d = f16_get(b), dmin = f16_get(b + 2);
+    em_store_f16(b, smax / 63.0f);
+    em_store_f16(b + 2, mmax / 63.0f);
+    float d = em_load_f16(b), dmin = em_load_f16(b + 2);
     int sc[8], mn[8];
     for (int k = 0; k < 8; k++) {
         sc[k] = d > 0 ? clampi((int)lrintf(s[k] / d), 0, 63) : 0;
@@ -257,8 +216,8 @@ static void quant_q6k(const float *x, uint8_t *b) {
         }
     }
     /* the extreme scale maps to -128, so its sign carries no waste */
-    f16_put(b + 208, sext / -128.0f);
-    float d = f16_get(b + 208);
+    em_store_f16(b + 208, sext / -128.0f);
+    float d = em_load_f16(b + 208);
     int8_t *sc = (int8_t *)(b + 192);
     for (int k = 0; k < 16; k++) sc[k] = (int8_t)(d != 0 ? clampi((int)lrintf(s[k] / d), -128, 127) : 0);
     memset(b, 0, 192);
@@ -274,7 +233,7 @@ static void quant_q6k(const float *x, uint8_t *b) {
 
 bool em_quantize_row_k(uint32_t type, const float *src, int64_t n, void *dst) {
     uint8_t *b = dst;
-    for (int64_t i = 0; i < n; i += QK, b += superblock_bytes(type)) {
+    for (int64_t i = 0; i < n; i += QK, b += em_unit_bytes(type)) {
         if (type == EMBER_TYPE_Q6_K) quant_q6k(src + i, b);
         else quant_q45k(type, src + i, b);
     }

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #ifndef EMBER_TESTDATA_DEFAULT
 #define EMBER_TESTDATA_DEFAULT "../shared/testdata"
@@ -170,4 +171,18 @@ void load_model_ref(const char *model, int n_vocab, model_ref *r) {
     snprintf(rel, sizeof rel, "models/%s/sequence-logits.f32", model);
     r->logits = read_file(testdata_path(rel), &n);
     assert_int_equal(n, (size_t)r->n_seq * (size_t)n_vocab * 4);
+}
+
+char *quantize_to_temp_file(const char *src_path, const ember_quantize_params *p) {
+    ember_model *src = NULL;
+    assert_int_equal(ember_model_load_file(src_path, NULL, &src), EMBER_OK);
+    char *path = strdup("/tmp/ember-quant-XXXXXX");
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    close(fd);
+    int rc = ember_model_quantize(src, path, p);
+    if (rc) print_error("%s\n", ember_last_error());
+    assert_int_equal(rc, EMBER_OK);
+    ember_model_free(&src);
+    return path;
 }

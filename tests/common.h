@@ -46,4 +46,9 @@ typedef struct counting_alloc {
 
 ember_allocator counting_allocator(counting_alloc *c);
 
+/* The model at src_path quantized with p into a new temporary file;
+ * returns its path (free(); the caller unlinks it). Fails the test if
+ * anything fails. */
+char *quantize_to_temp_file(const char *src_path, const ember_quantize_params *p);
+
 #endif

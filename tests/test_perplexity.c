@@ -64,19 +64,11 @@ static void test_tokenizer_ids(void **state) {
 }
 
 static char *quantize_kjv(uint32_t type, uint32_t mix) {
-    ember_model *src = NULL;
-    assert_int_equal(ember_model_load_file(testdata_path(KJV "model-f16.gguf"), NULL, &src), EMBER_OK);
-    char *path = strdup("/tmp/ember-ppl-XXXXXX");
-    int fd = mkstemp(path);
-    assert_true(fd >= 0);
-    close(fd);
     ember_quantize_params p;
     ember_quantize_default_params(&p);
     p.type = type;
     p.mix = mix;
-    assert_int_equal(ember_model_quantize(src, path, &p), EMBER_OK);
-    ember_model_free(&src);
-    return path;
+    return quantize_to_temp_file(testdata_path(KJV "model-f16.gguf"), &p);
 }
 
 static double quantized_perplexity(uint32_t type, uint32_t mix) {

@@ -64,7 +64,7 @@ static float dot_q4_0(int64_t n, const void *w, const float *x) {
  * per block of 32, a[j / 16] q[j] + c. */
 static float dot_unpacked(uint32_t type, int64_t n, const void *w, const float *x) {
     const uint8_t *b = w;
-    size_t unit = ember_type_row_size(type, type >= EMBER_TYPE_Q4_K && type <= EMBER_TYPE_Q6_K ? 256 : 32);
+    size_t unit = em_unit_bytes(type);
     em_block32 u[8];
     float s = 0;
     for (int64_t i = 0; i < n; b += unit) {

@@ -39,19 +39,13 @@ static int32_t block_dot(const int8_t *w, const int8_t *hi, const int8_t *lo) {
     return a * 256 + b;
 }
 
-static float f16_at(const uint8_t *p) {
-    uint16_t h;
-    memcpy(&h, p, 2);
-    return em_f16_to_f32(h);
-}
-
 /* Q8_0: fp16 scale, 32 int8 */
 static float dot_q8_0(int64_t n, const void *w, em_q8x_row x) {
     const uint8_t *b = w;
     float sum = 0;
     for (int64_t i = 0; i < n / 32; i++, b += 34) {
         int32_t acc = block_dot((const int8_t *)(b + 2), x.q + i * 32, x.lo + i * 32);
-        sum += f16_at(b) * x.d[i] * (float)acc;
+        sum += em_load_f16(b) * x.d[i] * (float)acc;
     }
     return sum;
 }
@@ -68,7 +62,7 @@ static float dot_q4_0(int64_t n, const void *w, em_q8x_row x) {
             qw[j + 16] = (int8_t)((b[2 + j] >> 4) - 8);
         }
         int32_t acc = block_dot(qw, x.q + i * 32, x.lo + i * 32);
-        sum += f16_at(b) * x.d[i] * (float)acc;
+        sum += em_load_f16(b) * x.d[i] * (float)acc;
     }
     return sum;
 }
@@ -80,7 +74,7 @@ static float dot_q4_0(int64_t n, const void *w, em_q8x_row x) {
  * them in 32-bit lanes and apply the scales in float). */
 static float dot_unpacked(uint32_t type, int64_t n, const void *w, em_q8x_row x) {
     const uint8_t *b = w;
-    size_t unit = ember_type_row_size(type, type >= EMBER_TYPE_Q4_K && type <= EMBER_TYPE_Q6_K ? 256 : 32);
+    size_t unit = em_unit_bytes(type);
     em_block32 u[8];
     float sum = 0;
     for (int64_t i = 0; i < n / 32; b += unit) {

@@ -11,6 +11,7 @@
 #include <immintrin.h>
 #include <string.h>
 
+#include "../../../lib/quant.h"
 #include "simd_avx2.h"
 #include "x86.h"
 
@@ -56,19 +57,13 @@ static inline int unpack_q5_1(const uint8_t *b, unit *u) {
     return 1;
 }
 
-/* the 6-bit scales and mins of Q4_K/Q5_K (layout in lib/quant_k.c) */
+/* the 6-bit scales and mins of Q4_K/Q5_K as float factors */
 static inline void k_scales(const uint8_t *b, unit *u) {
     float d = f16_at(b), dmin = f16_at(b + 2);
     const uint8_t *s = b + 4;
     for (int j = 0; j < 8; j++) {
         int sc, m;
-        if (j < 4) {
-            sc = s[j] & 63;
-            m = s[j + 4] & 63;
-        } else {
-            sc = (s[j + 4] & 15) | (s[j - 4] >> 6) << 4;
-            m = (s[j + 4] >> 4) | (s[j] >> 6) << 4;
-        }
+        em_k_scale_min(s, j, &sc, &m);
         u->a0[j] = u->a1[j] = d * (float)sc;
         u->c[j] = -(dmin * (float)m);
     }
@@ -144,9 +139,10 @@ static inline __m256 block_sums(__m256i q, const int8_t *hi, const int8_t *lo, i
     return _mm256_cvtepi32_ps(_mm256_add_epi32(_mm256_slli_epi32(h, 8), l));
 }
 
-/* flags of each type's kernels: its q are unsigned; its two halves of 16
- * have their own scales (Q6_K) */
-#define UNSIGNED_Q 1
+/* flags of each type's kernels: AFFINE, its q are unsigned and it has a
+ * min c (Q4_1, Q5_1, Q4_K, Q5_K; the others have c = 0); SPLIT_SCALES, its
+ * two halves of 16 have their own scales (Q6_K) */
+#define AFFINE 1
 #define SPLIT_SCALES 2
 #define DEFINE_KERNELS(T, unit_bytes, flags)                                                   \
     float em_dot_##T##_q8x_avx2(int64_t n, const void *w, em_q8x_row x) {                      \
@@ -157,13 +153,13 @@ static inline __m256 block_sums(__m256i q, const int8_t *hi, const int8_t *lo, i
         for (int64_t i = 0; i < n / 32; b += (unit_bytes)) {                                   \
             int nb = unpack_##T(b, &u);                                                        \
             for (int k = 0; k < nb; k++, i++) {                                                \
-                __m256 s = block_sums(u.q[k], x.q + i * 32, x.lo + i * 32, (flags) & UNSIGNED_Q); \
+                __m256 s = block_sums(u.q[k], x.q + i * 32, x.lo + i * 32, (flags) & AFFINE); \
                 __m256 f = (flags) & SPLIT_SCALES                                              \
                                ? _mm256_setr_m128(_mm_set1_ps(u.a0[k] * x.d[i]),               \
                                                   _mm_set1_ps(u.a1[k] * x.d[i]))               \
                                : _mm256_set1_ps(u.a0[k] * x.d[i]);                             \
                 acc = _mm256_fmadd_ps(s, f, acc);                                              \
-                cterm += u.c[k] * x.d[i] * (float)x.s[i];                                      \
+                if ((flags) & AFFINE) cterm += u.c[k] * x.d[i] * (float)x.s[i];                \
             }                                                                                  \
         }                                                                                      \
         return hsum256(acc) + cterm;                                                           \
@@ -211,9 +207,9 @@ static inline __m256 block_sums(__m256i q, const int8_t *hi, const int8_t *lo, i
         }                                                                                      \
     }
 
-DEFINE_KERNELS(q4_1, 20, UNSIGNED_Q)
+DEFINE_KERNELS(q4_1, 20, AFFINE)
 DEFINE_KERNELS(q5_0, 22, 0)
-DEFINE_KERNELS(q5_1, 24, UNSIGNED_Q)
-DEFINE_KERNELS(q4_k, 144, UNSIGNED_Q)
-DEFINE_KERNELS(q5_k, 176, UNSIGNED_Q)
+DEFINE_KERNELS(q5_1, 24, AFFINE)
+DEFINE_KERNELS(q4_k, 144, AFFINE)
+DEFINE_KERNELS(q5_k, 176, AFFINE)
 DEFINE_KERNELS(q6_k, 210, SPLIT_SCALES)
