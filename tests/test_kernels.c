@@ -136,39 +136,52 @@ static void test_f16_variants(void **state) {
     }
 }
 
+/* The GEMM tile kernel (tokens in the lanes) against the reference: row
+ * counts around each kernel's row blocks (12, 6, 4, 2, 1), token counts in
+ * whole lanes with and without a half tile, strided weights and outputs. */
 static void test_gemm_variants(void **state) {
     (void)state;
     em_cpu_dsp ref, simd;
     em_cpu_dsp_init_ref(&ref);
     uint32_t have = em_cpu_detect();
-    enum { MAXK = 300, MAXR = 17, MAXT = 11 };
-    float *w = malloc(MAXK * MAXR * 4), *x = malloc(MAXK * MAXT * 4);
-    float ya[MAXT * MAXR], yb[MAXT * MAXR];
+    enum { MAXK = 300, MAXR = 29, MAXT = 64, LDW = MAXK + 3, LDY = MAXT + 16 };
+    float *w = malloc(LDW * MAXR * 4), *x = malloc(MAXK * MAXT * 4);
+    float *ya = malloc(MAXR * LDY * 4), *yb = malloc(MAXR * LDY * 4);
+    int checked = 0;
     for (size_t l = 0; l < sizeof levels / sizeof levels[0]; l++) {
         if ((levels[l] & have) != levels[l]) continue;
         em_cpu_dsp_init(&simd, levels[l]);
         for (int K = 1; K <= MAXK; K += 37)
-            for (int nr = 1; nr <= MAXR; nr += 3)
-                for (int nt = 1; nt <= MAXT; nt += 2) {
-                    for (int i = 0; i < K * nr; i++) w[i] = frand();
+            for (int nr = 1; nr <= MAXR; nr += 2)
+                for (int nt = EM_GEMM_LANES; nt <= MAXT; nt += EM_GEMM_LANES) {
+                    for (int i = 0; i < LDW * nr; i++) w[i] = frand();
                     for (int i = 0; i < K * nt; i++) x[i] = frand();
-                    ref.gemm_f32(K, nr, nt, w, x, ya, MAXR);
-                    simd.gemm_f32(K, nr, nt, w, x, yb, MAXR);
-                    for (int t = 0; t < nt; t++)
-                        for (int r = 0; r < nr; r++)
-                            assert_true(fabsf(ya[t * MAXR + r] - yb[t * MAXR + r]) <= 1e-4f * K);
+                    for (int i = 0; i < MAXR * LDY; i++) ya[i] = yb[i] = frand(); /* accumulates */
+                    ref.gemm_f32(K, nr, nt, w, LDW, x, nt, ya, LDY);
+                    simd.gemm_f32(K, nr, nt, w, LDW, x, nt, yb, LDY);
+                    for (int r = 0; r < MAXR; r++)
+                        for (int t = 0; t < LDY; t++) {
+                            float a = ya[r * LDY + t], b = yb[r * LDY + t];
+                            if (r >= nr || t >= nt) assert_true(a == b); /* untouched */
+                            else assert_true(fabsf(a - b) <= 1e-5f * (float)(K + 1));
+                        }
+                    checked++;
                 }
     }
+    print_message("%d GEMM shapes checked\n", checked);
+    assert_true(checked > 0);
     free(w);
     free(x);
+    free(ya);
+    free(yb);
 }
 
 /* Activations of n values quantized by the reference into storage for row t. */
 typedef struct qx { int8_t q[1024], lo[1024]; float d[32]; int32_t s[32]; } qx;
 
 /* The integer path: activation quantization bit-exact, the dot products
- * and the GEMM against the reference on random inputs, every K from one
- * block up (odd block counts included), row and token tails included. */
+ * against the reference on random inputs, every K from one block up (odd
+ * block counts included). */
 static void test_q8x_variants(void **state) {
     (void)state;
     em_cpu_dsp ref, simd;
@@ -180,8 +193,6 @@ static void test_q8x_variants(void **state) {
     static float x[MAXT][MAXK], wf[MAXK];
     static qx qa[MAXT], qb;
     static uint8_t w[MAXR * 34 * (MAXK / 32)];
-    static uint8_t scratch[16384] __attribute__((aligned(64)));
-    float ya[MAXT * MAXR], yb[MAXT * MAXR];
     int checked = 0;
     for (size_t l = 0; l < sizeof levels / sizeof levels[0]; l++) {
         if ((levels[l] & have) != levels[l]) continue;
@@ -206,8 +217,6 @@ static void test_q8x_variants(void **state) {
                 if (K % block_elems(ty)) continue;
                 size_t stride = ember_type_row_size(ty, K);
                 fill_weights(ty, w, K * MAXR);
-                /* |sum| bound: sum over blocks of |dw dx| * 127 * 127 * 32 */
-                double mag = 0.05 * 127 * 32 * nb * 10;
                 for (int t = 0; t < MAXT; t++)
                     for (int r = 0; r < MAXR; r++) {
                         float a = ref.dot_q8x[ty](K, w + r * stride, rows[t]);
@@ -231,27 +240,11 @@ static void test_q8x_variants(void **state) {
                             print_error("level %u type %u K %d: dot %g exact %g\n", levels[l], ty, K, a, exact);
                         assert_true(fabs(a - exact) <= qerr + 1e-5 * wx + 1e-6);
                     }
-                if (!ref.gemm_q8x[ty] || !simd.gemm_q8x[ty]) continue;
-                for (int nr = 1; nr <= MAXR; nr += 2)
-                    for (int nt = 1; nt <= MAXT; nt += 2) {
-                        assert_true(em_gemm_q8x_scratch(K) <= sizeof scratch);
-                        ref.gemm_q8x[ty](K, nr, nt, w, stride, rows, ya, MAXR, scratch);
-                        simd.gemm_q8x[ty](K, nr, nt, w, stride, rows, yb, MAXR, scratch);
-                        for (int t = 0; t < nt; t++)
-                            for (int r = 0; r < nr; r++) {
-                                float a = ya[t * MAXR + r], b = yb[t * MAXR + r];
-                                float tol = 2e-6f * (float)mag * (t == 2 ? 1000.0f : 1.0f);
-                                if (fabsf(a - b) > tol)
-                                    print_error("level %u type %u K %d nr %d nt %d: gemm [%d,%d] ref %g simd %g\n",
-                                                levels[l], ty, K, nr, nt, t, r, a, b);
-                                assert_true(fabsf(a - b) <= tol);
-                            }
-                        checked++;
-                    }
+                checked++;
             }
         }
     }
-    print_message("%d integer-path GEMM shapes checked\n", checked);
+    print_message("%d integer-path (type, K) cases checked\n", checked);
     assert_true(checked > 0);
 }
 

@@ -18,8 +18,30 @@ typedef struct em_cpu {
 } em_cpu;
 
 /* Rows of a matmul tile converted to f32 at once when the batch has
- * several tokens, so each weight row is read once per batch. */
-#define EM_MATMUL_TILE 64
+ * several tokens, so each weight row is read once per batch; a multiple
+ * of the GEMM kernels' row blocks (12 for AVX-512, 6 for AVX2). */
+#define EM_MATMUL_TILE 48
+
+/* The batched matmul path (matmul.c). A weight matrix's rows: */
+typedef struct em_wrows {
+    const char *data;
+    uint32_t type;
+    int64_t K;  /* columns */
+    size_t nb1; /* bytes from row to row */
+} em_wrows;
+/* Tokens rounded up to whole GEMM lanes: the transposed activations are
+ * [K][em_cpu_gemm_lanes(T)], padded with zeros. */
+int64_t em_cpu_gemm_lanes(int64_t T);
+/* Floats of per-thread scratch em_cpu_gemm_rows needs for T tokens. */
+size_t em_cpu_gemm_scratch(int64_t T);
+/* Thread ith's share (by columns) of xT[k * tp + t] = x[t * ldx + k]; all
+ * threads must run it and meet at a barrier before xT is read. */
+void em_cpu_transpose_in(const float *x, int64_t ldx, int64_t T, int64_t K, float *xT, int ith,
+                         int nth);
+/* Rows [lo, hi) of w times the T transposed activations:
+ * y[t * st + r * sr] = sum_k w[r][k] x[t][k]. */
+void em_cpu_gemm_rows(const em_cpu *c, const em_wrows *w, int64_t lo, int64_t hi, const float *xT,
+                      int64_t T, float *y, int64_t st, int64_t sr, float *scratch);
 
 /* Scratch floats per thread that node t needs. */
 size_t em_cpu_op_scratch(const em_tensor *t, const em_kv *kv);

@@ -16,10 +16,17 @@ typedef void (*em_to_f32_fn)(int64_t n, const void *src, float *dst);
 /* y[i] += a * x[i] */
 typedef void (*em_axpy_fn)(int64_t n, float a, const float *x, float *y);
 
-/* y[t * ldy + r] = sum_k w[r * K + k] * x[t * K + k] for r < nr, t < nt:
- * nr F32 weight rows against nt activation rows (a matmul tile). */
-typedef void (*em_gemm_fn)(int64_t K, int64_t nr, int64_t nt, const float *w, const float *x,
-                           float *y, int64_t ldy);
+/* The matmul tile, with tokens in the vector lanes:
+ *   yT[r * ldy + t] += sum_{k < kn} w[r * ldw + k] * xT[k * ldx + t]
+ * for r < nr and t < nt, nt a multiple of EM_GEMM_LANES. The weight rows
+ * are read as stored (a dequantized row needs no repacking) and broadcast
+ * one value at a time; the activations are k-major, transposed once per
+ * matmul, which costs O(T K) against the O(N T K) of the products. The
+ * sum runs over k in order, so each kernel differs from the reference
+ * only by FMA rounding. */
+#define EM_GEMM_LANES 16
+typedef void (*em_gemm_fn)(int64_t kn, int64_t nr, int64_t nt, const float *w, int64_t ldw,
+                           const float *xT, int64_t ldx, float *yT, int64_t ldy);
 
 /* Activations quantized for the integer dot products, as 16-bit values
  * held in two 8-bit planes (the 8-bit VNNI/maddubs products are the fast
@@ -42,16 +49,6 @@ typedef void (*em_quant_q8x_fn)(int64_t n, const float *x, int8_t *hi, int8_t *l
 /* out = sum_i w[i] * x[i] with x quantized: block by block, an exact
  * integer dot product (256 w.hi + w.lo) scaled by the two block scales. */
 typedef float (*em_dot_q8x_fn)(int64_t n, const void *w, em_q8x_row x);
-/* y[t * ldy + r] = dot_q8x(w row r, x row t) for r < nr, t < nt; weight
- * rows are w_stride bytes apart, activation rows come from x[t]. scratch:
- * em_gemm_q8x_scratch(K) bytes, 64-byte aligned. */
-typedef void (*em_gemm_q8x_fn)(int64_t K, int64_t nr, int64_t nt, const void *w, size_t w_stride,
-                               const em_q8x_row *x, float *y, int64_t ldy, void *scratch);
-#define EM_GEMM_Q8X_ROWS 4
-static inline size_t em_gemm_q8x_scratch(int64_t K) {
-    return (size_t)EM_GEMM_Q8X_ROWS * ((size_t)K + (size_t)K / 32 * 4) + 64;
-}
-
 /* dst[i] = fp16(src[i]), round to nearest even */
 typedef void (*em_from_f32_fn)(int64_t n, const float *src, void *dst);
 
@@ -64,7 +61,6 @@ typedef struct em_cpu_dsp {
     /* integer path for block-quantized weights (NULL: the type has none) */
     em_quant_q8x_fn quant_q8x;
     em_dot_q8x_fn dot_q8x[EMBER_TYPE_COUNT];
-    em_gemm_q8x_fn gemm_q8x[EMBER_TYPE_COUNT];
     /* y[i] += a * (float)x_f16[i] */
     void (*axpy_f16)(int64_t n, float a, const void *x, float *y);
 } em_cpu_dsp;

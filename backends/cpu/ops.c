@@ -98,12 +98,11 @@ static bool uses_q8x(const em_cpu *c, const em_tensor *w) {
  * small next to the weights), then integer dot products, each weight row
  * read once for all tokens.
  *
- * More tokens (prompts) take the F32 path instead: 64-row tiles dequantized
- * once per batch, then the AVX-512 F32 GEMM. Measured on the 2-core
- * Cascade Lake dev VM (llama-1b, 2 threads): Q8_0 pp128 62 / pp512 58
- * tokens/s that way, against 49 / 43 with the VNNI integer GEMM
- * (gemm_q8x, kept and checked against the reference for CPUs where VNNI
- * runs at full width). See docs/performance.md. */
+ * More tokens (prompts, batches) take the GEMM path: activations
+ * transposed once into the shared area, then tiles of dequantized rows
+ * times all tokens with the F32 GEMM kernel. On the dev VM's core 512-bit
+ * FMAs outrun the 16-bit integer dot instructions (docs/performance.md),
+ * so the integer path does not pay there. */
 
 static void matmul_q8x(em_cpu *c, const em_tensor *w, const em_tensor *x, float *y, int64_t lo,
                        int64_t hi, int ith) {
@@ -123,36 +122,29 @@ static void matmul_q8x(em_cpu *c, const em_tensor *w, const em_tensor *x, float 
 static void op_matmul(em_cpu *c, em_tensor *t, int ith, int nth) {
     const em_tensor *w = t->src[0], *x = t->src[1];
     int64_t K = w->ne[0], N = w->ne[1], T = x->ne[1], lo, hi;
-    em_dot_fn dot = c->dsp.dot[w->type];
     /* split output features in whole tiles */
     int64_t tiles = (N + EM_MATMUL_TILE - 1) / EM_MATMUL_TILE;
     split(tiles, ith, nth, &lo, &hi);
     lo *= EM_MATMUL_TILE;
     hi = hi * EM_MATMUL_TILE < N ? hi * EM_MATMUL_TILE : N;
-    const char *wb = w->data;
     float *y = t->data;
-    const float *xf = x->data;
     if (T == 0) return;
     if (uses_q8x(c, w) && T < EM_Q8X_MAX_TOKENS) {
         matmul_q8x(c, w, x, y, lo, hi, ith);
         return;
     }
     if (T == 1) {
-        for (int64_t n = lo; n < hi; n++) y[n] = dot(K, wb + (size_t)n * w->nb[1], xf);
+        em_dot_fn dot = c->dsp.dot[w->type];
+        const char *wb = w->data;
+        for (int64_t n = lo; n < hi; n++) y[n] = dot(K, wb + (size_t)n * w->nb[1], x->data);
         return;
     }
-    float *tile = c->scratch[ith];
-    for (int64_t n0 = lo; n0 < hi; n0 += EM_MATMUL_TILE) {
-        int64_t nr = hi - n0 < EM_MATMUL_TILE ? hi - n0 : EM_MATMUL_TILE;
-        const float *rows = tile;
-        if (w->type == EMBER_TYPE_F32) {
-            rows = (const float *)(wb + (size_t)n0 * w->nb[1]);
-        } else {
-            for (int64_t r = 0; r < nr; r++)
-                c->dsp.to_f32[w->type](K, wb + (size_t)(n0 + r) * w->nb[1], tile + r * K);
-        }
-        c->dsp.gemm_f32(K, nr, T, rows, xf, y + n0, N);
-    }
+    /* every thread takes this branch (it depends on the node only) */
+    float *xT = c->shared;
+    em_cpu_transpose_in(x->data, (int64_t)(x->nb[1] / sizeof(float)), T, K, xT, ith, nth);
+    em_threadpool_barrier(c->pool);
+    em_wrows wr = { w->data, w->type, K, w->nb[1] };
+    em_cpu_gemm_rows(c, &wr, lo, hi, xT, T, y, N, 1, c->scratch[ith]);
 }
 
 static void op_binary(em_cpu *c, em_tensor *t, int ith, int nth) {
@@ -451,11 +443,11 @@ size_t em_cpu_op_scratch(const em_tensor *t, const em_kv *kv) {
     (void)kv;
     switch (t->op) {
     case EM_OP_MATMUL: {
-        int64_t K = t->src[0]->ne[0];
-        size_t tile = (size_t)EM_MATMUL_TILE * (size_t)K;
-        int64_t T = t->src[1]->ne[1] < EM_Q8X_MAX_TOKENS ? t->src[1]->ne[1] : EM_Q8X_MAX_TOKENS - 1;
-        size_t q8x = (q8x_area_bytes(K, T) + 3) / 4;
-        return tile > q8x ? tile : q8x;
+        int64_t K = t->src[0]->ne[0], T = t->src[1]->ne[1];
+        size_t gemm = em_cpu_gemm_scratch(T);
+        int64_t Tq = T < EM_Q8X_MAX_TOKENS ? T : EM_Q8X_MAX_TOKENS - 1;
+        size_t q8x = (q8x_area_bytes(K, Tq) + 3) / 4;
+        return gemm > q8x ? gemm : q8x;
     }
     case EM_OP_ROPE: return (size_t)t->ip[0];
     case EM_OP_ATTN: return (size_t)(t->ne[0] / t->src[0]->ne[1] + t->src[0]->ne[0]);
@@ -465,6 +457,8 @@ size_t em_cpu_op_scratch(const em_tensor *t, const em_kv *kv) {
 }
 
 size_t em_cpu_op_shared(const em_tensor *t) {
+    if (t->op == EM_OP_MATMUL) /* the transposed activations */
+        return (size_t)t->src[0]->ne[0] * (size_t)em_cpu_gemm_lanes(t->src[1]->ne[1]);
     return t->op == EM_OP_MOE_FFN ? em_cpu_moe_ffn_shared(t) : 0;
 }
 

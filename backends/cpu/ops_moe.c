@@ -31,7 +31,10 @@ void em_cpu_moe_route(em_cpu *c, em_tensor *t, int ith, int nth) {
 /* Layout of the shared area: counts[n_expert], then per expert a list of
  * (token, weight) with room for every token, then per-expert work rows:
  * gathered inputs (later the down outputs) [T][E], gate and up
- * activations [T][F] each. */
+ * activations [T][F] each. With the GEMM (enough tokens for the expert)
+ * the inputs and the gate/up activations are held transposed instead,
+ * [E][tp] and [F][tp], tp = tokens rounded up to whole GEMM lanes: the
+ * GEMM writes gate/up in the layout the down matmul reads. */
 typedef struct moe_area {
     int32_t *count;
     int32_t *tok;  /* [n_expert][T] */
@@ -47,21 +50,20 @@ static moe_area area(float *base, int64_t n_expert, int64_t T, int64_t E, int64_
     a.tok = a.count + n_expert;
     a.w = (float *)(a.tok + n_expert * T);
     a.xs = a.w + n_expert * T;
-    a.gs = a.xs + T * E;
-    a.us = a.gs + T * F;
+    int64_t tp = em_cpu_gemm_lanes(T);
+    a.gs = a.xs + tp * E;
+    a.us = a.gs + tp * F;
     return a;
 }
 
 size_t em_cpu_moe_ffn_shared(const em_tensor *t) {
-    int64_t E = t->src[0]->ne[0], T = t->src[0]->ne[1];
+    int64_t E = t->src[0]->ne[0], T = t->src[0]->ne[1], tp = em_cpu_gemm_lanes(T);
     int64_t F = t->src[2]->ne[1], n_expert = t->src[2]->ne[2];
-    return (size_t)(n_expert + 2 * n_expert * T + T * E + 2 * T * F);
+    return (size_t)(n_expert + 2 * n_expert * T + tp * E + 2 * tp * F);
 }
 
-/* per thread: a tile of weight rows converted to F32 */
 size_t em_cpu_moe_ffn_scratch(const em_tensor *t) {
-    int64_t E = t->src[0]->ne[0], F = t->src[2]->ne[1];
-    return (size_t)EM_MATMUL_TILE * (size_t)(E > F ? E : F);
+    return em_cpu_gemm_scratch(t->src[0]->ne[1]);
 }
 
 static void group_by_expert(const em_tensor *t, moe_area *a, int64_t n_expert, int64_t T,
@@ -82,25 +84,34 @@ static void group_by_expert(const em_tensor *t, moe_area *a, int64_t n_expert, i
         for (int64_t e = 0; e < n_expert; e++) stats[e] += (uint64_t)a->count[e];
 }
 
-/* Rows [lo, hi) of one expert's matrix times n vectors (length K, stride
- * K): y[v * ldy + row]. Each row is read once: with a few vectors, dot
- * products in the weight's type; with more, tiles of rows converted to F32
- * once and multiplied by all vectors with the GEMM tile kernel. */
+/* Fewer tokens than this for an expert: dot products in the weight's type
+ * (row-major vectors); more: the GEMM (transposed vectors). */
+#define EM_MOE_GEMM_MIN 3
+
+/* Where vector v's element k lives in one of the expert's work arrays. */
+typedef struct layout {
+    int64_t sv, sk;
+} layout;
+
+static layout work_layout(int64_t n, int64_t len) {
+    return n < EM_MOE_GEMM_MIN ? (layout){ len, 1 } : (layout){ 1, em_cpu_gemm_lanes(n) };
+}
+
+/* Rows [lo, hi) of one expert's matrix times its n vectors (laid out as
+ * `in`): out element (v, row) at out[v * o.sv + row * o.sk]. Each row is
+ * read once, whatever n. */
 static void rows_times(em_cpu *c, const em_tensor *m, const char *mat, int64_t lo, int64_t hi,
-                       const float *vecs, int64_t n, float *y, int64_t ldy, float *tile) {
+                       const float *vecs, int64_t n, float *out, layout o, float *scratch) {
     int64_t K = m->ne[0];
-    if (n < 3) {
+    if (n < EM_MOE_GEMM_MIN) {
         em_dot_fn dot = c->dsp.dot[m->type];
         for (int64_t r = lo; r < hi; r++)
-            for (int64_t v = 0; v < n; v++) y[v * ldy + r] = dot(K, mat + r * m->nb[1], vecs + v * K);
+            for (int64_t v = 0; v < n; v++)
+                out[v * o.sv + r * o.sk] = dot(K, mat + r * m->nb[1], vecs + v * K);
         return;
     }
-    for (int64_t r0 = lo; r0 < hi; r0 += EM_MATMUL_TILE) {
-        int64_t nr = hi - r0 < EM_MATMUL_TILE ? hi - r0 : EM_MATMUL_TILE;
-        for (int64_t r = 0; r < nr; r++)
-            c->dsp.to_f32[m->type](K, mat + (r0 + r) * m->nb[1], tile + r * K);
-        c->dsp.gemm_f32(K, nr, n, tile, vecs, y + r0, ldy);
-    }
+    em_wrows w = { mat, m->type, K, m->nb[1] };
+    em_cpu_gemm_rows(c, &w, lo, hi, vecs, n, out, o.sv, o.sk, scratch);
 }
 
 static void split_rows(int64_t n, int ith, int nth, int64_t *lo, int64_t *hi) {
@@ -115,25 +126,32 @@ static void run_expert(em_cpu *c, const em_tensor *t, const moe_area *a, int64_t
     int64_t E = x->ne[0], T = x->ne[1], F = gate->ne[1], n = a->count[e], lo, hi;
     const int32_t *toks = a->tok + e * T;
     const float *ws = a->w + e * T;
-    float *rowbuf = c->scratch[ith];
-    split_rows(n, ith, nth, &lo, &hi);
-    for (int64_t v = lo; v < hi; v++)
-        memcpy(a->xs + v * E, (const char *)x->data + toks[v] * x->nb[1], (size_t)E * 4);
+    float *scratch = c->scratch[ith];
+    layout lx = work_layout(n, E), lg = work_layout(n, F);
+    /* gather the inputs; transposed, the padding lanes are zero */
+    int64_t nv = n < EM_MOE_GEMM_MIN ? n : em_cpu_gemm_lanes(n);
+    split_rows(nv, ith, nth, &lo, &hi);
+    for (int64_t v = lo; v < hi; v++) {
+        const float *src = (const float *)((const char *)x->data + (v < n ? toks[v] : 0) * x->nb[1]);
+        for (int64_t k = 0; k < E; k++) a->xs[v * lx.sv + k * lx.sk] = v < n ? src[k] : 0;
+    }
     em_threadpool_barrier(c->pool);
     /* gate and up over the same rows, then silu(gate) * up */
     split_rows(F, ith, nth, &lo, &hi);
-    rows_times(c, gate, (const char *)gate->data + e * gate->nb[2], lo, hi, a->xs, n, a->gs, F, rowbuf);
-    rows_times(c, up, (const char *)up->data + e * up->nb[2], lo, hi, a->xs, n, a->us, F, rowbuf);
-    for (int64_t v = 0; v < n; v++) {
-        float *g = a->gs + v * F;
-        const float *u = a->us + v * F;
-        for (int64_t r = lo; r < hi; r++) g[r] = g[r] / (1.0f + expf(-g[r])) * u[r];
-    }
+    rows_times(c, gate, (const char *)gate->data + e * gate->nb[2], lo, hi, a->xs, n, a->gs, lg, scratch);
+    rows_times(c, up, (const char *)up->data + e * up->nb[2], lo, hi, a->xs, n, a->us, lg, scratch);
+    for (int64_t v = 0; v < nv; v++) /* padding lanes: zero, as the GEMM expects */
+        for (int64_t r = lo; r < hi; r++) {
+            float *g = a->gs + v * lg.sv + r * lg.sk;
+            *g = v < n ? *g / (1.0f + expf(-*g)) * a->us[v * lg.sv + r * lg.sk] : 0.0f;
+        }
     em_threadpool_barrier(c->pool);
-    /* down into xs (the inputs are no longer needed), then each token's
-     * weighted share into its output row; threads own disjoint columns */
+    /* down into xs, row-major (the inputs are no longer needed), then each
+     * token's weighted share into its output row; threads own disjoint
+     * columns */
     split_rows(E, ith, nth, &lo, &hi);
-    rows_times(c, down, (const char *)down->data + e * down->nb[2], lo, hi, a->gs, n, a->xs, E, rowbuf);
+    rows_times(c, down, (const char *)down->data + e * down->nb[2], lo, hi, a->gs, n, a->xs,
+               (layout){ E, 1 }, scratch);
     for (int64_t v = 0; v < n; v++) {
         float *y = (float *)((char *)t->data + toks[v] * t->nb[1]);
         const float *d = a->xs + v * E;

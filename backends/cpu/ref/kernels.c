@@ -125,10 +125,14 @@ static void axpy_f16(int64_t n, float a, const void *x, float *y) {
     for (int64_t i = 0; i < n; i++) y[i] += a * em_f16_to_f32(h[i]);
 }
 
-static void gemm_f32(int64_t K, int64_t nr, int64_t nt, const float *w, const float *x, float *y,
-                     int64_t ldy) {
-    for (int64_t t = 0; t < nt; t++)
-        for (int64_t r = 0; r < nr; r++) y[t * ldy + r] = dot_f32(K, w + r * K, x + t * K);
+static void gemm_f32(int64_t kn, int64_t nr, int64_t nt, const float *w, int64_t ldw,
+                     const float *xT, int64_t ldx, float *yT, int64_t ldy) {
+    for (int64_t r = 0; r < nr; r++)
+        for (int64_t t = 0; t < nt; t++) {
+            float s = yT[r * ldy + t];
+            for (int64_t k = 0; k < kn; k++) s += w[r * ldw + k] * xT[k * ldx + t];
+            yT[r * ldy + t] = s;
+        }
 }
 
 void em_cpu_dsp_init_ref(em_cpu_dsp *c) {

@@ -101,23 +101,10 @@ DOT_UNPACKED(dot_q4_k, EMBER_TYPE_Q4_K)
 DOT_UNPACKED(dot_q5_k, EMBER_TYPE_Q5_K)
 DOT_UNPACKED(dot_q6_k, EMBER_TYPE_Q6_K)
 
-#define GEMM_REF(name, dot)                                                                    \
-    static void name(int64_t K, int64_t nr, int64_t nt, const void *w, size_t w_stride,       \
-                     const em_q8x_row *x, float *y, int64_t ldy, void *scratch) {              \
-        (void)scratch;                                                                         \
-        for (int64_t r = 0; r < nr; r++) /* each weight row once, for every token */           \
-            for (int64_t t = 0; t < nt; t++)                                                   \
-                y[t * ldy + r] = dot(K, (const char *)w + (size_t)r * w_stride, x[t]);         \
-    }
-GEMM_REF(gemm_q8_0, dot_q8_0)
-GEMM_REF(gemm_q4_0, dot_q4_0)
-
 void em_cpu_dsp_init_ref_q(em_cpu_dsp *c) {
     c->quant_q8x = quant_q8x;
     c->dot_q8x[EMBER_TYPE_Q8_0] = dot_q8_0;
     c->dot_q8x[EMBER_TYPE_Q4_0] = dot_q4_0;
-    c->gemm_q8x[EMBER_TYPE_Q8_0] = gemm_q8_0;
-    c->gemm_q8x[EMBER_TYPE_Q4_0] = gemm_q4_0;
     c->dot_q8x[EMBER_TYPE_Q4_1] = dot_q4_1;
     c->dot_q8x[EMBER_TYPE_Q5_0] = dot_q5_0;
     c->dot_q8x[EMBER_TYPE_Q5_1] = dot_q5_1;

@@ -103,37 +103,39 @@ void em_axpy_f16_avx2(int64_t n, float a, const void *x, float *y) {
     for (; i < n; i++) y[i] += a * em_f16_to_f32(h[i]);
 }
 
-/* 3 weight rows x 4 tokens: 12 accumulators of the 16 ymm registers. */
-static void micro_3x4(int64_t K, const float *w, const float *x, float *y, int64_t ldy) {
-    __m256 acc[3][4];
-    for (int r = 0; r < 3; r++)
-        for (int t = 0; t < 4; t++) acc[r][t] = _mm256_setzero_ps();
-    int64_t k = 0;
-    for (; k + 8 <= K; k += 8) {
-        __m256 xv[4];
-        for (int t = 0; t < 4; t++) xv[t] = _mm256_loadu_ps(x + t * K + k);
-        for (int r = 0; r < 3; r++) {
-            __m256 wv = _mm256_loadu_ps(w + r * K + k);
-            for (int t = 0; t < 4; t++) acc[r][t] = _mm256_fmadd_ps(wv, xv[t], acc[r][t]);
+/* The GEMM tile of dsp.h with 8-token lanes: 6 rows x 16 tokens in 12 of
+ * the 16 ymm registers (see kernels_avx512.c for the layout's reasons). */
+static inline __attribute__((always_inline)) void tile(int mr, int64_t kn, const float *w,
+                                                       int64_t ldw, const float *xT, int64_t ldx,
+                                                       float *yT, int64_t ldy) {
+    __m256 acc[6][2];
+#pragma GCC unroll 6
+    for (int r = 0; r < mr; r++) {
+        acc[r][0] = _mm256_loadu_ps(yT + r * ldy);
+        acc[r][1] = _mm256_loadu_ps(yT + r * ldy + 8);
+    }
+    for (int64_t k = 0; k < kn; k++) {
+        __m256 a0 = _mm256_loadu_ps(xT + k * ldx), a1 = _mm256_loadu_ps(xT + k * ldx + 8);
+#pragma GCC unroll 6
+        for (int r = 0; r < mr; r++) {
+            __m256 b = _mm256_broadcast_ss(w + r * ldw + k);
+            acc[r][0] = _mm256_fmadd_ps(a0, b, acc[r][0]);
+            acc[r][1] = _mm256_fmadd_ps(a1, b, acc[r][1]);
         }
     }
-    for (int t = 0; t < 4; t++)
-        for (int r = 0; r < 3; r++) {
-            float s = hsum256(acc[r][t]);
-            for (int64_t j = k; j < K; j++) s += w[r * K + j] * x[t * K + j];
-            y[t * ldy + r] = s;
-        }
+#pragma GCC unroll 6
+    for (int r = 0; r < mr; r++) {
+        _mm256_storeu_ps(yT + r * ldy, acc[r][0]);
+        _mm256_storeu_ps(yT + r * ldy + 8, acc[r][1]);
+    }
 }
 
-void em_gemm_f32_avx2(int64_t K, int64_t nr, int64_t nt, const float *w, const float *x,
-                      float *y, int64_t ldy) {
-    int64_t t = 0;
-    for (; t + 4 <= nt; t += 4) {
+void em_gemm_f32_avx2(int64_t kn, int64_t nr, int64_t nt, const float *w, int64_t ldw,
+                      const float *xT, int64_t ldx, float *yT, int64_t ldy) {
+    for (int64_t t = 0; t < nt; t += 16) {
         int64_t r = 0;
-        for (; r + 3 <= nr; r += 3) micro_3x4(K, w + r * K, x + t * K, y + t * ldy + r, ldy);
-        for (; r < nr; r++)
-            for (int64_t u = t; u < t + 4; u++) y[u * ldy + r] = em_dot_f32_avx2(K, w + r * K, x + u * K);
+        for (; r + 6 <= nr; r += 6) tile(6, kn, w + r * ldw, ldw, xT + t, ldx, yT + r * ldy + t, ldy);
+        for (; r + 2 <= nr; r += 2) tile(2, kn, w + r * ldw, ldw, xT + t, ldx, yT + r * ldy + t, ldy);
+        for (; r < nr; r++) tile(1, kn, w + r * ldw, ldw, xT + t, ldx, yT + r * ldy + t, ldy);
     }
-    for (; t < nt; t++)
-        for (int64_t r = 0; r < nr; r++) y[t * ldy + r] = em_dot_f32_avx2(K, w + r * K, x + t * K);
 }

@@ -14,10 +14,10 @@ void em_axpy_f16_avx2(int64_t n, float a, const void *x, float *y);
 float em_dot_f32_avx512(int64_t n, const void *w, const float *x);
 float em_dot_f16_avx512(int64_t n, const void *w, const float *x);
 
-void em_gemm_f32_avx2(int64_t K, int64_t nr, int64_t nt, const float *w, const float *x,
-                      float *y, int64_t ldy);
-void em_gemm_f32_avx512(int64_t K, int64_t nr, int64_t nt, const float *w, const float *x,
-                        float *y, int64_t ldy);
+void em_gemm_f32_avx2(int64_t kn, int64_t nr, int64_t nt, const float *w, int64_t ldw,
+                      const float *xT, int64_t ldx, float *yT, int64_t ldy);
+void em_gemm_f32_avx512(int64_t kn, int64_t nr, int64_t nt, const float *w, int64_t ldw,
+                        const float *xT, int64_t ldx, float *yT, int64_t ldy);
 
 /* integer path (kernels_q_avx2.c, kernels_q_vnni.c) */
 #include "../dsp.h"
@@ -38,9 +38,5 @@ EM_QK_AVX2(q5_k)
 EM_QK_AVX2(q6_k)
 float em_dot_q8_0_q8x_vnni(int64_t n, const void *w, em_q8x_row x);
 float em_dot_q4_0_q8x_vnni(int64_t n, const void *w, em_q8x_row x);
-void em_gemm_q8_0_q8x_vnni(int64_t K, int64_t nr, int64_t nt, const void *w, size_t w_stride,
-                           const em_q8x_row *x, float *y, int64_t ldy, void *scratch);
-void em_gemm_q4_0_q8x_vnni(int64_t K, int64_t nr, int64_t nt, const void *w, size_t w_stride,
-                           const em_q8x_row *x, float *y, int64_t ldy, void *scratch);
 
 #endif
