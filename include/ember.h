@@ -256,7 +256,11 @@ typedef struct ember_context_params {
      * F16 products as llama.cpp's default F16 cache does, so its outputs
      * reproduce llama.cpp's to ~1e-5). */
     int32_t kv_type;
-    uint8_t reserved[60];
+    /* KV budget in blocks of EMBER_KV_BLOCK positions, shared by all
+     * sequences (0 = enough for every sequence to reach n_ctx). Memory is
+     * n_blocks * ember_kv_info.bytes_per_block, allocated at creation. */
+    uint32_t kv_blocks;
+    uint8_t reserved[56];
 } ember_context_params;
 
 EMBER_API void ember_context_default_params(ember_context_params *params);
@@ -308,10 +312,46 @@ EMBER_API int ember_expert_counts(const ember_context *ctx, int32_t layer, uint6
                                   size_t n);
 EMBER_API int ember_expert_counts_reset(ember_context *ctx);
 
+/* ---- sequences and the paged KV cache ----
+ * Sequence ids are 0..n_seq_max-1; an id with no cached positions is an
+ * empty sequence, and its first ember_eval creates it. The cache is paged:
+ * positions live in blocks of EMBER_KV_BLOCK, taken from one pool shared
+ * by all sequences, so memory follows the tokens actually held. None of
+ * these calls is thread-safe with respect to the same context. */
+#define EMBER_KV_BLOCK 16
+
 /* Number of cached positions of sequence seq_id, or a negative status. */
 EMBER_API int32_t ember_seq_length(ember_context *ctx, int32_t seq_id);
-/* Drops the cached positions of a sequence (seq_id) or of all (-1). */
+/* Drops the cached positions of a sequence (seq_id) or of all (-1),
+ * returning blocks no other sequence holds to the pool. */
 EMBER_API int ember_seq_clear(ember_context *ctx, int32_t seq_id);
+/* Sequence dst becomes a copy of src (dst's own positions are dropped
+ * first). Copy-on-write: both share src's blocks until one of them writes
+ * into a shared block, which then gets its own copy; so a fork costs no
+ * blocks, and a later write may need one per shared block it touches
+ * (counted by ember_eval's EMBER_ERR_KV_FULL check). */
+EMBER_API int ember_seq_fork(ember_context *ctx, int32_t src, int32_t dst);
+/* Keeps positions 0..n_pos-1 of seq_id and drops the rest (rollback, e.g.
+ * of rejected speculative tokens); n_pos >= the length changes nothing. */
+EMBER_API int ember_seq_truncate(ember_context *ctx, int32_t seq_id, int32_t n_pos);
+
+/* The state of a context's KV pool. */
+typedef struct ember_kv_info {
+    size_t struct_size;        /* set by the caller: sizeof(ember_kv_info) */
+    uint32_t block_positions;  /* EMBER_KV_BLOCK */
+    uint32_t blocks_total;     /* the budget */
+    uint32_t blocks_free;
+    uint32_t blocks_used;      /* held by at least one sequence */
+    uint32_t blocks_shared;    /* held by more than one (after a fork) */
+    uint32_t reserved0;
+    uint64_t bytes_per_block;  /* all layers, K and V */
+    uint64_t positions_held;   /* sum of the sequences' lengths */
+    uint64_t blocks_copied;    /* copy-on-write copies since creation */
+    uint8_t reserved[64];
+} ember_kv_info;
+/* Fills *info (info->struct_size must be set; smaller, older structs get
+ * their prefix). */
+EMBER_API int ember_kv_info_get(const ember_context *ctx, ember_kv_info *info);
 
 /* ------------------------------------------------------------------ */
 /* Tokenizer (thread-safe: reads only the model)                      */

@@ -16,7 +16,7 @@ struct ember_context {
     em_alloc alloc;
     const ember_model *model;
     char err[EM_ERRMSG_SIZE];
-    uint32_t n_ctx, n_batch, n_threads, n_seq, kv_type;
+    uint32_t n_ctx, n_batch, n_threads, n_seq, kv_type, kv_blocks;
     em_backend *backend;
     em_kv kv;
     em_graph graph;
@@ -68,14 +68,16 @@ static int resolve_params(ember_context *c, const ember_context_params *p) {
 #endif
     }
     c->kv_type = (uint32_t)p->kv_type;
+    c->kv_blocks = p->kv_blocks;
     if (c->kv_type != EMBER_TYPE_F32 && c->kv_type != EMBER_TYPE_F16)
         return em_error(NULL, EMBER_ERR_INVALID_ARGUMENT, "context: kv_type %d is not "
                         "EMBER_TYPE_F32 or EMBER_TYPE_F16", p->kv_type);
     if (c->n_ctx > (1u << 24) || c->n_batch < 1 || c->n_batch > 65536 || c->n_seq < 1 ||
-        c->n_seq > 4096 || c->n_threads > 512)
+        c->n_seq > 4096 || c->n_threads > 512 || c->kv_blocks > (1u << 30))
         return em_error(NULL, EMBER_ERR_INVALID_ARGUMENT, "context: n_ctx %u (<= 16M), n_batch %u "
-                        "(1..65536), n_seq_max %u (1..4096) or n_threads %u (<= 512) out of "
-                        "range", c->n_ctx, c->n_batch, c->n_seq, c->n_threads);
+                        "(1..65536), n_seq_max %u (1..4096), n_threads %u (<= 512) or kv_blocks "
+                        "%u (<= 2^30) out of range", c->n_ctx, c->n_batch, c->n_seq, c->n_threads,
+                        c->kv_blocks);
     return EMBER_OK;
 }
 
@@ -130,9 +132,10 @@ static int context_init(ember_context *c, const ember_context_params *p) {
     em_backend_config cfg = { p->backend, p->device, (int)c->n_threads, em_cpu_mask() };
     if ((rc = em_backend_create(&cfg, &c->alloc, c->err, &c->backend))) return rc;
     if (em_kv_init(&c->kv, &c->alloc, hp->n_layer, hp->kv_k_row, hp->kv_v_row,
-                   (int32_t)c->n_ctx, (int32_t)c->n_seq, c->kv_type))
+                   (int32_t)c->n_ctx, (int32_t)c->n_seq, (int32_t)c->kv_blocks, c->kv_type))
         return em_error(c->err, EMBER_ERR_NO_MEMORY, "context: no memory for a KV cache of %u "
-                        "positions x %u sequences", c->n_ctx, c->n_seq);
+                        "positions x %u sequences (kv_blocks %u)", c->n_ctx, c->n_seq,
+                        c->kv_blocks);
     c->inputs = em_calloc(&c->alloc, (size_t)c->n_batch * 6 + 2 * c->n_seq, sizeof(int32_t));
     if (!c->inputs) return em_error(c->err, EMBER_ERR_NO_MEMORY, "context: no memory for inputs");
     c->row_out = input(c, 5);
@@ -218,12 +221,19 @@ static int validate_batch(ember_context *c, const ember_batch_entry *e, size_t n
         int rc = check_entry(c, &e[i], i);
         if (rc) return rc;
     }
-    int64_t need = 0;
-    for (uint32_t s = 0; s < c->n_seq; s++)
-        if (c->seq_first[s] >= 0) need += em_kv_blocks_needed(&c->kv, (int32_t)s, c->seq_next[s]);
-    if (need > c->kv.n_free)
-        return em_error(c->err, EMBER_ERR_KV_FULL, "eval: the batch needs %lld KV blocks, %d "
-                        "are free", (long long)need, c->kv.n_free);
+    /* all-or-nothing: the blocks every sequence's write takes (growth and
+     * copies of shared blocks) against the free ones plus those the batch's
+     * rollbacks hand back */
+    int64_t need = 0, released = 0;
+    for (uint32_t s = 0; s < c->n_seq; s++) {
+        if (c->seq_first[s] < 0) continue;
+        em_kv_need n = em_kv_plan(&c->kv, (int32_t)s, c->seq_first[s], c->seq_next[s]);
+        need += n.alloc;
+        released += n.released;
+    }
+    if (need > c->kv.n_free + released)
+        return em_error(c->err, EMBER_ERR_KV_FULL, "eval: the batch needs %lld KV blocks, %lld "
+                        "are free", (long long)need, (long long)(c->kv.n_free + released));
     return EMBER_OK;
 }
 
@@ -251,8 +261,11 @@ EMBER_API int ember_eval(ember_context *c, const ember_batch_entry *entries, siz
     int rc = validate_batch(c, entries, n);
     if (rc) return rc;
     c->n_last = 0;
+    /* rollbacks first, so the blocks they free are there for the growth */
     for (uint32_t s = 0; s < c->n_seq; s++)
-        if (c->seq_first[s] >= 0) em_kv_reserve(&c->kv, (int32_t)s, c->seq_first[s], c->seq_next[s]);
+        if (c->seq_first[s] >= 0) em_kv_truncate(&c->kv, (int32_t)s, c->seq_next[s]);
+    for (uint32_t s = 0; s < c->n_seq; s++)
+        if (c->seq_first[s] >= 0) em_kv_prepare(&c->kv, (int32_t)s, c->seq_first[s], c->seq_next[s]);
     int64_t n_out = fill_inputs(c, entries, n);
     if ((rc = build_graph(c, (int64_t)n, n_out)) ||
         (rc = em_plan_apply(&c->plan, &c->graph, c->arena.base, c->err)) ||
@@ -287,6 +300,59 @@ EMBER_API int ember_seq_clear(ember_context *c, int32_t seq_id) {
                         seq_id, c->n_seq - 1);
     em_kv_clear(&c->kv, seq_id);
     c->n_last = 0;
+    return EMBER_OK;
+}
+
+em_kv *em_context_kv(ember_context *c) { return &c->kv; }
+
+static int check_seq(ember_context *c, int32_t seq_id) {
+    if (seq_id < 0 || (uint32_t)seq_id >= c->n_seq)
+        return em_error(c->err, EMBER_ERR_INVALID_ARGUMENT, "seq: id %d is not in 0..%u", seq_id,
+                        c->n_seq - 1);
+    return EMBER_OK;
+}
+
+EMBER_API int ember_seq_fork(ember_context *c, int32_t src, int32_t dst) {
+    if (!c) return em_error(NULL, EMBER_ERR_INVALID_ARGUMENT, "seq: context is NULL");
+    int rc;
+    if ((rc = check_seq(c, src)) || (rc = check_seq(c, dst))) return rc;
+    em_kv_fork(&c->kv, src, dst);
+    c->n_last = 0;
+    return EMBER_OK;
+}
+
+EMBER_API int ember_seq_truncate(ember_context *c, int32_t seq_id, int32_t n_pos) {
+    if (!c) return em_error(NULL, EMBER_ERR_INVALID_ARGUMENT, "seq: context is NULL");
+    int rc = check_seq(c, seq_id);
+    if (rc) return rc;
+    if (n_pos < 0)
+        return em_error(c->err, EMBER_ERR_INVALID_ARGUMENT, "seq: n_pos %d is negative", n_pos);
+    em_kv_truncate(&c->kv, seq_id, n_pos);
+    c->n_last = 0;
+    return EMBER_OK;
+}
+
+/* The first released ember_kv_info ends at blocks_copied. */
+#define KV_INFO_V1_SIZE (offsetof(ember_kv_info, blocks_copied) + sizeof(uint64_t))
+
+EMBER_API int ember_kv_info_get(const ember_context *c, ember_kv_info *info) {
+    if (!c || !info) return em_error(NULL, EMBER_ERR_INVALID_ARGUMENT, "kv info: NULL argument");
+    size_t size = info->struct_size;
+    if (size < KV_INFO_V1_SIZE || size > 4096)
+        return em_error(NULL, EMBER_ERR_INVALID_ARGUMENT, "kv info: struct_size %zu is not a "
+                        "size this library knows", size);
+    const em_kv *kv = &c->kv;
+    ember_kv_info v = { .struct_size = size, .block_positions = EM_KV_BLOCK };
+    v.blocks_total = (uint32_t)kv->n_blocks;
+    v.blocks_free = (uint32_t)kv->n_free;
+    for (int32_t b = 0; b < kv->n_blocks; b++) {
+        v.blocks_used += kv->ref[b] > 0;
+        v.blocks_shared += kv->ref[b] > 1;
+    }
+    v.bytes_per_block = em_kv_block_bytes(kv);
+    for (int32_t s = 0; s < kv->n_seq; s++) v.positions_held += (uint64_t)kv->len[s];
+    v.blocks_copied = kv->copies;
+    memcpy(info, &v, size < sizeof v ? size : sizeof v);
     return EMBER_OK;
 }
 

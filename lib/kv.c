@@ -3,7 +3,7 @@
 #include <string.h>
 
 int em_kv_init(em_kv *kv, const em_alloc *a, int32_t n_layer, int64_t k_row, int64_t v_row,
-               int32_t n_ctx, int32_t n_seq, uint32_t type) {
+               int32_t n_ctx, int32_t n_seq, int32_t n_blocks, uint32_t type) {
     memset(kv, 0, sizeof *kv);
     kv->type = type;
     kv->elt = type == EMBER_TYPE_F16 ? 2 : 4;
@@ -13,19 +13,25 @@ int em_kv_init(em_kv *kv, const em_alloc *a, int32_t n_layer, int64_t k_row, int
     kv->k_row = k_row;
     kv->v_row = v_row;
     kv->blocks_per_seq = (n_ctx + EM_KV_BLOCK - 1) / EM_KV_BLOCK;
-    kv->n_blocks = kv->blocks_per_seq * n_seq;
+    int64_t all = (int64_t)kv->blocks_per_seq * n_seq;
+    if (n_blocks <= 0) {
+        if (all > INT32_MAX) return EMBER_ERR_NO_MEMORY;
+        n_blocks = (int32_t)all;
+    }
+    kv->n_blocks = n_blocks;
     size_t per_layer, total, row = (size_t)(k_row + v_row);
-    if (!em_mul_size((size_t)kv->n_blocks * EM_KV_BLOCK, row * sizeof(float), &per_layer) ||
-        !em_mul_size(per_layer / 4 * kv->elt, (size_t)n_layer, &total))
+    if (!em_mul_size((size_t)kv->n_blocks * EM_KV_BLOCK, row * kv->elt, &per_layer) ||
+        !em_mul_size(per_layer, (size_t)n_layer, &total))
         return EMBER_ERR_NO_MEMORY;
-    kv->mem = em_malloc_aligned(a, total, 64);
+    kv->mem = em_malloc_aligned(a, total ? total : 64, 64);
     kv->k = em_calloc(a, (size_t)n_layer, sizeof *kv->k);
     kv->v = em_calloc(a, (size_t)n_layer, sizeof *kv->v);
-    kv->tables = em_calloc(a, (size_t)kv->n_blocks, sizeof *kv->tables);
+    kv->tables = em_calloc(a, (size_t)all, sizeof *kv->tables);
     kv->n_table = em_calloc(a, (size_t)n_seq, sizeof *kv->n_table);
     kv->len = em_calloc(a, (size_t)n_seq, sizeof *kv->len);
+    kv->ref = em_calloc(a, (size_t)kv->n_blocks, sizeof *kv->ref);
     kv->free_list = em_calloc(a, (size_t)kv->n_blocks, sizeof *kv->free_list);
-    if (!kv->mem || !kv->k || !kv->v || !kv->tables || !kv->n_table || !kv->len ||
+    if (!kv->mem || !kv->k || !kv->v || !kv->tables || !kv->n_table || !kv->len || !kv->ref ||
         !kv->free_list) {
         em_kv_free(kv, a);
         return EMBER_ERR_NO_MEMORY;
@@ -39,7 +45,7 @@ int em_kv_init(em_kv *kv, const em_alloc *a, int32_t n_layer, int64_t k_row, int
         kv->v[l] = p;
         p += vsz;
     }
-    for (int32_t i = 0; i < kv->n_blocks; i++) kv->tables[i] = -1;
+    for (int64_t i = 0; i < all; i++) kv->tables[i] = -1;
     /* hand out low block numbers first */
     kv->n_free = kv->n_blocks;
     for (int32_t i = 0; i < kv->n_blocks; i++) kv->free_list[i] = kv->n_blocks - 1 - i;
@@ -53,37 +59,97 @@ void em_kv_free(em_kv *kv, const em_alloc *a) {
     em_free(a, kv->tables);
     em_free(a, kv->n_table);
     em_free(a, kv->len);
+    em_free(a, kv->ref);
     em_free(a, kv->free_list);
     memset(kv, 0, sizeof *kv);
+}
+
+size_t em_kv_block_bytes(const em_kv *kv) {
+    return (size_t)EM_KV_BLOCK * (size_t)(kv->k_row + kv->v_row) * kv->elt * (size_t)kv->n_layer;
 }
 
 static int32_t blocks_for(int32_t positions) {
     return (positions + EM_KV_BLOCK - 1) / EM_KV_BLOCK;
 }
 
-int32_t em_kv_blocks_needed(const em_kv *kv, int32_t s, int32_t to) {
-    int32_t want = blocks_for(to);
-    return want > kv->n_table[s] ? want - kv->n_table[s] : 0;
+static int32_t *table_of(const em_kv *kv, int32_t s) {
+    return kv->tables + (size_t)s * kv->blocks_per_seq;
 }
 
-void em_kv_reserve(em_kv *kv, int32_t s, int32_t from, int32_t to) {
-    int32_t *table = kv->tables + (size_t)s * kv->blocks_per_seq;
-    int32_t want = blocks_for(to);
-    /* blocks wholly past the new end go back to the free list */
-    while (kv->n_table[s] > want) {
-        int32_t b = table[--kv->n_table[s]];
-        table[kv->n_table[s]] = -1;
-        kv->free_list[kv->n_free++] = b;
+static int32_t take_block(em_kv *kv) {
+    int32_t b = kv->free_list[--kv->n_free];
+    kv->ref[b] = 1;
+    return b;
+}
+
+static void drop_block(em_kv *kv, int32_t b) {
+    if (--kv->ref[b] == 0) kv->free_list[kv->n_free++] = b;
+}
+
+static void copy_block(em_kv *kv, int32_t dst, int32_t src) {
+    size_t kb = (size_t)EM_KV_BLOCK * (size_t)kv->k_row * kv->elt;
+    size_t vb = (size_t)EM_KV_BLOCK * (size_t)kv->v_row * kv->elt;
+    for (int32_t l = 0; l < kv->n_layer; l++) {
+        memcpy((char *)kv->k[l] + (size_t)dst * kb, (char *)kv->k[l] + (size_t)src * kb, kb);
+        memcpy((char *)kv->v[l] + (size_t)dst * vb, (char *)kv->v[l] + (size_t)src * vb, vb);
     }
-    while (kv->n_table[s] < want) table[kv->n_table[s]++] = kv->free_list[--kv->n_free];
-    (void)from;
+    kv->copies++;
+}
+
+em_kv_need em_kv_plan(const em_kv *kv, int32_t s, int32_t from, int32_t to) {
+    const int32_t *table = table_of(kv, s);
+    int32_t want = blocks_for(to), have = kv->n_table[s];
+    em_kv_need n = { want > have ? want - have : 0, 0 };
+    for (int32_t i = want; i < have; i++) n.released += kv->ref[table[i]] == 1;
+    int32_t end = want < have ? want : have;
+    for (int32_t i = from / EM_KV_BLOCK; i < end; i++) n.alloc += kv->ref[table[i]] > 1;
+    return n;
+}
+
+void em_kv_truncate(em_kv *kv, int32_t s, int32_t n) {
+    int32_t *table = table_of(kv, s);
+    int32_t want = blocks_for(n);
+    while (kv->n_table[s] > want) {
+        int32_t i = --kv->n_table[s];
+        drop_block(kv, table[i]);
+        table[i] = -1;
+    }
+    if (kv->len[s] > n) kv->len[s] = n;
+}
+
+void em_kv_prepare(em_kv *kv, int32_t s, int32_t from, int32_t to) {
+    int32_t *table = table_of(kv, s);
+    em_kv_truncate(kv, s, to);
+    /* copy-on-write: this sequence is about to write these blocks */
+    for (int32_t i = from / EM_KV_BLOCK; i < kv->n_table[s]; i++) {
+        if (kv->ref[table[i]] == 1) continue;
+        int32_t b = take_block(kv);
+        copy_block(kv, b, table[i]);
+        drop_block(kv, table[i]);
+        table[i] = b;
+    }
+    int32_t want = blocks_for(to);
+    while (kv->n_table[s] < want) table[kv->n_table[s]++] = take_block(kv);
     kv->len[s] = to;
+}
+
+void em_kv_fork(em_kv *kv, int32_t src, int32_t dst) {
+    if (src == dst) return;
+    em_kv_truncate(kv, dst, 0);
+    const int32_t *from = table_of(kv, src);
+    int32_t *to = table_of(kv, dst);
+    for (int32_t i = 0; i < kv->n_table[src]; i++) {
+        to[i] = from[i];
+        kv->ref[from[i]]++;
+    }
+    kv->n_table[dst] = kv->n_table[src];
+    kv->len[dst] = kv->len[src];
 }
 
 void em_kv_clear(em_kv *kv, int32_t s) {
     if (s < 0) {
-        for (int32_t i = 0; i < kv->n_seq; i++) em_kv_reserve(kv, i, 0, 0);
+        for (int32_t i = 0; i < kv->n_seq; i++) em_kv_truncate(kv, i, 0);
     } else {
-        em_kv_reserve(kv, s, 0, 0);
+        em_kv_truncate(kv, s, 0);
     }
 }

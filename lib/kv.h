@@ -2,13 +2,22 @@
  * EM_KV_BLOCK positions, and each sequence owns a block table mapping its
  * logical block i (positions i*EM_KV_BLOCK ...) to a physical block. The
  * attention kernel reads only through the table, so blocks need not be
- * contiguous. Blocks come from one free list shared by all sequences. */
+ * contiguous. Blocks come from one free list shared by all sequences.
+ *
+ * Blocks are reference-counted: a fork makes the child's table point at
+ * the parent's blocks (copy-on-write), and a write into a block that more
+ * than one table holds first copies it to a fresh block. A block returns
+ * to the free list when its last holder drops it.
+ *
+ * Changing the cache is two-phase so a batch is all-or-nothing:
+ * em_kv_plan counts what a write would need, the caller checks the total
+ * against em_kv_free_after, and only then em_kv_prepare changes tables. */
 #ifndef EMBER_KV_H
 #define EMBER_KV_H
 
 #include "util.h"
 
-#define EM_KV_BLOCK 16
+#define EM_KV_BLOCK EMBER_KV_BLOCK /* ember.h */
 
 typedef struct em_kv {
     int32_t n_layer;
@@ -23,13 +32,19 @@ typedef struct em_kv {
     int32_t *tables;        /* [n_seq][blocks_per_seq], -1 = none */
     int32_t *n_table;       /* blocks held per sequence */
     int32_t *len;           /* cached positions per sequence */
+    int32_t *ref;           /* per block: tables holding it (0 = free) */
     int32_t *free_list;
     int32_t n_free;
+    uint64_t copies;        /* blocks copied on write, ever */
     void *mem;              /* one allocation for all layers' K and V */
 } em_kv;
 
+/* n_blocks 0: enough for every sequence to reach n_ctx. */
 int em_kv_init(em_kv *kv, const em_alloc *a, int32_t n_layer, int64_t k_row, int64_t v_row,
-               int32_t n_ctx, int32_t n_seq, uint32_t type);
+               int32_t n_ctx, int32_t n_seq, int32_t n_blocks, uint32_t type);
+void em_kv_free(em_kv *kv, const em_alloc *a);
+/* Bytes of one block, all layers, K and V. */
+size_t em_kv_block_bytes(const em_kv *kv);
 
 /* Address of the K (or V) row of a cache slot in a layer. */
 static inline void *em_kv_k(const em_kv *kv, int layer, int64_t slot) {
@@ -38,20 +53,38 @@ static inline void *em_kv_k(const em_kv *kv, int layer, int64_t slot) {
 static inline void *em_kv_v(const em_kv *kv, int layer, int64_t slot) {
     return (char *)kv->v[layer] + (size_t)slot * (size_t)kv->v_row * kv->elt;
 }
-void em_kv_free(em_kv *kv, const em_alloc *a);
 
-/* Makes room for positions [from, to) of sequence s: drops cached
- * positions >= from, then holds enough blocks for `to`. Callers check all
- * sequences with em_kv_blocks_needed first, so this cannot fail. */
-void em_kv_reserve(em_kv *kv, int32_t s, int32_t from, int32_t to);
-/* Extra blocks sequence s needs to hold `to` positions after dropping
- * positions >= from. */
-int32_t em_kv_blocks_needed(const em_kv *kv, int32_t s, int32_t to);
+/* What writing positions [from, to) of sequence s (dropping its positions
+ * >= to) would take: `alloc` fresh blocks (growth plus copies of shared
+ * blocks in the written range, counted as if no other write of the same
+ * batch had copied them first, so the count is an upper bound) and
+ * `released` blocks it would hand back to the free list. */
+typedef struct em_kv_need {
+    int32_t alloc, released;
+} em_kv_need;
+em_kv_need em_kv_plan(const em_kv *kv, int32_t s, int32_t from, int32_t to);
+
+/* Makes sequence s ready to write positions [from, to): drops positions
+ * >= to, copies shared blocks in the written range, adds blocks. The
+ * caller has checked em_kv_plan's totals against n_free, so it cannot
+ * fail. */
+void em_kv_prepare(em_kv *kv, int32_t s, int32_t from, int32_t to);
+/* Keeps positions < n of sequence s (n >= its length: no change). */
+void em_kv_truncate(em_kv *kv, int32_t s, int32_t n);
+/* Sequence dst becomes a copy of src sharing all its blocks (dst's own
+ * blocks are dropped first). Needs no free block. */
+void em_kv_fork(em_kv *kv, int32_t src, int32_t dst);
+/* Drops every position of sequence s, or of all sequences for s < 0. */
 void em_kv_clear(em_kv *kv, int32_t s);
 
 static inline int64_t em_kv_slot(const em_kv *kv, int32_t s, int32_t pos) {
     return (int64_t)kv->tables[(size_t)s * kv->blocks_per_seq + pos / EM_KV_BLOCK] * EM_KV_BLOCK +
            pos % EM_KV_BLOCK;
 }
+
+/* The cache of a context (context.c), for tests that check its state
+ * byte for byte. */
+struct ember_context;
+em_kv *em_context_kv(struct ember_context *c);
 
 #endif
