@@ -148,9 +148,283 @@ static void test_ownership_random(void **state) {
     free(snap_k);
 }
 
+/* ---- tiny-llama through the public API ---- */
+
+enum { TL_VOCAB = 32000, MAXLEN = 64 };
+
+static ember_model *tiny_llama(void) {
+    ember_model *m = NULL;
+    int rc = ember_model_load_file(testdata_path("models/tiny-llama/model-f16.gguf"), NULL, &m);
+    if (rc) print_error("%s\n", ember_last_error());
+    assert_int_equal(rc, EMBER_OK);
+    return m;
+}
+
+static ember_context *new_ctx(const ember_model *m, uint32_t n_seq, uint32_t kv_blocks) {
+    ember_context_params p;
+    ember_context_default_params(&p);
+    p.n_ctx = MAXLEN;
+    p.n_batch = 128;
+    p.n_seq_max = n_seq;
+    p.kv_blocks = kv_blocks;
+    ember_context *c = NULL;
+    int rc = ember_context_create(m, &p, &c);
+    if (rc) print_error("%s\n", ember_last_error());
+    assert_int_equal(rc, EMBER_OK);
+    return c;
+}
+
+/* Token i of test sequence k (distinct sequences from the vocabulary). */
+static int32_t tok(int k, int i) { return 1 + (k * 7919 + i * 104729 + i * i * 31) % (TL_VOCAB - 1); }
+
+/* Logits of every position of ids[0..n) evaluated alone in a fresh context. */
+static float *alone(const ember_model *m, const int32_t *ids, int n) {
+    ember_context *c = new_ctx(m, 1, 0);
+    ember_batch_entry e[MAXLEN];
+    for (int i = 0; i < n; i++) e[i] = (ember_batch_entry){ ids[i], i, 0, 1 };
+    assert_int_equal(ember_eval(c, e, (size_t)n), EMBER_OK);
+    float *out = malloc((size_t)n * TL_VOCAB * 4);
+    for (int i = 0; i < n; i++) memcpy(out + (size_t)i * TL_VOCAB, ember_get_logits(c, (size_t)i), TL_VOCAB * 4);
+    ember_context_free(&c);
+    return out;
+}
+
+static double diff(const float *a, const float *b) {
+    double d = 0;
+    for (int v = 0; v < TL_VOCAB; v++) d = fmax(d, fabs((double)a[v] - b[v]));
+    return d;
+}
+
+/* Eight sequences of different lengths in one prompt batch, then four
+ * decode steps of all eight per batch: each row as the sequence gives it
+ * alone. */
+static void test_eight_sequences(void **state) {
+    (void)state;
+    ember_model *m = tiny_llama();
+    enum { NS = 8, STEPS = 4 };
+    int32_t ids[NS][MAXLEN];
+    int plen[NS];
+    float *ref[NS];
+    for (int k = 0; k < NS; k++) {
+        plen[k] = 5 + k;
+        for (int i = 0; i < plen[k] + STEPS; i++) ids[k][i] = tok(k, i);
+        ref[k] = alone(m, ids[k], plen[k] + STEPS);
+    }
+    ember_context *c = new_ctx(m, NS, 0);
+    ember_batch_entry e[128];
+    int n = 0, row[NS][MAXLEN];
+    for (int i = 0; i < 12; i++) /* interleaved, as a server would mix them */
+        for (int k = 0; k < NS; k++)
+            if (i < plen[k]) {
+                row[k][i] = n;
+                e[n++] = (ember_batch_entry){ ids[k][i], i, k, 1 };
+            }
+    assert_int_equal(ember_eval(c, e, (size_t)n), EMBER_OK);
+    double worst = 0;
+    for (int k = 0; k < NS; k++)
+        for (int i = 0; i < plen[k]; i++)
+            worst = fmax(worst, diff(ember_get_logits(c, (size_t)row[k][i]), ref[k] + (size_t)i * TL_VOCAB));
+    for (int s = 0; s < STEPS; s++) {
+        for (int k = 0; k < NS; k++)
+            e[k] = (ember_batch_entry){ ids[NS - 1 - k][plen[NS - 1 - k] + s], plen[NS - 1 - k] + s, NS - 1 - k, 1 };
+        assert_int_equal(ember_eval(c, e, NS), EMBER_OK);
+        for (int k = 0; k < NS; k++) {
+            int q = NS - 1 - k;
+            worst = fmax(worst, diff(ember_get_logits(c, (size_t)k), ref[q] + (size_t)(plen[q] + s) * TL_VOCAB));
+        }
+    }
+    print_message("8 sequences batched vs alone: max |diff| %.3g\n", worst);
+    /* (the sequences do differ, so the comparison can fail) */
+    assert_true(diff(ref[0] + (size_t)(plen[0] - 1) * TL_VOCAB, ref[1] + (size_t)(plen[1] - 1) * TL_VOCAB) > 1e-2);
+    assert_true(worst < 1e-4);
+    ember_kv_info info = { .struct_size = sizeof info };
+    assert_int_equal(ember_kv_info_get(c, &info), EMBER_OK);
+    uint64_t held = 0;
+    for (int k = 0; k < NS; k++) held += (uint64_t)(plen[k] + STEPS);
+    assert_int_equal(info.positions_held, held);
+    assert_int_equal(info.blocks_used, NS); /* each sequence fits one block */
+    assert_int_equal(ember_seq_clear(c, -1), EMBER_OK);
+    assert_int_equal(ember_kv_info_get(c, &info), EMBER_OK);
+    assert_int_equal(info.blocks_free, info.blocks_total);
+    ember_context_free(&c);
+    for (int k = 0; k < NS; k++) free(ref[k]);
+    ember_model_free(&m);
+}
+
+/* Evaluates ids[from..to) of sequence s, one batch; returns the logits of
+ * the last. */
+static const float *run(ember_context *c, int s, const int32_t *ids, int from, int to) {
+    ember_batch_entry e[MAXLEN];
+    for (int i = from; i < to; i++) e[i - from] = (ember_batch_entry){ ids[i], i, s, i == to - 1 };
+    int rc = ember_eval(c, e, (size_t)(to - from));
+    if (rc) print_error("%s\n", ember_context_last_error(c));
+    assert_int_equal(rc, EMBER_OK);
+    return ember_get_logits(c, (size_t)(to - from - 1));
+}
+
+/* A fork shares the parent's blocks; both branches then write (into the
+ * shared partial block, which each copies) and each matches an
+ * independent run; later writes to one do not reach the other. */
+static void test_fork(void **state) {
+    (void)state;
+    ember_model *m = tiny_llama();
+    enum { P = 10, A = 3 };
+    int32_t a[MAXLEN], b[MAXLEN];
+    for (int i = 0; i < P; i++) a[i] = b[i] = tok(1, i);
+    for (int i = P; i < P + 2 * A; i++) a[i] = tok(2, i), b[i] = tok(3, i);
+    float *ra = alone(m, a, P + 2 * A), *rb = alone(m, b, P + A);
+    ember_context *c = new_ctx(m, 2, 0);
+    run(c, 0, a, 0, P);
+    assert_int_equal(ember_seq_fork(c, 0, 1), EMBER_OK);
+    assert_int_equal(ember_seq_length(c, 1), P);
+    ember_kv_info info = { .struct_size = sizeof info };
+    assert_int_equal(ember_kv_info_get(c, &info), EMBER_OK);
+    assert_int_equal(info.blocks_used, 1);
+    assert_int_equal(info.blocks_shared, 1);
+    /* both branches in one batch */
+    ember_batch_entry e[2 * A];
+    for (int i = 0; i < A; i++) {
+        e[2 * i] = (ember_batch_entry){ a[P + i], P + i, 0, 1 };
+        e[2 * i + 1] = (ember_batch_entry){ b[P + i], P + i, 1, 1 };
+    }
+    assert_int_equal(ember_eval(c, e, 2 * A), EMBER_OK);
+    double worst = 0;
+    for (int i = 0; i < A; i++) {
+        worst = fmax(worst, diff(ember_get_logits(c, (size_t)(2 * i)), ra + (size_t)(P + i) * TL_VOCAB));
+        worst = fmax(worst, diff(ember_get_logits(c, (size_t)(2 * i + 1)), rb + (size_t)(P + i) * TL_VOCAB));
+    }
+    assert_int_equal(ember_kv_info_get(c, &info), EMBER_OK);
+    assert_int_equal(info.blocks_shared, 0);
+    assert_true(info.blocks_copied >= 1);
+    /* the parent goes on; then the child's cache must still be its own */
+    worst = fmax(worst, diff(run(c, 0, a, P + A, P + 2 * A), ra + (size_t)(P + 2 * A - 1) * TL_VOCAB));
+    ember_context *c2 = new_ctx(m, 1, 0);
+    run(c2, 0, b, 0, P + A - 1);
+    const float *want = run(c2, 0, b, P + A - 1, P + A);
+    /* re-evaluating the child's last position (a rollback of one) */
+    worst = fmax(worst, diff(run(c, 1, b, P + A - 1, P + A), want));
+    print_message("fork: max |diff| against independent runs %.3g\n", worst);
+    assert_true(worst < 1e-4);
+    ember_context_free(&c2);
+    ember_context_free(&c);
+    free(ra);
+    free(rb);
+    ember_model_free(&m);
+}
+
+/* Rollback: speculative tokens truncated away, then other tokens; the
+ * same logits as never having seen the speculative ones. */
+static void test_truncate(void **state) {
+    (void)state;
+    ember_model *m = tiny_llama();
+    enum { P = 20, S = 6, T = 3 };
+    int32_t spec[MAXLEN], good[MAXLEN];
+    for (int i = 0; i < P + S; i++) spec[i] = good[i] = tok(4, i);
+    for (int i = P; i < P + S; i++) spec[i] = tok(5, i);
+    float *ref = alone(m, good, P + T);
+    ember_context *c = new_ctx(m, 1, 0);
+    run(c, 0, spec, 0, P + S);
+    assert_int_equal(ember_seq_truncate(c, 0, P), EMBER_OK);
+    assert_int_equal(ember_seq_length(c, 0), P);
+    assert_int_equal(ember_seq_truncate(c, 0, 1000), EMBER_OK); /* longer: no change */
+    assert_int_equal(ember_seq_length(c, 0), P);
+    assert_int_equal(ember_seq_truncate(c, 0, -1), EMBER_ERR_INVALID_ARGUMENT);
+    double d = diff(run(c, 0, good, P, P + T), ref + (size_t)(P + T - 1) * TL_VOCAB);
+    assert_true(d < 1e-4);
+    ember_kv_info info = { .struct_size = sizeof info };
+    assert_int_equal(ember_kv_info_get(c, &info), EMBER_OK);
+    assert_int_equal(info.blocks_used, (P + T + EMBER_KV_BLOCK - 1) / EMBER_KV_BLOCK);
+    ember_context_free(&c);
+    free(ref);
+    ember_model_free(&m);
+}
+
+typedef struct kv_snapshot {
+    void *mem;
+    size_t mem_bytes;
+    int32_t tables[4 * 4], n_table[4], len[4], ref[6], free_list[6], n_free;
+} kv_snapshot;
+
+static void snapshot(ember_context *c, kv_snapshot *s) {
+    const em_kv *kv = em_context_kv(c);
+    s->mem_bytes = em_kv_block_bytes(kv) * (size_t)kv->n_blocks;
+    s->mem = malloc(s->mem_bytes);
+    memcpy(s->mem, kv->mem, s->mem_bytes);
+    memcpy(s->tables, kv->tables, sizeof s->tables);
+    memcpy(s->n_table, kv->n_table, sizeof s->n_table);
+    memcpy(s->len, kv->len, sizeof s->len);
+    memcpy(s->ref, kv->ref, sizeof s->ref);
+    memset(s->free_list, 0, sizeof s->free_list);
+    memcpy(s->free_list, kv->free_list, (size_t)kv->n_free * 4);
+    s->n_free = kv->n_free;
+}
+
+static void assert_same_snapshot(const kv_snapshot *a, const kv_snapshot *b) {
+    assert_int_equal(a->mem_bytes, b->mem_bytes);
+    assert_memory_equal(a->mem, b->mem, a->mem_bytes);
+    assert_memory_equal(a->tables, b->tables, sizeof a->tables);
+    assert_memory_equal(a->n_table, b->n_table, sizeof a->n_table);
+    assert_memory_equal(a->len, b->len, sizeof a->len);
+    assert_memory_equal(a->ref, b->ref, sizeof a->ref);
+    assert_int_equal(a->n_free, b->n_free);
+    assert_memory_equal(a->free_list, b->free_list, sizeof a->free_list);
+}
+
+/* A budget of 6 blocks: two sequences of 40 positions take all; a batch
+ * that needs one more block fails with EMBER_ERR_KV_FULL and leaves the
+ * cache byte for byte as it was, even the part of the batch that would
+ * have fit; the full sequences go on decoding; clearing one makes room. */
+static void test_exhaustion(void **state) {
+    (void)state;
+    ember_model *m = tiny_llama();
+    enum { L = 40 };
+    int32_t ids[3][MAXLEN];
+    for (int k = 0; k < 3; k++)
+        for (int i = 0; i < MAXLEN; i++) ids[k][i] = tok(10 + k, i);
+    float *ref0 = alone(m, ids[0], L + 2), *ref2 = alone(m, ids[2], 5);
+    ember_context *c = new_ctx(m, 4, 6);
+    run(c, 0, ids[0], 0, L);
+    run(c, 1, ids[1], 0, L);
+    ember_kv_info info = { .struct_size = sizeof info };
+    assert_int_equal(ember_kv_info_get(c, &info), EMBER_OK);
+    assert_int_equal(info.blocks_total, 6);
+    assert_int_equal(info.blocks_free, 0);
+    kv_snapshot before, after;
+    snapshot(c, &before);
+    ember_batch_entry e[6];
+    for (int i = 0; i < 5; i++) e[i] = (ember_batch_entry){ ids[2][i], i, 2, 1 };
+    assert_int_equal(ember_eval(c, e, 5), EMBER_ERR_KV_FULL);
+    snapshot(c, &after);
+    assert_same_snapshot(&before, &after);
+    free(after.mem);
+    /* sequence 0 alone fits (its third block has room), with 2 it does not */
+    e[5] = (ember_batch_entry){ ids[0][L], L, 0, 1 };
+    assert_int_equal(ember_eval(c, e, 6), EMBER_ERR_KV_FULL);
+    snapshot(c, &after);
+    assert_same_snapshot(&before, &after);
+    free(after.mem);
+    free(before.mem);
+    /* the others are unharmed */
+    assert_true(diff(run(c, 0, ids[0], L, L + 1), ref0 + (size_t)L * TL_VOCAB) < 1e-4);
+    /* removing a sequence returns its blocks */
+    assert_int_equal(ember_seq_clear(c, 1), EMBER_OK);
+    assert_int_equal(ember_kv_info_get(c, &info), EMBER_OK);
+    assert_int_equal(info.blocks_free, 3);
+    assert_true(diff(run(c, 2, ids[2], 0, 5), ref2 + 4 * TL_VOCAB) < 1e-4);
+    assert_true(diff(run(c, 0, ids[0], L + 1, L + 2), ref0 + (size_t)(L + 1) * TL_VOCAB) < 1e-4);
+    ember_context_free(&c);
+    free(ref0);
+    free(ref2);
+    ember_model_free(&m);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_ownership_random),
+        cmocka_unit_test(test_eight_sequences),
+        cmocka_unit_test(test_fork),
+        cmocka_unit_test(test_truncate),
+        cmocka_unit_test(test_exhaustion),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
