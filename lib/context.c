@@ -285,12 +285,19 @@ EMBER_API const float *ember_get_logits(ember_context *c, size_t i) {
     return (const float *)c->logits->data + (size_t)c->row_out[i] * (size_t)c->logits->ne[0];
 }
 
-EMBER_API int32_t ember_seq_length(ember_context *c, int32_t seq_id) {
-    if (!c) return em_error(NULL, EMBER_ERR_INVALID_ARGUMENT, "seq: context is NULL");
+em_kv *em_context_kv(ember_context *c) { return &c->kv; }
+
+static int check_seq(ember_context *c, int32_t seq_id) {
     if (seq_id < 0 || (uint32_t)seq_id >= c->n_seq)
         return em_error(c->err, EMBER_ERR_INVALID_ARGUMENT, "seq: id %d is not in 0..%u", seq_id,
                         c->n_seq - 1);
-    return c->kv.len[seq_id];
+    return EMBER_OK;
+}
+
+EMBER_API int32_t ember_seq_length(ember_context *c, int32_t seq_id) {
+    if (!c) return em_error(NULL, EMBER_ERR_INVALID_ARGUMENT, "seq: context is NULL");
+    int rc = check_seq(c, seq_id);
+    return rc ? rc : c->kv.len[seq_id];
 }
 
 EMBER_API int ember_seq_clear(ember_context *c, int32_t seq_id) {
@@ -300,15 +307,6 @@ EMBER_API int ember_seq_clear(ember_context *c, int32_t seq_id) {
                         seq_id, c->n_seq - 1);
     em_kv_clear(&c->kv, seq_id);
     c->n_last = 0;
-    return EMBER_OK;
-}
-
-em_kv *em_context_kv(ember_context *c) { return &c->kv; }
-
-static int check_seq(ember_context *c, int32_t seq_id) {
-    if (seq_id < 0 || (uint32_t)seq_id >= c->n_seq)
-        return em_error(c->err, EMBER_ERR_INVALID_ARGUMENT, "seq: id %d is not in 0..%u", seq_id,
-                        c->n_seq - 1);
     return EMBER_OK;
 }
 

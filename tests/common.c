@@ -1,5 +1,6 @@
 #include "common.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -185,4 +186,19 @@ char *quantize_to_temp_file(const char *src_path, const ember_quantize_params *p
     assert_int_equal(rc, EMBER_OK);
     ember_model_free(&src);
     return path;
+}
+
+double max_diff(const float *a, const float *b, size_t n) {
+    double d = 0;
+    for (size_t i = 0; i < n; i++) d = fmax(d, fabs((double)a[i] - b[i]));
+    return d;
+}
+
+double rel_l2(const float *got, const float *ref, size_t n) {
+    double e = 0, r = 0;
+    for (size_t i = 0; i < n; i++) {
+        e += ((double)got[i] - ref[i]) * ((double)got[i] - ref[i]);
+        r += (double)ref[i] * ref[i];
+    }
+    return sqrt(e / r);
 }

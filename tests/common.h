@@ -33,6 +33,11 @@ typedef struct model_ref {
 
 void load_model_ref(const char *model, int n_vocab, model_ref *r);
 
+/* max_i |a[i] - b[i]| */
+double max_diff(const float *a, const float *b, size_t n);
+/* ||got - ref|| / ||ref|| (L2) */
+double rel_l2(const float *got, const float *ref, size_t n);
+
 /* An allocator that counts live blocks and bytes and can fail the Nth
  * allocation (fail_at = N, 1-based; 0 = never). */
 typedef struct counting_alloc {

@@ -189,11 +189,7 @@ static float *alone(const ember_model *m, const int32_t *ids, int n) {
     return out;
 }
 
-static double diff(const float *a, const float *b) {
-    double d = 0;
-    for (int v = 0; v < TL_VOCAB; v++) d = fmax(d, fabs((double)a[v] - b[v]));
-    return d;
-}
+static double diff(const float *a, const float *b) { return max_diff(a, b, TL_VOCAB); }
 
 /* Eight sequences of different lengths in one prompt batch, then four
  * decode steps of all eight per batch: each row as the sequence gives it

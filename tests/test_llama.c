@@ -36,12 +36,6 @@ static void eval_rows(ember_context *c, const int32_t *ids, int from, int to, in
                (size_t)n_vocab * 4);
 }
 
-static double max_diff(const float *a, const float *b, size_t n) {
-    double d = 0;
-    for (size_t i = 0; i < n; i++) d = fmax(d, fabs((double)a[i] - b[i]));
-    return d;
-}
-
 static ember_model *load_model(const char *rel) {
     ember_model *m = NULL;
     int rc = ember_model_load_file(testdata_path(rel), NULL, &m);

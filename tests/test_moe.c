@@ -48,12 +48,6 @@ static void eval_rows(ember_context *c, const int32_t *ids, int from, int to, in
         memcpy(out + (size_t)i * NV, ember_get_logits(c, (size_t)(i - from)), NV * 4);
 }
 
-static double max_diff(const float *a, const float *b, size_t n) {
-    double d = 0;
-    for (size_t i = 0; i < n; i++) d = fmax(d, fabs((double)a[i] - b[i]));
-    return d;
-}
-
 static int argmax(const float *l) {
     int b = 0;
     for (int i = 1; i < NV; i++) if (l[i] > l[b]) b = i;

@@ -123,15 +123,6 @@ static ember_context *new_ctx(const ember_model *m) {
     return c;
 }
 
-static double rel_l2(const float *a, const float *b, size_t n) {
-    double e = 0, r = 0;
-    for (size_t i = 0; i < n; i++) {
-        e += ((double)a[i] - b[i]) * ((double)a[i] - b[i]);
-        r += (double)b[i] * b[i];
-    }
-    return sqrt(e / r);
-}
-
 static void test_tiny_llama_quantized(void **state) {
     (void)state;
     enum { V = 32000 };

@@ -160,15 +160,6 @@ static void test_layouts(void **state) {
     }
 }
 
-static double rel_rms(const float *a, const float *b, int n) {
-    double e = 0, r = 0;
-    for (int i = 0; i < n; i++) {
-        e += ((double)a[i] - b[i]) * ((double)a[i] - b[i]);
-        r += (double)a[i] * a[i];
-    }
-    return sqrt(e / r);
-}
-
 /* Weights like a trained layer's: roughly normal, a few outliers. */
 static void weights_like(float *x, int n) {
     for (int i = 0; i < n; i++) {
@@ -184,7 +175,7 @@ static double round_trip(uint32_t type, const float *x, int n, float *back) {
     assert_true(need > 0 && need <= sizeof q);
     assert_int_equal(ember_quantize_row(type, x, n, q, need), EMBER_OK);
     assert_true(em_dequantize_row(type, q, n, back));
-    return rel_rms(x, back, n);
+    return rel_l2(back, x, (size_t)n);
 }
 
 static void test_round_trips(void **state) {

@@ -49,6 +49,13 @@ typedef void (*em_quant_q8x_fn)(int64_t n, const float *x, int8_t *hi, int8_t *l
 /* out = sum_i w[i] * x[i] with x quantized: block by block, an exact
  * integer dot product (256 w.hi + w.lo) scaled by the two block scales. */
 typedef float (*em_dot_q8x_fn)(int64_t n, const void *w, em_q8x_row x);
+/* The block types computed through the unpacked form of lib/quant.h
+ * (w = a[j / 16] q + c per 32 weights). Every kernel table fills their
+ * slots from this one list: X(suffix, EMBER_TYPE_...). */
+#define EM_UNPACKED_TYPES(X)                                                                    \
+    X(q4_1, EMBER_TYPE_Q4_1) X(q5_0, EMBER_TYPE_Q5_0) X(q5_1, EMBER_TYPE_Q5_1)                  \
+    X(q4_k, EMBER_TYPE_Q4_K) X(q5_k, EMBER_TYPE_Q5_K) X(q6_k, EMBER_TYPE_Q6_K)
+
 /* dst[i] = fp16(src[i]), round to nearest even */
 typedef void (*em_from_f32_fn)(int64_t n, const float *src, void *dst);
 

@@ -82,34 +82,24 @@ static float dot_unpacked(uint32_t type, int64_t n, const void *w, const float *
     return s;
 }
 
-#define DOT_UNPACKED(name, type)                                             \
-    static float name(int64_t n, const void *w, const float *x) {          \
+#define DOT_UNPACKED(T, type)                                                \
+    static float dot_##T(int64_t n, const void *w, const float *x) {        \
         return dot_unpacked(type, n, w, x);                                  \
     }
-DOT_UNPACKED(dot_q4_1, EMBER_TYPE_Q4_1)
-DOT_UNPACKED(dot_q5_0, EMBER_TYPE_Q5_0)
-DOT_UNPACKED(dot_q5_1, EMBER_TYPE_Q5_1)
-DOT_UNPACKED(dot_q4_k, EMBER_TYPE_Q4_K)
-DOT_UNPACKED(dot_q5_k, EMBER_TYPE_Q5_K)
-DOT_UNPACKED(dot_q6_k, EMBER_TYPE_Q6_K)
+EM_UNPACKED_TYPES(DOT_UNPACKED)
 
 /* Dequantization is the block formats' definition, kept in lib/quant.c
  * (the quantizer and ember_model_quantize use the same code). */
-#define TO_F32(name, type)                                                   \
-    static void name(int64_t n, const void *src, float *dst) {               \
+#define TO_F32(T, type)                                                      \
+    static void T##_to_f32(int64_t n, const void *src, float *dst) {         \
         em_dequantize_row(type, src, n, dst);                                \
     }
-TO_F32(f32_to_f32, EMBER_TYPE_F32)
-TO_F32(f16_to_f32, EMBER_TYPE_F16)
-TO_F32(bf16_to_f32, EMBER_TYPE_BF16)
-TO_F32(q8_0_to_f32, EMBER_TYPE_Q8_0)
-TO_F32(q4_0_to_f32, EMBER_TYPE_Q4_0)
-TO_F32(q4_1_to_f32, EMBER_TYPE_Q4_1)
-TO_F32(q5_0_to_f32, EMBER_TYPE_Q5_0)
-TO_F32(q5_1_to_f32, EMBER_TYPE_Q5_1)
-TO_F32(q4_k_to_f32, EMBER_TYPE_Q4_K)
-TO_F32(q5_k_to_f32, EMBER_TYPE_Q5_K)
-TO_F32(q6_k_to_f32, EMBER_TYPE_Q6_K)
+TO_F32(f32, EMBER_TYPE_F32)
+TO_F32(f16, EMBER_TYPE_F16)
+TO_F32(bf16, EMBER_TYPE_BF16)
+TO_F32(q8_0, EMBER_TYPE_Q8_0)
+TO_F32(q4_0, EMBER_TYPE_Q4_0)
+EM_UNPACKED_TYPES(TO_F32)
 
 static void axpy(int64_t n, float a, const float *x, float *y) {
     for (int64_t i = 0; i < n; i++) y[i] += a * x[i];
@@ -149,17 +139,10 @@ void em_cpu_dsp_init_ref(em_cpu_dsp *c) {
     c->to_f32[EMBER_TYPE_BF16] = bf16_to_f32;
     c->to_f32[EMBER_TYPE_Q8_0] = q8_0_to_f32;
     c->to_f32[EMBER_TYPE_Q4_0] = q4_0_to_f32;
-    c->dot[EMBER_TYPE_Q4_1] = dot_q4_1;
-    c->dot[EMBER_TYPE_Q5_0] = dot_q5_0;
-    c->dot[EMBER_TYPE_Q5_1] = dot_q5_1;
-    c->dot[EMBER_TYPE_Q4_K] = dot_q4_k;
-    c->dot[EMBER_TYPE_Q5_K] = dot_q5_k;
-    c->dot[EMBER_TYPE_Q6_K] = dot_q6_k;
-    c->to_f32[EMBER_TYPE_Q4_1] = q4_1_to_f32;
-    c->to_f32[EMBER_TYPE_Q5_0] = q5_0_to_f32;
-    c->to_f32[EMBER_TYPE_Q5_1] = q5_1_to_f32;
-    c->to_f32[EMBER_TYPE_Q4_K] = q4_k_to_f32;
-    c->to_f32[EMBER_TYPE_Q5_K] = q5_k_to_f32;
-    c->to_f32[EMBER_TYPE_Q6_K] = q6_k_to_f32;
+#define SET_UNPACKED(T, type)                                                \
+    c->dot[type] = dot_##T;                                                  \
+    c->to_f32[type] = T##_to_f32;
+    EM_UNPACKED_TYPES(SET_UNPACKED)
+#undef SET_UNPACKED
     c->axpy = axpy;
 }

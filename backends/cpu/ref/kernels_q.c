@@ -90,25 +90,17 @@ static float dot_unpacked(uint32_t type, int64_t n, const void *w, em_q8x_row x)
     return sum;
 }
 
-#define DOT_UNPACKED(name, type)                                             \
-    static float name(int64_t n, const void *w, em_q8x_row x) {             \
+#define DOT_UNPACKED(T, type)                                                \
+    static float dot_##T(int64_t n, const void *w, em_q8x_row x) {           \
         return dot_unpacked(type, n, w, x);                                  \
     }
-DOT_UNPACKED(dot_q4_1, EMBER_TYPE_Q4_1)
-DOT_UNPACKED(dot_q5_0, EMBER_TYPE_Q5_0)
-DOT_UNPACKED(dot_q5_1, EMBER_TYPE_Q5_1)
-DOT_UNPACKED(dot_q4_k, EMBER_TYPE_Q4_K)
-DOT_UNPACKED(dot_q5_k, EMBER_TYPE_Q5_K)
-DOT_UNPACKED(dot_q6_k, EMBER_TYPE_Q6_K)
+EM_UNPACKED_TYPES(DOT_UNPACKED)
 
 void em_cpu_dsp_init_ref_q(em_cpu_dsp *c) {
     c->quant_q8x = quant_q8x;
     c->dot_q8x[EMBER_TYPE_Q8_0] = dot_q8_0;
     c->dot_q8x[EMBER_TYPE_Q4_0] = dot_q4_0;
-    c->dot_q8x[EMBER_TYPE_Q4_1] = dot_q4_1;
-    c->dot_q8x[EMBER_TYPE_Q5_0] = dot_q5_0;
-    c->dot_q8x[EMBER_TYPE_Q5_1] = dot_q5_1;
-    c->dot_q8x[EMBER_TYPE_Q4_K] = dot_q4_k;
-    c->dot_q8x[EMBER_TYPE_Q5_K] = dot_q5_k;
-    c->dot_q8x[EMBER_TYPE_Q6_K] = dot_q6_k;
+#define SET_UNPACKED(T, type) c->dot_q8x[type] = dot_##T;
+    EM_UNPACKED_TYPES(SET_UNPACKED)
+#undef SET_UNPACKED
 }

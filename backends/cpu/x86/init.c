@@ -23,12 +23,7 @@ void em_cpu_dsp_init_x86(em_cpu_dsp *c, uint32_t flags) {
     c->dot_q8x[TYPE] = em_dot_##T##_q8x_avx2;                                                \
     c->dot[TYPE] = em_dot_##T##_avx2;                                                        \
     c->to_f32[TYPE] = em_##T##_to_f32_avx2;
-    SET_QK(q4_1, EMBER_TYPE_Q4_1)
-    SET_QK(q5_0, EMBER_TYPE_Q5_0)
-    SET_QK(q5_1, EMBER_TYPE_Q5_1)
-    SET_QK(q4_k, EMBER_TYPE_Q4_K)
-    SET_QK(q5_k, EMBER_TYPE_Q5_K)
-    SET_QK(q6_k, EMBER_TYPE_Q6_K)
+    EM_UNPACKED_TYPES(SET_QK)
 #undef SET_QK
     if (!(flags & EMBER_CPU_AVX512)) return;
     c->dot[EMBER_TYPE_F32] = em_dot_f32_avx512;

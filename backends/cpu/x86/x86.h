@@ -26,16 +26,11 @@ void em_q8_0_to_f32_avx2(int64_t n, const void *src, float *dst);
 void em_q4_0_to_f32_avx2(int64_t n, const void *src, float *dst);
 float em_dot_q8_0_q8x_avx2(int64_t n, const void *w, em_q8x_row x);
 float em_dot_q4_0_q8x_avx2(int64_t n, const void *w, em_q8x_row x);
-#define EM_QK_AVX2(T)                                                                      \
+#define EM_QK_AVX2(T, type)                                                                \
     float em_dot_##T##_q8x_avx2(int64_t n, const void *w, em_q8x_row x);                     \
     float em_dot_##T##_avx2(int64_t n, const void *w, const float *x);                        \
     void em_##T##_to_f32_avx2(int64_t n, const void *src, float *dst);
-EM_QK_AVX2(q4_1)
-EM_QK_AVX2(q5_0)
-EM_QK_AVX2(q5_1)
-EM_QK_AVX2(q4_k)
-EM_QK_AVX2(q5_k)
-EM_QK_AVX2(q6_k)
+EM_UNPACKED_TYPES(EM_QK_AVX2)
 float em_dot_q8_0_q8x_vnni(int64_t n, const void *w, em_q8x_row x);
 float em_dot_q4_0_q8x_vnni(int64_t n, const void *w, em_q8x_row x);
 
