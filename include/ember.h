@@ -335,19 +335,40 @@ EMBER_API int ember_seq_fork(ember_context *ctx, int32_t src, int32_t dst);
  * of rejected speculative tokens); n_pos >= the length changes nothing. */
 EMBER_API int ember_seq_truncate(ember_context *ctx, int32_t seq_id, int32_t n_pos);
 
+/* Prefix reuse. Every block a sequence fills is named by its tokens and
+ * the name of the block before it, and stays findable after the sequence
+ * is cleared: blocks no sequence holds are kept "cached" and only evicted,
+ * least recently released first, when a write needs room (they count as
+ * free). This call drops seq_id's positions, then attaches the longest run
+ * of whole cached or held blocks equal to tokens[0..n_tokens), keeping at
+ * most n_tokens-1 positions: the last token must still be evaluated for
+ * its logits. Returns the positions now held (0 when nothing matched) or a
+ * negative status; the caller evaluates tokens from that position on.
+ * Attaching takes no free block; the blocks are shared, so a later write
+ * into one is copy-on-write like after a fork (evaluating the last token
+ * of a prompt that matched to a block boundary may copy one block). The cache
+ * must have been filled by this context (same model, same kv_type).
+ * Blocks are found by a 64-bit name and their 16 tokens compared, so a
+ * false match needs a 64-bit collision between two different prefixes. */
+EMBER_API int32_t ember_seq_reuse_prefix(ember_context *ctx, int32_t seq_id,
+                                         const int32_t *tokens, size_t n_tokens);
+
 /* The state of a context's KV pool. */
 typedef struct ember_kv_info {
     size_t struct_size;        /* set by the caller: sizeof(ember_kv_info) */
     uint32_t block_positions;  /* EMBER_KV_BLOCK */
     uint32_t blocks_total;     /* the budget */
-    uint32_t blocks_free;
+    uint32_t blocks_free;      /* a write can take: unused plus cached */
     uint32_t blocks_used;      /* held by at least one sequence */
-    uint32_t blocks_shared;    /* held by more than one (after a fork) */
-    uint32_t reserved0;
+    uint32_t blocks_shared;    /* held by more than one (fork, prefix reuse) */
+    uint32_t blocks_cached;    /* held by none, kept for prefix reuse */
     uint64_t bytes_per_block;  /* all layers, K and V */
     uint64_t positions_held;   /* sum of the sequences' lengths */
     uint64_t blocks_copied;    /* copy-on-write copies since creation */
-    uint8_t reserved[64];
+    uint64_t positions_reused; /* attached by ember_seq_reuse_prefix, ever */
+    uint64_t positions_written; /* batch entries ember_eval computed, ever */
+    uint64_t blocks_evicted;   /* cached blocks taken for new data, ever */
+    uint8_t reserved[40];
 } ember_kv_info;
 /* Fills *info (info->struct_size must be set; smaller, older structs get
  * their prefix). */

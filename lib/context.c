@@ -27,6 +27,7 @@ struct ember_context {
     int32_t *seq_first, *seq_next; /* per sequence, during validation */
     em_tensor *logits;
     size_t n_last;
+    uint64_t positions_written; /* batch entries evaluated, ever */
     uint64_t *expert_counts; /* [n_layer][n_expert], MoE models only */
 };
 
@@ -231,9 +232,10 @@ static int validate_batch(ember_context *c, const ember_batch_entry *e, size_t n
         need += n.alloc;
         released += n.released;
     }
-    if (need > c->kv.n_free + released)
+    int64_t avail = em_kv_available(&c->kv) + released;
+    if (need > avail)
         return em_error(c->err, EMBER_ERR_KV_FULL, "eval: the batch needs %lld KV blocks, %lld "
-                        "are free", (long long)need, (long long)(c->kv.n_free + released));
+                        "are free", (long long)need, (long long)avail);
     return EMBER_OK;
 }
 
@@ -246,6 +248,7 @@ static int64_t fill_inputs(ember_context *c, const ember_batch_entry *e, size_t 
         pos[i] = e[i].pos;
         seq[i] = e[i].seq_id;
         slot[i] = (int32_t)em_kv_slot(&c->kv, e[i].seq_id, e[i].pos);
+        c->kv.tokens[slot[i]] = e[i].token; /* names the block for prefix reuse */
         c->row_out[i] = e[i].want_logits ? (int32_t)n_out : -1;
         if (e[i].want_logits) out_rows[n_out++] = (int32_t)i;
     }
@@ -271,6 +274,10 @@ EMBER_API int ember_eval(ember_context *c, const ember_batch_entry *entries, siz
         (rc = em_plan_apply(&c->plan, &c->graph, c->arena.base, c->err)) ||
         (rc = em_backend_graph_compute(c->backend, &c->graph)))
         return rc;
+    /* blocks the batch filled become findable by their prefix */
+    for (uint32_t s = 0; s < c->n_seq; s++)
+        if (c->seq_first[s] >= 0) em_kv_seal(&c->kv, (int32_t)s, c->seq_first[s], c->seq_next[s]);
+    c->positions_written += n;
     c->n_last = n;
     return EMBER_OK;
 }
@@ -330,6 +337,18 @@ EMBER_API int ember_seq_truncate(ember_context *c, int32_t seq_id, int32_t n_pos
     return EMBER_OK;
 }
 
+EMBER_API int32_t ember_seq_reuse_prefix(ember_context *c, int32_t seq_id, const int32_t *tokens,
+                                         size_t n_tokens) {
+    if (!c) return em_error(NULL, EMBER_ERR_INVALID_ARGUMENT, "seq: context is NULL");
+    int rc = check_seq(c, seq_id);
+    if (rc) return rc;
+    if (!tokens && n_tokens)
+        return em_error(c->err, EMBER_ERR_INVALID_ARGUMENT, "seq: tokens is NULL");
+    int32_t n = n_tokens > c->n_ctx ? (int32_t)c->n_ctx : (int32_t)n_tokens;
+    c->n_last = 0;
+    return em_kv_reuse(&c->kv, seq_id, tokens, n);
+}
+
 /* The first released ember_kv_info ends at blocks_copied. */
 #define KV_INFO_V1_SIZE (offsetof(ember_kv_info, blocks_copied) + sizeof(uint64_t))
 
@@ -342,7 +361,8 @@ EMBER_API int ember_kv_info_get(const ember_context *c, ember_kv_info *info) {
     const em_kv *kv = &c->kv;
     ember_kv_info v = { .struct_size = size, .block_positions = EM_KV_BLOCK };
     v.blocks_total = (uint32_t)kv->n_blocks;
-    v.blocks_free = (uint32_t)kv->n_free;
+    v.blocks_free = (uint32_t)em_kv_available(kv);
+    v.blocks_cached = (uint32_t)kv->n_cached;
     for (int32_t b = 0; b < kv->n_blocks; b++) {
         v.blocks_used += kv->ref[b] > 0;
         v.blocks_shared += kv->ref[b] > 1;
@@ -350,6 +370,9 @@ EMBER_API int ember_kv_info_get(const ember_context *c, ember_kv_info *info) {
     v.bytes_per_block = em_kv_block_bytes(kv);
     for (int32_t s = 0; s < kv->n_seq; s++) v.positions_held += (uint64_t)kv->len[s];
     v.blocks_copied = kv->copies;
+    v.positions_reused = kv->reused;
+    v.positions_written = c->positions_written;
+    v.blocks_evicted = kv->evicted;
     memcpy(info, &v, size < sizeof v ? size : sizeof v);
     return EMBER_OK;
 }

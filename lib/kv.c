@@ -31,8 +31,19 @@ int em_kv_init(em_kv *kv, const em_alloc *a, int32_t n_layer, int64_t k_row, int
     kv->len = em_calloc(a, (size_t)n_seq, sizeof *kv->len);
     kv->ref = em_calloc(a, (size_t)kv->n_blocks, sizeof *kv->ref);
     kv->free_list = em_calloc(a, (size_t)kv->n_blocks, sizeof *kv->free_list);
+    uint32_t n_bucket = 1;
+    while (n_bucket < (uint32_t)kv->n_blocks && n_bucket < (1u << 30)) n_bucket <<= 1;
+    kv->bucket_mask = n_bucket - 1;
+    kv->tokens = em_calloc(a, (size_t)kv->n_blocks * EM_KV_BLOCK, sizeof *kv->tokens);
+    kv->hash = em_calloc(a, (size_t)kv->n_blocks, sizeof *kv->hash);
+    kv->sealed = em_calloc(a, (size_t)kv->n_blocks, sizeof *kv->sealed);
+    kv->bucket = em_calloc(a, n_bucket, sizeof *kv->bucket);
+    kv->chain = em_calloc(a, (size_t)kv->n_blocks, sizeof *kv->chain);
+    kv->lru_prev = em_calloc(a, (size_t)kv->n_blocks, sizeof *kv->lru_prev);
+    kv->lru_next = em_calloc(a, (size_t)kv->n_blocks, sizeof *kv->lru_next);
     if (!kv->mem || !kv->k || !kv->v || !kv->tables || !kv->n_table || !kv->len || !kv->ref ||
-        !kv->free_list) {
+        !kv->free_list || !kv->tokens || !kv->hash || !kv->sealed || !kv->bucket || !kv->chain ||
+        !kv->lru_prev || !kv->lru_next) {
         em_kv_free(kv, a);
         return EMBER_ERR_NO_MEMORY;
     }
@@ -46,6 +57,8 @@ int em_kv_init(em_kv *kv, const em_alloc *a, int32_t n_layer, int64_t k_row, int
         p += vsz;
     }
     for (int64_t i = 0; i < all; i++) kv->tables[i] = -1;
+    for (uint32_t i = 0; i < n_bucket; i++) kv->bucket[i] = -1;
+    kv->lru_head = kv->lru_tail = -1;
     /* hand out low block numbers first */
     kv->n_free = kv->n_blocks;
     for (int32_t i = 0; i < kv->n_blocks; i++) kv->free_list[i] = kv->n_blocks - 1 - i;
@@ -61,6 +74,13 @@ void em_kv_free(em_kv *kv, const em_alloc *a) {
     em_free(a, kv->len);
     em_free(a, kv->ref);
     em_free(a, kv->free_list);
+    em_free(a, kv->tokens);
+    em_free(a, kv->hash);
+    em_free(a, kv->sealed);
+    em_free(a, kv->bucket);
+    em_free(a, kv->chain);
+    em_free(a, kv->lru_prev);
+    em_free(a, kv->lru_next);
     memset(kv, 0, sizeof *kv);
 }
 
@@ -76,14 +96,72 @@ static int32_t *table_of(const em_kv *kv, int32_t s) {
     return kv->tables + (size_t)s * kv->blocks_per_seq;
 }
 
+/* ---- the prefix index and the LRU list of cached blocks ---- */
+
+static void lru_remove(em_kv *kv, int32_t b) {
+    int32_t p = kv->lru_prev[b], n = kv->lru_next[b];
+    if (p >= 0) kv->lru_next[p] = n; else kv->lru_head = n;
+    if (n >= 0) kv->lru_prev[n] = p; else kv->lru_tail = p;
+    kv->n_cached--;
+}
+
+static void lru_append(em_kv *kv, int32_t b) {
+    kv->lru_prev[b] = kv->lru_tail;
+    kv->lru_next[b] = -1;
+    if (kv->lru_tail >= 0) kv->lru_next[kv->lru_tail] = b; else kv->lru_head = b;
+    kv->lru_tail = b;
+    kv->n_cached++;
+}
+
+static void index_insert(em_kv *kv, int32_t b, uint64_t h) {
+    uint32_t k = (uint32_t)h & kv->bucket_mask;
+    kv->hash[b] = h;
+    kv->sealed[b] = 1;
+    kv->chain[b] = kv->bucket[k];
+    kv->bucket[k] = b;
+}
+
+/* Unseals block b: it is about to be written or reused for other data. */
+static void unseal(em_kv *kv, int32_t b) {
+    if (!kv->sealed[b]) return;
+    int32_t *p = &kv->bucket[(uint32_t)kv->hash[b] & kv->bucket_mask];
+    while (*p != b) p = &kv->chain[*p];
+    *p = kv->chain[b];
+    kv->sealed[b] = 0;
+}
+
+uint64_t em_kv_hash_block(uint64_t parent, const int32_t *tokens) {
+    uint64_t h = parent;
+    for (int i = 0; i < EM_KV_BLOCK; i++) {
+        h ^= (uint32_t)tokens[i];
+        h *= 0x9e3779b97f4a7c15ull;
+        h ^= h >> 29;
+    }
+    h ^= h >> 32;
+    h *= 0xd6e8feb86659fd93ull;
+    return h ^ (h >> 32);
+}
+
+/* ---- taking and dropping blocks ---- */
+
 static int32_t take_block(em_kv *kv) {
-    int32_t b = kv->free_list[--kv->n_free];
+    int32_t b;
+    if (kv->n_free > 0) {
+        b = kv->free_list[--kv->n_free];
+    } else { /* the plan counted cached blocks as available: evict one */
+        b = kv->lru_head;
+        lru_remove(kv, b);
+        unseal(kv, b);
+        kv->evicted++;
+    }
     kv->ref[b] = 1;
     return b;
 }
 
 static void drop_block(em_kv *kv, int32_t b) {
-    if (--kv->ref[b] == 0) kv->free_list[kv->n_free++] = b;
+    if (--kv->ref[b] > 0) return;
+    if (kv->sealed[b]) lru_append(kv, b); /* kept for reuse until evicted */
+    else kv->free_list[kv->n_free++] = b;
 }
 
 static void copy_block(em_kv *kv, int32_t dst, int32_t src) {
@@ -93,6 +171,8 @@ static void copy_block(em_kv *kv, int32_t dst, int32_t src) {
         memcpy((char *)kv->k[l] + (size_t)dst * kb, (char *)kv->k[l] + (size_t)src * kb, kb);
         memcpy((char *)kv->v[l] + (size_t)dst * vb, (char *)kv->v[l] + (size_t)src * vb, vb);
     }
+    memcpy(kv->tokens + (size_t)dst * EM_KV_BLOCK, kv->tokens + (size_t)src * EM_KV_BLOCK,
+           EM_KV_BLOCK * sizeof *kv->tokens);
     kv->copies++;
 }
 
@@ -120,9 +200,13 @@ void em_kv_truncate(em_kv *kv, int32_t s, int32_t n) {
 void em_kv_prepare(em_kv *kv, int32_t s, int32_t from, int32_t to) {
     int32_t *table = table_of(kv, s);
     em_kv_truncate(kv, s, to);
-    /* copy-on-write: this sequence is about to write these blocks */
+    /* copy-on-write: this sequence is about to write these blocks; one it
+     * holds alone is written in place, and leaves the index first */
     for (int32_t i = from / EM_KV_BLOCK; i < kv->n_table[s]; i++) {
-        if (kv->ref[table[i]] == 1) continue;
+        if (kv->ref[table[i]] == 1) {
+            unseal(kv, table[i]);
+            continue;
+        }
         int32_t b = take_block(kv);
         copy_block(kv, b, table[i]);
         drop_block(kv, table[i]);
@@ -152,4 +236,52 @@ void em_kv_clear(em_kv *kv, int32_t s) {
     } else {
         em_kv_truncate(kv, s, 0);
     }
+}
+
+void em_kv_seal(em_kv *kv, int32_t s, int32_t from, int32_t to) {
+    const int32_t *table = table_of(kv, s);
+    /* the blocks whose last position lies in [from, to) */
+    for (int32_t i = from / EM_KV_BLOCK; i < to / EM_KV_BLOCK; i++) {
+        int32_t b = table[i];
+        uint64_t parent = EM_KV_HASH_ROOT;
+        if (i > 0) {
+            int32_t pb = table[i - 1];
+            if (!kv->sealed[pb]) return; /* cannot happen: positions are written in order */
+            parent = kv->hash[pb];
+        }
+        if (kv->sealed[b]) continue;
+        index_insert(kv, b, em_kv_hash_block(parent, kv->tokens + (size_t)b * EM_KV_BLOCK));
+    }
+}
+
+/* A sealed block named h holding `tokens`, or -1. */
+static int32_t index_find(const em_kv *kv, uint64_t h, const int32_t *tokens) {
+    for (int32_t b = kv->bucket[(uint32_t)h & kv->bucket_mask]; b >= 0; b = kv->chain[b])
+        if (kv->hash[b] == h &&
+            !memcmp(kv->tokens + (size_t)b * EM_KV_BLOCK, tokens, EM_KV_BLOCK * sizeof *tokens))
+            return b;
+    return -1;
+}
+
+int32_t em_kv_reuse(em_kv *kv, int32_t s, const int32_t *tokens, int32_t n) {
+    em_kv_truncate(kv, s, 0);
+    int32_t *table = table_of(kv, s);
+    int32_t max_blocks = n > 0 ? n / EM_KV_BLOCK : 0;
+    if (max_blocks > kv->blocks_per_seq) max_blocks = kv->blocks_per_seq;
+    uint64_t h = EM_KV_HASH_ROOT;
+    int32_t i = 0;
+    for (; i < max_blocks; i++) {
+        const int32_t *t = tokens + (size_t)i * EM_KV_BLOCK;
+        h = em_kv_hash_block(h, t);
+        int32_t b = index_find(kv, h, t);
+        if (b < 0) break;
+        if (kv->ref[b]++ == 0) lru_remove(kv, b);
+        table[i] = b;
+    }
+    kv->n_table[s] = i;
+    /* position n-1 stays to be evaluated; writing it into a block matched
+     * whole is copy-on-write (or in place, when no one else holds it) */
+    kv->len[s] = i == 0 ? 0 : i * EM_KV_BLOCK < n ? i * EM_KV_BLOCK : n - 1;
+    kv->reused += (uint64_t)kv->len[s];
+    return kv->len[s];
 }

@@ -11,7 +11,19 @@
  *
  * Changing the cache is two-phase so a batch is all-or-nothing:
  * em_kv_plan counts what a write would need, the caller checks the total
- * against em_kv_free_after, and only then em_kv_prepare changes tables. */
+ * against em_kv_available, and only then em_kv_prepare changes tables.
+ *
+ * Prefix index: once a block is full, em_kv_seal names it by a hash of its
+ * tokens chained with the hash of the block before it (so equal names mean
+ * equal whole prefixes, not just equal 16-token windows) and enters it in
+ * an index. A sealed block is never written again while sealed: a write
+ * into it unseals it first (or copies it, when shared). A sealed block
+ * that no sequence holds is not freed but kept "cached" on an LRU list;
+ * em_kv_reuse attaches cached or held blocks to a new sequence whose
+ * tokens start the same way, and take_block evicts the least recently
+ * released cached block when the free list is empty. Every sealed block is
+ * in the index, duplicates included, so a prefix stays findable as long
+ * as any block holding it does. */
 #ifndef EMBER_KV_H
 #define EMBER_KV_H
 
@@ -37,6 +49,18 @@ typedef struct em_kv {
     int32_t n_free;
     uint64_t copies;        /* blocks copied on write, ever */
     void *mem;              /* one allocation for all layers' K and V */
+    /* prefix index */
+    int32_t *tokens;        /* per slot: the token whose K/V the slot holds */
+    uint64_t *hash;         /* per block: chained hash, valid when sealed */
+    uint8_t *sealed;        /* per block: full, hashed and in the index */
+    int32_t *bucket;        /* [bucket_mask + 1]: first sealed block, -1 */
+    int32_t *chain;         /* per block: next sealed block in its bucket */
+    uint32_t bucket_mask;
+    int32_t *lru_prev, *lru_next; /* cached (sealed, unreferenced) blocks */
+    int32_t lru_head, lru_tail;   /* head: released longest ago */
+    int32_t n_cached;
+    uint64_t reused;        /* positions attached by em_kv_reuse, ever */
+    uint64_t evicted;       /* cached blocks taken for new data, ever */
 } em_kv;
 
 /* n_blocks 0: enough for every sequence to reach n_ctx. */
@@ -64,6 +88,10 @@ typedef struct em_kv_need {
 } em_kv_need;
 em_kv_need em_kv_plan(const em_kv *kv, int32_t s, int32_t from, int32_t to);
 
+/* Blocks a write can take: free ones plus cached ones (evicted on
+ * demand). */
+static inline int32_t em_kv_available(const em_kv *kv) { return kv->n_free + kv->n_cached; }
+
 /* Makes sequence s ready to write positions [from, to): drops positions
  * >= to, copies shared blocks in the written range, adds blocks. The
  * caller has checked em_kv_plan's totals against n_free, so it cannot
@@ -76,6 +104,22 @@ void em_kv_truncate(em_kv *kv, int32_t s, int32_t n);
 void em_kv_fork(em_kv *kv, int32_t src, int32_t dst);
 /* Drops every position of sequence s, or of all sequences for s < 0. */
 void em_kv_clear(em_kv *kv, int32_t s);
+
+/* The chained name of a block holding tokens[0..EM_KV_BLOCK) after a
+ * block named `parent` (EM_KV_HASH_ROOT for a sequence's first block). */
+#define EM_KV_HASH_ROOT 0x243f6a8885a308d3ull
+uint64_t em_kv_hash_block(uint64_t parent, const int32_t *tokens);
+/* After positions [from, to) of sequence s were written (their tokens in
+ * kv->tokens): seals every block of s that the write filled up. */
+void em_kv_seal(em_kv *kv, int32_t s, int32_t from, int32_t to);
+/* Drops sequence s's positions, then attaches the longest run of sealed
+ * blocks whose chained names and tokens match tokens[0..n), and sets the
+ * length short of position n-1 so the caller still evaluates the last
+ * token (its logits are the point). Needs no free block. Returns the new
+ * length. A 64-bit name collision between
+ * different prefixes whose last 16 tokens are equal would attach a wrong
+ * block; the chance is about (sealed blocks)^2 / 2^64. */
+int32_t em_kv_reuse(em_kv *kv, int32_t s, const int32_t *tokens, int32_t n);
 
 static inline int64_t em_kv_slot(const em_kv *kv, int32_t s, int32_t pos) {
     return (int64_t)kv->tables[(size_t)s * kv->blocks_per_seq + pos / EM_KV_BLOCK] * EM_KV_BLOCK +

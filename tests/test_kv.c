@@ -13,8 +13,12 @@
 
 enum { NSEQ = 6, NCTX = 64, NBLOCKS = 12 };
 
+/* What each position of each sequence holds: its token, and a value that
+ * stands for its K/V, a function of the whole prefix as real K/V is, so a
+ * block attached by prefix reuse must carry exactly the right values. */
 typedef struct shadow {
-    float val[NSEQ][NCTX]; /* what each position of each sequence holds */
+    int32_t tok[NSEQ][NCTX];
+    uint64_t ph[NSEQ][NCTX]; /* prefix hash up to and including p */
     int32_t len[NSEQ];
 } shadow;
 
@@ -24,12 +28,28 @@ static int rnd(int n) {
     return (int)((rng >> 8) % (uint32_t)n);
 }
 
+static uint64_t prefix_hash(uint64_t prev, int32_t t) {
+    uint64_t h = (prev ^ (uint64_t)(uint32_t)t) * 0x100000001b3ull;
+    return h ^ (h >> 31);
+}
+static float value_of(uint64_t ph) { return (float)(ph & 0xffffff); }
+
+/* Tokens mostly follow a fixed pattern, so prefixes repeat across
+ * sequences and reuse finds them; sometimes not, so they also differ. */
+static int32_t pick_token(int p) { return rnd(5) == 0 ? 100 + rnd(40) : p % 7; }
+
+static void shadow_set(shadow *sh, int s, int p, int32_t t) {
+    sh->tok[s][p] = t;
+    sh->ph[s][p] = prefix_hash(p ? sh->ph[s][p - 1] : 0, t);
+}
+
 /* Every invariant of the cache, and every held position's value. */
 static void check_cache(const em_kv *kv, const shadow *sh) {
     int32_t refs[NBLOCKS] = { 0 };
     for (int s = 0; s < NSEQ; s++) {
         assert_int_equal(kv->len[s], sh->len[s]);
         assert_int_equal(kv->n_table[s], (sh->len[s] + EM_KV_BLOCK - 1) / EM_KV_BLOCK);
+        uint64_t name = EM_KV_HASH_ROOT;
         for (int i = 0; i < kv->blocks_per_seq; i++) {
             int32_t b = kv->tables[s * kv->blocks_per_seq + i];
             if (i >= kv->n_table[s]) {
@@ -38,47 +58,97 @@ static void check_cache(const em_kv *kv, const shadow *sh) {
             }
             assert_true(b >= 0 && b < NBLOCKS);
             refs[b]++;
+            /* a block this sequence holds whole is sealed under the name
+             * of its prefix */
+            if ((i + 1) * EM_KV_BLOCK <= sh->len[s]) {
+                name = em_kv_hash_block(name, &sh->tok[s][i * EM_KV_BLOCK]);
+                assert_int_equal(kv->sealed[b], 1);
+                assert_true(kv->hash[b] == name);
+            }
         }
-        for (int p = 0; p < sh->len[s]; p++)
-            assert_true(*(float *)em_kv_k(kv, 0, em_kv_slot(kv, s, p)) == sh->val[s][p]);
+        for (int p = 0; p < sh->len[s]; p++) {
+            int64_t slot = em_kv_slot(kv, s, p);
+            assert_true(*(float *)em_kv_k(kv, 0, slot) == value_of(sh->ph[s][p]));
+            assert_int_equal(kv->tokens[slot], sh->tok[s][p]);
+        }
     }
-    int on_free[NBLOCKS] = { 0 }, n_unref = 0;
+    /* free list and cached list: the unreferenced blocks, each once */
+    int where[NBLOCKS] = { 0 }, n_unref = 0, n_cached = 0;
     for (int i = 0; i < kv->n_free; i++) {
         int32_t b = kv->free_list[i];
         assert_true(b >= 0 && b < NBLOCKS);
-        assert_int_equal(on_free[b]++, 0); /* no block twice */
+        assert_int_equal(where[b]++, 0);
+        assert_int_equal(kv->sealed[b], 0);
     }
+    for (int32_t b = kv->lru_head, prev = -1; b >= 0; prev = b, b = kv->lru_next[b]) {
+        assert_int_equal(kv->lru_prev[b], prev);
+        assert_int_equal(where[b]++, 0);
+        assert_int_equal(kv->sealed[b], 1);
+        n_cached++;
+    }
+    assert_int_equal(kv->n_cached, n_cached);
     for (int b = 0; b < NBLOCKS; b++) {
         assert_int_equal(kv->ref[b], refs[b]);
-        assert_int_equal(on_free[b], refs[b] == 0);
+        assert_int_equal(where[b], refs[b] == 0);
         n_unref += refs[b] == 0;
+        /* every sealed block is in its bucket */
+        if (kv->sealed[b]) {
+            int32_t x = kv->bucket[(uint32_t)kv->hash[b] & kv->bucket_mask];
+            while (x >= 0 && x != b) x = kv->chain[x];
+            assert_int_equal(x, b);
+        }
     }
-    assert_int_equal(kv->n_free, n_unref);
+    assert_int_equal(kv->n_free + kv->n_cached, n_unref);
 }
 
-/* A batch writing `n` new values into several sequences at once, all or
- * nothing, the way ember_eval applies it. Returns 0 when refused. */
+/* A batch writing new positions into several sequences at once, all or
+ * nothing, the way ember_eval applies it (tokens, then seals). Returns 0
+ * when refused. */
 static int write_batch(em_kv *kv, shadow *sh, const int *seqs, const int *from, const int *to,
-                       int n, float *next_val) {
+                       int n) {
     int64_t need = 0, released = 0;
     for (int j = 0; j < n; j++) {
         em_kv_need nd = em_kv_plan(kv, seqs[j], from[j], to[j]);
         need += nd.alloc;
         released += nd.released;
     }
-    if (need > kv->n_free + released) return 0;
+    if (need > em_kv_available(kv) + released) return 0;
     for (int j = 0; j < n; j++) em_kv_truncate(kv, seqs[j], to[j]);
     for (int j = 0; j < n; j++) {
         em_kv_prepare(kv, seqs[j], from[j], to[j]);
-        assert_true(kv->n_free >= 0);
+        assert_true(kv->n_free >= 0 && kv->n_cached >= 0);
         for (int p = from[j]; p < to[j]; p++) {
-            float v = (*next_val)++;
-            *(float *)em_kv_k(kv, 0, em_kv_slot(kv, seqs[j], p)) = v;
-            sh->val[seqs[j]][p] = v;
+            shadow_set(sh, seqs[j], p, pick_token(p));
+            int64_t slot = em_kv_slot(kv, seqs[j], p);
+            *(float *)em_kv_k(kv, 0, slot) = value_of(sh->ph[seqs[j]][p]);
+            kv->tokens[slot] = sh->tok[seqs[j]][p];
         }
         sh->len[seqs[j]] = to[j];
     }
+    for (int j = 0; j < n; j++) em_kv_seal(kv, seqs[j], from[j], to[j]);
     return 1;
+}
+
+/* Prefix reuse for sequence s: tokens from another sequence's (or this
+ * one's) held positions, sometimes changed, sometimes longer. Every whole
+ * block another sequence holds is findable, so the run attached is at
+ * least what that sequence holds of the request. */
+static int reuse(em_kv *kv, shadow *sh, int s) {
+    int o = rnd(NSEQ), n = rnd(NCTX + 1);
+    int32_t toks[NCTX];
+    for (int p = 0; p < n; p++) toks[p] = p < sh->len[o] ? sh->tok[o][p] : pick_token(p);
+    int changed = rnd(3) == 0 && n > 0;
+    if (changed) toks[rnd(n)] = 200;
+    int whole = sh->len[o] < n ? sh->len[o] : n;
+    int least = whole / EM_KV_BLOCK * EM_KV_BLOCK;
+    if (least > n - 1) least = n - 1;
+    int r = em_kv_reuse(kv, s, toks, n);
+    assert_true(r <= (n > 0 ? n - 1 : 0));
+    assert_true(r % EM_KV_BLOCK == 0 || r == n - 1);
+    if (!changed && n > 0) assert_true(r >= least);
+    for (int p = 0; p < r; p++) shadow_set(sh, s, p, toks[p]);
+    sh->len[s] = r;
+    return r;
 }
 
 static void test_ownership_random(void **state) {
@@ -87,15 +157,16 @@ static void test_ownership_random(void **state) {
     em_alloc_init(&a, NULL);
     em_kv kv;
     assert_int_equal(em_kv_init(&kv, &a, 1, 1, 1, NCTX, NSEQ, NBLOCKS, EMBER_TYPE_F32), EMBER_OK);
-    shadow sh;
+    static shadow sh;
     memset(&sh, 0, sizeof sh);
-    float next_val = 1;
-    int refused = 0, forks = 0, copies_seen = 0;
+    int refused = 0, forks = 0, copies_seen = 0, reuses = 0, reused_blocks = 0;
     size_t kbytes = (size_t)NBLOCKS * EM_KV_BLOCK * sizeof(float);
     float *snap_k = malloc(kbytes);
     int32_t snap_tables[NSEQ * 4], snap_ref[NBLOCKS], snap_free[NBLOCKS], snap_nfree;
+    int32_t snap_next[NBLOCKS], snap_head, snap_tokens[NBLOCKS * EM_KV_BLOCK];
+    uint8_t snap_sealed[NBLOCKS];
     for (int step = 0; step < 20000; step++) {
-        int op = rnd(10), s = rnd(NSEQ);
+        int op = rnd(12), s = rnd(NSEQ);
         if (op < 5) { /* a batch of 1-3 sequences, appends or rollbacks */
             int n = 1 + rnd(3), seqs[3], from[3], to[3];
             for (int j = 0; j < n; j++) {
@@ -108,15 +179,23 @@ static void test_ownership_random(void **state) {
             memcpy(snap_tables, kv.tables, sizeof snap_tables);
             memcpy(snap_ref, kv.ref, sizeof snap_ref);
             memcpy(snap_free, kv.free_list, sizeof snap_free);
+            memcpy(snap_next, kv.lru_next, sizeof snap_next);
+            memcpy(snap_tokens, kv.tokens, sizeof snap_tokens);
+            memcpy(snap_sealed, kv.sealed, sizeof snap_sealed);
             snap_nfree = kv.n_free;
+            snap_head = kv.lru_head;
             uint64_t copies = kv.copies;
-            if (!write_batch(&kv, &sh, seqs, from, to, n, &next_val)) {
+            if (!write_batch(&kv, &sh, seqs, from, to, n)) {
                 refused++; /* nothing changed, byte for byte */
                 assert_memory_equal(snap_k, kv.k[0], kbytes);
                 assert_memory_equal(snap_tables, kv.tables, sizeof snap_tables);
                 assert_memory_equal(snap_ref, kv.ref, sizeof snap_ref);
                 assert_int_equal(snap_nfree, kv.n_free);
                 assert_memory_equal(snap_free, kv.free_list, sizeof(int32_t) * (size_t)kv.n_free);
+                assert_int_equal(snap_head, kv.lru_head);
+                assert_memory_equal(snap_next, kv.lru_next, sizeof snap_next);
+                assert_memory_equal(snap_tokens, kv.tokens, sizeof snap_tokens);
+                assert_memory_equal(snap_sealed, kv.sealed, sizeof snap_sealed);
             }
             copies_seen += kv.copies != copies;
         } else if (op < 7) {
@@ -127,10 +206,15 @@ static void test_ownership_random(void **state) {
             int d = rnd(NSEQ);
             em_kv_fork(&kv, s, d);
             if (d != s) {
-                memcpy(sh.val[d], sh.val[s], sizeof sh.val[s]);
+                memcpy(sh.tok[d], sh.tok[s], sizeof sh.tok[s]);
+                memcpy(sh.ph[d], sh.ph[s], sizeof sh.ph[s]);
                 sh.len[d] = sh.len[s];
             }
             forks++;
+        } else if (op < 11) {
+            int r = reuse(&kv, &sh, s);
+            reuses++;
+            reused_blocks += r;
         } else {
             int which = rnd(8) == 0 ? -1 : s;
             em_kv_clear(&kv, which);
@@ -139,11 +223,14 @@ static void test_ownership_random(void **state) {
         }
         check_cache(&kv, &sh);
     }
-    print_message("%d steps: %d batches refused, %d forks, %d batches copied on write\n", 20000,
-                  refused, forks, copies_seen);
+    print_message("%d steps: %d batches refused, %d forks, %d batches copied on write, %d reuses "
+                  "attaching %d positions, %llu cached blocks evicted\n", 20000, refused, forks,
+                  copies_seen, reuses, reused_blocks, (unsigned long long)kv.evicted);
     assert_true(refused > 100 && forks > 100 && copies_seen > 100);
+    assert_true(reused_blocks > 500 * EM_KV_BLOCK && kv.evicted > 100);
+    assert_int_equal(kv.reused, (uint64_t)reused_blocks);
     em_kv_clear(&kv, -1);
-    assert_int_equal(kv.n_free, NBLOCKS); /* everything came back */
+    assert_int_equal(em_kv_available(&kv), NBLOCKS); /* everything came back */
     em_kv_free(&kv, &a);
     free(snap_k);
 }
@@ -335,6 +422,103 @@ static void test_truncate(void **state) {
     ember_model_free(&m);
 }
 
+static ember_kv_info kv_info(const ember_context *c) {
+    ember_kv_info info = { .struct_size = sizeof info };
+    assert_int_equal(ember_kv_info_get(c, &info), EMBER_OK);
+    return info;
+}
+
+/* Prefix reuse: a second prompt sharing 37 tokens with a first attaches
+ * its two whole blocks and computes only the rest, with the logits of a
+ * run without reuse; a prompt matched to a block boundary recomputes only
+ * its last token; cached blocks survive clearing and are evicted when a
+ * write needs the room. */
+static void test_prefix_reuse(void **state) {
+    (void)state;
+    ember_model *m = tiny_llama();
+    enum { P = 37, NA = 43, NB = 48 };
+    int32_t a[MAXLEN], b[MAXLEN];
+    for (int i = 0; i < P; i++) a[i] = b[i] = tok(20, i);
+    for (int i = P; i < MAXLEN; i++) a[i] = tok(21, i), b[i] = tok(22, i);
+    float *ref = alone(m, b, NB);
+    /* without reuse, the last token evaluated alone as below */
+    ember_context *c = new_ctx(m, 1, 0);
+    run(c, 0, b, 0, NB - 1);
+    float last[TL_VOCAB];
+    memcpy(last, run(c, 0, b, NB - 1, NB), sizeof last);
+    ember_context_free(&c);
+    c = new_ctx(m, 2, 0);
+    run(c, 0, a, 0, NA);
+    ember_kv_info before = kv_info(c);
+    assert_int_equal(ember_seq_reuse_prefix(c, 1, b, NB), 32);
+    ember_kv_info info = kv_info(c);
+    assert_int_equal(info.blocks_shared, 2); /* sequence 0 still holds them */
+    assert_int_equal(info.blocks_used, before.blocks_used);
+    assert_int_equal(info.positions_reused, 32);
+    ember_batch_entry e[MAXLEN];
+    for (int i = 32; i < NB; i++) e[i - 32] = (ember_batch_entry){ b[i], i, 1, 1 };
+    assert_int_equal(ember_eval(c, e, NB - 32), EMBER_OK);
+    double worst = 0;
+    for (int i = 32; i < NB; i++)
+        worst = fmax(worst, diff(ember_get_logits(c, (size_t)(i - 32)), ref + (size_t)i * TL_VOCAB));
+    info = kv_info(c);
+    /* the counter: only the 16 positions after the reused ones were computed */
+    assert_int_equal(info.positions_written - before.positions_written, NB - 32);
+    assert_int_equal(info.blocks_copied, 0);
+    /* everything cleared: the sealed blocks stay cached, counted free */
+    assert_int_equal(ember_seq_clear(c, -1), EMBER_OK);
+    info = kv_info(c);
+    assert_int_equal(info.blocks_cached, 3); /* the shared two and b's third */
+    assert_int_equal(info.blocks_free, info.blocks_total);
+    /* the whole of b matches: 47 positions attached, the last recomputed
+     * in place (no one else holds its block) */
+    before = info;
+    assert_int_equal(ember_seq_reuse_prefix(c, 0, b, NB), NB - 1);
+    worst = fmax(worst, diff(run(c, 0, b, NB - 1, NB), last));
+    info = kv_info(c);
+    assert_int_equal(info.positions_written - before.positions_written, 1);
+    assert_int_equal(info.blocks_copied, 0);
+    assert_int_equal(info.blocks_used, 3);
+    /* the same prompt in a second sequence shares all three blocks; its
+     * last token then writes into a shared block, which it copies */
+    assert_int_equal(ember_seq_reuse_prefix(c, 1, b, NB), NB - 1);
+    worst = fmax(worst, diff(run(c, 1, b, NB - 1, NB), last));
+    info = kv_info(c);
+    assert_int_equal(info.blocks_copied, 1);
+    assert_int_equal(info.blocks_shared, 2);
+    print_message("prefix reuse: max |diff| against a run without reuse %.3g\n", worst);
+    assert_true(worst < 1e-4);
+    /* a different first token matches nothing */
+    int32_t other[MAXLEN];
+    memcpy(other, b, sizeof other);
+    other[0] = tok(23, 0);
+    assert_int_equal(ember_seq_reuse_prefix(c, 1, other, NB), 0);
+    assert_int_equal(ember_seq_reuse_prefix(c, 1, NULL, 5), EMBER_ERR_INVALID_ARGUMENT);
+    assert_int_equal(ember_seq_reuse_prefix(c, 2, b, NB), EMBER_ERR_INVALID_ARGUMENT);
+    ember_context_free(&c);
+
+    /* eviction: a budget of 4 blocks; b's three cached blocks are taken,
+     * least recently released first, when 64 new positions need room */
+    c = new_ctx(m, 2, 4);
+    run(c, 0, b, 0, NB);
+    assert_int_equal(ember_seq_clear(c, 0), EMBER_OK);
+    assert_int_equal(kv_info(c).blocks_cached, 3);
+    for (int i = 0; i < MAXLEN; i++) other[i] = tok(24, i);
+    run(c, 1, other, 0, 16 + 2); /* one free block, then one evicted: b's third */
+    info = kv_info(c);
+    assert_int_equal(info.blocks_evicted, 1);
+    assert_int_equal(info.blocks_cached, 2);
+    assert_int_equal(ember_seq_reuse_prefix(c, 0, b, NB), 32); /* b's first two survive */
+    assert_int_equal(ember_seq_clear(c, 0), EMBER_OK);
+    run(c, 1, other, 16 + 2, MAXLEN); /* takes all four */
+    info = kv_info(c);
+    assert_int_equal(info.blocks_evicted, 3);
+    assert_int_equal(ember_seq_reuse_prefix(c, 0, b, NB), 0);
+    ember_context_free(&c);
+    free(ref);
+    ember_model_free(&m);
+}
+
 typedef struct kv_snapshot {
     void *mem;
     size_t mem_bytes;
@@ -421,6 +605,7 @@ int main(void) {
         cmocka_unit_test(test_fork),
         cmocka_unit_test(test_truncate),
         cmocka_unit_test(test_exhaustion),
+        cmocka_unit_test(test_prefix_reuse),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
