@@ -239,13 +239,16 @@ static void test_ownership_random(void **state) {
 
 enum { TL_VOCAB = 32000, MAXLEN = 64 };
 
-static ember_model *tiny_llama(void) {
+static ember_model *load(const char *rel) {
     ember_model *m = NULL;
-    int rc = ember_model_load_file(testdata_path("models/tiny-llama/model-f16.gguf"), NULL, &m);
+    int rc = ember_model_load_file(testdata_path(rel), NULL, &m);
     if (rc) print_error("%s\n", ember_last_error());
     assert_int_equal(rc, EMBER_OK);
+    assert_int_equal(ember_model_n_vocab(m), TL_VOCAB);
     return m;
 }
+
+static ember_model *tiny_llama(void) { return load("models/tiny-llama/model-f16.gguf"); }
 
 static ember_context *new_ctx(const ember_model *m, uint32_t n_seq, uint32_t kv_blocks) {
     ember_context_params p;
@@ -280,10 +283,11 @@ static double diff(const float *a, const float *b) { return max_diff(a, b, TL_VO
 
 /* Eight sequences of different lengths in one prompt batch, then four
  * decode steps of all eight per batch: each row as the sequence gives it
- * alone. */
+ * alone. The state names the model: tiny-llama (GQA) and tiny-deepseek3
+ * (MLA: the cache holds the compressed latent and the RoPE key, paged the
+ * same way). */
 static void test_eight_sequences(void **state) {
-    (void)state;
-    ember_model *m = tiny_llama();
+    ember_model *m = load(*state);
     enum { NS = 8, STEPS = 4 };
     int32_t ids[NS][MAXLEN];
     int plen[NS];
@@ -316,7 +320,7 @@ static void test_eight_sequences(void **state) {
             worst = fmax(worst, diff(ember_get_logits(c, (size_t)k), ref[q] + (size_t)(plen[q] + s) * TL_VOCAB));
         }
     }
-    print_message("8 sequences batched vs alone: max |diff| %.3g\n", worst);
+    print_message("%s: 8 sequences batched vs alone: max |diff| %.3g\n", (const char *)*state, worst);
     /* (the sequences do differ, so the comparison can fail) */
     assert_true(diff(ref[0] + (size_t)(plen[0] - 1) * TL_VOCAB, ref[1] + (size_t)(plen[1] - 1) * TL_VOCAB) > 1e-2);
     assert_true(worst < 1e-4);
@@ -601,7 +605,8 @@ static void test_exhaustion(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_ownership_random),
-        cmocka_unit_test(test_eight_sequences),
+        cmocka_unit_test_prestate(test_eight_sequences, "models/tiny-llama/model-f16.gguf"),
+        cmocka_unit_test_prestate(test_eight_sequences, "models/tiny-deepseek3/model-f16.gguf"),
         cmocka_unit_test(test_fork),
         cmocka_unit_test(test_truncate),
         cmocka_unit_test(test_exhaustion),
