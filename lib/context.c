@@ -70,9 +70,18 @@ static int resolve_params(ember_context *c, const ember_context_params *p) {
     }
     c->kv_type = (uint32_t)p->kv_type;
     c->kv_blocks = p->kv_blocks;
-    if (c->kv_type != EMBER_TYPE_F32 && c->kv_type != EMBER_TYPE_F16)
+    if (c->kv_type != EMBER_TYPE_F32 && c->kv_type != EMBER_TYPE_F16 &&
+        c->kv_type != EMBER_TYPE_Q8_0)
         return em_error(NULL, EMBER_ERR_INVALID_ARGUMENT, "context: kv_type %d is not "
-                        "EMBER_TYPE_F32 or EMBER_TYPE_F16", p->kv_type);
+                        "EMBER_TYPE_F32, EMBER_TYPE_F16 or EMBER_TYPE_Q8_0", p->kv_type);
+    /* 8-bit rows are read per head, so each head's K and V must be whole
+     * blocks of 32 (MLA: the cached latent plus RoPE key, and the latent) */
+    int64_t hk = hp->kv_v_row ? hp->head_dim : hp->kv_k_row;
+    int64_t hv = hp->kv_v_row ? hp->head_dim_v : hp->kv_lora_rank;
+    if (c->kv_type == EMBER_TYPE_Q8_0 && (hk % 32 || hv % 32))
+        return em_error(NULL, EMBER_ERR_UNSUPPORTED, "context: kv_type Q8_0 needs per-head K and "
+                        "V widths that are multiples of 32; this model has %lld and %lld",
+                        (long long)hk, (long long)hv);
     if (c->n_ctx > (1u << 24) || c->n_batch < 1 || c->n_batch > 65536 || c->n_seq < 1 ||
         c->n_seq > 4096 || c->n_threads > 512 || c->kv_blocks > (1u << 30))
         return em_error(NULL, EMBER_ERR_INVALID_ARGUMENT, "context: n_ctx %u (<= 16M), n_batch %u "
@@ -379,7 +388,7 @@ EMBER_API int ember_kv_info_get(const ember_context *c, ember_kv_info *info) {
 
 EMBER_API uint64_t ember_context_kv_bytes_per_token(const ember_context *c) {
     if (!c) return 0;
-    return (uint64_t)(c->kv.k_row + c->kv.v_row) * c->kv.elt * (uint64_t)c->kv.n_layer;
+    return (uint64_t)(c->kv.k_bytes + c->kv.v_bytes) * (uint64_t)c->kv.n_layer;
 }
 
 EMBER_API int ember_expert_counts(const ember_context *c, int32_t layer, uint64_t *counts,

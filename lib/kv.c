@@ -6,7 +6,8 @@ int em_kv_init(em_kv *kv, const em_alloc *a, int32_t n_layer, int64_t k_row, int
                int32_t n_ctx, int32_t n_seq, int32_t n_blocks, uint32_t type) {
     memset(kv, 0, sizeof *kv);
     kv->type = type;
-    kv->elt = type == EMBER_TYPE_F16 ? 2 : 4;
+    kv->k_bytes = em_kv_span(type, k_row);
+    kv->v_bytes = em_kv_span(type, v_row);
     kv->n_layer = n_layer;
     kv->n_ctx = n_ctx;
     kv->n_seq = n_seq;
@@ -19,8 +20,8 @@ int em_kv_init(em_kv *kv, const em_alloc *a, int32_t n_layer, int64_t k_row, int
         n_blocks = (int32_t)all;
     }
     kv->n_blocks = n_blocks;
-    size_t per_layer, total, row = (size_t)(k_row + v_row);
-    if (!em_mul_size((size_t)kv->n_blocks * EM_KV_BLOCK, row * kv->elt, &per_layer) ||
+    size_t per_layer, total;
+    if (!em_mul_size((size_t)kv->n_blocks * EM_KV_BLOCK, kv->k_bytes + kv->v_bytes, &per_layer) ||
         !em_mul_size(per_layer, (size_t)n_layer, &total))
         return EMBER_ERR_NO_MEMORY;
     kv->mem = em_malloc_aligned(a, total ? total : 64, 64);
@@ -48,8 +49,8 @@ int em_kv_init(em_kv *kv, const em_alloc *a, int32_t n_layer, int64_t k_row, int
         return EMBER_ERR_NO_MEMORY;
     }
     char *p = kv->mem;
-    size_t ksz = (size_t)kv->n_blocks * EM_KV_BLOCK * (size_t)k_row * kv->elt;
-    size_t vsz = (size_t)kv->n_blocks * EM_KV_BLOCK * (size_t)v_row * kv->elt;
+    size_t ksz = (size_t)kv->n_blocks * EM_KV_BLOCK * kv->k_bytes;
+    size_t vsz = (size_t)kv->n_blocks * EM_KV_BLOCK * kv->v_bytes;
     for (int32_t l = 0; l < n_layer; l++) {
         kv->k[l] = p;
         p += ksz;
@@ -85,7 +86,7 @@ void em_kv_free(em_kv *kv, const em_alloc *a) {
 }
 
 size_t em_kv_block_bytes(const em_kv *kv) {
-    return (size_t)EM_KV_BLOCK * (size_t)(kv->k_row + kv->v_row) * kv->elt * (size_t)kv->n_layer;
+    return (size_t)EM_KV_BLOCK * (kv->k_bytes + kv->v_bytes) * (size_t)kv->n_layer;
 }
 
 static int32_t blocks_for(int32_t positions) {
@@ -165,8 +166,8 @@ static void drop_block(em_kv *kv, int32_t b) {
 }
 
 static void copy_block(em_kv *kv, int32_t dst, int32_t src) {
-    size_t kb = (size_t)EM_KV_BLOCK * (size_t)kv->k_row * kv->elt;
-    size_t vb = (size_t)EM_KV_BLOCK * (size_t)kv->v_row * kv->elt;
+    size_t kb = (size_t)EM_KV_BLOCK * kv->k_bytes;
+    size_t vb = (size_t)EM_KV_BLOCK * kv->v_bytes;
     for (int32_t l = 0; l < kv->n_layer; l++) {
         memcpy((char *)kv->k[l] + (size_t)dst * kb, (char *)kv->k[l] + (size_t)src * kb, kb);
         memcpy((char *)kv->v[l] + (size_t)dst * vb, (char *)kv->v[l] + (size_t)src * vb, vb);

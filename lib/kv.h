@@ -38,8 +38,8 @@ typedef struct em_kv {
     int32_t n_blocks;       /* physical blocks */
     int32_t blocks_per_seq; /* table width */
     int64_t k_row, v_row;   /* elements per position per layer */
-    uint32_t type;          /* EMBER_TYPE_F32 or EMBER_TYPE_F16 */
-    size_t elt;             /* bytes per element */
+    uint32_t type;          /* EMBER_TYPE_F32, F16 or Q8_0 */
+    size_t k_bytes, v_bytes; /* bytes of one position's K (V) row */
     void **k, **v;          /* per layer: [n_blocks * EM_KV_BLOCK][row] */
     int32_t *tables;        /* [n_seq][blocks_per_seq], -1 = none */
     int32_t *n_table;       /* blocks held per sequence */
@@ -63,7 +63,15 @@ typedef struct em_kv {
     uint64_t evicted;       /* cached blocks taken for new data, ever */
 } em_kv;
 
-/* n_blocks 0: enough for every sequence to reach n_ctx. */
+/* Bytes of n elements of a cache row (Q8_0: n a multiple of 32, stored
+ * as blocks of 32 signed bytes and an F16 scale, as GGUF's Q8_0). */
+static inline size_t em_kv_span(uint32_t type, int64_t n) {
+    if (type == EMBER_TYPE_Q8_0) return (size_t)(n / 32) * 34;
+    return (size_t)n * (type == EMBER_TYPE_F16 ? 2 : 4);
+}
+
+/* n_blocks 0: enough for every sequence to reach n_ctx. For Q8_0 the
+ * caller has checked that rows split into whole blocks per head. */
 int em_kv_init(em_kv *kv, const em_alloc *a, int32_t n_layer, int64_t k_row, int64_t v_row,
                int32_t n_ctx, int32_t n_seq, int32_t n_blocks, uint32_t type);
 void em_kv_free(em_kv *kv, const em_alloc *a);
@@ -72,10 +80,10 @@ size_t em_kv_block_bytes(const em_kv *kv);
 
 /* Address of the K (or V) row of a cache slot in a layer. */
 static inline void *em_kv_k(const em_kv *kv, int layer, int64_t slot) {
-    return (char *)kv->k[layer] + (size_t)slot * (size_t)kv->k_row * kv->elt;
+    return (char *)kv->k[layer] + (size_t)slot * kv->k_bytes;
 }
 static inline void *em_kv_v(const em_kv *kv, int layer, int64_t slot) {
-    return (char *)kv->v[layer] + (size_t)slot * (size_t)kv->v_row * kv->elt;
+    return (char *)kv->v[layer] + (size_t)slot * kv->v_bytes;
 }
 
 /* What writing positions [from, to) of sequence s (dropping its positions

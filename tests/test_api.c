@@ -177,7 +177,7 @@ static void test_context_misuse(void **state) {
     p.n_batch = 0;
     assert_int_equal(ember_context_create(model, &p, &c), EMBER_ERR_INVALID_ARGUMENT);
     ember_context_default_params(&p);
-    p.kv_type = EMBER_TYPE_Q8_0;
+    p.kv_type = EMBER_TYPE_Q4_0;
     assert_int_equal(ember_context_create(model, &p, &c), EMBER_ERR_INVALID_ARGUMENT);
     ember_context_default_params(&p);
     p.backend = EMBER_BACKEND_VULKAN;

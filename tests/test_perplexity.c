@@ -19,12 +19,13 @@
 
 #define KJV "models/kjv-7m/"
 
-static double perplexity_of(const char *path) {
+static double perplexity_kv(const char *path, int32_t kv_type) {
     ember_model *m = NULL;
     assert_int_equal(ember_model_load_file(path, NULL, &m), EMBER_OK);
     ember_context_params cp;
     ember_context_default_params(&cp);
     cp.n_ctx = cp.n_batch = 256;
+    cp.kv_type = kv_type;
     ember_context *ctx = NULL;
     assert_int_equal(ember_context_create(m, &cp, &ctx), EMBER_OK);
     int32_t *ids = NULL;
@@ -37,6 +38,23 @@ static double perplexity_of(const char *path) {
     ember_context_free(&ctx);
     ember_model_free(&m);
     return r.ppl;
+}
+
+static double perplexity_of(const char *path) { return perplexity_kv(path, EMBER_TYPE_F32); }
+
+/* The KV cache's element type: F16 and 8-bit (Q8_0 rows) caches against
+ * the F32 cache on the same F16 weights. */
+static void test_kv_types(void **state) {
+    (void)state;
+    char *path = strdup(testdata_path(KJV "model-f16.gguf")); /* (a static buffer) */
+    double f32 = perplexity_kv(path, EMBER_TYPE_F32), f16 = perplexity_kv(path, EMBER_TYPE_F16);
+    double q8 = perplexity_kv(path, EMBER_TYPE_Q8_0);
+    print_message("perplexity by KV type: F32 %.4f, F16 %.4f (%+.4f), Q8_0 %.4f (%+.4f)\n", f32,
+                  f16, f16 - f32, q8, q8 - f32);
+    assert_true(q8 != f32);              /* the 8-bit cache is in use, */
+    assert_true(fabs(q8 - f32) < 0.02);  /* and costs little */
+    assert_true(fabs(f16 - f32) < 0.01);
+    free(path);
 }
 
 static void test_f16(void **state) {
@@ -148,6 +166,7 @@ static void test_quantized(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_f16),
+        cmocka_unit_test(test_kv_types),
         cmocka_unit_test(test_tokenizer_ids),
         cmocka_unit_test(test_quantized),
         cmocka_unit_test(test_decode_matches_prompt),

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "cpu.h"
+#include "../../lib/quant.h"
 
 static void split(int64_t n, int ith, int nth, int64_t *lo, int64_t *hi) {
     int64_t per = (n + nth - 1) / nth;
@@ -289,6 +290,9 @@ static void op_kv_store(em_cpu *c, em_tensor *t, int ith, int nth) {
         if (kv->type == EMBER_TYPE_F16) {
             c->dsp.f32_to_f16(kv->k_row, row_f32(k, tok), kd);
             if (v) c->dsp.f32_to_f16(kv->v_row, row_f32(v, tok), vd);
+        } else if (kv->type == EMBER_TYPE_Q8_0) { /* whole blocks per head: checked at creation */
+            em_quantize_row(EMBER_TYPE_Q8_0, row_f32(k, tok), kv->k_row, kd);
+            if (v) em_quantize_row(EMBER_TYPE_Q8_0, row_f32(v, tok), kv->v_row, vd);
         } else {
             memcpy(kd, row_f32(k, tok), (size_t)kv->k_row * 4);
             if (v) memcpy(vd, row_f32(v, tok), (size_t)kv->v_row * 4);
@@ -308,27 +312,32 @@ typedef struct attn_job {
     float scale;
 } attn_job;
 
+/* The K row of a slot for this head. */
+static const void *k_row(const attn_job *j, int64_t slot) {
+    return (const char *)em_kv_k(j->kv, j->layer, slot) + em_kv_span(j->kv->type, j->kvh * j->D);
+}
+
 /* The V row of a slot for this head. A cache without V rows (MLA) keeps
  * the value as the first Dv elements of the K row. */
 static const void *v_row(const attn_job *j, int64_t slot) {
-    if (j->kv->v_row == 0)
-        return (const char *)em_kv_k(j->kv, j->layer, slot) + (size_t)(j->kvh * j->D) * j->kv->elt;
-    return (const char *)em_kv_v(j->kv, j->layer, slot) + (size_t)(j->kvh * j->Dv) * j->kv->elt;
+    if (j->kv->v_row == 0) return k_row(j, slot);
+    return (const char *)em_kv_v(j->kv, j->layer, slot) + em_kv_span(j->kv->type, j->kvh * j->Dv);
 }
 
-/* F32 cache: one pass with an online softmax. The running max m and sum l
- * are rescaled when a block raises the max, so no score matrix is ever
- * materialised. */
-static void attend_f32(const em_cpu *c, const attn_job *j, float *acc, float *out) {
-    float m = -INFINITY, l = 0, sc[EM_KV_BLOCK];
+/* F32 and 8-bit caches: one pass with an online softmax. The running max
+ * m and sum l are rescaled when a block raises the max, so no score matrix
+ * is ever materialised. An 8-bit row is dot-multiplied as stored (blocks
+ * of 32 with a scale) and its V row expanded to F32 in `tmp`. */
+static void attend(const em_cpu *c, const attn_job *j, float *acc, float *out) {
+    float m = -INFINITY, l = 0, sc[EM_KV_BLOCK], *tmp = acc + j->Dv;
+    uint32_t ty = j->kv->type;
     memset(acc, 0, (size_t)j->Dv * sizeof *acc);
     for (int32_t b0 = 0; b0 <= j->pos; b0 += EM_KV_BLOCK) {
         int32_t nb = j->pos + 1 - b0 < EM_KV_BLOCK ? j->pos + 1 - b0 : EM_KV_BLOCK;
         int64_t base = (int64_t)j->table[b0 / EM_KV_BLOCK] * EM_KV_BLOCK;
         float bm = -INFINITY;
         for (int32_t i = 0; i < nb; i++) {
-            const float *k = (const float *)em_kv_k(j->kv, j->layer, base + i) + j->kvh * j->D;
-            sc[i] = c->dsp.dot[EMBER_TYPE_F32](j->D, k, j->q) * j->scale;
+            sc[i] = c->dsp.dot[ty](j->D, k_row(j, base + i), j->q) * j->scale;
             bm = sc[i] > bm ? sc[i] : bm;
         }
         if (bm > m) {
@@ -340,7 +349,9 @@ static void attend_f32(const em_cpu *c, const attn_job *j, float *acc, float *ou
         for (int32_t i = 0; i < nb; i++) {
             float w = expf(sc[i] - m);
             l += w;
-            c->dsp.axpy(j->Dv, w, (const float *)v_row(j, base + i), acc);
+            const void *v = v_row(j, base + i);
+            if (ty != EMBER_TYPE_F32) c->dsp.to_f32[ty](j->Dv, v, tmp);
+            c->dsp.axpy(j->Dv, w, ty == EMBER_TYPE_F32 ? (const float *)v : tmp, acc);
         }
     }
     float inv = 1.0f / l;
@@ -354,12 +365,11 @@ static void attend_f32(const em_cpu *c, const attn_job *j, float *acc, float *ou
  * first, so this takes two passes over K (pass 1: max and sum; pass 2:
  * weights), still block by block and without a score matrix. */
 static float score_f16(const em_cpu *c, const attn_job *j, const float *q16, int64_t slot) {
-    const uint16_t *k = (const uint16_t *)em_kv_k(j->kv, j->layer, slot) + j->kvh * j->D;
-    return c->dsp.dot[EMBER_TYPE_F16](j->D, k, q16) * j->scale;
+    return c->dsp.dot[EMBER_TYPE_F16](j->D, k_row(j, slot), q16) * j->scale;
 }
 
 static void attend_f16(const em_cpu *c, const attn_job *j, float *acc, float *out) {
-    float *q16 = acc + j->Dv; /* the query rounded to F16, kept as F32 */
+    float *q16 = acc + 2 * j->Dv; /* the query rounded to F16, kept as F32 */
     uint16_t h[64];
     for (int64_t i0 = 0; i0 < j->D; i0 += 64) {
         int64_t n = j->D - i0 < 64 ? j->D - i0 : 64;
@@ -400,7 +410,7 @@ static void op_attn(em_cpu *c, em_tensor *t, int ith, int nth) {
         };
         float *out = row_f32(t, tok) + h * Dv;
         if (kv->type == EMBER_TYPE_F16) attend_f16(c, &j, c->scratch[ith], out);
-        else attend_f32(c, &j, c->scratch[ith], out);
+        else attend(c, &j, c->scratch[ith], out);
     }
 }
 
@@ -450,7 +460,8 @@ size_t em_cpu_op_scratch(const em_tensor *t, const em_kv *kv) {
         return gemm > q8x ? gemm : q8x;
     }
     case EM_OP_ROPE: return (size_t)t->ip[0];
-    case EM_OP_ATTN: return (size_t)(t->ne[0] / t->src[0]->ne[1] + t->src[0]->ne[0]);
+    case EM_OP_ATTN: /* acc and an expanded V row (Dv each), the F16 query (D) */
+        return (size_t)(2 * (t->ne[0] / t->src[0]->ne[1]) + t->src[0]->ne[0]);
     case EM_OP_MOE_FFN: return em_cpu_moe_ffn_scratch(t);
     default: return 0;
     }

@@ -15,7 +15,13 @@
  * decode tokens alone do not fit, the newest request is preempted: its
  * blocks are freed and it starts over when it joins again.
  *
- *   ember-batch -m FILE -np 32 -pp 128 -tg 32 -t 2 [-ns 32] [-kv BLOCKS] [-o json]
+ * -sp N makes the first N prompt tokens the same for every request (a
+ * shared system prompt): a joining request attaches the cached blocks of
+ * that prefix (ember_seq_reuse_prefix) and computes only the rest.
+ * -ctk picks the KV element type (f32, f16, q8_0).
+ *
+ *   ember-batch -m FILE -np 32 -pp 128 -tg 32 -t 2 [-ns 32] [-kv BLOCKS] [-sp N]
+ *               [-ctk f32|f16|q8_0] [-o json]
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -40,11 +46,12 @@ typedef struct request {
 
 typedef struct opts {
     const char *model;
-    int np, pp, tg, threads, slots, kv_blocks, json;
+    int np, pp, tg, threads, slots, kv_blocks, json, shared_prefix;
+    int32_t kv_type;
 } opts;
 
 static int parse(int argc, char **argv, opts *o) {
-    *o = (opts){ NULL, 32, 128, 32, 2, 0, 0, 0 };
+    *o = (opts){ NULL, 32, 128, 32, 2, 0, 0, 0, 0, EMBER_TYPE_F32 };
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "-o") && v) o->json = !strcmp(v, "json"), i++;
@@ -55,10 +62,20 @@ static int parse(int argc, char **argv, opts *o) {
         else if (!strcmp(a, "-t") && v) o->threads = atoi(v), i++;
         else if (!strcmp(a, "-ns") && v) o->slots = atoi(v), i++;
         else if (!strcmp(a, "-kv") && v) o->kv_blocks = atoi(v), i++;
+        else if (!strcmp(a, "-sp") && v) o->shared_prefix = atoi(v), i++;
+        else if (!strcmp(a, "-ctk") && v) {
+            if (!strcmp(v, "f32")) o->kv_type = EMBER_TYPE_F32;
+            else if (!strcmp(v, "f16")) o->kv_type = EMBER_TYPE_F16;
+            else if (!strcmp(v, "q8_0")) o->kv_type = EMBER_TYPE_Q8_0;
+            else return -1;
+            i++;
+        }
         else return -1;
     }
     if (!o->slots) o->slots = o->np;
-    if (o->np < 1 || o->pp < 1 || o->tg < 1 || o->slots < 1 || o->threads < 0) return -1;
+    if (o->np < 1 || o->pp < 1 || o->tg < 1 || o->slots < 1 || o->threads < 0 ||
+        o->shared_prefix < 0 || o->shared_prefix > o->pp)
+        return -1;
     return 0;
 }
 
@@ -77,7 +94,8 @@ int main(int argc, char **argv) {
     opts o;
     if (parse(argc, argv, &o)) {
         fprintf(stderr, "usage: ember-batch [-m MODEL] [-np 32] [-pp 128] [-tg 32] [-t 2] "
-                        "[-ns SLOTS] [-kv BLOCKS] [-o text|json]\n");
+                        "[-ns SLOTS] [-kv BLOCKS] [-sp SHARED] [-ctk f32|f16|q8_0] "
+                        "[-o text|json]\n");
         return 2;
     }
     ember_model *m = NULL;
@@ -104,6 +122,7 @@ int main(int argc, char **argv) {
     cp.n_seq_max = (uint32_t)o.slots;
     cp.n_threads = (uint32_t)o.threads;
     cp.kv_blocks = (uint32_t)o.kv_blocks;
+    cp.kv_type = o.kv_type;
     ember_context *c = NULL;
     if ((rc = ember_context_create(m, &cp, &c))) {
         fprintf(stderr, "ember-batch: %s\n", ember_last_error());
@@ -122,8 +141,12 @@ int main(int argc, char **argv) {
     ember_kv_info info = { .struct_size = sizeof info };
     int finished = 0, preempted = 0;
     double sum_used = 0, sum_needed = 0;
-    /* prompt token i of request r: deterministic, different per request */
-#define PROMPT_TOKEN(r, i) ((int32_t)(1 + ((r) * 7919 + (i) * 104729) % (n_vocab - 1)))
+    /* prompt token i of request r: deterministic, different per request
+     * after the shared prefix */
+#define PROMPT_TOKEN(r, i) \
+    ((int32_t)(1 + (((i) < o.shared_prefix ? o.np : (r)) * 7919 + (i) * 104729) % (n_vocab - 1)))
+    int32_t *prompt = malloc((size_t)o.pp * sizeof *prompt);
+    long n_reused = 0;
     while (finished < o.np) {
         /* admit waiting requests, lowest first, into free slots */
         for (int s = 0, r = 0; s < o.slots; s++) {
@@ -132,6 +155,11 @@ int main(int argc, char **argv) {
             if (r == o.np) break;
             slot_req[s] = r;
             req[r].slot = s;
+            if (o.shared_prefix > 0 && req[r].prompt_done == 0) { /* attach what is cached */
+                for (int i = 0; i < o.pp; i++) prompt[i] = PROMPT_TOKEN(r, i);
+                int32_t got = ember_seq_reuse_prefix(c, s, prompt, (size_t)o.pp);
+                if (got > 0) req[r].prompt_done = got, n_reused += got;
+            }
         }
         int n = 0, np_tok = 0, nd_tok = 0;
         for (int s = 0; s < o.slots; s++) { /* decoding requests first: one token each */
@@ -230,14 +258,17 @@ int main(int argc, char **argv) {
         printf("{\"sequences\": %d, \"slots\": %d, \"prompt_tokens\": %d, \"generated_tokens\": %d, "
                "\"threads\": %d, \"prompt_tokens_per_s\": %.2f, \"decode_tokens_per_s\": %.2f, "
                "\"latency_ms_p50\": %.1f, \"latency_ms_p99\": %.1f, \"kv_bytes_used\": %llu, "
-               "\"kv_bytes_needed\": %llu, \"steps\": %ld, \"preempted\": %d, \"wall_s\": %.3f}\n",
+               "\"kv_bytes_needed\": %llu, \"steps\": %ld, \"preempted\": %d, \"wall_s\": %.3f, "
+               "\"shared_prefix\": %d, \"prompt_tokens_reused\": %ld}\n",
                o.np, o.slots, o.pp, o.tg, o.threads, pps, dps, p50, p99,
-               (unsigned long long)used, (unsigned long long)needed, steps, preempted, wall);
+               (unsigned long long)used, (unsigned long long)needed, steps, preempted, wall,
+               o.shared_prefix, n_reused);
     } else {
         printf("%d requests (%d at once), prompt %d, generate %d, %d threads: %ld steps, "
                "%d preemptions, %.2f s\n", o.np, o.slots, o.pp, o.tg, o.threads, steps, preempted,
                wall);
-        printf("prompt  %.2f tokens/s (%ld tokens)\n", pps, n_prompt);
+        printf("prompt  %.2f tokens/s (%ld tokens computed, %ld reused from the prefix cache)\n",
+               pps, n_prompt, n_reused);
         printf("decode  %.2f tokens/s aggregate (%ld tokens)\n", dps, n_decode);
         printf("latency p50 %.1f ms, p99 %.1f ms\n", p50, p99);
         printf("KV, mean over steps: %llu bytes in use for %llu bytes of tokens (%.3f)\n",
@@ -246,6 +277,7 @@ int main(int argc, char **argv) {
     }
     free(lat);
 done:
+    free(prompt);
     free(req);
     free(slot_req);
     free(e);

@@ -17,7 +17,7 @@
 
 typedef struct opts {
     const char *model, *prompt, *tokens, *logits_out;
-    int n_predict, n_threads, n_ctx, print_ids, kv_f16;
+    int n_predict, n_threads, n_ctx, print_ids, kv_f16, kv_q8;
     ember_sampler_params sp;
 } opts;
 
@@ -26,7 +26,7 @@ static void usage(void) {
             "usage: ember-cli [-m MODEL.gguf] [-p TEXT | --tokens ID,ID,...] [-n N]\n"
             "                 [--temp T] [--top-k K] [--top-p P] [--min-p P]\n"
             "                 [--repeat-penalty R] [--seed S] [-t THREADS] [-c CTX]\n"
-            "                 [--logits-out FILE] [--print-ids] [--kv-f16]\n"
+            "                 [--logits-out FILE] [--print-ids] [--kv-f16 | --kv-q8]\n"
             "With no -m, a built-in synthetic model with random weights is used.\n");
 }
 
@@ -59,6 +59,7 @@ static int parse_args(int argc, char **argv, opts *o) {
         else if (ARG("--seed")) o->sp.seed = strtoull(v, NULL, 0);
         else if (strcmp(a, "--print-ids") == 0) o->print_ids = 1;
         else if (strcmp(a, "--kv-f16") == 0) o->kv_f16 = 1;
+        else if (strcmp(a, "--kv-q8") == 0) o->kv_q8 = 1;
         else { usage(); return -1; }
 #undef ARG
     }
@@ -208,6 +209,7 @@ int main(int argc, char **argv) {
     cp.n_ctx = (uint32_t)(o.n_ctx > 0 ? o.n_ctx : 0);
     if (!cp.n_ctx && ember_model_n_ctx_train(m) > 4096) cp.n_ctx = 4096;
     if (o.kv_f16) cp.kv_type = EMBER_TYPE_F16;
+    if (o.kv_q8) cp.kv_type = EMBER_TYPE_Q8_0;
     ember_context *ctx = NULL;
     if ((rc = ember_context_create(m, &cp, &ctx))) return fail(rc, "context", NULL);
     FILE *lf = NULL;
