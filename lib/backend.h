@@ -45,6 +45,7 @@ typedef struct em_backend_config {
     int device;
     int n_threads;
     uint32_t cpu_mask;
+    uint32_t act_type; /* ember_context_params.act_type */
 } em_backend_config;
 
 int em_backend_create(const em_backend_config *cfg, const em_alloc *a, char *err,

@@ -70,6 +70,9 @@ static int resolve_params(ember_context *c, const ember_context_params *p) {
     }
     c->kv_type = (uint32_t)p->kv_type;
     c->kv_blocks = p->kv_blocks;
+    if (p->act_type != EMBER_TYPE_F32 && p->act_type != EMBER_TYPE_Q8_0)
+        return em_error(NULL, EMBER_ERR_INVALID_ARGUMENT, "context: act_type %d is not "
+                        "EMBER_TYPE_F32 or EMBER_TYPE_Q8_0", p->act_type);
     if (c->kv_type != EMBER_TYPE_F32 && c->kv_type != EMBER_TYPE_F16 &&
         c->kv_type != EMBER_TYPE_Q8_0)
         return em_error(NULL, EMBER_ERR_INVALID_ARGUMENT, "context: kv_type %d is not "
@@ -139,7 +142,8 @@ static int plan_memory(ember_context *c) {
 static int context_init(ember_context *c, const ember_context_params *p) {
     const em_hparams *hp = &c->model->hp;
     int rc;
-    em_backend_config cfg = { p->backend, p->device, (int)c->n_threads, em_cpu_mask() };
+    em_backend_config cfg = { p->backend, p->device, (int)c->n_threads, em_cpu_mask(),
+                              (uint32_t)p->act_type };
     if ((rc = em_backend_create(&cfg, &c->alloc, c->err, &c->backend))) return rc;
     if (em_kv_init(&c->kv, &c->alloc, hp->n_layer, hp->kv_k_row, hp->kv_v_row,
                    (int32_t)c->n_ctx, (int32_t)c->n_seq, (int32_t)c->kv_blocks, c->kv_type))

@@ -248,6 +248,119 @@ static void test_q8x_variants(void **state) {
     assert_true(checked > 0);
 }
 
+/* The 8-bit GEMM (dsp.h): every level's unpack bit-exact against the
+ * reference, which must be the dequantized row; every gemm_q8 against
+ * em_gemm_q8_ref (integer sums exact, float sums to rounding) on odd row
+ * counts, 16- and 32-token tails, strides, untouched elements bit-equal;
+ * and the reference against a plain float product of the values. */
+static void test_gemm_q8_variants(void **state) {
+    (void)state;
+    em_cpu_dsp ref, simd;
+    em_cpu_dsp_init(&ref, 0);
+    uint32_t have = em_cpu_detect();
+    enum { MAXB = 9, MAXR = 17, MAXT = 80, LDW = MAXB * 32 + 4, LDB = MAXB + 1, LDX = MAXT };
+    enum { LDY = MAXT + 8 };
+    static uint8_t raw[MAXR * 34 * MAXB], wa[MAXR * LDW], wb[MAXR * LDW];
+    static int8_t xq[MAXB * 8 * LDX * 4];
+    static float dwa[MAXR * LDB], dwb[MAXR * LDB], dx[MAXB * LDX], ya[MAXR * LDY], yb[MAXR * LDY];
+    static int32_t xs[MAXB * LDX];
+    static float wf[MAXB * 32];
+    const uint32_t types[] = { EMBER_TYPE_Q8_0, EMBER_TYPE_Q4_0 };
+    int checked = 0, kernels = 0;
+    for (size_t ti = 0; ti < 2; ti++) {
+        uint32_t ty = types[ti];
+        size_t bsz = ty == EMBER_TYPE_Q8_0 ? 34 : 18;
+        for (int nb = 1; nb <= MAXB; nb += 2) {
+            fill_weights(ty, raw, nb * 32 * MAXR);
+            int32_t o = 0;
+            for (int r = 0; r < MAXR; r++)
+                o = ref.unpack_q8[ty](nb, raw + (size_t)r * nb * bsz, wa + r * LDW, dwa + r * LDB);
+            assert_int_equal(o, ty == EMBER_TYPE_Q8_0 ? 128 : 8);
+            for (int r = 0; r < MAXR; r++) { /* u - o, scaled, is the weight */
+                ref.to_f32[ty](nb * 32, raw + (size_t)r * nb * bsz, wf);
+                for (int k = 0; k < nb * 32; k++)
+                    assert_true(wf[k] == (float)((int)wa[r * LDW + k] - o) * dwa[r * LDB + k / 32]);
+            }
+            for (int b = 0; b < nb; b++)
+                for (int t = 0; t < LDX; t++) {
+                    int32_t sum = 0;
+                    for (int k = 0; k < 32; k++) {
+                        int v = rand() % 255 - 127;
+                        xq[((b * 8 + k / 4) * LDX + t) * 4 + k % 4] = (int8_t)v;
+                        sum += v;
+                    }
+                    xs[b * LDX + t] = sum;
+                    dx[b * LDX + t] = 0.01f * (frand() + 1.5f);
+                }
+            /* reference vs float math on the values */
+            for (int i = 0; i < MAXR * LDY; i++) ya[i] = frand();
+            memcpy(yb, ya, sizeof ya);
+            em_gemm_q8_ref(nb, MAXR, 32, wa, LDW, dwa, LDB, o, xq, dx, xs, LDX, ya, LDY);
+            for (int r = 0; r < MAXR; r++)
+                for (int t = 0; t < 32; t++) {
+                    double e = yb[r * LDY + t], mag = fabs(e);
+                    for (int k = 0; k < nb * 32; k++) {
+                        double xv = xq[((k / 32 * 8 + k % 32 / 4) * LDX + t) * 4 + k % 4] * (double)dx[k / 32 * LDX + t];
+                        double wv = ((int)wa[r * LDW + k] - o) * (double)dwa[r * LDB + k / 32];
+                        e += xv * wv;
+                        mag += fabs(xv * wv);
+                    }
+                    assert_true(fabs(ya[r * LDY + t] - e) <= 1e-6 * mag + 1e-6);
+                }
+            for (size_t l = 0; l < sizeof levels / sizeof levels[0]; l++) {
+                if ((levels[l] & have) != levels[l]) continue;
+                em_cpu_dsp_init(&simd, levels[l]);
+                if (simd.unpack_q8[ty]) {
+                    for (int r = 0; r < MAXR; r++)
+                        assert_int_equal(simd.unpack_q8[ty](nb, raw + (size_t)r * nb * bsz, wb + r * LDW,
+                                                            dwb + r * LDB), o);
+                    for (int r = 0; r < MAXR; r++) {
+                        assert_memory_equal(wa + r * LDW, wb + r * LDW, (size_t)nb * 32);
+                        assert_memory_equal(dwa + r * LDB, dwb + r * LDB, (size_t)nb * 4);
+                    }
+                }
+                if (simd.quant_q8_lanes) { /* activations: bit-equal, zeros and ties included */
+                    enum { QT = 21, QK = MAXB * 32 };
+                    static float xf[QT * QK];
+                    static int8_t qa[MAXB * 8 * LDX * 4], qb[MAXB * 8 * LDX * 4];
+                    static float da[MAXB * LDX], db[MAXB * LDX];
+                    static int32_t sa[MAXB * LDX], sb[MAXB * LDX];
+                    for (int i = 0; i < QT * QK; i++) xf[i] = frand() * (i % 7 == 0 ? 100.0f : 1.0f);
+                    for (int i = 0; i < 32; i++) xf[3 * QK + i] = 0;
+                    xf[4 * QK] = 127.0f, xf[4 * QK + 1] = 0.5f, xf[4 * QK + 2] = -1.5f;
+                    memset(qa, 0, sizeof qa), memset(qb, 0, sizeof qb);
+                    for (int b = 0; b < nb; b++) {
+                        ref.quant_q8_lanes(xf, QK, QT, b, qa, da, sa, LDX);
+                        simd.quant_q8_lanes(xf, QK, QT, b, qb, db, sb, LDX);
+                    }
+                    assert_memory_equal(qa, qb, sizeof qa);
+                    for (int b = 0; b < nb; b++) {
+                        assert_memory_equal(da + b * LDX, db + b * LDX, QT * 4);
+                        assert_memory_equal(sa + b * LDX, sb + b * LDX, QT * 4);
+                    }
+                }
+                if (!simd.gemm_q8) continue;
+                kernels++;
+                for (int nr = 1; nr <= MAXR; nr += 2)
+                    for (int nt = 16; nt <= MAXT; nt += 16) {
+                        for (int i = 0; i < MAXR * LDY; i++) ya[i] = yb[i] = frand();
+                        em_gemm_q8_ref(nb, nr, nt, wa, LDW, dwa, LDB, o, xq, dx, xs, LDX, ya, LDY);
+                        simd.gemm_q8(nb, nr, nt, wa, LDW, dwa, LDB, o, xq, dx, xs, LDX, yb, LDY);
+                        for (int r = 0; r < MAXR; r++)
+                            for (int t = 0; t < LDY; t++) {
+                                float a = ya[r * LDY + t], b = yb[r * LDY + t];
+                                if (r >= nr || t >= nt) assert_true(a == b); /* untouched */
+                                else assert_true(fabsf(a - b) <= 2e-6f * (fabsf(a) + 1.0f) * (float)nb);
+                            }
+                        checked++;
+                    }
+            }
+        }
+    }
+    print_message("%d 8-bit GEMM shapes checked (%d kernel variants)\n", checked, kernels);
+    if (have & EMBER_CPU_AVX512_VNNI) assert_true(checked > 0);
+}
+
 /* Block layouts as llama.cpp defines them: Q8_0 = fp16 scale + 32 int8;
  * Q4_0 = fp16 scale + 16 bytes, element j in the low nibble of byte j and
  * element j+16 in its high nibble, value (nibble - 8) * scale. */
@@ -305,6 +418,7 @@ int main(void) {
         cmocka_unit_test(test_f16_variants),
         cmocka_unit_test(test_gemm_variants),
         cmocka_unit_test(test_q8x_variants),
+        cmocka_unit_test(test_gemm_q8_variants),
         cmocka_unit_test(test_quant_layouts),
         cmocka_unit_test(test_half_roundtrip),
         cmocka_unit_test(test_mask),

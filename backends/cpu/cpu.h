@@ -15,6 +15,7 @@ typedef struct em_cpu {
     float *shared;         /* one area all threads of an op work in */
     size_t shared_floats;
     em_graph *graph;       /* the graph being run */
+    bool act_q8;           /* 8-bit activations for batches (gemm_q8) */
 } em_cpu;
 
 /* Rows of a matmul tile converted to f32 at once when the batch has
@@ -42,6 +43,25 @@ void em_cpu_transpose_in(const float *x, int64_t ldx, int64_t T, int64_t K, floa
  * y[t * st + r * sr] = sum_k w[r][k] x[t][k]. */
 void em_cpu_gemm_rows(const em_cpu *c, const em_wrows *w, int64_t lo, int64_t hi, const float *xT,
                       int64_t T, float *y, int64_t st, int64_t sr, float *scratch);
+
+/* The 8-bit path of batched Q8_0/Q4_0 matmuls where the dsp has gemm_q8:
+ * activations quantized once into the shared area (tokens in lanes, see
+ * dsp.h), then tiles of unpacked int8 rows against every token. Same
+ * scratch as em_cpu_gemm_rows; the shared area needs em_cpu_q8_in_bytes,
+ * less than the F32 path's transposed activations. */
+typedef struct em_q8_in {
+    int8_t *xq;
+    float *dx;
+    int32_t *xs;
+    int64_t tp; /* lanes */
+} em_q8_in;
+em_q8_in em_cpu_q8_in(void *shared, int64_t T, int64_t K);
+size_t em_cpu_q8_in_bytes(int64_t T, int64_t K);
+/* Thread ith's share (by blocks); a barrier before the area is read. */
+void em_cpu_quantize_in(const em_cpu *c, const float *x, int64_t ldx, int64_t T, int64_t K,
+                        em_q8_in in, int ith, int nth);
+void em_cpu_gemm_q8_rows(const em_cpu *c, const em_wrows *w, int64_t lo, int64_t hi, em_q8_in in,
+                         int64_t T, float *y, int64_t st, int64_t sr, float *scratch);
 
 /* Scratch floats per thread that node t needs. */
 size_t em_cpu_op_scratch(const em_tensor *t, const em_kv *kv);

@@ -56,6 +56,33 @@ typedef float (*em_dot_q8x_fn)(int64_t n, const void *w, em_q8x_row x);
     X(q4_1, EMBER_TYPE_Q4_1) X(q5_0, EMBER_TYPE_Q5_0) X(q5_1, EMBER_TYPE_Q5_1)                  \
     X(q4_k, EMBER_TYPE_Q4_K) X(q5_k, EMBER_TYPE_Q5_K) X(q6_k, EMBER_TYPE_Q6_K)
 
+/* The 8-bit GEMM of Q8_0/Q4_0 matmuls under act_type Q8_0 (llama.cpp's
+ * arithmetic: activations in blocks of 32 signed bytes, scale
+ * e = max|x| / 127 rounded to F16, q = nearest-even(x / e)).
+ * Weights, unpacked per tile (em_unpack_q8_fn) as unsigned bytes u = w + o
+ * (Q8_0: o = 128, the sign bit flipped; Q4_0: o = 8, the raw nibbles):
+ * w[r * ldw + k], dw[r * ldb + b] the block's scale.
+ * Activations, tokens in lanes: xq[((b * 8 + k4) * ldx + t) * 4 + i] =
+ * q[t][32 b + 4 k4 + i], dx[b * ldx + t] the scale, xs[b * ldx + t] the
+ * block's sum of q (for the offset: sum w q = sum u q - o xs).
+ * yT[r * ldy + t] += sum over nb blocks b of dw * dx * (sum u q - o xs),
+ * the integer sums exact. nt a multiple of 16. */
+typedef void (*em_gemm_q8_fn)(int64_t nb, int64_t nr, int64_t nt, const uint8_t *w, int64_t ldw,
+                              const float *dw, int64_t ldb, int32_t o, const int8_t *xq,
+                              const float *dx, const int32_t *xs, int64_t ldx, float *yT,
+                              int64_t ldy);
+/* Block b (values 32 b .. 32 b + 31) of tokens 0..T-1 of x (row stride
+ * ldx) into the activation form above, lanes ldx_q apart. */
+typedef void (*em_quant_q8_lanes_fn)(const float *x, int64_t ldx, int64_t T, int64_t b,
+                                     int8_t *xq, float *dx, int32_t *xs, int64_t ldq);
+/* nb blocks of a weight row into the form above; returns o. */
+typedef int32_t (*em_unpack_q8_fn)(int64_t nb, const void *src, uint8_t *w, float *dw);
+/* The C reference of gemm_q8 (for the kernel checks; the dsp table holds
+ * gemm_q8 only where a fast kernel exists, see ops.c). */
+void em_gemm_q8_ref(int64_t nb, int64_t nr, int64_t nt, const uint8_t *w, int64_t ldw,
+                    const float *dw, int64_t ldb, int32_t o, const int8_t *xq, const float *dx,
+                    const int32_t *xs, int64_t ldx, float *yT, int64_t ldy);
+
 /* dst[i] = fp16(src[i]), round to nearest even */
 typedef void (*em_from_f32_fn)(int64_t n, const float *src, void *dst);
 
@@ -68,6 +95,10 @@ typedef struct em_cpu_dsp {
     /* integer path for block-quantized weights (NULL: the type has none) */
     em_quant_q8x_fn quant_q8x;
     em_dot_q8x_fn dot_q8x[EMBER_TYPE_COUNT];
+    /* 8-bit GEMM for batches (NULL: batches of these types run in F32) */
+    em_gemm_q8_fn gemm_q8;
+    em_quant_q8_lanes_fn quant_q8_lanes;
+    em_unpack_q8_fn unpack_q8[EMBER_TYPE_COUNT]; /* Q8_0, Q4_0 */
     /* y[i] += a * (float)x_f16[i] */
     void (*axpy_f16)(int64_t n, float a, const void *x, float *y);
 } em_cpu_dsp;

@@ -2,6 +2,7 @@
  * each thread walks its weight rows in tiles of EM_MATMUL_TILE rows and
  * EM_GEMM_KC columns, dequantizing a tile into scratch (L2-sized) and
  * running the dsp GEMM on it against every token. */
+#include <math.h>
 #include <string.h>
 
 #include "../../lib/gguf.h"
@@ -54,7 +55,70 @@ void em_cpu_gemm_rows(const em_cpu *c, const em_wrows *w, int64_t lo, int64_t hi
             }
             c->dsp.gemm_f32(kn, nr, tp, wp, ldw, xT + k0 * tp, tp, yT, tp);
         }
-        for (int64_t r = 0; r < nr; r++)
-            for (int64_t t = 0; t < T; t++) y[t * st + (r0 + r) * sr] = yT[r * tp + t];
+        for (int64_t t = 0; t < T; t++) /* along y's rows */
+            for (int64_t r = 0; r < nr; r++) y[t * st + (r0 + r) * sr] = yT[r * tp + t];
+    }
+}
+
+/* ---- the 8-bit path (dsp.h, gemm_q8) ---- */
+
+em_q8_in em_cpu_q8_in(void *shared, int64_t T, int64_t K) {
+    int64_t tp = em_cpu_gemm_lanes(T), cells = (K / 32) * tp;
+    em_q8_in in = { shared, NULL, NULL, tp };
+    in.dx = (float *)((int8_t *)shared + (size_t)K * (size_t)tp);
+    in.xs = (int32_t *)(in.dx + cells);
+    return in;
+}
+
+size_t em_cpu_q8_in_bytes(int64_t T, int64_t K) {
+    int64_t tp = em_cpu_gemm_lanes(T);
+    return (size_t)K * (size_t)tp + (size_t)(K / 32) * (size_t)tp * 8;
+}
+
+void em_cpu_quantize_in(const em_cpu *c, const float *x, int64_t ldx, int64_t T, int64_t K,
+                        em_q8_in in, int ith, int nth) {
+    int64_t nb = K / 32, per = (nb + nth - 1) / nth;
+    int64_t lo = per * ith < nb ? per * ith : nb, hi = lo + per < nb ? lo + per : nb;
+    for (int64_t b = lo; b < hi; b++) {
+        c->dsp.quant_q8_lanes(x, ldx, T, b, in.xq, in.dx, in.xs, in.tp);
+        for (int64_t t = T; t < in.tp; t++) { /* padding lanes: zeros */
+            for (int k4 = 0; k4 < 8; k4++) memset(in.xq + ((b * 8 + k4) * in.tp + t) * 4, 0, 4);
+            in.dx[b * in.tp + t] = 0;
+            in.xs[b * in.tp + t] = 0;
+        }
+    }
+}
+
+void em_cpu_gemm_q8_rows(const em_cpu *c, const em_wrows *w, int64_t lo, int64_t hi, em_q8_in in,
+                         int64_t T, float *y, int64_t st, int64_t sr, float *scratch) {
+    int64_t K = w->K, tp = in.tp, kb = EM_GEMM_KC / 32;
+    const em_type_info *ti = em_type_info_get(w->type);
+    /* the scratch of the F32 path, carved: yT, then the unpacked tile */
+    float *yT = scratch, *dw = yT + (size_t)EM_MATMUL_TILE * (size_t)tp;
+    uint8_t *tw = (uint8_t *)(dw + (size_t)EM_MATMUL_TILE * (size_t)kb);
+    em_unpack_q8_fn unpack = c->dsp.unpack_q8[w->type];
+    for (int64_t r0 = lo; r0 < hi; r0 += EM_MATMUL_TILE) {
+        int64_t nr = hi - r0 < EM_MATMUL_TILE ? hi - r0 : EM_MATMUL_TILE;
+        const char *rows = w->data + (size_t)r0 * w->nb1;
+        memset(yT, 0, (size_t)(nr * tp) * sizeof *yT);
+        for (int64_t k0 = 0; k0 < K; k0 += EM_GEMM_KC) {
+            int64_t nb = (K - k0 < EM_GEMM_KC ? K - k0 : EM_GEMM_KC) / 32, b0 = k0 / 32;
+            int32_t o = 0;
+            for (int64_t r = 0; r < nr; r++)
+                o = unpack(nb, rows + (size_t)r * w->nb1 + (size_t)b0 * ti->size,
+                           tw + r * EM_GEMM_KC, dw + r * kb);
+            /* the next chunk's bytes stream in while this one computes */
+            if (k0 + EM_GEMM_KC < K) {
+                size_t next = (size_t)(b0 + kb) * ti->size, len = (size_t)kb * ti->size;
+                for (int64_t r = 0; r < nr; r++)
+                    for (size_t off = 0; off < len; off += 64)
+                        __builtin_prefetch(rows + (size_t)r * w->nb1 + next + off, 0, 0);
+            }
+            c->dsp.gemm_q8(nb, nr, tp, tw, EM_GEMM_KC, dw, kb, o,
+                           in.xq + (size_t)(b0 * 8) * (size_t)tp * 4, in.dx + b0 * tp,
+                           in.xs + b0 * tp, tp, yT, tp);
+        }
+        for (int64_t t = 0; t < T; t++) /* along y's rows */
+            for (int64_t r = 0; r < nr; r++) y[t * st + (r0 + r) * sr] = yT[r * tp + t];
     }
 }

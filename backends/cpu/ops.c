@@ -130,6 +130,15 @@ static void op_matmul(em_cpu *c, em_tensor *t, int ith, int nth) {
     hi = hi * EM_MATMUL_TILE < N ? hi * EM_MATMUL_TILE : N;
     float *y = t->data;
     if (T == 0) return;
+    em_wrows wr = { w->data, w->type, K, w->nb[1] };
+    /* every thread takes the same branch (it depends on the node only) */
+    if (c->act_q8 && c->dsp.unpack_q8[w->type] && K % 32 == 0) { /* any T: batch-invariant */
+        em_q8_in in = em_cpu_q8_in(c->shared, T, K);
+        em_cpu_quantize_in(c, x->data, (int64_t)(x->nb[1] / sizeof(float)), T, K, in, ith, nth);
+        em_threadpool_barrier(c->pool);
+        em_cpu_gemm_q8_rows(c, &wr, lo, hi, in, T, y, N, 1, c->scratch[ith]);
+        return;
+    }
     if (uses_q8x(c, w) && T < EM_Q8X_MAX_TOKENS) {
         matmul_q8x(c, w, x, y, lo, hi, ith);
         return;
@@ -140,11 +149,9 @@ static void op_matmul(em_cpu *c, em_tensor *t, int ith, int nth) {
         for (int64_t n = lo; n < hi; n++) y[n] = dot(K, wb + (size_t)n * w->nb[1], x->data);
         return;
     }
-    /* every thread takes this branch (it depends on the node only) */
     float *xT = c->shared;
     em_cpu_transpose_in(x->data, (int64_t)(x->nb[1] / sizeof(float)), T, K, xT, ith, nth);
     em_threadpool_barrier(c->pool);
-    em_wrows wr = { w->data, w->type, K, w->nb[1] };
     em_cpu_gemm_rows(c, &wr, lo, hi, xT, T, y, N, 1, c->scratch[ith]);
 }
 

@@ -96,7 +96,77 @@ static float dot_unpacked(uint32_t type, int64_t n, const void *w, em_q8x_row x)
     }
 EM_UNPACKED_TYPES(DOT_UNPACKED)
 
+/* ---- the 8-bit GEMM (dsp.h) ---- */
+
+void em_gemm_q8_ref(int64_t nb, int64_t nr, int64_t nt, const uint8_t *w, int64_t ldw,
+                    const float *dw, int64_t ldb, int32_t o, const int8_t *xq, const float *dx,
+                    const int32_t *xs, int64_t ldx, float *yT, int64_t ldy) {
+    for (int64_t r = 0; r < nr; r++)
+        for (int64_t t = 0; t < nt; t++) {
+            float acc = yT[r * ldy + t];
+            for (int64_t b = 0; b < nb; b++) {
+                int32_t sum = 0;
+                for (int k = 0; k < 32; k++)
+                    sum += (int32_t)w[r * ldw + b * 32 + k] * xq[((b * 8 + k / 4) * ldx + t) * 4 + k % 4];
+                acc += (float)(sum - o * xs[b * ldx + t]) * dw[r * ldb + b] * dx[b * ldx + t];
+            }
+            yT[r * ldy + t] = acc;
+        }
+}
+
+/* Nearest, ties to even, for |v| < 2^22, without a libm call: adding and
+ * removing 1.5 * 2^23 rounds in the FPU's default mode (C11 without
+ * fast-math keeps both operations). */
+static inline int round_even(float v) {
+    return (int)((v + 12582912.0f) - 12582912.0f);
+}
+
+static void quant_q8_lanes(const float *x, int64_t ldx, int64_t T, int64_t b, int8_t *xq,
+                           float *dx, int32_t *xs, int64_t ldq) {
+    for (int64_t t = 0; t < T; t++) {
+        const float *v = x + t * ldx + b * 32;
+        float amax = 0;
+        for (int j = 0; j < 32; j++) {
+            float a = v[j] < 0 ? -v[j] : v[j];
+            amax = a > amax ? a : amax;
+        }
+        float ie = amax != 0.0f ? 127.0f / amax : 0.0f;
+        int32_t sum = 0;
+        for (int j = 0; j < 32; j++) {
+            int q = round_even(v[j] * ie);
+            xq[((b * 8 + j / 4) * ldq + t) * 4 + j % 4] = (int8_t)q;
+            sum += q;
+        }
+        dx[b * ldq + t] = em_f16_to_f32(em_f32_to_f16(amax / 127.0f));
+        xs[b * ldq + t] = sum;
+    }
+}
+
+static int32_t unpack_q8_0(int64_t nb, const void *src, uint8_t *w, float *dw) {
+    const uint8_t *p = src;
+    for (int64_t b = 0; b < nb; b++, p += 34) {
+        for (int k = 0; k < 32; k++) w[b * 32 + k] = (uint8_t)(p[2 + k] ^ 0x80);
+        dw[b] = em_load_f16(p);
+    }
+    return 128;
+}
+
+static int32_t unpack_q4_0(int64_t nb, const void *src, uint8_t *w, float *dw) {
+    const uint8_t *p = src;
+    for (int64_t b = 0; b < nb; b++, p += 18) {
+        for (int k = 0; k < 16; k++) {
+            w[b * 32 + k] = p[2 + k] & 15;
+            w[b * 32 + k + 16] = p[2 + k] >> 4;
+        }
+        dw[b] = em_load_f16(p);
+    }
+    return 8;
+}
+
 void em_cpu_dsp_init_ref_q(em_cpu_dsp *c) {
+    c->quant_q8_lanes = quant_q8_lanes;
+    c->unpack_q8[EMBER_TYPE_Q8_0] = unpack_q8_0;
+    c->unpack_q8[EMBER_TYPE_Q4_0] = unpack_q4_0;
     c->quant_q8x = quant_q8x;
     c->dot_q8x[EMBER_TYPE_Q8_0] = dot_q8_0;
     c->dot_q8x[EMBER_TYPE_Q4_0] = dot_q4_0;

@@ -32,4 +32,8 @@ void em_cpu_dsp_init_x86(em_cpu_dsp *c, uint32_t flags) {
     if (!(flags & EMBER_CPU_AVX512_VNNI)) return;
     c->dot_q8x[EMBER_TYPE_Q8_0] = em_dot_q8_0_q8x_vnni;
     c->dot_q8x[EMBER_TYPE_Q4_0] = em_dot_q4_0_q8x_vnni;
+    c->gemm_q8 = em_gemm_q8_vnni;
+    c->quant_q8_lanes = em_quant_q8_lanes_vnni;
+    c->unpack_q8[EMBER_TYPE_Q8_0] = em_unpack_q8_0_vnni;
+    c->unpack_q8[EMBER_TYPE_Q4_0] = em_unpack_q4_0_vnni;
 }

@@ -3,11 +3,10 @@
  * by signed bytes and sums groups of 4 into int32 lanes in one
  * instruction.
  *
- * There is no integer GEMM for prompts: on the dev VM's core VPDPBUSD and
- * VPDPWSSD issue about 1.8 G/s against 4.4 G/s for 512-bit FMAs, so with
- * 16-bit activations (two byte planes, or VPDPWSSD) the integer path
- * peaks at ~57 G multiply-adds/s against ~70 for F32 FMAs; prompts take
- * the F32 GEMM over dequantized rows (docs/performance.md). */
+ * And the 8-bit GEMM of batches (dsp.h): on the dev VM's core VPDPBUSD
+ * issues about 1.8 G/s, 64 multiply-adds each, against 4.4 G/s 512-bit
+ * FMAs of 16: with 8-bit activations it outruns the F32 GEMM ~1.8x (with
+ * 16-bit ones, two byte planes, it would not: docs/performance.md). */
 #include <immintrin.h>
 #include <string.h>
 
@@ -108,4 +107,133 @@ float em_dot_q8_0_q8x_vnni(int64_t n, const void *w, em_q8x_row x) {
 
 float em_dot_q4_0_q8x_vnni(int64_t n, const void *w, em_q8x_row x) {
     return dot_vnni(n, w, x, 18, 8.0f, q4_pair, em_dot_q4_0_q8x_avx2);
+}
+
+/* ---- the 8-bit GEMM: 6 rows x 32 tokens (or 16) per register tile ----
+ *
+ * Per block of 32 and row: 8 VPDPBUSD per 16 tokens (the row's 4 unsigned
+ * weight bytes broadcast, 4 signed activation bytes of a token per int32
+ * lane), then the offset (o times the token's block sum, once per block
+ * for all rows) subtracted, one convert and the two scales in float. */
+
+#define Q8_ROWS 6
+
+static inline __m512i bcast4(const uint8_t *p) {
+    int32_t v;
+    memcpy(&v, p, 4);
+    return _mm512_set1_epi32(v);
+}
+
+/* nv token vectors (1 or 2) of nr rows, nr <= Q8_ROWS */
+static inline void q8_tile(int64_t nb, int nr, int nv, const uint8_t *w, int64_t ldw,
+                           const float *dw, int64_t ldb, int32_t o, const int8_t *xq,
+                           const float *dx, const int32_t *xs, int64_t ldx, float *yT,
+                           int64_t ldy) {
+    __m512 f[Q8_ROWS][2];
+    const __m512i ov = _mm512_set1_epi32(o);
+    for (int r = 0; r < nr; r++) {
+        f[r][0] = _mm512_loadu_ps(yT + r * ldy);
+        f[r][1] = nv > 1 ? _mm512_loadu_ps(yT + r * ldy + 16) : f[r][0];
+    }
+    for (int64_t b = 0; b < nb; b++) {
+        __m512i a[Q8_ROWS][2];
+        for (int r = 0; r < nr; r++) a[r][0] = a[r][1] = _mm512_setzero_si512();
+        const int8_t *xb = xq + (size_t)(b * 8) * (size_t)ldx * 4;
+        for (int k4 = 0; k4 < 8; k4++) {
+            __m512i x0 = _mm512_loadu_si512(xb + (size_t)k4 * (size_t)ldx * 4);
+            __m512i x1 = nv > 1 ? _mm512_loadu_si512(xb + (size_t)k4 * (size_t)ldx * 4 + 64) : x0;
+            for (int r = 0; r < nr; r++) {
+                __m512i wv = bcast4(w + r * ldw + b * 32 + k4 * 4);
+                a[r][0] = _mm512_dpbusd_epi32(a[r][0], wv, x0);
+                if (nv > 1) a[r][1] = _mm512_dpbusd_epi32(a[r][1], wv, x1);
+            }
+        }
+        __m512 d0 = _mm512_loadu_ps(dx + b * ldx), d1 = nv > 1 ? _mm512_loadu_ps(dx + b * ldx + 16) : d0;
+        __m512i c0 = _mm512_mullo_epi32(_mm512_loadu_si512(xs + b * ldx), ov);
+        __m512i c1 = nv > 1 ? _mm512_mullo_epi32(_mm512_loadu_si512(xs + b * ldx + 16), ov) : c0;
+        for (int r = 0; r < nr; r++) {
+            __m512 s = _mm512_set1_ps(dw[r * ldb + b]);
+            f[r][0] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(a[r][0], c0)), s),
+                                      d0, f[r][0]);
+            if (nv > 1)
+                f[r][1] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(a[r][1], c1)), s),
+                                          d1, f[r][1]);
+        }
+    }
+    for (int r = 0; r < nr; r++)
+        for (int v = 0; v < nv; v++) _mm512_storeu_ps(yT + r * ldy + 16 * v, f[r][v]);
+}
+
+void em_gemm_q8_vnni(int64_t nb, int64_t nr, int64_t nt, const uint8_t *w, int64_t ldw,
+                     const float *dw, int64_t ldb, int32_t o, const int8_t *xq, const float *dx,
+                     const int32_t *xs, int64_t ldx, float *yT, int64_t ldy) {
+    for (int64_t t0 = 0; t0 < nt; t0 += 32) {
+        int nv = nt - t0 >= 32 ? 2 : 1;
+        for (int64_t r0 = 0; r0 < nr; r0 += Q8_ROWS) {
+            int rows = nr - r0 < Q8_ROWS ? (int)(nr - r0) : Q8_ROWS;
+            const uint8_t *wr = w + r0 * ldw;
+            const float *dwr = dw + r0 * ldb;
+            float *y = yT + r0 * ldy + t0;
+            const int8_t *x = xq + t0 * 4;
+            /* constant row counts, so the tile stays in registers */
+            if (rows == Q8_ROWS && nv == 2)
+                q8_tile(nb, Q8_ROWS, 2, wr, ldw, dwr, ldb, o, x, dx + t0, xs + t0, ldx, y, ldy);
+            else if (rows == Q8_ROWS)
+                q8_tile(nb, Q8_ROWS, 1, wr, ldw, dwr, ldb, o, x, dx + t0, xs + t0, ldx, y, ldy);
+            else
+                for (int r = 0; r < rows; r++)
+                    q8_tile(nb, 1, nv, wr + r * ldw, ldw, dwr + r * ldb, ldb, o, x, dx + t0,
+                            xs + t0, ldx, y + r * ldy, ldy);
+        }
+    }
+}
+
+/* Unpacking, a block per step; the F16 scale through F16C. */
+static inline float f16_scale(const uint8_t *p) {
+    return _cvtsh_ss((unsigned short)(p[0] | p[1] << 8));
+}
+
+int32_t em_unpack_q8_0_vnni(int64_t nb, const void *src, uint8_t *w, float *dw) {
+    const uint8_t *p = src;
+    const __m256i flip = _mm256_set1_epi8((char)0x80);
+    for (int64_t b = 0; b < nb; b++, p += 34) {
+        __m256i q = _mm256_loadu_si256((const __m256i *)(p + 2));
+        _mm256_storeu_si256((__m256i *)(w + b * 32), _mm256_xor_si256(q, flip));
+        dw[b] = f16_scale(p);
+    }
+    return 128;
+}
+
+int32_t em_unpack_q4_0_vnni(int64_t nb, const void *src, uint8_t *w, float *dw) {
+    const uint8_t *p = src;
+    const __m128i m = _mm_set1_epi8(15);
+    for (int64_t b = 0; b < nb; b++, p += 18) {
+        __m128i raw = _mm_loadu_si128((const __m128i *)(p + 2));
+        _mm_storeu_si128((__m128i *)(w + b * 32), _mm_and_si128(raw, m));
+        _mm_storeu_si128((__m128i *)(w + b * 32 + 16), _mm_and_si128(_mm_srli_epi16(raw, 4), m));
+        dw[b] = f16_scale(p);
+    }
+    return 8;
+}
+
+/* Activations into lanes (dsp.h): per token, the block's 32 values in
+ * two vectors; the same operations as the reference (|x| max, 127 / max,
+ * product rounded to nearest even by the conversion), so bit-equal. */
+void em_quant_q8_lanes_vnni(const float *x, int64_t ldx, int64_t T, int64_t b, int8_t *xq,
+                            float *dx, int32_t *xs, int64_t ldq) {
+    for (int64_t t = 0; t < T; t++) {
+        const float *v = x + t * ldx + b * 32;
+        __m512 a = _mm512_loadu_ps(v), c = _mm512_loadu_ps(v + 16);
+        __m512 m = _mm512_max_ps(_mm512_abs_ps(a), _mm512_abs_ps(c));
+        float amax = _mm512_reduce_max_ps(m);
+        float ie = amax != 0.0f ? 127.0f / amax : 0.0f;
+        __m512i qa = _mm512_cvtps_epi32(_mm512_mul_ps(a, _mm512_set1_ps(ie)));
+        __m512i qc = _mm512_cvtps_epi32(_mm512_mul_ps(c, _mm512_set1_ps(ie)));
+        int32_t q[8];
+        _mm_storeu_si128((__m128i *)q, _mm512_cvtepi32_epi8(qa));
+        _mm_storeu_si128((__m128i *)(q + 4), _mm512_cvtepi32_epi8(qc));
+        for (int k4 = 0; k4 < 8; k4++) memcpy(xq + ((b * 8 + k4) * ldq + t) * 4, q + k4, 4);
+        xs[b * ldq + t] = _mm512_reduce_add_epi32(_mm512_add_epi32(qa, qc));
+        dx[b * ldq + t] = _cvtsh_ss(_cvtss_sh(amax / 127.0f, 0));
+    }
 }

@@ -33,5 +33,12 @@ float em_dot_q4_0_q8x_avx2(int64_t n, const void *w, em_q8x_row x);
 EM_UNPACKED_TYPES(EM_QK_AVX2)
 float em_dot_q8_0_q8x_vnni(int64_t n, const void *w, em_q8x_row x);
 float em_dot_q4_0_q8x_vnni(int64_t n, const void *w, em_q8x_row x);
+void em_gemm_q8_vnni(int64_t nb, int64_t nr, int64_t nt, const uint8_t *w, int64_t ldw,
+                     const float *dw, int64_t ldb, int32_t o, const int8_t *xq, const float *dx,
+                     const int32_t *xs, int64_t ldx, float *yT, int64_t ldy);
+void em_quant_q8_lanes_vnni(const float *x, int64_t ldx, int64_t T, int64_t b, int8_t *xq,
+                            float *dx, int32_t *xs, int64_t ldq);
+int32_t em_unpack_q8_0_vnni(int64_t nb, const void *src, uint8_t *w, float *dw);
+int32_t em_unpack_q4_0_vnni(int64_t nb, const void *src, uint8_t *w, float *dw);
 
 #endif
