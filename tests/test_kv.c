@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "../lib/kv.h"
 #include "common.h"
@@ -250,9 +251,13 @@ static ember_model *load(const char *rel) {
 
 static ember_model *tiny_llama(void) { return load("models/tiny-llama/model-f16.gguf"); }
 
+/* act_type for the contexts new_ctx makes (the 8-sequence test sets it) */
+static int32_t ctx_act = EMBER_TYPE_F32;
+
 static ember_context *new_ctx(const ember_model *m, uint32_t n_seq, uint32_t kv_blocks) {
     ember_context_params p;
     ember_context_default_params(&p);
+    p.act_type = ctx_act;
     p.n_ctx = MAXLEN;
     p.n_batch = 128;
     p.n_seq_max = n_seq;
@@ -283,11 +288,32 @@ static double diff(const float *a, const float *b) { return max_diff(a, b, TL_VO
 
 /* Eight sequences of different lengths in one prompt batch, then four
  * decode steps of all eight per batch: each row as the sequence gives it
- * alone. The state names the model: tiny-llama (GQA) and tiny-deepseek3
+ * alone. The state names the model: tiny-llama (GQA), tiny-deepseek3
  * (MLA: the cache holds the compressed latent and the RoPE key, paged the
- * same way). */
+ * same way), and tiny-llama quantized to Q4_0 run with 8-bit activations
+ * (act_type Q8_0: batches take the 8-bit GEMM, single tokens the integer
+ * dot, both rounding activations alike). */
+typedef struct eight_case {
+    const char *model;
+    uint32_t quantize; /* 0: as stored */
+    int32_t act;
+} eight_case;
+
 static void test_eight_sequences(void **state) {
-    ember_model *m = load(*state);
+    const eight_case *ec = *state;
+    char *qpath = NULL;
+    ember_model *m;
+    if (ec->quantize) {
+        ember_quantize_params qp;
+        ember_quantize_default_params(&qp);
+        qp.type = ec->quantize;
+        qpath = quantize_to_temp_file(testdata_path(ec->model), &qp);
+        m = NULL;
+        assert_int_equal(ember_model_load_file(qpath, NULL, &m), EMBER_OK);
+    } else {
+        m = load(ec->model);
+    }
+    ctx_act = ec->act;
     enum { NS = 8, STEPS = 4 };
     int32_t ids[NS][MAXLEN];
     int plen[NS];
@@ -320,7 +346,8 @@ static void test_eight_sequences(void **state) {
             worst = fmax(worst, diff(ember_get_logits(c, (size_t)k), ref[q] + (size_t)(plen[q] + s) * TL_VOCAB));
         }
     }
-    print_message("%s: 8 sequences batched vs alone: max |diff| %.3g\n", (const char *)*state, worst);
+    print_message("%s (type %u, act %d): 8 sequences batched vs alone: max |diff| %.3g\n",
+                  ec->model, ec->quantize, ec->act, worst);
     /* (the sequences do differ, so the comparison can fail) */
     assert_true(diff(ref[0] + (size_t)(plen[0] - 1) * TL_VOCAB, ref[1] + (size_t)(plen[1] - 1) * TL_VOCAB) > 1e-2);
     assert_true(worst < 1e-4);
@@ -336,6 +363,11 @@ static void test_eight_sequences(void **state) {
     ember_context_free(&c);
     for (int k = 0; k < NS; k++) free(ref[k]);
     ember_model_free(&m);
+    ctx_act = EMBER_TYPE_F32;
+    if (qpath) {
+        unlink(qpath);
+        free(qpath);
+    }
 }
 
 /* Evaluates ids[from..to) of sequence s, one batch; returns the logits of
@@ -602,11 +634,17 @@ static void test_exhaustion(void **state) {
     ember_model_free(&m);
 }
 
+static const eight_case eight_llama = { "models/tiny-llama/model-f16.gguf", 0, EMBER_TYPE_F32 };
+static const eight_case eight_deepseek3 = { "models/tiny-deepseek3/model-f16.gguf", 0, EMBER_TYPE_F32 };
+static const eight_case eight_llama_q4_act8 = { "models/tiny-llama/model-f16.gguf", EMBER_TYPE_Q4_0,
+                                                EMBER_TYPE_Q8_0 };
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_ownership_random),
-        cmocka_unit_test_prestate(test_eight_sequences, "models/tiny-llama/model-f16.gguf"),
-        cmocka_unit_test_prestate(test_eight_sequences, "models/tiny-deepseek3/model-f16.gguf"),
+        cmocka_unit_test_prestate(test_eight_sequences, (void *)&eight_llama),
+        cmocka_unit_test_prestate(test_eight_sequences, (void *)&eight_deepseek3),
+        cmocka_unit_test_prestate(test_eight_sequences, (void *)&eight_llama_q4_act8),
         cmocka_unit_test(test_fork),
         cmocka_unit_test(test_truncate),
         cmocka_unit_test(test_exhaustion),

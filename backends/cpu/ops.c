@@ -109,9 +109,20 @@ static void matmul_q8x(em_cpu *c, const em_tensor *w, const em_tensor *x, float 
                        int64_t hi, int ith) {
     int64_t K = w->ne[0], N = w->ne[1], T = x->ne[1], nb = K / 32;
     q8x_area a = q8x_carve(c->scratch[ith], K, T);
+    bool act8 = c->act_q8 && c->dsp.unpack_q8[w->type];
     for (int64_t t = 0; t < T; t++) {
-        c->dsp.quant_q8x(K, (const float *)((const char *)x->data + (size_t)t * x->nb[1]),
-                         a.q + t * K, a.lo + t * K, a.d + t * nb, a.s + t * nb);
+        const float *xt = (const float *)((const char *)x->data + (size_t)t * x->nb[1]);
+        if (act8) { /* 8-bit activations as the GEMM rounds them: the low plane 0 */
+            for (int64_t b = 0; b < nb; b++) /* one lane: the bytes come out in order */
+                c->dsp.quant_q8_lanes(xt, 0, 1, b, a.q + t * K, a.d + t * nb, a.s + t * nb, 1);
+            memset(a.lo + t * K, 0, (size_t)K);
+            for (int64_t b = 0; b < nb; b++) {
+                a.d[t * nb + b] /= 256.0f;
+                a.s[t * nb + b] *= 256;
+            }
+        } else {
+            c->dsp.quant_q8x(K, xt, a.q + t * K, a.lo + t * K, a.d + t * nb, a.s + t * nb);
+        }
         a.rows[t] = (em_q8x_row){ a.q + t * K, a.lo + t * K, a.d + t * nb, a.s + t * nb };
     }
     const char *wb = (const char *)w->data + (size_t)lo * w->nb[1];
@@ -131,8 +142,11 @@ static void op_matmul(em_cpu *c, em_tensor *t, int ith, int nth) {
     float *y = t->data;
     if (T == 0) return;
     em_wrows wr = { w->data, w->type, K, w->nb[1] };
-    /* every thread takes the same branch (it depends on the node only) */
-    if (c->act_q8 && c->dsp.unpack_q8[w->type] && K % 32 == 0) { /* any T: batch-invariant */
+    /* every thread takes the same branch (it depends on the node only);
+     * under act_q8 both branches round activations the same way, so a
+     * sequence's results do not depend on the batch size beyond the
+     * order of float sums */
+    if (c->act_q8 && c->dsp.unpack_q8[w->type] && K % 32 == 0 && T >= EM_Q8X_MAX_TOKENS) {
         em_q8_in in = em_cpu_q8_in(c->shared, T, K);
         em_cpu_quantize_in(c, x->data, (int64_t)(x->nb[1] / sizeof(float)), T, K, in, ith, nth);
         em_threadpool_barrier(c->pool);

@@ -37,6 +37,7 @@ static int go_load_memory(const void *data, size_t size, ember_model **out, char
 
 static int go_context_create(const ember_model *m, uint32_t n_ctx, uint32_t n_batch,
                              uint32_t n_threads, uint32_t n_seq, int32_t kv_type,
+                             uint32_t kv_blocks, int32_t act_type,
                              ember_context **out, char *err, size_t n) {
     ember_context_params p;
     ember_context_default_params(&p);
@@ -45,6 +46,8 @@ static int go_context_create(const ember_model *m, uint32_t n_ctx, uint32_t n_ba
     p.n_threads = n_threads;
     if (n_seq) p.n_seq_max = n_seq;
     p.kv_type = kv_type;
+    p.kv_blocks = kv_blocks;
+    p.act_type = act_type;
     int rc = ember_context_create(m, &p, out);
     if (rc) copy_err(err, n);
     return rc;
@@ -135,6 +138,7 @@ var (
 	ErrUnsupported     = &Error{Status: StatusUnsupported}
 	ErrNotAvailable    = &Error{Status: StatusNotAvailable}
 	ErrContextFull     = &Error{Status: StatusContextFull}
+	ErrKVFull          = &Error{Status: StatusKVFull}
 	ErrBadToken        = &Error{Status: StatusBadToken}
 	ErrClosed          = &Error{Status: StatusBadState, Message: "object is closed"}
 )
@@ -321,6 +325,19 @@ func (m *Model) Detokenize(ids []int32) (string, error) {
 type ContextParams struct {
 	NCtx, NBatch, NThreads, NSeqMax int
 	KVF16                           bool
+	KVQ8                            bool // 8-bit KV rows (heads multiples of 32)
+	KVBlocks                        int  // KV budget in blocks of KVBlock positions; 0: all
+	ActQ8                           bool // 8-bit activations for Q8_0/Q4_0 matmuls
+}
+
+// KVBlock is the number of positions in one KV block.
+const KVBlock = C.EMBER_KV_BLOCK
+
+// KVInfo is the state of a context's KV pool (ember_kv_info).
+type KVInfo struct {
+	BlockPositions, BlocksTotal, BlocksFree, BlocksUsed, BlocksShared, BlocksCached uint32
+	BytesPerBlock, PositionsHeld, BlocksCopied                                      uint64
+	PositionsReused, PositionsWritten, BlocksEvicted                                uint64
 }
 
 // Context holds the KV cache and buffers; one goroutine at a time.
@@ -342,10 +359,17 @@ func NewContext(m *Model, p ContextParams) (*Context, error) {
 	if p.KVF16 {
 		kv = C.EMBER_TYPE_F16
 	}
+	if p.KVQ8 {
+		kv = C.EMBER_TYPE_Q8_0
+	}
+	act := C.int32_t(C.EMBER_TYPE_F32)
+	if p.ActQ8 {
+		act = C.EMBER_TYPE_Q8_0
+	}
 	var c *C.ember_context
 	e := errbuf()
 	rc := C.go_context_create(h, C.uint32_t(p.NCtx), C.uint32_t(p.NBatch), C.uint32_t(p.NThreads),
-		C.uint32_t(p.NSeqMax), kv, &c, &e[0], errSize)
+		C.uint32_t(p.NSeqMax), kv, C.uint32_t(p.KVBlocks), act, &c, &e[0], errSize)
 	if err := mkerr(rc, e); err != nil {
 		return nil, err
 	}
@@ -427,6 +451,56 @@ func (c *Context) Clear(seq int) error {
 		return ErrClosed
 	}
 	return c.ctxErr(C.ember_seq_clear(c.h, C.int32_t(seq)))
+}
+
+// Fork makes sequence dst a copy-on-write copy of src.
+func (c *Context) Fork(src, dst int) error {
+	if c.h == nil {
+		return ErrClosed
+	}
+	return c.ctxErr(C.ember_seq_fork(c.h, C.int32_t(src), C.int32_t(dst)))
+}
+
+// Truncate keeps positions 0..n-1 of seq (rollback).
+func (c *Context) Truncate(seq, n int) error {
+	if c.h == nil {
+		return ErrClosed
+	}
+	return c.ctxErr(C.ember_seq_truncate(c.h, C.int32_t(seq), C.int32_t(n)))
+}
+
+// ReusePrefix attaches cached KV blocks that hold ids' prefix to the
+// (cleared) sequence and returns the positions it now holds; evaluate ids
+// from there on.
+func (c *Context) ReusePrefix(seq int, ids []int32) (int, error) {
+	if c.h == nil {
+		return 0, ErrClosed
+	}
+	var p *C.int32_t
+	if len(ids) > 0 {
+		p = (*C.int32_t)(unsafe.Pointer(&ids[0]))
+	}
+	n := C.ember_seq_reuse_prefix(c.h, C.int32_t(seq), p, C.size_t(len(ids)))
+	if n < 0 {
+		return 0, c.ctxErr(C.int(n))
+	}
+	return int(n), nil
+}
+
+// KVInfo reports the KV pool's state.
+func (c *Context) KVInfo() (KVInfo, error) {
+	if c.h == nil {
+		return KVInfo{}, ErrClosed
+	}
+	var in C.ember_kv_info
+	in.struct_size = C.size_t(unsafe.Sizeof(in))
+	if err := c.ctxErr(C.ember_kv_info_get(c.h, &in)); err != nil {
+		return KVInfo{}, err
+	}
+	return KVInfo{uint32(in.block_positions), uint32(in.blocks_total), uint32(in.blocks_free),
+		uint32(in.blocks_used), uint32(in.blocks_shared), uint32(in.blocks_cached),
+		uint64(in.bytes_per_block), uint64(in.positions_held), uint64(in.blocks_copied),
+		uint64(in.positions_reused), uint64(in.positions_written), uint64(in.blocks_evicted)}, nil
 }
 
 // SamplerParams: Temperature <= 0 is greedy.

@@ -259,3 +259,65 @@ func TestVocabOnly(t *testing.T) {
 		t.Fatalf("closed model: %v", err)
 	}
 }
+
+func TestSequencesForkReusePool(t *testing.T) {
+	m, err := LoadFile(testdata(t, "models/tiny-llama/model-f16.gguf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	c, err := NewContext(m, ContextParams{NCtx: 64, NBatch: 64, NSeqMax: 3, KVBlocks: 6})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ids := make([]int32, 40)
+	batch := make([]BatchEntry, 40)
+	for i := range ids {
+		ids[i] = int32((7*i+3)%1000 + 1)
+		batch[i] = BatchEntry{Token: ids[i], Pos: int32(i), SeqID: 0, WantLogits: true}
+	}
+	if err := c.Eval(batch); err != nil {
+		t.Fatal(err)
+	}
+	want, _ := c.Logits(39)
+	if err := c.Fork(0, 1); err != nil {
+		t.Fatal(err)
+	}
+	if info, _ := c.KVInfo(); info.BlocksShared != 3 || info.BlocksTotal != 6 {
+		t.Fatalf("after fork: %+v", info)
+	}
+	if err := c.Truncate(1, 20); err != nil {
+		t.Fatal(err)
+	}
+	n, err := c.ReusePrefix(2, ids)
+	if err != nil || n != 32 {
+		t.Fatalf("reuse: %d %v", n, err)
+	}
+	before, _ := c.KVInfo()
+	tail := make([]BatchEntry, 0, 8)
+	for i := 32; i < 40; i++ {
+		tail = append(tail, BatchEntry{Token: ids[i], Pos: int32(i), SeqID: 2, WantLogits: true})
+	}
+	if err := c.Eval(tail); err != nil {
+		t.Fatal(err)
+	}
+	got, _ := c.Logits(7)
+	for i := range got {
+		if d := got[i] - want[i]; d > 1e-4 || d < -1e-4 {
+			t.Fatalf("logit %d: %g, want %g", i, got[i], want[i])
+		}
+	}
+	after, _ := c.KVInfo()
+	if after.PositionsWritten-before.PositionsWritten != 8 || after.PositionsReused != 32 {
+		t.Fatalf("counters: %+v", after)
+	}
+	// 2 blocks free, sequence 1 would need 3 (one a copy of a shared block)
+	big := make([]BatchEntry, 0, 44)
+	for i := 20; i < 64; i++ {
+		big = append(big, BatchEntry{Token: 1, Pos: int32(i), SeqID: 1})
+	}
+	if err := c.Eval(big); !errors.Is(err, ErrKVFull) {
+		t.Fatalf("want KV full, got %v", err)
+	}
+}

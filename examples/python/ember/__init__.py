@@ -73,7 +73,17 @@ class _ContextParams(_c.Structure):
     _fields_ = [("struct_size", _c.c_size_t), ("n_ctx", _c.c_uint32), ("n_batch", _c.c_uint32),
                 ("n_threads", _c.c_uint32), ("n_seq_max", _c.c_uint32), ("backend", _c.c_int32),
                 ("device", _c.c_int32), ("allocator", _Allocator), ("kv_type", _c.c_int32),
-                ("reserved", _c.c_uint8 * 60)]
+                ("kv_blocks", _c.c_uint32), ("act_type", _c.c_int32), ("reserved", _c.c_uint8 * 52)]
+
+
+class _KVInfo(_c.Structure):
+    _fields_ = [("struct_size", _c.c_size_t), ("block_positions", _c.c_uint32),
+                ("blocks_total", _c.c_uint32), ("blocks_free", _c.c_uint32),
+                ("blocks_used", _c.c_uint32), ("blocks_shared", _c.c_uint32),
+                ("blocks_cached", _c.c_uint32), ("bytes_per_block", _c.c_uint64),
+                ("positions_held", _c.c_uint64), ("blocks_copied", _c.c_uint64),
+                ("positions_reused", _c.c_uint64), ("positions_written", _c.c_uint64),
+                ("blocks_evicted", _c.c_uint64), ("reserved", _c.c_uint8 * 40)]
 
 
 class _SamplerParams(_c.Structure):
@@ -118,6 +128,10 @@ _SIG = {
     "ember_get_logits": (_c.POINTER(_c.c_float), [_P, _c.c_size_t]),
     "ember_seq_length": (_c.c_int32, [_P, _c.c_int32]),
     "ember_seq_clear": (_c.c_int, [_P, _c.c_int32]),
+    "ember_seq_fork": (_c.c_int, [_P, _c.c_int32, _c.c_int32]),
+    "ember_seq_truncate": (_c.c_int, [_P, _c.c_int32, _c.c_int32]),
+    "ember_seq_reuse_prefix": (_c.c_int32, [_P, _c.c_int32, _c.POINTER(_c.c_int32), _c.c_size_t]),
+    "ember_kv_info_get": (_c.c_int, [_P, _c.POINTER(_KVInfo)]),
     "ember_tokenize": (_c.c_int, [_P, _c.c_char_p, _c.c_size_t, _c.POINTER(_c.c_int32),
                                   _c.c_size_t, _c.POINTER(_c.c_size_t), _c.c_uint32]),
     "ember_detokenize": (_c.c_int, [_P, _c.POINTER(_c.c_int32), _c.c_size_t, _c.c_char_p,
@@ -406,11 +420,11 @@ class Context(_Handle):
     """Evaluation state for one model: KV cache, buffers, threads."""
 
     def __init__(self, model, n_ctx=0, n_batch=512, n_threads=0, n_seq_max=1,
-                 kv_type=TYPE_F32, backend=BACKEND_CPU):
+                 kv_type=TYPE_F32, backend=BACKEND_CPU, kv_blocks=0, act_type=TYPE_F32):
         p = _ContextParams()
         _lib.ember_context_default_params(_c.byref(p))
         p.n_ctx, p.n_batch, p.n_threads, p.n_seq_max = n_ctx, n_batch, n_threads, n_seq_max
-        p.kv_type, p.backend = kv_type, backend
+        p.kv_type, p.backend, p.kv_blocks, p.act_type = kv_type, backend, kv_blocks, act_type
         h = _P()
         _check(_lib.ember_context_create(model.handle, _c.byref(p), _c.byref(h)))
         self.model = model
@@ -438,6 +452,31 @@ class Context(_Handle):
 
     def clear(self, seq_id=-1):
         _check(_lib.ember_seq_clear(self._h, seq_id), self._h)
+
+    def fork(self, src, dst):
+        """dst becomes a copy-on-write copy of src."""
+        _check(_lib.ember_seq_fork(self._h, src, dst), self._h)
+
+    def truncate(self, seq_id, n_pos):
+        """Keeps positions 0..n_pos-1 of seq_id (rollback)."""
+        _check(_lib.ember_seq_truncate(self._h, seq_id, n_pos), self._h)
+
+    def reuse_prefix(self, seq_id, ids):
+        """Attaches cached KV blocks matching ids to the (cleared) sequence;
+        returns the positions now held: evaluate ids from there on."""
+        arr = (_c.c_int32 * max(len(ids), 1))(*ids)
+        n = _lib.ember_seq_reuse_prefix(self._h, seq_id, arr, len(ids))
+        if n < 0:
+            _check(n, self._h)
+        return n
+
+    def kv_info(self):
+        """The KV pool's state, as a dict (see ember_kv_info)."""
+        info = _KVInfo()
+        info.struct_size = _c.sizeof(_KVInfo)
+        _check(_lib.ember_kv_info_get(self._h, _c.byref(info)))
+        return {name: getattr(info, name) for name, _ in _KVInfo._fields_
+                if name not in ("struct_size", "reserved")}
 
     def eval_prompt(self, ids, seq_id=0, all_logits=False):
         """Evaluates ids after what the sequence holds, in n_batch chunks.

@@ -74,6 +74,34 @@ class TestReferences(unittest.TestCase):
                 ctx.eval([(1, 64, 0, 1)])
 
 
+class TestSequences(unittest.TestCase):
+    def test_fork_truncate_reuse_and_pool(self):
+        with ember.Model(data("models/tiny-llama/model-f16.gguf")) as m, \
+                ember.Context(m, n_ctx=64, n_batch=64, n_seq_max=3, kv_blocks=6) as ctx:
+            ids = [(7 * i + 3) % 1000 + 1 for i in range(40)]
+            ctx.eval([(t, i, 0, 1) for i, t in enumerate(ids)])
+            want = ctx.logits(39)
+            info = ctx.kv_info()
+            self.assertEqual(info["blocks_total"], 6)
+            self.assertEqual(info["blocks_used"], 3)
+            ctx.fork(0, 1)  # shares the blocks, takes none
+            self.assertEqual(ctx.kv_info()["blocks_shared"], 3)
+            ctx.truncate(1, 20)
+            self.assertEqual(ctx.seq_length(1), 20)
+            # a new sequence with the same prompt attaches the two whole blocks
+            self.assertEqual(ctx.reuse_prefix(2, ids), 32)
+            written = ctx.kv_info()["positions_written"]
+            ctx.eval([(t, 32 + i, 2, 1) for i, t in enumerate(ids[32:])])
+            got = ctx.logits(7)
+            self.assertLess(max(abs(a - b) for a, b in zip(got, want)), 1e-4)
+            info = ctx.kv_info()
+            self.assertEqual(info["positions_written"] - written, 8)
+            self.assertEqual(info["positions_reused"], 32)
+            with self.assertRaises(ember.KVFullError):  # 2 free, 3 needed (one a copy)
+                ctx.eval([(1, i, 1, 0) for i in range(20, 64)])
+            self.assertEqual(ctx.seq_length(1), 20)  # unchanged by the failure
+
+
 class TestErrors(unittest.TestCase):
     def test_malformed_file(self):
         raw = read_bytes(data("models/aidreams-260k/model-f32.gguf"))
