@@ -19,7 +19,10 @@
 
 #define KJV "models/kjv-7m/"
 
-static double perplexity_with(const char *path, int32_t kv_type, int32_t act_type) {
+/* Over the first `chunks` chunks of 256 (19 = the whole eval text, as
+ * llama.cpp scored it; fewer where only a comparison between our own
+ * settings is needed, which keeps the sanitizer builds' run short). */
+static double perplexity_chunks(const char *path, int32_t kv_type, int32_t act_type, int chunks) {
     ember_model *m = NULL;
     assert_int_equal(ember_model_load_file(path, NULL, &m), EMBER_OK);
     ember_context_params cp;
@@ -33,30 +36,31 @@ static double perplexity_with(const char *path, int32_t kv_type, int32_t act_typ
     size_t n = 0;
     assert_int_equal(ember_ppl_read_ids(testdata_path(KJV "eval-dev-ids.txt"), &ids, &n), EMBER_OK);
     ember_ppl_result r;
+    if ((size_t)chunks * 256 < n) n = (size_t)chunks * 256;
     assert_int_equal(ember_ppl_compute(ctx, m, ids, n, 256, &r), EMBER_OK);
-    assert_int_equal(r.n_scored, 19 * 127);
+    assert_int_equal(r.n_scored, chunks * 127);
     free(ids);
     ember_context_free(&ctx);
     ember_model_free(&m);
     return r.ppl;
 }
 
-static double perplexity_kv(const char *path, int32_t kv_type) {
-    return perplexity_with(path, kv_type, EMBER_TYPE_F32);
+static double perplexity_of(const char *path) {
+    return perplexity_chunks(path, EMBER_TYPE_F32, EMBER_TYPE_F32, 19);
 }
-static double perplexity_of(const char *path) { return perplexity_kv(path, EMBER_TYPE_F32); }
 
 /* The KV cache's element type: F16 and 8-bit (Q8_0 rows) caches against
- * the F32 cache on the same F16 weights. */
+ * the F32 cache on the same F16 weights, over the first 4 chunks. */
 static void test_kv_types(void **state) {
     (void)state;
     char *path = strdup(testdata_path(KJV "model-f16.gguf")); /* (a static buffer) */
-    double f32 = perplexity_kv(path, EMBER_TYPE_F32), f16 = perplexity_kv(path, EMBER_TYPE_F16);
-    double q8 = perplexity_kv(path, EMBER_TYPE_Q8_0);
+    double f32 = perplexity_chunks(path, EMBER_TYPE_F32, EMBER_TYPE_F32, 4);
+    double f16 = perplexity_chunks(path, EMBER_TYPE_F16, EMBER_TYPE_F32, 4);
+    double q8 = perplexity_chunks(path, EMBER_TYPE_Q8_0, EMBER_TYPE_F32, 4);
     print_message("perplexity by KV type: F32 %.4f, F16 %.4f (%+.4f), Q8_0 %.4f (%+.4f)\n", f32,
                   f16, f16 - f32, q8, q8 - f32);
     assert_true(q8 != f32);              /* the 8-bit cache is in use, */
-    assert_true(fabs(q8 - f32) < 0.02);  /* and costs little */
+    assert_true(fabs(q8 - f32) < 2e-3 * f32); /* and costs little (19 chunks: +0.0044) */
     assert_true(fabs(f16 - f32) < 0.01);
     free(path);
 }
@@ -112,16 +116,18 @@ static void test_act_q8(void **state) {
     };
     for (size_t f = 0; f < 2; f++) {
         char *path = quantize_kjv(files[f].type, 0);
-        double a16 = perplexity_with(path, EMBER_TYPE_F32, EMBER_TYPE_F32);
-        double a8 = perplexity_with(path, EMBER_TYPE_F32, EMBER_TYPE_Q8_0);
-        print_message("type %u: perplexity with F32 activations %.4f, 8-bit %.4f (llama.cpp %.4f)\n",
-                      files[f].type, a16, a8, files[f].llama_cpp);
+        double a8 = perplexity_chunks(path, EMBER_TYPE_F32, EMBER_TYPE_Q8_0, 19);
+        /* whether the 8-bit path ran: 2 chunks against F32 activations */
+        double s16 = perplexity_chunks(path, EMBER_TYPE_F32, EMBER_TYPE_F32, 2);
+        double s8 = perplexity_chunks(path, EMBER_TYPE_F32, EMBER_TYPE_Q8_0, 2);
+        print_message("type %u: perplexity with 8-bit activations %.4f (llama.cpp %.4f)\n",
+                      files[f].type, a8, files[f].llama_cpp);
         if (files[f].type == EMBER_TYPE_Q8_0) assert_true(fabs(a8 - files[f].llama_cpp) < 0.01);
         else assert_true(a8 <= files[f].llama_cpp + 0.005);
         const char *mask = getenv("EMBER_CPU_MASK");
         uint32_t on = ember_cpu_features() & (mask && *mask ? (uint32_t)strtoul(mask, NULL, 0) : ~0u);
-        if (on & EMBER_CPU_AVX512_VNNI) assert_true(a8 != a16); /* it ran */
-        else assert_true(a8 == a16); /* elsewhere it changes nothing */
+        if (on & EMBER_CPU_AVX512_VNNI) assert_true(s8 != s16); /* it ran */
+        else assert_true(s8 == s16); /* elsewhere it changes nothing */
         unlink(path);
         free(path);
     }
