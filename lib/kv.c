@@ -1,13 +1,16 @@
 #include "kv.h"
 
+#include "gguf.h"
+
 #include <string.h>
 
 int em_kv_init(em_kv *kv, const em_alloc *a, int32_t n_layer, int64_t k_row, int64_t v_row,
                int32_t n_ctx, int32_t n_seq, int32_t n_blocks, uint32_t type) {
     memset(kv, 0, sizeof *kv);
     kv->type = type;
-    kv->k_bytes = em_kv_span(type, k_row);
-    kv->v_bytes = em_kv_span(type, v_row);
+    const em_type_info *ti = em_type_info_get(type); /* F32, F16 or Q8_0 (the caller checks) */
+    kv->k_bytes = (size_t)(k_row / ti->block) * ti->size;
+    kv->v_bytes = (size_t)(v_row / ti->block) * ti->size;
     kv->n_layer = n_layer;
     kv->n_ctx = n_ctx;
     kv->n_seq = n_seq;

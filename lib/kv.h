@@ -63,13 +63,6 @@ typedef struct em_kv {
     uint64_t evicted;       /* cached blocks taken for new data, ever */
 } em_kv;
 
-/* Bytes of n elements of a cache row (Q8_0: n a multiple of 32, stored
- * as blocks of 32 signed bytes and an F16 scale, as GGUF's Q8_0). */
-static inline size_t em_kv_span(uint32_t type, int64_t n) {
-    if (type == EMBER_TYPE_Q8_0) return (size_t)(n / 32) * 34;
-    return (size_t)n * (type == EMBER_TYPE_F16 ? 2 : 4);
-}
-
 /* n_blocks 0: enough for every sequence to reach n_ctx. For Q8_0 the
  * caller has checked that rows split into whole blocks per head. */
 int em_kv_init(em_kv *kv, const em_alloc *a, int32_t n_layer, int64_t k_row, int64_t v_row,

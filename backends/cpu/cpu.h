@@ -47,8 +47,9 @@ void em_cpu_gemm_rows(const em_cpu *c, const em_wrows *w, int64_t lo, int64_t hi
 /* The 8-bit path of batched Q8_0/Q4_0 matmuls where the dsp has gemm_q8:
  * activations quantized once into the shared area (tokens in lanes, see
  * dsp.h), then tiles of unpacked int8 rows against every token. Same
- * scratch as em_cpu_gemm_rows; the shared area needs em_cpu_q8_in_bytes,
- * less than the F32 path's transposed activations. */
+ * scratch as em_cpu_gemm_rows; the shared area holds K * lanes bytes
+ * and 8 per block and lane, less than the F32 path's transposed
+ * activations. */
 typedef struct em_q8_in {
     int8_t *xq;
     float *dx;
@@ -56,7 +57,6 @@ typedef struct em_q8_in {
     int64_t tp; /* lanes */
 } em_q8_in;
 em_q8_in em_cpu_q8_in(void *shared, int64_t T, int64_t K);
-size_t em_cpu_q8_in_bytes(int64_t T, int64_t K);
 /* Thread ith's share (by blocks); a barrier before the area is read. */
 void em_cpu_quantize_in(const em_cpu *c, const float *x, int64_t ldx, int64_t T, int64_t K,
                         em_q8_in in, int ith, int nth);

@@ -20,6 +20,13 @@ size_t em_cpu_gemm_scratch(int64_t T) {
     return (size_t)EM_MATMUL_TILE * ((size_t)EM_GEMM_KC + (size_t)em_cpu_gemm_lanes(T)) + 16;
 }
 
+/* A tile's results, [row][lane], into y[t * st + r * sr], along y's rows. */
+static void store_tile(const float *yT, int64_t tp, int64_t nr, int64_t T, float *y, int64_t st,
+                       int64_t sr) {
+    for (int64_t t = 0; t < T; t++)
+        for (int64_t r = 0; r < nr; r++) y[t * st + r * sr] = yT[r * tp + t];
+}
+
 void em_cpu_transpose_in(const float *x, int64_t ldx, int64_t T, int64_t K, float *xT, int ith,
                          int nth) {
     int64_t tp = em_cpu_gemm_lanes(T), per = (K + nth - 1) / nth;
@@ -55,8 +62,7 @@ void em_cpu_gemm_rows(const em_cpu *c, const em_wrows *w, int64_t lo, int64_t hi
             }
             c->dsp.gemm_f32(kn, nr, tp, wp, ldw, xT + k0 * tp, tp, yT, tp);
         }
-        for (int64_t t = 0; t < T; t++) /* along y's rows */
-            for (int64_t r = 0; r < nr; r++) y[t * st + (r0 + r) * sr] = yT[r * tp + t];
+        store_tile(yT, tp, nr, T, y + r0 * sr, st, sr);
     }
 }
 
@@ -68,11 +74,6 @@ em_q8_in em_cpu_q8_in(void *shared, int64_t T, int64_t K) {
     in.dx = (float *)((int8_t *)shared + (size_t)K * (size_t)tp);
     in.xs = (int32_t *)(in.dx + cells);
     return in;
-}
-
-size_t em_cpu_q8_in_bytes(int64_t T, int64_t K) {
-    int64_t tp = em_cpu_gemm_lanes(T);
-    return (size_t)K * (size_t)tp + (size_t)(K / 32) * (size_t)tp * 8;
 }
 
 void em_cpu_quantize_in(const em_cpu *c, const float *x, int64_t ldx, int64_t T, int64_t K,
@@ -107,18 +108,10 @@ void em_cpu_gemm_q8_rows(const em_cpu *c, const em_wrows *w, int64_t lo, int64_t
             for (int64_t r = 0; r < nr; r++)
                 o = unpack(nb, rows + (size_t)r * w->nb1 + (size_t)b0 * ti->size,
                            tw + r * EM_GEMM_KC, dw + r * kb);
-            /* the next chunk's bytes stream in while this one computes */
-            if (k0 + EM_GEMM_KC < K) {
-                size_t next = (size_t)(b0 + kb) * ti->size, len = (size_t)kb * ti->size;
-                for (int64_t r = 0; r < nr; r++)
-                    for (size_t off = 0; off < len; off += 64)
-                        __builtin_prefetch(rows + (size_t)r * w->nb1 + next + off, 0, 0);
-            }
             c->dsp.gemm_q8(nb, nr, tp, tw, EM_GEMM_KC, dw, kb, o,
                            in.xq + (size_t)(b0 * 8) * (size_t)tp * 4, in.dx + b0 * tp,
                            in.xs + b0 * tp, tp, yT, tp);
         }
-        for (int64_t t = 0; t < T; t++) /* along y's rows */
-            for (int64_t r = 0; r < nr; r++) y[t * st + (r0 + r) * sr] = yT[r * tp + t];
+        store_tile(yT, tp, nr, T, y + r0 * sr, st, sr);
     }
 }

@@ -94,6 +94,12 @@ static bool uses_q8x(const em_cpu *c, const em_tensor *w) {
     return c->dsp.dot_q8x[w->type] != NULL && w->ne[0] % 32 == 0;
 }
 
+/* act_type Q8_0 in force for w: 8-bit activations (where the dsp has the
+ * int8 GEMM; Q8_0/Q4_0 weights) */
+static bool uses_act8(const em_cpu *c, const em_tensor *w) {
+    return c->act_q8 && c->dsp.unpack_q8[w->type] != NULL && w->ne[0] % 32 == 0;
+}
+
 /* Block-quantized weights with a few tokens (decode): activations quantized
  * per block of 32 to two 8-bit planes (each thread its own copy: T x K is
  * small next to the weights), then integer dot products, each weight row
@@ -109,7 +115,7 @@ static void matmul_q8x(em_cpu *c, const em_tensor *w, const em_tensor *x, float 
                        int64_t hi, int ith) {
     int64_t K = w->ne[0], N = w->ne[1], T = x->ne[1], nb = K / 32;
     q8x_area a = q8x_carve(c->scratch[ith], K, T);
-    bool act8 = c->act_q8 && c->dsp.unpack_q8[w->type];
+    bool act8 = uses_act8(c, w);
     for (int64_t t = 0; t < T; t++) {
         const float *xt = (const float *)((const char *)x->data + (size_t)t * x->nb[1]);
         if (act8) { /* 8-bit activations as the GEMM rounds them: the low plane 0 */
@@ -146,7 +152,7 @@ static void op_matmul(em_cpu *c, em_tensor *t, int ith, int nth) {
      * under act_q8 both branches round activations the same way, so a
      * sequence's results do not depend on the batch size beyond the
      * order of float sums */
-    if (c->act_q8 && c->dsp.unpack_q8[w->type] && K % 32 == 0 && T >= EM_Q8X_MAX_TOKENS) {
+    if (uses_act8(c, w) && T >= EM_Q8X_MAX_TOKENS) {
         em_q8_in in = em_cpu_q8_in(c->shared, T, K);
         em_cpu_quantize_in(c, x->data, (int64_t)(x->nb[1] / sizeof(float)), T, K, in, ith, nth);
         em_threadpool_barrier(c->pool);
@@ -329,20 +335,21 @@ typedef struct attn_job {
     const float *q;
     const int32_t *table;
     int32_t pos;
-    int64_t kvh, D, Dv;
+    size_t k_off, v_off; /* bytes from a slot's K (V) row to this head's */
+    int64_t D, Dv;
     float scale;
 } attn_job;
 
 /* The K row of a slot for this head. */
 static const void *k_row(const attn_job *j, int64_t slot) {
-    return (const char *)em_kv_k(j->kv, j->layer, slot) + em_kv_span(j->kv->type, j->kvh * j->D);
+    return (const char *)em_kv_k(j->kv, j->layer, slot) + j->k_off;
 }
 
 /* The V row of a slot for this head. A cache without V rows (MLA) keeps
  * the value as the first Dv elements of the K row. */
 static const void *v_row(const attn_job *j, int64_t slot) {
     if (j->kv->v_row == 0) return k_row(j, slot);
-    return (const char *)em_kv_v(j->kv, j->layer, slot) + em_kv_span(j->kv->type, j->kvh * j->Dv);
+    return (const char *)em_kv_v(j->kv, j->layer, slot) + j->v_off;
 }
 
 /* F32 and 8-bit caches: one pass with an online softmax. The running max
@@ -420,14 +427,16 @@ static void op_attn(em_cpu *c, em_tensor *t, int ith, int nth) {
     const int32_t *pos = t->src[1]->data, *seq = t->src[2]->data;
     int64_t D = q->ne[0], H = q->ne[1], T = q->ne[2];
     int64_t Dv = t->ne[0] / H, Hkv = kv->k_row / D, group = H / Hkv, lo, hi;
+    /* heads split rows into whole blocks (8-bit rows: checked at creation) */
+    size_t k_head = kv->k_bytes / (size_t)Hkv, v_head = kv->v_bytes / (size_t)Hkv;
     split(T * H, ith, nth, &lo, &hi);
     for (int64_t task = lo; task < hi; task++) {
-        int64_t tok = task / H, h = task % H;
+        int64_t tok = task / H, h = task % H, kvh = h / group;
         attn_job j = {
             kv, t->ip[0],
             (const float *)((const char *)q->data + tok * q->nb[2] + h * q->nb[1]),
-            kv->tables + (size_t)seq[tok] * kv->blocks_per_seq, pos[tok], h / group, D, Dv,
-            t->fp[0],
+            kv->tables + (size_t)seq[tok] * kv->blocks_per_seq, pos[tok],
+            (size_t)kvh * k_head, (size_t)kvh * v_head, D, Dv, t->fp[0],
         };
         float *out = row_f32(t, tok) + h * Dv;
         if (kv->type == EMBER_TYPE_F16) attend_f16(c, &j, c->scratch[ith], out);
