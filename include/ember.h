@@ -260,7 +260,7 @@ typedef struct ember_context_params {
      * head's K and V widths to be multiples of 32, else creation fails
      * with EMBER_ERR_UNSUPPORTED. */
     int32_t kv_type;
-    /* KV budget in blocks of EMBER_KV_BLOCK positions, shared by all
+    /* KV budget in blocks of kv_block_size positions, shared by all
      * sequences (0 = enough for every sequence to reach n_ctx). Memory is
      * n_blocks * ember_kv_info.bytes_per_block, allocated at creation. */
     uint32_t kv_blocks;
@@ -272,7 +272,12 @@ typedef struct ember_context_params {
      * models, kjv-7m's perplexity is unchanged to 0.01). Elsewhere
      * EMBER_TYPE_Q8_0 changes nothing. */
     int32_t act_type;
-    uint8_t reserved[52];
+    /* Positions per KV block: a power of two from 4 to 256 (0 = default,
+     * EMBER_KV_BLOCK). Smaller blocks waste less of each sequence's last,
+     * partly filled block and let prefix reuse match at finer steps; larger
+     * ones mean shorter block tables. Results do not depend on it. */
+    uint32_t kv_block_size;
+    uint8_t reserved[48];
 } ember_context_params;
 
 EMBER_API void ember_context_default_params(ember_context_params *params);
@@ -327,9 +332,10 @@ EMBER_API int ember_expert_counts_reset(ember_context *ctx);
 /* ---- sequences and the paged KV cache ----
  * Sequence ids are 0..n_seq_max-1; an id with no cached positions is an
  * empty sequence, and its first ember_eval creates it. The cache is paged:
- * positions live in blocks of EMBER_KV_BLOCK, taken from one pool shared
- * by all sequences, so memory follows the tokens actually held. None of
- * these calls is thread-safe with respect to the same context. */
+ * positions live in blocks of kv_block_size (EMBER_KV_BLOCK by default),
+ * taken from one pool shared by all sequences, so memory follows the
+ * tokens actually held. None of these calls is thread-safe with respect to
+ * the same context. */
 #define EMBER_KV_BLOCK 16
 
 /* Number of cached positions of sequence seq_id, or a negative status. */
@@ -368,7 +374,7 @@ EMBER_API int32_t ember_seq_reuse_prefix(ember_context *ctx, int32_t seq_id,
 /* The state of a context's KV pool. */
 typedef struct ember_kv_info {
     size_t struct_size;        /* set by the caller: sizeof(ember_kv_info) */
-    uint32_t block_positions;  /* EMBER_KV_BLOCK */
+    uint32_t block_positions;  /* the context's kv_block_size */
     uint32_t blocks_total;     /* the budget */
     uint32_t blocks_free;      /* a write can take: unused plus cached */
     uint32_t blocks_used;      /* held by at least one sequence */

@@ -16,7 +16,7 @@ struct ember_context {
     em_alloc alloc;
     const ember_model *model;
     char err[EM_ERRMSG_SIZE];
-    uint32_t n_ctx, n_batch, n_threads, n_seq, kv_type, kv_blocks;
+    uint32_t n_ctx, n_batch, n_threads, n_seq, kv_type, kv_blocks, kv_block;
     em_backend *backend;
     em_kv kv;
     em_graph graph;
@@ -70,6 +70,10 @@ static int resolve_params(ember_context *c, const ember_context_params *p) {
     }
     c->kv_type = (uint32_t)p->kv_type;
     c->kv_blocks = p->kv_blocks;
+    c->kv_block = p->kv_block_size ? p->kv_block_size : EMBER_KV_BLOCK;
+    if (c->kv_block < 4 || c->kv_block > 256 || (c->kv_block & (c->kv_block - 1)))
+        return em_error(NULL, EMBER_ERR_INVALID_ARGUMENT, "context: kv_block_size %u is not a "
+                        "power of two from 4 to 256", p->kv_block_size);
     if (p->act_type != EMBER_TYPE_F32 && p->act_type != EMBER_TYPE_Q8_0)
         return em_error(NULL, EMBER_ERR_INVALID_ARGUMENT, "context: act_type %d is not "
                         "EMBER_TYPE_F32 or EMBER_TYPE_Q8_0", p->act_type);
@@ -146,7 +150,8 @@ static int context_init(ember_context *c, const ember_context_params *p) {
                               (uint32_t)p->act_type };
     if ((rc = em_backend_create(&cfg, &c->alloc, c->err, &c->backend))) return rc;
     if (em_kv_init(&c->kv, &c->alloc, hp->n_layer, hp->kv_k_row, hp->kv_v_row,
-                   (int32_t)c->n_ctx, (int32_t)c->n_seq, (int32_t)c->kv_blocks, c->kv_type))
+                   (int32_t)c->n_ctx, (int32_t)c->n_seq, (int32_t)c->kv_blocks,
+                   (int32_t)c->kv_block, c->kv_type))
         return em_error(c->err, EMBER_ERR_NO_MEMORY, "context: no memory for a KV cache of %u "
                         "positions x %u sequences (kv_blocks %u)", c->n_ctx, c->n_seq,
                         c->kv_blocks);
@@ -372,7 +377,7 @@ EMBER_API int ember_kv_info_get(const ember_context *c, ember_kv_info *info) {
         return em_error(NULL, EMBER_ERR_INVALID_ARGUMENT, "kv info: struct_size %zu is not a "
                         "size this library knows", size);
     const em_kv *kv = &c->kv;
-    ember_kv_info v = { .struct_size = size, .block_positions = EM_KV_BLOCK };
+    ember_kv_info v = { .struct_size = size, .block_positions = (uint32_t)c->kv.block };
     v.blocks_total = (uint32_t)kv->n_blocks;
     v.blocks_free = (uint32_t)em_kv_available(kv);
     v.blocks_cached = (uint32_t)kv->n_cached;

@@ -4,9 +4,15 @@
 
 #include <string.h>
 
+static int32_t blocks_for(const em_kv *kv, int32_t positions) {
+    return (positions + kv->block - 1) / kv->block;
+}
+
 int em_kv_init(em_kv *kv, const em_alloc *a, int32_t n_layer, int64_t k_row, int64_t v_row,
-               int32_t n_ctx, int32_t n_seq, int32_t n_blocks, uint32_t type) {
+               int32_t n_ctx, int32_t n_seq, int32_t n_blocks, int32_t block, uint32_t type) {
     memset(kv, 0, sizeof *kv);
+    kv->block = block;
+    while ((1 << kv->block_shift) < block) kv->block_shift++;
     kv->type = type;
     const em_type_info *ti = em_type_info_get(type); /* F32, F16 or Q8_0 (the caller checks) */
     kv->k_bytes = (size_t)(k_row / ti->block) * ti->size;
@@ -16,7 +22,7 @@ int em_kv_init(em_kv *kv, const em_alloc *a, int32_t n_layer, int64_t k_row, int
     kv->n_seq = n_seq;
     kv->k_row = k_row;
     kv->v_row = v_row;
-    kv->blocks_per_seq = (n_ctx + EM_KV_BLOCK - 1) / EM_KV_BLOCK;
+    kv->blocks_per_seq = blocks_for(kv, n_ctx);
     int64_t all = (int64_t)kv->blocks_per_seq * n_seq;
     if (n_blocks <= 0) {
         if (all > INT32_MAX) return EMBER_ERR_NO_MEMORY;
@@ -24,7 +30,7 @@ int em_kv_init(em_kv *kv, const em_alloc *a, int32_t n_layer, int64_t k_row, int
     }
     kv->n_blocks = n_blocks;
     size_t per_layer, total;
-    if (!em_mul_size((size_t)kv->n_blocks * EM_KV_BLOCK, kv->k_bytes + kv->v_bytes, &per_layer) ||
+    if (!em_mul_size((size_t)kv->n_blocks * kv->block, kv->k_bytes + kv->v_bytes, &per_layer) ||
         !em_mul_size(per_layer, (size_t)n_layer, &total))
         return EMBER_ERR_NO_MEMORY;
     kv->mem = em_malloc_aligned(a, total ? total : 64, 64);
@@ -38,7 +44,7 @@ int em_kv_init(em_kv *kv, const em_alloc *a, int32_t n_layer, int64_t k_row, int
     uint32_t n_bucket = 1;
     while (n_bucket < (uint32_t)kv->n_blocks && n_bucket < (1u << 30)) n_bucket <<= 1;
     kv->bucket_mask = n_bucket - 1;
-    kv->tokens = em_calloc(a, (size_t)kv->n_blocks * EM_KV_BLOCK, sizeof *kv->tokens);
+    kv->tokens = em_calloc(a, (size_t)kv->n_blocks * kv->block, sizeof *kv->tokens);
     kv->hash = em_calloc(a, (size_t)kv->n_blocks, sizeof *kv->hash);
     kv->sealed = em_calloc(a, (size_t)kv->n_blocks, sizeof *kv->sealed);
     kv->bucket = em_calloc(a, n_bucket, sizeof *kv->bucket);
@@ -52,8 +58,8 @@ int em_kv_init(em_kv *kv, const em_alloc *a, int32_t n_layer, int64_t k_row, int
         return EMBER_ERR_NO_MEMORY;
     }
     char *p = kv->mem;
-    size_t ksz = (size_t)kv->n_blocks * EM_KV_BLOCK * kv->k_bytes;
-    size_t vsz = (size_t)kv->n_blocks * EM_KV_BLOCK * kv->v_bytes;
+    size_t ksz = (size_t)kv->n_blocks * kv->block * kv->k_bytes;
+    size_t vsz = (size_t)kv->n_blocks * kv->block * kv->v_bytes;
     for (int32_t l = 0; l < n_layer; l++) {
         kv->k[l] = p;
         p += ksz;
@@ -89,11 +95,7 @@ void em_kv_free(em_kv *kv, const em_alloc *a) {
 }
 
 size_t em_kv_block_bytes(const em_kv *kv) {
-    return (size_t)EM_KV_BLOCK * (kv->k_bytes + kv->v_bytes) * (size_t)kv->n_layer;
-}
-
-static int32_t blocks_for(int32_t positions) {
-    return (positions + EM_KV_BLOCK - 1) / EM_KV_BLOCK;
+    return (size_t)kv->block * (kv->k_bytes + kv->v_bytes) * (size_t)kv->n_layer;
 }
 
 static int32_t *table_of(const em_kv *kv, int32_t s) {
@@ -134,9 +136,9 @@ static void unseal(em_kv *kv, int32_t b) {
     kv->sealed[b] = 0;
 }
 
-uint64_t em_kv_hash_block(uint64_t parent, const int32_t *tokens) {
+uint64_t em_kv_hash_block(uint64_t parent, const int32_t *tokens, int32_t n) {
     uint64_t h = parent;
-    for (int i = 0; i < EM_KV_BLOCK; i++) {
+    for (int32_t i = 0; i < n; i++) {
         h ^= (uint32_t)tokens[i];
         h *= 0x9e3779b97f4a7c15ull;
         h ^= h >> 29;
@@ -169,30 +171,30 @@ static void drop_block(em_kv *kv, int32_t b) {
 }
 
 static void copy_block(em_kv *kv, int32_t dst, int32_t src) {
-    size_t kb = (size_t)EM_KV_BLOCK * kv->k_bytes;
-    size_t vb = (size_t)EM_KV_BLOCK * kv->v_bytes;
+    size_t kb = (size_t)kv->block * kv->k_bytes;
+    size_t vb = (size_t)kv->block * kv->v_bytes;
     for (int32_t l = 0; l < kv->n_layer; l++) {
         memcpy((char *)kv->k[l] + (size_t)dst * kb, (char *)kv->k[l] + (size_t)src * kb, kb);
         memcpy((char *)kv->v[l] + (size_t)dst * vb, (char *)kv->v[l] + (size_t)src * vb, vb);
     }
-    memcpy(kv->tokens + (size_t)dst * EM_KV_BLOCK, kv->tokens + (size_t)src * EM_KV_BLOCK,
-           EM_KV_BLOCK * sizeof *kv->tokens);
+    memcpy(kv->tokens + (size_t)dst * kv->block, kv->tokens + (size_t)src * kv->block,
+           kv->block * sizeof *kv->tokens);
     kv->copies++;
 }
 
 em_kv_need em_kv_plan(const em_kv *kv, int32_t s, int32_t from, int32_t to) {
     const int32_t *table = table_of(kv, s);
-    int32_t want = blocks_for(to), have = kv->n_table[s];
+    int32_t want = blocks_for(kv, to), have = kv->n_table[s];
     em_kv_need n = { want > have ? want - have : 0, 0 };
     for (int32_t i = want; i < have; i++) n.released += kv->ref[table[i]] == 1;
     int32_t end = want < have ? want : have;
-    for (int32_t i = from / EM_KV_BLOCK; i < end; i++) n.alloc += kv->ref[table[i]] > 1;
+    for (int32_t i = from / kv->block; i < end; i++) n.alloc += kv->ref[table[i]] > 1;
     return n;
 }
 
 void em_kv_truncate(em_kv *kv, int32_t s, int32_t n) {
     int32_t *table = table_of(kv, s);
-    int32_t want = blocks_for(n);
+    int32_t want = blocks_for(kv, n);
     while (kv->n_table[s] > want) {
         int32_t i = --kv->n_table[s];
         drop_block(kv, table[i]);
@@ -206,7 +208,7 @@ void em_kv_prepare(em_kv *kv, int32_t s, int32_t from, int32_t to) {
     em_kv_truncate(kv, s, to);
     /* copy-on-write: this sequence is about to write these blocks; one it
      * holds alone is written in place, and leaves the index first */
-    for (int32_t i = from / EM_KV_BLOCK; i < kv->n_table[s]; i++) {
+    for (int32_t i = from / kv->block; i < kv->n_table[s]; i++) {
         if (kv->ref[table[i]] == 1) {
             unseal(kv, table[i]);
             continue;
@@ -216,7 +218,7 @@ void em_kv_prepare(em_kv *kv, int32_t s, int32_t from, int32_t to) {
         drop_block(kv, table[i]);
         table[i] = b;
     }
-    int32_t want = blocks_for(to);
+    int32_t want = blocks_for(kv, to);
     while (kv->n_table[s] < want) table[kv->n_table[s]++] = take_block(kv);
     kv->len[s] = to;
 }
@@ -245,7 +247,7 @@ void em_kv_clear(em_kv *kv, int32_t s) {
 void em_kv_seal(em_kv *kv, int32_t s, int32_t from, int32_t to) {
     const int32_t *table = table_of(kv, s);
     /* the blocks whose last position lies in [from, to) */
-    for (int32_t i = from / EM_KV_BLOCK; i < to / EM_KV_BLOCK; i++) {
+    for (int32_t i = from / kv->block; i < to / kv->block; i++) {
         int32_t b = table[i];
         uint64_t parent = EM_KV_HASH_ROOT;
         if (i > 0) {
@@ -254,7 +256,7 @@ void em_kv_seal(em_kv *kv, int32_t s, int32_t from, int32_t to) {
             parent = kv->hash[pb];
         }
         if (kv->sealed[b]) continue;
-        index_insert(kv, b, em_kv_hash_block(parent, kv->tokens + (size_t)b * EM_KV_BLOCK));
+        index_insert(kv, b, em_kv_hash_block(parent, kv->tokens + (size_t)b * kv->block, kv->block));
     }
 }
 
@@ -262,7 +264,7 @@ void em_kv_seal(em_kv *kv, int32_t s, int32_t from, int32_t to) {
 static int32_t index_find(const em_kv *kv, uint64_t h, const int32_t *tokens) {
     for (int32_t b = kv->bucket[(uint32_t)h & kv->bucket_mask]; b >= 0; b = kv->chain[b])
         if (kv->hash[b] == h &&
-            !memcmp(kv->tokens + (size_t)b * EM_KV_BLOCK, tokens, EM_KV_BLOCK * sizeof *tokens))
+            !memcmp(kv->tokens + (size_t)b * kv->block, tokens, kv->block * sizeof *tokens))
             return b;
     return -1;
 }
@@ -270,13 +272,13 @@ static int32_t index_find(const em_kv *kv, uint64_t h, const int32_t *tokens) {
 int32_t em_kv_reuse(em_kv *kv, int32_t s, const int32_t *tokens, int32_t n) {
     em_kv_truncate(kv, s, 0);
     int32_t *table = table_of(kv, s);
-    int32_t max_blocks = n > 0 ? n / EM_KV_BLOCK : 0;
+    int32_t max_blocks = n > 0 ? n / kv->block : 0;
     if (max_blocks > kv->blocks_per_seq) max_blocks = kv->blocks_per_seq;
     uint64_t h = EM_KV_HASH_ROOT;
     int32_t i = 0;
     for (; i < max_blocks; i++) {
-        const int32_t *t = tokens + (size_t)i * EM_KV_BLOCK;
-        h = em_kv_hash_block(h, t);
+        const int32_t *t = tokens + (size_t)i * kv->block;
+        h = em_kv_hash_block(h, t, kv->block);
         int32_t b = index_find(kv, h, t);
         if (b < 0) break;
         if (kv->ref[b]++ == 0) lru_remove(kv, b);
@@ -285,7 +287,7 @@ int32_t em_kv_reuse(em_kv *kv, int32_t s, const int32_t *tokens, int32_t n) {
     kv->n_table[s] = i;
     /* position n-1 stays to be evaluated; writing it into a block matched
      * whole is copy-on-write (or in place, when no one else holds it) */
-    kv->len[s] = i == 0 ? 0 : i * EM_KV_BLOCK < n ? i * EM_KV_BLOCK : n - 1;
+    kv->len[s] = i == 0 ? 0 : i * kv->block < n ? i * kv->block : n - 1;
     kv->reused += (uint64_t)kv->len[s];
     return kv->len[s];
 }

@@ -1,6 +1,7 @@
 /* The KV cache, paged: K and V rows live in fixed-size blocks of
- * EM_KV_BLOCK positions, and each sequence owns a block table mapping its
- * logical block i (positions i*EM_KV_BLOCK ...) to a physical block. The
+ * `block` positions (a context parameter, EMBER_KV_BLOCK by default), and
+ * each sequence owns a block table mapping its logical block i (positions
+ * i*block ...) to a physical block. The
  * attention kernel reads only through the table, so blocks need not be
  * contiguous. Blocks come from one free list shared by all sequences.
  *
@@ -15,7 +16,7 @@
  *
  * Prefix index: once a block is full, em_kv_seal names it by a hash of its
  * tokens chained with the hash of the block before it (so equal names mean
- * equal whole prefixes, not just equal 16-token windows) and enters it in
+ * equal whole prefixes, not just equal windows of one block) and enters it in
  * an index. A sealed block is never written again while sealed: a write
  * into it unseals it first (or copies it, when shared). A sealed block
  * that no sequence holds is not freed but kept "cached" on an LRU list;
@@ -29,18 +30,18 @@
 
 #include "util.h"
 
-#define EM_KV_BLOCK EMBER_KV_BLOCK /* ember.h */
-
 typedef struct em_kv {
     int32_t n_layer;
     int32_t n_ctx;          /* positions per sequence */
     int32_t n_seq;
     int32_t n_blocks;       /* physical blocks */
     int32_t blocks_per_seq; /* table width */
+    int32_t block;          /* positions per block: a power of two */
+    int32_t block_shift;    /* log2(block) */
     int64_t k_row, v_row;   /* elements per position per layer */
     uint32_t type;          /* EMBER_TYPE_F32, F16 or Q8_0 */
     size_t k_bytes, v_bytes; /* bytes of one position's K (V) row */
-    void **k, **v;          /* per layer: [n_blocks * EM_KV_BLOCK][row] */
+    void **k, **v;          /* per layer: [n_blocks * block][row] */
     int32_t *tables;        /* [n_seq][blocks_per_seq], -1 = none */
     int32_t *n_table;       /* blocks held per sequence */
     int32_t *len;           /* cached positions per sequence */
@@ -63,10 +64,11 @@ typedef struct em_kv {
     uint64_t evicted;       /* cached blocks taken for new data, ever */
 } em_kv;
 
-/* n_blocks 0: enough for every sequence to reach n_ctx. For Q8_0 the
- * caller has checked that rows split into whole blocks per head. */
+/* n_blocks 0: enough for every sequence to reach n_ctx. block: positions
+ * per block, a power of two (the caller checks). For Q8_0 the caller has
+ * checked that rows split into whole blocks per head. */
 int em_kv_init(em_kv *kv, const em_alloc *a, int32_t n_layer, int64_t k_row, int64_t v_row,
-               int32_t n_ctx, int32_t n_seq, int32_t n_blocks, uint32_t type);
+               int32_t n_ctx, int32_t n_seq, int32_t n_blocks, int32_t block, uint32_t type);
 void em_kv_free(em_kv *kv, const em_alloc *a);
 /* Bytes of one block, all layers, K and V. */
 size_t em_kv_block_bytes(const em_kv *kv);
@@ -106,10 +108,11 @@ void em_kv_fork(em_kv *kv, int32_t src, int32_t dst);
 /* Drops every position of sequence s, or of all sequences for s < 0. */
 void em_kv_clear(em_kv *kv, int32_t s);
 
-/* The chained name of a block holding tokens[0..EM_KV_BLOCK) after a
- * block named `parent` (EM_KV_HASH_ROOT for a sequence's first block). */
+/* The chained name of a block holding tokens[0..n) (n = the block size)
+ * after a block named `parent` (EM_KV_HASH_ROOT for a sequence's first
+ * block). */
 #define EM_KV_HASH_ROOT 0x243f6a8885a308d3ull
-uint64_t em_kv_hash_block(uint64_t parent, const int32_t *tokens);
+uint64_t em_kv_hash_block(uint64_t parent, const int32_t *tokens, int32_t n);
 /* After positions [from, to) of sequence s were written (their tokens in
  * kv->tokens): seals every block of s that the write filled up. */
 void em_kv_seal(em_kv *kv, int32_t s, int32_t from, int32_t to);
@@ -118,13 +121,13 @@ void em_kv_seal(em_kv *kv, int32_t s, int32_t from, int32_t to);
  * length short of position n-1 so the caller still evaluates the last
  * token (its logits are the point). Needs no free block. Returns the new
  * length. A 64-bit name collision between
- * different prefixes whose last 16 tokens are equal would attach a wrong
+ * different prefixes whose last blocks hold equal tokens would attach a wrong
  * block; the chance is about (sealed blocks)^2 / 2^64. */
 int32_t em_kv_reuse(em_kv *kv, int32_t s, const int32_t *tokens, int32_t n);
 
 static inline int64_t em_kv_slot(const em_kv *kv, int32_t s, int32_t pos) {
-    return (int64_t)kv->tables[(size_t)s * kv->blocks_per_seq + pos / EM_KV_BLOCK] * EM_KV_BLOCK +
-           pos % EM_KV_BLOCK;
+    return (int64_t)kv->tables[(size_t)s * kv->blocks_per_seq + pos / kv->block] * kv->block +
+           pos % kv->block;
 }
 
 /* The cache of a context (context.c), for tests that check its state

@@ -12,7 +12,10 @@
 
 /* ---- ownership, against a model ---- */
 
-enum { NSEQ = 6, NCTX = 64, NBLOCKS = 12 };
+enum { NSEQ = 6, NCTX = 64, MAXB = 48 };
+
+/* The block size under test, and the pool: 192 positions in all. */
+static int BLK = 16, NBLOCKS = 12;
 
 /* What each position of each sequence holds: its token, and a value that
  * stands for its K/V, a function of the whole prefix as real K/V is, so a
@@ -46,10 +49,10 @@ static void shadow_set(shadow *sh, int s, int p, int32_t t) {
 
 /* Every invariant of the cache, and every held position's value. */
 static void check_cache(const em_kv *kv, const shadow *sh) {
-    int32_t refs[NBLOCKS] = { 0 };
+    int32_t refs[MAXB] = { 0 };
     for (int s = 0; s < NSEQ; s++) {
         assert_int_equal(kv->len[s], sh->len[s]);
-        assert_int_equal(kv->n_table[s], (sh->len[s] + EM_KV_BLOCK - 1) / EM_KV_BLOCK);
+        assert_int_equal(kv->n_table[s], (sh->len[s] + BLK - 1) / BLK);
         uint64_t name = EM_KV_HASH_ROOT;
         for (int i = 0; i < kv->blocks_per_seq; i++) {
             int32_t b = kv->tables[s * kv->blocks_per_seq + i];
@@ -61,8 +64,8 @@ static void check_cache(const em_kv *kv, const shadow *sh) {
             refs[b]++;
             /* a block this sequence holds whole is sealed under the name
              * of its prefix */
-            if ((i + 1) * EM_KV_BLOCK <= sh->len[s]) {
-                name = em_kv_hash_block(name, &sh->tok[s][i * EM_KV_BLOCK]);
+            if ((i + 1) * BLK <= sh->len[s]) {
+                name = em_kv_hash_block(name, &sh->tok[s][i * BLK], BLK);
                 assert_int_equal(kv->sealed[b], 1);
                 assert_true(kv->hash[b] == name);
             }
@@ -74,7 +77,7 @@ static void check_cache(const em_kv *kv, const shadow *sh) {
         }
     }
     /* free list and cached list: the unreferenced blocks, each once */
-    int where[NBLOCKS] = { 0 }, n_unref = 0, n_cached = 0;
+    int where[MAXB] = { 0 }, n_unref = 0, n_cached = 0;
     for (int i = 0; i < kv->n_free; i++) {
         int32_t b = kv->free_list[i];
         assert_true(b >= 0 && b < NBLOCKS);
@@ -141,31 +144,34 @@ static int reuse(em_kv *kv, shadow *sh, int s) {
     int changed = rnd(3) == 0 && n > 0;
     if (changed) toks[rnd(n)] = 200;
     int whole = sh->len[o] < n ? sh->len[o] : n;
-    int least = whole / EM_KV_BLOCK * EM_KV_BLOCK;
+    int least = whole / BLK * BLK;
     if (least > n - 1) least = n - 1;
     int r = em_kv_reuse(kv, s, toks, n);
     assert_true(r <= (n > 0 ? n - 1 : 0));
-    assert_true(r % EM_KV_BLOCK == 0 || r == n - 1);
+    assert_true(r % BLK == 0 || r == n - 1);
     if (!changed && n > 0) assert_true(r >= least);
     for (int p = 0; p < r; p++) shadow_set(sh, s, p, toks[p]);
     sh->len[s] = r;
     return r;
 }
 
-static void test_ownership_random(void **state) {
-    (void)state;
+static void ownership_random(int block) {
+    BLK = block;
+    NBLOCKS = 192 / block;
     em_alloc a;
     em_alloc_init(&a, NULL);
     em_kv kv;
-    assert_int_equal(em_kv_init(&kv, &a, 1, 1, 1, NCTX, NSEQ, NBLOCKS, EMBER_TYPE_F32), EMBER_OK);
+    assert_int_equal(em_kv_init(&kv, &a, 1, 1, 1, NCTX, NSEQ, NBLOCKS, BLK, EMBER_TYPE_F32), EMBER_OK);
     static shadow sh;
     memset(&sh, 0, sizeof sh);
     int refused = 0, forks = 0, copies_seen = 0, reuses = 0, reused_blocks = 0;
-    size_t kbytes = (size_t)NBLOCKS * EM_KV_BLOCK * sizeof(float);
+    size_t kbytes = (size_t)NBLOCKS * BLK * sizeof(float);
     float *snap_k = malloc(kbytes);
-    int32_t snap_tables[NSEQ * 4], snap_ref[NBLOCKS], snap_free[NBLOCKS], snap_nfree;
-    int32_t snap_next[NBLOCKS], snap_head, snap_tokens[NBLOCKS * EM_KV_BLOCK];
-    uint8_t snap_sealed[NBLOCKS];
+    int32_t snap_tables[NSEQ * NCTX / 4], snap_ref[MAXB], snap_free[MAXB], snap_nfree;
+    int32_t snap_next[MAXB], snap_head, snap_tokens[MAXB * 4];
+    uint8_t snap_sealed[MAXB];
+    size_t tbytes = sizeof(int32_t) * NSEQ * (size_t)kv.blocks_per_seq;
+    size_t bbytes = sizeof(int32_t) * (size_t)NBLOCKS;
     for (int step = 0; step < 20000; step++) {
         int op = rnd(12), s = rnd(NSEQ);
         if (op < 5) { /* a batch of 1-3 sequences, appends or rollbacks */
@@ -177,26 +183,26 @@ static void test_ownership_random(void **state) {
                 if (to[j] > NCTX) to[j] = NCTX, from[j] = from[j] < to[j] ? from[j] : to[j] - 1;
             }
             memcpy(snap_k, kv.k[0], kbytes);
-            memcpy(snap_tables, kv.tables, sizeof snap_tables);
-            memcpy(snap_ref, kv.ref, sizeof snap_ref);
-            memcpy(snap_free, kv.free_list, sizeof snap_free);
-            memcpy(snap_next, kv.lru_next, sizeof snap_next);
-            memcpy(snap_tokens, kv.tokens, sizeof snap_tokens);
-            memcpy(snap_sealed, kv.sealed, sizeof snap_sealed);
+            memcpy(snap_tables, kv.tables, tbytes);
+            memcpy(snap_ref, kv.ref, bbytes);
+            memcpy(snap_free, kv.free_list, bbytes);
+            memcpy(snap_next, kv.lru_next, bbytes);
+            memcpy(snap_tokens, kv.tokens, sizeof snap_tokens); /* 192 slots */
+            memcpy(snap_sealed, kv.sealed, (size_t)NBLOCKS);
             snap_nfree = kv.n_free;
             snap_head = kv.lru_head;
             uint64_t copies = kv.copies;
             if (!write_batch(&kv, &sh, seqs, from, to, n)) {
                 refused++; /* nothing changed, byte for byte */
                 assert_memory_equal(snap_k, kv.k[0], kbytes);
-                assert_memory_equal(snap_tables, kv.tables, sizeof snap_tables);
-                assert_memory_equal(snap_ref, kv.ref, sizeof snap_ref);
+                assert_memory_equal(snap_tables, kv.tables, tbytes);
+                assert_memory_equal(snap_ref, kv.ref, bbytes);
                 assert_int_equal(snap_nfree, kv.n_free);
                 assert_memory_equal(snap_free, kv.free_list, sizeof(int32_t) * (size_t)kv.n_free);
                 assert_int_equal(snap_head, kv.lru_head);
-                assert_memory_equal(snap_next, kv.lru_next, sizeof snap_next);
+                assert_memory_equal(snap_next, kv.lru_next, bbytes);
                 assert_memory_equal(snap_tokens, kv.tokens, sizeof snap_tokens);
-                assert_memory_equal(snap_sealed, kv.sealed, sizeof snap_sealed);
+                assert_memory_equal(snap_sealed, kv.sealed, (size_t)NBLOCKS);
             }
             copies_seen += kv.copies != copies;
         } else if (op < 7) {
@@ -224,16 +230,22 @@ static void test_ownership_random(void **state) {
         }
         check_cache(&kv, &sh);
     }
-    print_message("%d steps: %d batches refused, %d forks, %d batches copied on write, %d reuses "
-                  "attaching %d positions, %llu cached blocks evicted\n", 20000, refused, forks,
+    print_message("block %d, %d steps: %d batches refused, %d forks, %d batches copied on write, %d reuses "
+                  "attaching %d positions, %llu cached blocks evicted\n", BLK, 20000, refused, forks,
                   copies_seen, reuses, reused_blocks, (unsigned long long)kv.evicted);
     assert_true(refused > 100 && forks > 100 && copies_seen > 100);
-    assert_true(reused_blocks > 500 * EM_KV_BLOCK && kv.evicted > 100);
+    assert_true(reused_blocks > 500 * BLK && kv.evicted > 100);
     assert_int_equal(kv.reused, (uint64_t)reused_blocks);
     em_kv_clear(&kv, -1);
     assert_int_equal(em_kv_available(&kv), NBLOCKS); /* everything came back */
     em_kv_free(&kv, &a);
     free(snap_k);
+}
+
+static void test_ownership_random(void **state) {
+    (void)state;
+    ownership_random(16); /* the default */
+    ownership_random(4);  /* many blocks per sequence, the smallest allowed */
 }
 
 /* ---- tiny-llama through the public API ---- */
@@ -372,6 +384,8 @@ static void test_eight_sequences(void **state) {
 
 /* Evaluates ids[from..to) of sequence s, one batch; returns the logits of
  * the last. */
+static ember_kv_info kv_info(const ember_context *c);
+
 static const float *run(ember_context *c, int s, const int32_t *ids, int from, int to) {
     ember_batch_entry e[MAXLEN];
     for (int i = from; i < to; i++) e[i - from] = (ember_batch_entry){ ids[i], i, s, i == to - 1 };
@@ -428,6 +442,62 @@ static void test_fork(void **state) {
     ember_context_free(&c);
     free(ra);
     free(rb);
+    ember_model_free(&m);
+}
+
+/* The block size changes where positions live, not what attention
+ * computes: two sequences written alternately (so each one's blocks are
+ * scattered through the pool), prompt then decode, give bit-equal logits
+ * at every allowed size tried; the cache holds ceil(len / size) blocks
+ * per sequence; sizes that are not powers of two from 4 to 256 are
+ * refused. */
+static void test_block_sizes(void **state) {
+    (void)state;
+    ember_model *m = tiny_llama();
+    enum { P = 21, T = 9, NSZ = 5 };
+    static const uint32_t sizes[NSZ] = { 16, 4, 8, 32, 256 };
+    int32_t ids[2][MAXLEN];
+    for (int k = 0; k < 2; k++)
+        for (int i = 0; i < P + T; i++) ids[k][i] = tok(10 + k, i);
+    float *ref = malloc((size_t)2 * T * TL_VOCAB * 4);
+    for (int z = 0; z < NSZ; z++) {
+        ember_context_params p;
+        ember_context_default_params(&p);
+        p.n_ctx = MAXLEN;
+        p.n_seq_max = 2;
+        p.kv_block_size = sizes[z];
+        ember_context *c = NULL;
+        assert_int_equal(ember_context_create(m, &p, &c), EMBER_OK);
+        for (int k = 0; k < 2; k++) run(c, k, ids[k], 0, 5); /* interleave the blocks */
+        for (int k = 0; k < 2; k++) run(c, k, ids[k], 5, P);
+        double d = 0;
+        for (int i = P; i < P + T; i++) {
+            for (int k = 0; k < 2; k++) {
+                const float *l = run(c, k, ids[k], i, i + 1);
+                float *r = ref + ((size_t)(i - P) * 2 + (size_t)k) * TL_VOCAB;
+                if (z == 0) memcpy(r, l, TL_VOCAB * 4);
+                else d = fmax(d, diff(l, r));
+            }
+        }
+        ember_kv_info info = kv_info(c);
+        assert_int_equal(info.block_positions, sizes[z]);
+        assert_int_equal(info.blocks_used, 2 * ((P + T + sizes[z] - 1) / sizes[z]));
+        if (z > 0) print_message("block size %u: max |diff| against size 16: %g\n", sizes[z], d);
+        assert_true(d == 0);
+        ember_context_free(&c);
+    }
+    static const uint32_t bad[] = { 2, 3, 12, 512, 1u << 31 };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        ember_context_params p;
+        ember_context_default_params(&p);
+        p.n_ctx = MAXLEN;
+        p.kv_block_size = bad[i];
+        ember_context *c = NULL;
+        assert_int_equal(ember_context_create(m, &p, &c), EMBER_ERR_INVALID_ARGUMENT);
+        assert_null(c);
+        assert_non_null(strstr(ember_last_error(), "kv_block_size"));
+    }
+    free(ref);
     ember_model_free(&m);
 }
 
@@ -647,6 +717,7 @@ int main(void) {
         cmocka_unit_test_prestate(test_eight_sequences, (void *)&eight_llama_q4_act8),
         cmocka_unit_test(test_fork),
         cmocka_unit_test(test_truncate),
+        cmocka_unit_test(test_block_sizes),
         cmocka_unit_test(test_exhaustion),
         cmocka_unit_test(test_prefix_reuse),
     };

@@ -352,20 +352,30 @@ static const void *v_row(const attn_job *j, int64_t slot) {
     return (const char *)em_kv_v(j->kv, j->layer, slot) + j->v_off;
 }
 
+/* The cache slot of position p (block sizes are powers of two). */
+static int64_t slot_of(const attn_job *j, int32_t p) {
+    int32_t sh = j->kv->block_shift;
+    return ((int64_t)j->table[p >> sh] << sh) + (p & (j->kv->block - 1));
+}
+
+/* Positions scored together before the softmax state is updated. */
+#define ATTN_CHUNK 16
+
 /* F32 and 8-bit caches: one pass with an online softmax. The running max
- * m and sum l are rescaled when a block raises the max, so no score matrix
+ * m and sum l are rescaled when a chunk raises the max, so no score matrix
  * is ever materialised. An 8-bit row is dot-multiplied as stored (blocks
  * of 32 with a scale) and its V row expanded to F32 in `tmp`. */
 static void attend(const em_cpu *c, const attn_job *j, float *acc, float *out) {
-    float m = -INFINITY, l = 0, sc[EM_KV_BLOCK], *tmp = acc + j->Dv;
+    float m = -INFINITY, l = 0, sc[ATTN_CHUNK], *tmp = acc + j->Dv;
     uint32_t ty = j->kv->type;
     memset(acc, 0, (size_t)j->Dv * sizeof *acc);
-    for (int32_t b0 = 0; b0 <= j->pos; b0 += EM_KV_BLOCK) {
-        int32_t nb = j->pos + 1 - b0 < EM_KV_BLOCK ? j->pos + 1 - b0 : EM_KV_BLOCK;
-        int64_t base = (int64_t)j->table[b0 / EM_KV_BLOCK] * EM_KV_BLOCK;
+    /* chunks of a fixed size, whatever the block size, so results do not
+     * depend on it */
+    for (int32_t b0 = 0; b0 <= j->pos; b0 += ATTN_CHUNK) {
+        int32_t nb = j->pos + 1 - b0 < ATTN_CHUNK ? j->pos + 1 - b0 : ATTN_CHUNK;
         float bm = -INFINITY;
         for (int32_t i = 0; i < nb; i++) {
-            sc[i] = c->dsp.dot[ty](j->D, k_row(j, base + i), j->q) * j->scale;
+            sc[i] = c->dsp.dot[ty](j->D, k_row(j, slot_of(j, b0 + i)), j->q) * j->scale;
             bm = sc[i] > bm ? sc[i] : bm;
         }
         if (bm > m) {
@@ -377,7 +387,7 @@ static void attend(const em_cpu *c, const attn_job *j, float *acc, float *out) {
         for (int32_t i = 0; i < nb; i++) {
             float w = expf(sc[i] - m);
             l += w;
-            const void *v = v_row(j, base + i);
+            const void *v = v_row(j, slot_of(j, b0 + i));
             if (ty != EMBER_TYPE_F32) c->dsp.to_f32[ty](j->Dv, v, tmp);
             c->dsp.axpy(j->Dv, w, ty == EMBER_TYPE_F32 ? (const float *)v : tmp, acc);
         }
@@ -407,13 +417,13 @@ static void attend_f16(const em_cpu *c, const attn_job *j, float *acc, float *ou
     float m = -INFINITY;
     double l = 0;
     for (int32_t p = 0; p <= j->pos; p++) {
-        float s = score_f16(c, j, q16, (int64_t)j->table[p / EM_KV_BLOCK] * EM_KV_BLOCK + p % EM_KV_BLOCK);
+        float s = score_f16(c, j, q16, slot_of(j, p));
         if (s > m) { l *= exp((double)m - s); m = s; }
         l += exp((double)s - m);
     }
     memset(acc, 0, (size_t)j->Dv * sizeof *acc);
     for (int32_t p = 0; p <= j->pos; p++) {
-        int64_t slot = (int64_t)j->table[p / EM_KV_BLOCK] * EM_KV_BLOCK + p % EM_KV_BLOCK;
+        int64_t slot = slot_of(j, p);
         float prob = (float)(exp((double)score_f16(c, j, q16, slot) - m) / l);
         prob = em_f16_to_f32(em_f32_to_f16(prob));
         c->dsp.axpy_f16(j->Dv, prob, v_row(j, slot), acc);

@@ -20,10 +20,11 @@
  * that prefix (ember_seq_reuse_prefix) and computes only the rest.
  * -ctk picks the KV element type (f32, f16, q8_0); -act q8_0 quantizes
  * the activations of Q8_0/Q4_0 matmuls to 8 bits (llama.cpp's arithmetic,
- * faster batches on AVX512-VNNI CPUs).
+ * faster batches on AVX512-VNNI CPUs); -kvb sets the positions per KV block
+ * (kv_block_size: smaller blocks waste less of each sequence's last one).
  *
- *   ember-batch -m FILE -np 32 -pp 128 -tg 32 -t 2 [-ns 32] [-kv BLOCKS] [-sp N]
- *               [-ctk f32|f16|q8_0] [-o json]
+ *   ember-batch -m FILE -np 32 -pp 128 -tg 32 -t 2 [-ns 32] [-kv BLOCKS] [-kvb 16]
+ *               [-sp N] [-ctk f32|f16|q8_0] [-act f32|q8_0] [-o json]
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -49,12 +50,12 @@ typedef struct request {
 
 typedef struct opts {
     const char *model;
-    int np, pp, tg, threads, slots, kv_blocks, json, shared_prefix;
+    int np, pp, tg, threads, slots, kv_blocks, kv_block, json, shared_prefix;
     int32_t kv_type, act_type;
 } opts;
 
 static int parse(int argc, char **argv, opts *o) {
-    *o = (opts){ NULL, 32, 128, 32, 2, 0, 0, 0, 0, EMBER_TYPE_F32, EMBER_TYPE_F32 };
+    *o = (opts){ NULL, 32, 128, 32, 2, 0, 0, 0, 0, 0, EMBER_TYPE_F32, EMBER_TYPE_F32 };
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "-o") && v) o->json = !strcmp(v, "json"), i++;
@@ -65,6 +66,7 @@ static int parse(int argc, char **argv, opts *o) {
         else if (!strcmp(a, "-t") && v) o->threads = atoi(v), i++;
         else if (!strcmp(a, "-ns") && v) o->slots = atoi(v), i++;
         else if (!strcmp(a, "-kv") && v) o->kv_blocks = atoi(v), i++;
+        else if (!strcmp(a, "-kvb") && v) o->kv_block = atoi(v), i++;
         else if (!strcmp(a, "-sp") && v) o->shared_prefix = atoi(v), i++;
         else if (!strcmp(a, "-act") && v) {
             if (!strcmp(v, "f32")) o->act_type = EMBER_TYPE_F32;
@@ -82,7 +84,7 @@ static int parse(int argc, char **argv, opts *o) {
     }
     if (!o->slots) o->slots = o->np;
     if (o->np < 1 || o->pp < 1 || o->tg < 1 || o->slots < 1 || o->threads < 0 ||
-        o->shared_prefix < 0 || o->shared_prefix > o->pp)
+        o->kv_block < 0 || o->shared_prefix < 0 || o->shared_prefix > o->pp)
         return -1;
     return 0;
 }
@@ -102,7 +104,7 @@ int main(int argc, char **argv) {
     opts o;
     if (parse(argc, argv, &o)) {
         fprintf(stderr, "usage: ember-batch [-m MODEL] [-np 32] [-pp 128] [-tg 32] [-t 2] "
-                        "[-ns SLOTS] [-kv BLOCKS] [-sp SHARED] [-ctk f32|f16|q8_0] [-act f32|q8_0] "
+                        "[-ns SLOTS] [-kv BLOCKS] [-kvb 16] [-sp SHARED] [-ctk f32|f16|q8_0] [-act f32|q8_0] "
                         "[-o text|json]\n");
         return 2;
     }
@@ -130,6 +132,7 @@ int main(int argc, char **argv) {
     cp.n_seq_max = (uint32_t)o.slots;
     cp.n_threads = (uint32_t)o.threads;
     cp.kv_blocks = (uint32_t)o.kv_blocks;
+    cp.kv_block_size = (uint32_t)o.kv_block;
     cp.kv_type = o.kv_type;
     cp.act_type = o.act_type;
     ember_context *c = NULL;
@@ -255,6 +258,9 @@ int main(int argc, char **argv) {
     }
     double wall = now_s() - t0;
     if (rc) goto done;
+    ember_kv_info ki = { .struct_size = sizeof ki };
+    ember_kv_info_get(c, &ki);
+    unsigned kv_block = ki.block_positions;
     /* measured after the run, so it does not warm or cool the run itself */
     double bw = read_bandwidth(o.threads > 0 ? o.threads : 1);
     double *lat = malloc((size_t)o.np * sizeof *lat);
@@ -270,10 +276,10 @@ int main(int argc, char **argv) {
                "\"threads\": %d, \"prompt_tokens_per_s\": %.2f, \"decode_tokens_per_s\": %.2f, "
                "\"latency_ms_p50\": %.1f, \"latency_ms_p99\": %.1f, \"kv_bytes_used\": %llu, "
                "\"kv_bytes_needed\": %llu, \"steps\": %ld, \"preempted\": %d, \"wall_s\": %.3f, "
-               "\"shared_prefix\": %d, \"prompt_tokens_reused\": %ld, \"act\": \"%s\", \"bandwidth_gbs\": %.2f}\n",
+               "\"shared_prefix\": %d, \"prompt_tokens_reused\": %ld, \"act\": \"%s\", \"kv_block\": %u, \"bandwidth_gbs\": %.2f}\n",
                o.np, o.slots, o.pp, o.tg, o.threads, pps, dps, p50, p99,
                (unsigned long long)used, (unsigned long long)needed, steps, preempted, wall,
-               o.shared_prefix, n_reused, o.act_type == EMBER_TYPE_Q8_0 ? "q8_0" : "f32", bw);
+               o.shared_prefix, n_reused, o.act_type == EMBER_TYPE_Q8_0 ? "q8_0" : "f32", kv_block, bw);
     } else {
         printf("%d requests (%d at once), prompt %d, generate %d, %d threads: %ld steps, "
                "%d preemptions, %.2f s\n", o.np, o.slots, o.pp, o.tg, o.threads, steps, preempted,
@@ -283,8 +289,8 @@ int main(int argc, char **argv) {
         printf("decode  %.2f tokens/s aggregate (%ld tokens)\n", dps, n_decode);
         printf("latency p50 %.1f ms, p99 %.1f ms\n", p50, p99);
         printf("memory read bandwidth (%d threads, same run): %.1f GB/s\n", o.threads, bw);
-        printf("KV, mean over steps: %llu bytes in use for %llu bytes of tokens (%.3f)\n",
-               (unsigned long long)used, (unsigned long long)needed,
+        printf("KV (blocks of %u positions), mean over steps: %llu bytes in use for %llu bytes "
+               "of tokens (%.3f)\n", kv_block, (unsigned long long)used, (unsigned long long)needed,
                needed ? (double)used / (double)needed : 0.0);
     }
     free(lat);

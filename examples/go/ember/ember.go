@@ -37,7 +37,7 @@ static int go_load_memory(const void *data, size_t size, ember_model **out, char
 
 static int go_context_create(const ember_model *m, uint32_t n_ctx, uint32_t n_batch,
                              uint32_t n_threads, uint32_t n_seq, int32_t kv_type,
-                             uint32_t kv_blocks, int32_t act_type,
+                             uint32_t kv_blocks, int32_t act_type, uint32_t kv_block_size,
                              ember_context **out, char *err, size_t n) {
     ember_context_params p;
     ember_context_default_params(&p);
@@ -48,6 +48,7 @@ static int go_context_create(const ember_model *m, uint32_t n_ctx, uint32_t n_ba
     p.kv_type = kv_type;
     p.kv_blocks = kv_blocks;
     p.act_type = act_type;
+    p.kv_block_size = kv_block_size;
     int rc = ember_context_create(m, &p, out);
     if (rc) copy_err(err, n);
     return rc;
@@ -326,11 +327,12 @@ type ContextParams struct {
 	NCtx, NBatch, NThreads, NSeqMax int
 	KVF16                           bool
 	KVQ8                            bool // 8-bit KV rows (heads multiples of 32)
-	KVBlocks                        int  // KV budget in blocks of KVBlock positions; 0: all
+	KVBlocks                        int  // KV budget in blocks; 0: all
+	KVBlockSize                     int  // positions per block, a power of two 4..256; 0: KVBlock
 	ActQ8                           bool // 8-bit activations for Q8_0/Q4_0 matmuls
 }
 
-// KVBlock is the number of positions in one KV block.
+// KVBlock is the default number of positions in one KV block.
 const KVBlock = C.EMBER_KV_BLOCK
 
 // KVInfo is the state of a context's KV pool (ember_kv_info).
@@ -369,7 +371,7 @@ func NewContext(m *Model, p ContextParams) (*Context, error) {
 	var c *C.ember_context
 	e := errbuf()
 	rc := C.go_context_create(h, C.uint32_t(p.NCtx), C.uint32_t(p.NBatch), C.uint32_t(p.NThreads),
-		C.uint32_t(p.NSeqMax), kv, C.uint32_t(p.KVBlocks), act, &c, &e[0], errSize)
+		C.uint32_t(p.NSeqMax), kv, C.uint32_t(p.KVBlocks), act, C.uint32_t(p.KVBlockSize), &c, &e[0], errSize)
 	if err := mkerr(rc, e); err != nil {
 		return nil, err
 	}

@@ -260,6 +260,32 @@ func TestVocabOnly(t *testing.T) {
 	}
 }
 
+func TestKVBlockSize(t *testing.T) {
+	m, err := LoadFile(testdata(t, "models/tiny-llama/model-f16.gguf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	if _, err := NewContext(m, ContextParams{NCtx: 64, KVBlockSize: 12}); !errors.Is(err, ErrInvalidArgument) {
+		t.Fatalf("block size 12: %v", err)
+	}
+	c, err := NewContext(m, ContextParams{NCtx: 64, NBatch: 64, KVBlockSize: 8})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	batch := make([]BatchEntry, 41)
+	for i := range batch {
+		batch[i] = BatchEntry{Token: int32((7*i+3)%1000 + 1), Pos: int32(i)}
+	}
+	if err := c.Eval(batch); err != nil {
+		t.Fatal(err)
+	}
+	if info, _ := c.KVInfo(); info.BlockPositions != 8 || info.BlocksUsed != 6 {
+		t.Fatalf("block size 8: %+v", info)
+	}
+}
+
 func TestSequencesForkReusePool(t *testing.T) {
 	m, err := LoadFile(testdata(t, "models/tiny-llama/model-f16.gguf"))
 	if err != nil {

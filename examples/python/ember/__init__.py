@@ -73,7 +73,8 @@ class _ContextParams(_c.Structure):
     _fields_ = [("struct_size", _c.c_size_t), ("n_ctx", _c.c_uint32), ("n_batch", _c.c_uint32),
                 ("n_threads", _c.c_uint32), ("n_seq_max", _c.c_uint32), ("backend", _c.c_int32),
                 ("device", _c.c_int32), ("allocator", _Allocator), ("kv_type", _c.c_int32),
-                ("kv_blocks", _c.c_uint32), ("act_type", _c.c_int32), ("reserved", _c.c_uint8 * 52)]
+                ("kv_blocks", _c.c_uint32), ("act_type", _c.c_int32),
+                ("kv_block_size", _c.c_uint32), ("reserved", _c.c_uint8 * 48)]
 
 
 class _KVInfo(_c.Structure):
@@ -420,11 +421,13 @@ class Context(_Handle):
     """Evaluation state for one model: KV cache, buffers, threads."""
 
     def __init__(self, model, n_ctx=0, n_batch=512, n_threads=0, n_seq_max=1,
-                 kv_type=TYPE_F32, backend=BACKEND_CPU, kv_blocks=0, act_type=TYPE_F32):
+                 kv_type=TYPE_F32, backend=BACKEND_CPU, kv_blocks=0, act_type=TYPE_F32,
+                 kv_block_size=0):
         p = _ContextParams()
         _lib.ember_context_default_params(_c.byref(p))
         p.n_ctx, p.n_batch, p.n_threads, p.n_seq_max = n_ctx, n_batch, n_threads, n_seq_max
         p.kv_type, p.backend, p.kv_blocks, p.act_type = kv_type, backend, kv_blocks, act_type
+        p.kv_block_size = kv_block_size
         h = _P()
         _check(_lib.ember_context_create(model.handle, _c.byref(p), _c.byref(h)))
         self.model = model

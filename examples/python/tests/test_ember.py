@@ -101,6 +101,16 @@ class TestSequences(unittest.TestCase):
                 ctx.eval([(1, i, 1, 0) for i in range(20, 64)])
             self.assertEqual(ctx.seq_length(1), 20)  # unchanged by the failure
 
+    def test_block_size(self):
+        with ember.Model(data("models/tiny-llama/model-f16.gguf")) as m, \
+                ember.Context(m, n_ctx=64, n_batch=64, kv_block_size=8) as ctx:
+            ctx.eval([((7 * i + 3) % 1000 + 1, i, 0, 0) for i in range(41)])
+            info = ctx.kv_info()
+            self.assertEqual(info["block_positions"], 8)
+            self.assertEqual(info["blocks_used"], 6)
+            with self.assertRaises(ember.InvalidArgumentError):
+                ember.Context(m, kv_block_size=12)
+
 
 class TestErrors(unittest.TestCase):
     def test_malformed_file(self):
