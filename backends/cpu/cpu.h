@@ -23,6 +23,13 @@ typedef struct em_cpu {
  * of the GEMM kernels' row blocks (12 for AVX-512, 6 for AVX2). */
 #define EM_MATMUL_TILE 48
 
+/* A hint to bring a line into L2 ahead of use (no-op elsewhere). */
+#if defined(__GNUC__) || defined(__clang__)
+#define em_prefetch_l2(p) __builtin_prefetch((p), 0, 2)
+#else
+#define em_prefetch_l2(p) ((void)(p))
+#endif
+
 /* The batched matmul path (matmul.c). A weight matrix's rows: */
 typedef struct em_wrows {
     const char *data;

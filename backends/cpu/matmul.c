@@ -105,9 +105,19 @@ void em_cpu_gemm_q8_rows(const em_cpu *c, const em_wrows *w, int64_t lo, int64_t
         for (int64_t k0 = 0; k0 < K; k0 += EM_GEMM_KC) {
             int64_t nb = (K - k0 < EM_GEMM_KC ? K - k0 : EM_GEMM_KC) / 32, b0 = k0 / 32;
             int32_t o = 0;
-            for (int64_t r = 0; r < nr; r++)
+            /* the next tile's bytes of each row: hinted into L2 now, they
+             * arrive while this tile is multiplied */
+            const char *next = k0 + EM_GEMM_KC < K ? rows + (size_t)(b0 + kb) * ti->size
+                               : r0 + EM_MATMUL_TILE < hi ? rows + (size_t)EM_MATMUL_TILE * w->nb1
+                               : NULL;
+            size_t next_bytes = (size_t)kb * ti->size;
+            for (int64_t r = 0; r < nr; r++) {
                 o = unpack(nb, rows + (size_t)r * w->nb1 + (size_t)b0 * ti->size,
                            tw + r * EM_GEMM_KC, dw + r * kb);
+                if (next)
+                    for (size_t i = 0; i < next_bytes; i += 64)
+                        em_prefetch_l2(next + (size_t)r * w->nb1 + i);
+            }
             c->dsp.gemm_q8(nb, nr, tp, tw, EM_GEMM_KC, dw, kb, o,
                            in.xq + (size_t)(b0 * 8) * (size_t)tp * 4, in.dx + b0 * tp,
                            in.xs + b0 * tp, tp, yT, tp);
