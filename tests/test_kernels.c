@@ -361,6 +361,86 @@ static void test_gemm_q8_variants(void **state) {
     if (have & EMBER_CPU_AVX512_VNNI) assert_true(checked > 0);
 }
 
+/* The few-token 8-bit product (dsp.h, gemm_q8_few): its reference gives
+ * the bits of gemm_q8's reference on the unpacked rows (so a batch's
+ * results do not depend on which path it takes), and every kernel the
+ * machine has matches it on 1-15 tokens, row counts around the 16-row
+ * groups, strided activations, untouched outputs bit-equal. */
+static void test_gemm_q8_few_variants(void **state) {
+    (void)state;
+    uint32_t have = em_cpu_detect();
+    enum { MAXB = 9, MAXR = 35, MAXT = 15, LDQ = MAXB * 32 + 8, LDD = MAXB + 3, LDY = MAXR + 5 };
+    enum { LDW = MAXB * 32, LANES = 16 };
+    static uint8_t raw[MAXR * 34 * MAXB], wu[MAXR * LDW];
+    static int8_t xq[MAXT * LDQ], xl[MAXB * 8 * LANES * 4];
+    static float dx[MAXT * LDD], dl[MAXB * LANES], dw[MAXR * MAXB], ya[MAXT * LDY], yb[MAXT * LDY];
+    static float yT[MAXR * LANES];
+    static int32_t xs[MAXT * LDD], sl[MAXB * LANES];
+    em_cpu_dsp ref;
+    em_cpu_dsp_init(&ref, 0);
+    const uint32_t types[] = { EMBER_TYPE_Q8_0, EMBER_TYPE_Q4_0 };
+    int checked = 0;
+    for (size_t ti = 0; ti < 2; ti++) {
+        uint32_t ty = types[ti];
+        size_t bsz = ty == EMBER_TYPE_Q8_0 ? 34 : 18;
+        for (int nb = 1; nb <= MAXB; nb += 4) {
+            size_t ldw = (size_t)nb * bsz;
+            fill_weights(ty, raw, nb * 32 * MAXR);
+            for (int t = 0; t < MAXT; t++)
+                for (int b = 0; b < nb; b++) {
+                    int32_t sum = 0;
+                    for (int k = 0; k < 32; k++) {
+                        int v = rand() % 255 - 127;
+                        xq[t * LDQ + b * 32 + k] = (int8_t)v;
+                        sum += v;
+                    }
+                    xs[t * LDD + b] = sum;
+                    dx[t * LDD + b] = 0.01f * (frand() + 1.5f);
+                }
+            /* the reference against gemm_q8's: the same bits */
+            int32_t o = 0;
+            for (int r = 0; r < MAXR; r++)
+                o = ref.unpack_q8[ty](nb, raw + (size_t)r * ldw, wu + r * LDW, dw + r * MAXB);
+            for (int t = 0; t < LANES; t++)
+                for (int b = 0; b < nb; b++) {
+                    int tt = t % MAXT;
+                    for (int k = 0; k < 32; k++)
+                        xl[((b * 8 + k / 4) * LANES + t) * 4 + k % 4] = xq[tt * LDQ + b * 32 + k];
+                    dl[b * LANES + t] = dx[tt * LDD + b];
+                    sl[b * LANES + t] = xs[tt * LDD + b];
+                }
+            memset(yT, 0, sizeof yT);
+            em_gemm_q8_ref(nb, MAXR, LANES, wu, LDW, dw, MAXB, o, xl, dl, sl, LANES, yT, LANES);
+            em_gemm_q8_few_ref(ty, nb, MAXR, MAXT, raw, ldw, xq, LDQ, dx, xs, LDD, ya, LDY);
+            for (int r = 0; r < MAXR; r++)
+                for (int t = 0; t < MAXT; t++) assert_true(ya[t * LDY + r] == yT[r * LANES + t]);
+            for (size_t l = 0; l < sizeof levels / sizeof levels[0]; l++) {
+                if ((levels[l] & have) != levels[l]) continue;
+                em_cpu_dsp simd;
+                em_cpu_dsp_init(&simd, levels[l]);
+                if (!simd.gemm_q8_few[ty]) continue;
+                static const int rows[] = { 1, 7, 16, 17, 33, 35 };
+                for (size_t ri = 0; ri < sizeof rows / sizeof rows[0]; ri++)
+                    for (int nt = 1; nt <= MAXT; nt++) {
+                        int nr = rows[ri];
+                        for (int i = 0; i < MAXT * LDY; i++) ya[i] = yb[i] = frand();
+                        em_gemm_q8_few_ref(ty, nb, nr, nt, raw, ldw, xq, LDQ, dx, xs, LDD, ya, LDY);
+                        simd.gemm_q8_few[ty](nb, nr, nt, raw, ldw, xq, LDQ, dx, xs, LDD, yb, LDY);
+                        for (int t = 0; t < MAXT; t++)
+                            for (int r = 0; r < LDY; r++) {
+                                float a = ya[t * LDY + r], b = yb[t * LDY + r];
+                                if (r >= nr || t >= nt) assert_true(a == b); /* untouched */
+                                else assert_true(fabsf(a - b) <= 2e-6f * (fabsf(a) + 1.0f) * (float)nb);
+                            }
+                        checked++;
+                    }
+            }
+        }
+    }
+    print_message("%d few-token 8-bit shapes checked\n", checked);
+    if (have & EMBER_CPU_AVX512_VNNI) assert_true(checked > 0);
+}
+
 /* Block layouts as llama.cpp defines them: Q8_0 = fp16 scale + 32 int8;
  * Q4_0 = fp16 scale + 16 bytes, element j in the low nibble of byte j and
  * element j+16 in its high nibble, value (nibble - 8) * scale. */
@@ -419,6 +499,7 @@ int main(void) {
         cmocka_unit_test(test_gemm_variants),
         cmocka_unit_test(test_q8x_variants),
         cmocka_unit_test(test_gemm_q8_variants),
+        cmocka_unit_test(test_gemm_q8_few_variants),
         cmocka_unit_test(test_quant_layouts),
         cmocka_unit_test(test_half_roundtrip),
         cmocka_unit_test(test_mask),

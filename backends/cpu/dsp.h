@@ -83,6 +83,23 @@ void em_gemm_q8_ref(int64_t nb, int64_t nr, int64_t nt, const uint8_t *w, int64_
                     const float *dw, int64_t ldb, int32_t o, const int8_t *xq, const float *dx,
                     const int32_t *xs, int64_t ldx, float *yT, int64_t ldy);
 
+/* The same 8-bit product for a few tokens (decode of several sequences,
+ * 4 to 15 tokens), where unpacking a tile per call would cost as much as
+ * the products: weights read as stored, nr rows of Q8_0/Q4_0 blocks ldw
+ * bytes apart, turned into the unsigned bytes u = w + o of em_unpack_q8_fn
+ * in registers. Activations token-major: xq[t * ldq + k], dx[t * ldd + b],
+ * xs[t * ldd + b] (same rounding as above).
+ *   y[t * ldy + r] = sum over blocks b, in order, of
+ *                    ((float)(sum_k u q - o xs) * dw) * dx
+ * starting from 0: the arithmetic of gemm_q8 on a zeroed yT, so a batch
+ * gives the same bits through either. */
+typedef void (*em_gemm_q8_few_fn)(int64_t nb, int64_t nr, int64_t nt, const void *w, size_t ldw,
+                                  const int8_t *xq, int64_t ldq, const float *dx,
+                                  const int32_t *xs, int64_t ldd, float *y, int64_t ldy);
+void em_gemm_q8_few_ref(uint32_t type, int64_t nb, int64_t nr, int64_t nt, const void *w,
+                        size_t ldw, const int8_t *xq, int64_t ldq, const float *dx,
+                        const int32_t *xs, int64_t ldd, float *y, int64_t ldy);
+
 /* dst[i] = fp16(src[i]), round to nearest even */
 typedef void (*em_from_f32_fn)(int64_t n, const float *src, void *dst);
 
@@ -99,6 +116,7 @@ typedef struct em_cpu_dsp {
     em_gemm_q8_fn gemm_q8;
     em_quant_q8_lanes_fn quant_q8_lanes;
     em_unpack_q8_fn unpack_q8[EMBER_TYPE_COUNT]; /* Q8_0, Q4_0 */
+    em_gemm_q8_few_fn gemm_q8_few[EMBER_TYPE_COUNT]; /* Q8_0, Q4_0; NULL: gemm_q8 */
     /* y[i] += a * (float)x_f16[i] */
     void (*axpy_f16)(int64_t n, float a, const void *x, float *y);
 } em_cpu_dsp;

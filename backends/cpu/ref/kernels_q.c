@@ -163,6 +163,27 @@ static int32_t unpack_q4_0(int64_t nb, const void *src, uint8_t *w, float *dw) {
     return 8;
 }
 
+void em_gemm_q8_few_ref(uint32_t type, int64_t nb, int64_t nr, int64_t nt, const void *w,
+                        size_t ldw, const int8_t *xq, int64_t ldq, const float *dx,
+                        const int32_t *xs, int64_t ldd, float *y, int64_t ldy) {
+    em_unpack_q8_fn unpack = type == EMBER_TYPE_Q8_0 ? unpack_q8_0 : unpack_q4_0;
+    uint8_t u[32];
+    float dw;
+    for (int64_t r = 0; r < nr; r++) {
+        const uint8_t *row = (const uint8_t *)w + (size_t)r * ldw;
+        for (int64_t t = 0; t < nt; t++) {
+            float acc = 0;
+            for (int64_t b = 0; b < nb; b++) {
+                int32_t o = unpack(1, row + (size_t)b * (type == EMBER_TYPE_Q8_0 ? 34 : 18), u, &dw);
+                int32_t sum = 0;
+                for (int k = 0; k < 32; k++) sum += (int32_t)u[k] * xq[t * ldq + b * 32 + k];
+                acc += (float)(sum - o * xs[t * ldd + b]) * dw * dx[t * ldd + b];
+            }
+            y[t * ldy + r] = acc;
+        }
+    }
+}
+
 void em_cpu_dsp_init_ref_q(em_cpu_dsp *c) {
     c->quant_q8_lanes = quant_q8_lanes;
     c->unpack_q8[EMBER_TYPE_Q8_0] = unpack_q8_0;

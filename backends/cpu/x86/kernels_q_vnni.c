@@ -188,6 +188,98 @@ void em_gemm_q8_vnni(int64_t nb, int64_t nr, int64_t nt, const uint8_t *w, int64
     }
 }
 
+/* ---- the 8-bit product of a few tokens: rows in the lanes ----
+ *
+ * 16 weight rows per vector, gathered 4 bytes per row straight from the
+ * stored blocks (a Q4_0 gather holds the elements 4a..4a+3 in its low
+ * nibbles and 16+4a.. in its high ones; Q8_0's bytes get their sign bit
+ * flipped), and up to 8 tokens whose 4 activation bytes each VPDPBUSD
+ * broadcasts from memory. Per block and token the offset starts the
+ * integer sum, then one convert, the row scales and the token's scale,
+ * the same operations in the same order as q8_tile. */
+
+#define FEW_T 8
+
+static inline __m512i row_gather(__mmask16 m, __m512i idx, const uint8_t *p) {
+    return _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), m, idx, (const void *)p, 1);
+}
+
+static inline void few_tile(int64_t nb, int nt, int q4, __mmask16 m, __m512i idx,
+                            const uint8_t *w, const int8_t *xq, int64_t ldq, const float *dx,
+                            const int32_t *xs, int64_t ldd, float *y, int64_t ldy) {
+    const int bsz = q4 ? 18 : 34;
+    const int32_t o = q4 ? 8 : 128;
+    const __m512i low = _mm512_set1_epi8(15), flip = _mm512_set1_epi8(-128);
+    __m512 f[FEW_T];
+    for (int t = 0; t < nt; t++) f[t] = _mm512_setzero_ps();
+    for (int64_t b = 0; b < nb; b++) {
+        const uint8_t *base = w + (size_t)b * (size_t)bsz;
+        const int8_t *xb = xq + b * 32;
+        __m512 dw = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(row_gather(m, idx, base)));
+        __m512i a[FEW_T];
+        for (int t = 0; t < nt; t++) a[t] = _mm512_set1_epi32(-o * xs[t * ldd + b]);
+        if (q4) {
+            for (int k = 0; k < 4; k++) {
+                __m512i g = row_gather(m, idx, base + 2 + 4 * k);
+                __m512i lo = _mm512_and_si512(g, low);
+                __m512i hi = _mm512_and_si512(_mm512_srli_epi32(g, 4), low);
+                for (int t = 0; t < nt; t++) {
+                    a[t] = _mm512_dpbusd_epi32(a[t], lo, bcast4((const uint8_t *)xb + t * ldq + 4 * k));
+                    a[t] = _mm512_dpbusd_epi32(a[t], hi, bcast4((const uint8_t *)xb + t * ldq + 16 + 4 * k));
+                }
+            }
+        } else {
+            for (int k = 0; k < 8; k++) {
+                __m512i g = _mm512_xor_si512(row_gather(m, idx, base + 2 + 4 * k), flip);
+                for (int t = 0; t < nt; t++)
+                    a[t] = _mm512_dpbusd_epi32(a[t], g, bcast4((const uint8_t *)xb + t * ldq + 4 * k));
+            }
+        }
+        for (int t = 0; t < nt; t++)
+            f[t] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(a[t]), dw),
+                                   _mm512_set1_ps(dx[t * ldd + b]), f[t]);
+    }
+    for (int t = 0; t < nt; t++) _mm512_mask_storeu_ps(y + t * ldy, m, f[t]);
+}
+
+static void gemm_q8_few(int q4, int64_t nb, int64_t nr, int64_t nt, const void *w, size_t ldw,
+                        const int8_t *xq, int64_t ldq, const float *dx, const int32_t *xs,
+                        int64_t ldd, float *y, int64_t ldy) {
+    const __m512i idx = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11,
+                                                             12, 13, 14, 15),
+                                           _mm512_set1_epi32((int32_t)ldw));
+    for (int64_t r0 = 0; r0 < nr; r0 += 16) {
+        __mmask16 m = nr - r0 >= 16 ? 0xffff : (__mmask16)((1u << (nr - r0)) - 1);
+        const uint8_t *wr = (const uint8_t *)w + (size_t)r0 * ldw;
+        for (int64_t t0 = 0; t0 < nt; t0 += FEW_T) {
+            int n = nt - t0 < FEW_T ? (int)(nt - t0) : FEW_T;
+            const int8_t *x = xq + t0 * ldq;
+            const float *d = dx + t0 * ldd;
+            const int32_t *s = xs + t0 * ldd;
+            float *yt = y + t0 * ldy + r0;
+            /* a constant token count, so the tile stays in registers */
+            switch (n) {
+#define FEW_CASE(N) case N: few_tile(nb, N, q4, m, idx, wr, x, ldq, d, s, ldd, yt, ldy); break;
+            FEW_CASE(1) FEW_CASE(2) FEW_CASE(3) FEW_CASE(4)
+            FEW_CASE(5) FEW_CASE(6) FEW_CASE(7) FEW_CASE(8)
+#undef FEW_CASE
+            }
+        }
+    }
+}
+
+void em_gemm_q8_few_q8_0_vnni(int64_t nb, int64_t nr, int64_t nt, const void *w, size_t ldw,
+                              const int8_t *xq, int64_t ldq, const float *dx, const int32_t *xs,
+                              int64_t ldd, float *y, int64_t ldy) {
+    gemm_q8_few(0, nb, nr, nt, w, ldw, xq, ldq, dx, xs, ldd, y, ldy);
+}
+
+void em_gemm_q8_few_q4_0_vnni(int64_t nb, int64_t nr, int64_t nt, const void *w, size_t ldw,
+                              const int8_t *xq, int64_t ldq, const float *dx, const int32_t *xs,
+                              int64_t ldd, float *y, int64_t ldy) {
+    gemm_q8_few(1, nb, nr, nt, w, ldw, xq, ldq, dx, xs, ldd, y, ldy);
+}
+
 /* Unpacking, a block per step; the F16 scale through F16C. */
 static inline float f16_scale(const uint8_t *p) {
     return _cvtsh_ss((unsigned short)(p[0] | p[1] << 8));
