@@ -2,12 +2,20 @@
  * machine's memory read bandwidth measured in the same run (decode reads
  * every weight once per token, so it is bound by that bandwidth).
  *
- *   ember-bench [-m MODEL.gguf] [-p 128,512] [-n 64] [-t 2] [-r 5] [-o text|json]
+ *   ember-bench [-m MODEL.gguf] [-p 128,512] [-n 64] [-t 2] [-r 5] [-act f32|q8_0]
+ *               [-o text|json]
  *
  * Each test (pp<N>: one batch of N prompt tokens; tg<N>: N tokens decoded
  * one by one) runs -r times on a cleared cache; it reports the median and
  * the spread. Decode efficiency = tokens/s x bytes read per token / the
- * read bandwidth. With -o json: one object per line and test.
+ * read bandwidth. Prompts are bound by arithmetic instead, so the same run
+ * also measures the multiply-add peak of the instruction the prompt path
+ * uses (8-bit dot products with -act q8_0, F32 FMAs otherwise) and
+ * reports compute efficiency = tokens/s x multiply-adds per token / that
+ * peak (multiply-adds per token: the matmul weights a token meets; the
+ * attention's share is left out, small at these lengths). -act q8_0
+ * quantizes the activations of Q8_0/Q4_0 matmuls to 8 bits (the context
+ * parameter act_type). With -o json: one object per line and test.
  */
 #include <pthread.h>
 #include <stdio.h>
@@ -17,6 +25,7 @@
 
 #include "ember.h"
 #include "bandwidth.h"
+#include "peak.h"
 #include "synth_model.h"
 
 static double now_s(void) {
@@ -108,13 +117,14 @@ static int parse_list(const char *s, int *out, int max) {
 
 static int usage(void) {
     fprintf(stderr, "usage: ember-bench [-m MODEL] [-p 128,512] [-n 64] [-t THREADS] [-r 5] "
-                    "[-o text|json]\n");
+                    "[-act f32|q8_0] [-o text|json]\n");
     return 2;
 }
 
 int main(int argc, char **argv) {
     const char *path = NULL;
     int prompts[16] = { 128 }, n_prompts = 1, n_decode = 64, threads = 0, reps = 5, json = 0;
+    int act8 = 0;
     for (int i = 1; i + 1 < argc; i += 2) {
         if (!strcmp(argv[i], "-m")) path = argv[i + 1];
         else if (!strcmp(argv[i], "-p")) { if (!(n_prompts = parse_list(argv[i + 1], prompts, 16))) return usage(); }
@@ -122,6 +132,8 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "-t")) threads = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "-r")) reps = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "-o")) json = !strcmp(argv[i + 1], "json");
+        else if (!strcmp(argv[i], "-act") && !strcmp(argv[i + 1], "q8_0")) act8 = 1;
+        else if (!strcmp(argv[i], "-act") && !strcmp(argv[i + 1], "f32")) act8 = 0;
         else return usage();
     }
     if (n_decode < 0 || reps < 1 || reps > 64 || (argc % 2) == 0) return usage();
@@ -144,6 +156,7 @@ int main(int argc, char **argv) {
     cp.n_ctx = (uint32_t)(max_p > n_decode ? max_p : n_decode);
     cp.n_batch = (uint32_t)max_p;
     cp.n_threads = (uint32_t)threads;
+    cp.act_type = act8 ? EMBER_TYPE_Q8_0 : EMBER_TYPE_F32;
     ember_context *ctx;
     if ((rc = ember_context_create(m, &cp, &ctx))) { fprintf(stderr, "context: %s\n", ember_last_error()); return 1; }
     uint64_t weight_bytes = 0;
@@ -155,6 +168,15 @@ int main(int argc, char **argv) {
     double warm;
     if ((rc = run_once(ctx, ember_model_n_vocab(m), 1, 1, &warm))) goto fail;
     double bw = read_bandwidth(nt);
+    /* the 8-bit peak applies where the prompt path runs 8-bit products */
+    const char *ty = main_type(m), *peak_what;
+    int int8 = act8 && (!strcmp(ty, "q8_0") || !strcmp(ty, "q4_0"));
+    double peak = peak_gmacs(nt, int8, &peak_what);
+    /* multiply-adds per token: every weight but the embedding table's
+     * (a lookup), of the active experts only */
+    double macs = ((double)ember_model_n_params(m) -
+                   (double)ember_model_n_vocab(m) * (double)ember_model_n_embd(m)) *
+                  (double)read_bytes / (double)weight_bytes;
     if (!json) {
         printf("model: %s (%s), %.1f M params, %.1f MiB of weights\n", name, main_type(m),
                ember_model_n_params(m) / 1e6, weight_bytes / 1048576.0);
@@ -162,6 +184,8 @@ int main(int argc, char **argv) {
             printf("MoE: a token reads %.1f MiB of the %.1f MiB (active experts only)\n",
                    read_bytes / 1048576.0, weight_bytes / 1048576.0);
         printf("memory read bandwidth (%d threads, same run): %.1f GB/s\n", nt, bw);
+        printf("multiply-add peak (%d threads, %s, same run): %.1f G/s; %.2f G per token\n", nt,
+               peak_what, peak, macs / 1e9);
     }
     for (int k = 0; k <= n_prompts; k++) {
         int decode = k == n_prompts, n = decode ? n_decode : prompts[k];
@@ -169,21 +193,28 @@ int main(int argc, char **argv) {
         result r;
         if ((rc = run_test(ctx, ember_model_n_vocab(m), n, decode, reps, &r))) goto fail;
         double eff = decode && bw > 0 ? r.med * (double)read_bytes / 1e9 / bw : 0;
+        double ceff = !decode && peak > 0 ? r.med * macs / 1e9 / peak : 0;
         char test[32];
         snprintf(test, sizeof test, "%s%d", decode ? "tg" : "pp", n);
         if (json) {
             printf("{\"model\": \"%s\", \"type\": \"%s\", \"test\": \"%s\", \"threads\": %d, "
                    "\"tokens_per_s\": %.3f, \"tokens_per_s_min\": %.3f, \"tokens_per_s_max\": %.3f, "
-                   "\"bandwidth_gbs\": %.2f, \"efficiency\": ", name, main_type(m), test, nt,
-                   r.med, r.min, r.max, bw);
-            if (decode) printf("%.3f}\n", eff);
-            else printf("null}\n");
+                   "\"bandwidth_gbs\": %.2f, \"act\": \"%s\", \"peak_gmacs\": %.1f, "
+                   "\"peak_kind\": \"%s\", \"compute_efficiency\": ", name, ty, test, nt,
+                   r.med, r.min, r.max, bw, act8 ? "q8_0" : "f32", peak, peak_what);
+            if (decode || peak <= 0) printf("null, ");
+            else printf("%.3f, ", ceff);
+            if (decode) printf("\"efficiency\": %.3f}\n", eff);
+            else printf("\"efficiency\": null}\n");
         } else {
             printf("%-6s %8.2f tokens/s (min %.2f, max %.2f over %d runs)", test, r.med, r.min,
                    r.max, reps);
             if (decode)
                 printf("  %.1f GB/s of weights = %.0f%% of the bandwidth", r.med * read_bytes / 1e9,
                        100 * eff);
+            else if (peak > 0)
+                printf("  %.0f G multiply-adds/s = %.0f%% of the peak", r.med * macs / 1e9,
+                       100 * ceff);
             printf("\n");
         }
     }
