@@ -83,9 +83,9 @@ void em_gemm_q8_ref(int64_t nb, int64_t nr, int64_t nt, const uint8_t *w, int64_
                     const float *dw, int64_t ldb, int32_t o, const int8_t *xq, const float *dx,
                     const int32_t *xs, int64_t ldx, float *yT, int64_t ldy);
 
-/* The same 8-bit product for a few tokens (decode of several sequences,
- * 4 to 15 tokens), where unpacking a tile per call would cost as much as
- * the products: weights read as stored, nr rows of Q8_0/Q4_0 blocks ldw
+/* The same 8-bit product for a few tokens (decode of several sequences;
+ * ops.c takes it for 4 to 8 tokens, the kernels take any count), where
+ * unpacking a tile per call would cost as much as the products: weights read as stored, nr rows of Q8_0/Q4_0 blocks ldw
  * bytes apart, turned into the unsigned bytes u = w + o of em_unpack_q8_fn
  * in registers. Activations token-major: xq[t * ldq + k], dx[t * ldd + b],
  * xs[t * ldd + b] (same rounding as above).
