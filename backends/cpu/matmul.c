@@ -107,14 +107,20 @@ void em_cpu_gemm_q8_rows(const em_cpu *c, const em_wrows *w, int64_t lo, int64_t
             int32_t o = 0;
             /* the next tile's bytes of each row: hinted into L2 now, they
              * arrive while this tile is multiplied */
-            const char *next = k0 + EM_GEMM_KC < K ? rows + (size_t)(b0 + kb) * ti->size
-                               : r0 + EM_MATMUL_TILE < hi ? rows + (size_t)EM_MATMUL_TILE * w->nb1
-                               : NULL;
+            const char *next = NULL;
+            int64_t next_rows = 0;
+            if (k0 + EM_GEMM_KC < K) {
+                next = rows + (size_t)(b0 + kb) * ti->size;
+                next_rows = nr;
+            } else if (r0 + EM_MATMUL_TILE < hi) {
+                next = rows + (size_t)EM_MATMUL_TILE * w->nb1;
+                next_rows = hi - r0 - EM_MATMUL_TILE;
+            }
             size_t next_bytes = (size_t)kb * ti->size;
             for (int64_t r = 0; r < nr; r++) {
                 o = unpack(nb, rows + (size_t)r * w->nb1 + (size_t)b0 * ti->size,
                            tw + r * EM_GEMM_KC, dw + r * kb);
-                if (next)
+                if (r < next_rows)
                     for (size_t i = 0; i < next_bytes; i += 64)
                         em_prefetch_l2(next + (size_t)r * w->nb1 + i);
             }

@@ -402,6 +402,7 @@ static int64_t slot_of(const attn_job *j, int32_t p) {
  * of 32 with a scale) and its V row expanded to F32 in `tmp`. */
 static void attend(const em_cpu *c, const attn_job *j, float *acc, float *out) {
     float m = -INFINITY, l = 0, sc[ATTN_CHUNK], *tmp = acc + j->Dv;
+    int64_t sl[ATTN_CHUNK]; /* the chunk's slots, looked up once for K and V */
     uint32_t ty = j->kv->type;
     memset(acc, 0, (size_t)j->Dv * sizeof *acc);
     /* chunks of a fixed size, whatever the block size, so results do not
@@ -410,7 +411,8 @@ static void attend(const em_cpu *c, const attn_job *j, float *acc, float *out) {
         int32_t nb = j->pos + 1 - b0 < ATTN_CHUNK ? j->pos + 1 - b0 : ATTN_CHUNK;
         float bm = -INFINITY;
         for (int32_t i = 0; i < nb; i++) {
-            sc[i] = c->dsp.dot[ty](j->D, k_row(j, slot_of(j, b0 + i)), j->q) * j->scale;
+            sl[i] = slot_of(j, b0 + i);
+            sc[i] = c->dsp.dot[ty](j->D, k_row(j, sl[i]), j->q) * j->scale;
             bm = sc[i] > bm ? sc[i] : bm;
         }
         if (bm > m) {
@@ -422,7 +424,7 @@ static void attend(const em_cpu *c, const attn_job *j, float *acc, float *out) {
         for (int32_t i = 0; i < nb; i++) {
             float w = expf(sc[i] - m);
             l += w;
-            const void *v = v_row(j, slot_of(j, b0 + i));
+            const void *v = v_row(j, sl[i]);
             if (ty != EMBER_TYPE_F32) c->dsp.to_f32[ty](j->Dv, v, tmp);
             c->dsp.axpy(j->Dv, w, ty == EMBER_TYPE_F32 ? (const float *)v : tmp, acc);
         }

@@ -23,44 +23,28 @@ static double now_s(void) {
     __asm__ volatile("" : "+v"(a[0]), "+v"(a[1]), "+v"(a[2]), "+v"(a[3]), "+v"(a[4]), "+v"(a[5]), \
                      "+v"(a[6]), "+v"(a[7]), "+v"(a[8]), "+v"(a[9]), "+v"(a[10]), "+v"(a[11]))
 
-__attribute__((target("avx512f,avx512bw,avx512vnni"))) static void *run_vnni(void *out) {
-    __m512i a[12], x = _mm512_set1_epi32(0x01020304), y = _mm512_set1_epi32(0x01010101);
-    for (int j = 0; j < 12; j++) a[j] = _mm512_set1_epi32(j);
-    HIDE12(a);
-    for (long i = 0; i < PEAK_ITERS; i++)
-        for (int j = 0; j < 12; j++) a[j] = _mm512_dpbusd_epi32(a[j], x, y);
-    HIDE12(a);
-    int s = 0;
-    for (int j = 0; j < 12; j++) s += _mm512_cvtsi512_si32(a[j]);
-    *(int *)out = s;
-    return NULL;
-}
+/* A thread's runner: twelve chains of `op`, started apart, hidden from
+ * the optimiser before and after the loop. */
+#define CHAIN_RUNNER(name, isa, V, set1, xv, yv, op, first)                                    \
+    __attribute__((target(isa))) static void *name(void *out) {                               \
+        V a[12], x = set1(xv), y = set1(yv);                                                   \
+        for (int j = 0; j < 12; j++) a[j] = set1(j);                                           \
+        HIDE12(a);                                                                             \
+        for (long i = 0; i < PEAK_ITERS; i++)                                                  \
+            for (int j = 0; j < 12; j++) a[j] = op(a[j], x, y);                                \
+        HIDE12(a);                                                                             \
+        double s = 0;                                                                          \
+        for (int j = 0; j < 12; j++) s += (double)first(a[j]);                                 \
+        *(int *)out = (int)s;                                                                  \
+        return NULL;                                                                           \
+    }
 
-__attribute__((target("avx512f"))) static void *run_fma512(void *out) {
-    __m512 a[12], x = _mm512_set1_ps(0.999f), y = _mm512_set1_ps(0.001f);
-    for (int j = 0; j < 12; j++) a[j] = _mm512_set1_ps((float)j);
-    HIDE12(a);
-    for (long i = 0; i < PEAK_ITERS; i++)
-        for (int j = 0; j < 12; j++) a[j] = _mm512_fmadd_ps(a[j], x, y);
-    HIDE12(a);
-    float s = 0;
-    for (int j = 0; j < 12; j++) s += _mm512_cvtss_f32(a[j]);
-    *(int *)out = (int)s;
-    return NULL;
-}
-
-__attribute__((target("avx2,fma"))) static void *run_fma256(void *out) {
-    __m256 a[12], x = _mm256_set1_ps(0.999f), y = _mm256_set1_ps(0.001f);
-    for (int j = 0; j < 12; j++) a[j] = _mm256_set1_ps((float)j);
-    HIDE12(a);
-    for (long i = 0; i < PEAK_ITERS; i++)
-        for (int j = 0; j < 12; j++) a[j] = _mm256_fmadd_ps(a[j], x, y);
-    HIDE12(a);
-    float s = 0;
-    for (int j = 0; j < 12; j++) s += _mm256_cvtss_f32(a[j]);
-    *(int *)out = (int)s;
-    return NULL;
-}
+CHAIN_RUNNER(run_vnni, "avx512f,avx512bw,avx512vnni", __m512i, _mm512_set1_epi32, 0x01020304,
+             0x01010101, _mm512_dpbusd_epi32, _mm512_cvtsi512_si32)
+CHAIN_RUNNER(run_fma512, "avx512f", __m512, _mm512_set1_ps, 0.999f, 0.001f, _mm512_fmadd_ps,
+             _mm512_cvtss_f32)
+CHAIN_RUNNER(run_fma256, "avx2,fma", __m256, _mm256_set1_ps, 0.999f, 0.001f, _mm256_fmadd_ps,
+             _mm256_cvtss_f32)
 
 static double timed(void *(*fn)(void *), int threads) {
     pthread_t th[64];
