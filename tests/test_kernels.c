@@ -444,6 +444,79 @@ static void test_gemm_q8_few_variants(void **state) {
 /* Block layouts as llama.cpp defines them: Q8_0 = fp16 scale + 32 int8;
  * Q4_0 = fp16 scale + 16 bytes, element j in the low nibble of byte j and
  * element j+16 in its high nibble, value (nibble - 8) * scale. */
+/* The attention chunk (online softmax over GQA heads): several chunks in a
+ * row from the initial state, so rescaling by a rising max is exercised;
+ * head widths with tails, 1-5 and 8 heads, 1-16 positions per chunk.
+ * Variants may sum and exponentiate in another order: a score's rounding
+ * grows with D (about 1e-7 of scale * sum |q k|), which moves the
+ * weights and the normalised outputs by as much in relative terms. */
+static void test_attn_chunk_variants(void **state) {
+    (void)state;
+    enum { CH = EM_ATTN_CHUNK, MAXD = 600, MAXG = 8, NCH = 3 };
+    static float kb[NCH * CH * MAXD], vb[NCH * CH * MAXD], q[MAXG * MAXD];
+    static float acc[2][MAXG * MAXD];
+    float m[2][MAXG], l[2][MAXG];
+    const float *kp[NCH][CH], *vp[NCH][CH];
+    uint32_t have = em_cpu_detect();
+    em_cpu_dsp ref;
+    em_cpu_dsp_init(&ref, 0);
+    static const int dims[] = { 8, 16, 24, 64, 72, 128, 576 };
+    static const int heads[] = { 1, 2, 3, 4, 5, 8 };
+    int checked = 0;
+    float worst = 0, worst_ml = 0;
+    for (size_t l_ = 0; l_ < sizeof levels / sizeof levels[0]; l_++) {
+        if ((levels[l_] & have) != levels[l_]) continue;
+        em_cpu_dsp simd;
+        em_cpu_dsp_init(&simd, levels[l_]);
+        for (size_t di = 0; di < sizeof dims / sizeof dims[0]; di++)
+            for (size_t hi = 0; hi < sizeof heads / sizeof heads[0]; hi++)
+                for (int n = 1; n <= CH; n += (n < 3 ? 1 : 6)) {
+                    int D = dims[di], Dv = dims[(di + hi) % (sizeof dims / sizeof dims[0])];
+                    int G = heads[hi];
+                    /* growing scores across chunks: the max rises */
+                    for (int c = 0; c < NCH; c++)
+                        for (int i = 0; i < CH; i++) {
+                            for (int d = 0; d < D; d++)
+                                kb[(c * CH + i) * MAXD + d] = frand() * (1 + c);
+                            for (int d = 0; d < Dv; d++) vb[(c * CH + i) * MAXD + d] = frand();
+                            kp[c][i] = kb + (c * CH + i) * MAXD;
+                            vp[c][i] = (c + i) % 5 ? vb + (c * CH + i) * MAXD : kp[c][i];
+                        }
+                    for (int i = 0; i < G * MAXD; i++) q[i] = frand() * 2;
+                    for (int s = 0; s < 2; s++) {
+                        for (int g = 0; g < G; g++) m[s][g] = -INFINITY, l[s][g] = 0;
+                        memset(acc[s], 0, sizeof acc[s]);
+                        for (int c = 0; c < NCH; c++)
+                            (s ? simd : ref).attn_chunk(D, Dv, G, q, MAXD, 0.125f, n, kp[c],
+                                                        vp[c], m[s], l[s], acc[s], MAXD);
+                    }
+                    /* |q| <= 2, |k| <= NCH, |v| <= NCH: bound scale * sum |q k| */
+                    float tol = 1e-7f * (1 + 0.125f * 2 * NCH * (float)D);
+                    for (int g = 0; g < G; g++) {
+                        assert_true(fabsf(m[0][g] - m[1][g]) <= tol);
+                        worst_ml = fmaxf(worst_ml, fmaxf(fabsf(m[0][g] - m[1][g]), fabsf(l[0][g] - l[1][g]) / l[0][g]) / tol);
+                        assert_true(fabsf(l[0][g] - l[1][g]) <= tol * l[0][g]);
+                        for (int e = 0; e < MAXD; e++) {
+                            float a = acc[0][g * MAXD + e] / l[0][g];
+                            float b = acc[1][g * MAXD + e] / l[1][g];
+                            if (e >= Dv) { /* past Dv: untouched */
+                                assert_true(acc[1][g * MAXD + e] == 0);
+                                continue;
+                            }
+                            if (fabsf(a - b) > tol)
+                                print_error("level %u D %d Dv %d G %d n %d: %g vs %g\n",
+                                            levels[l_], D, Dv, G, n, a, b);
+                            assert_true(fabsf(a - b) <= tol);
+                            worst = fmaxf(worst, fabsf(a - b) / tol);
+                        }
+                    }
+                    checked++;
+                }
+    }
+    print_message("%d attention chunks checked, worst errors %.2f (outputs), %.2f (m, l) of the bound\n", checked, worst, worst_ml);
+    assert_true(checked > 0);
+}
+
 static void test_quant_layouts(void **state) {
     (void)state;
     em_cpu_dsp ref;
@@ -500,6 +573,7 @@ int main(void) {
         cmocka_unit_test(test_q8x_variants),
         cmocka_unit_test(test_gemm_q8_variants),
         cmocka_unit_test(test_gemm_q8_few_variants),
+        cmocka_unit_test(test_attn_chunk_variants),
         cmocka_unit_test(test_quant_layouts),
         cmocka_unit_test(test_half_roundtrip),
         cmocka_unit_test(test_mask),

@@ -100,6 +100,26 @@ void em_gemm_q8_few_ref(uint32_t type, int64_t nb, int64_t nr, int64_t nt, const
                         size_t ldw, const int8_t *xq, int64_t ldq, const float *dx,
                         const int32_t *xs, int64_t ldd, float *y, int64_t ldy);
 
+/* One step of causal attention with an online softmax: n <= EM_ATTN_CHUNK
+ * cached positions (K rows k[i], V rows v[i], F32) for the G query heads
+ * q[g * ldq ...] that share one KV head (GQA), so each K and V row is read
+ * once for the whole group. Per head g:
+ *   s_i = scale * sum_d q_g[d] k_i[d]                        (i < n)
+ *   M = max(m[g], max_i s_i); if M > m[g]: l[g] *= r, acc_g *= r with
+ *   r = exp(m[g] - M), m[g] = M
+ *   then for each i in order: w = exp(s_i - m[g]), l[g] += w,
+ *   acc_g[e] += w v_i[e]                                      (e < Dv)
+ * acc_g = acc + g * lda. m starts at -INFINITY, l and acc at 0; the
+ * output is acc_g / l[g] after the last chunk. Chunks of a fixed size
+ * (not the KV block size) keep results independent of the block size.
+ * Kernels may sum the dot products and the exp in another order or with
+ * their own exp (within a few ulp). */
+#define EM_ATTN_CHUNK 16
+typedef void (*em_attn_chunk_fn)(int64_t D, int64_t Dv, int64_t G, const float *q, int64_t ldq,
+                                 float scale, int n, const float *const *k,
+                                 const float *const *v, float *m, float *l, float *acc,
+                                 int64_t lda);
+
 /* dst[i] = fp16(src[i]), round to nearest even */
 typedef void (*em_from_f32_fn)(int64_t n, const float *src, void *dst);
 
@@ -117,6 +137,7 @@ typedef struct em_cpu_dsp {
     em_quant_q8_lanes_fn quant_q8_lanes;
     em_unpack_q8_fn unpack_q8[EMBER_TYPE_COUNT]; /* Q8_0, Q4_0 */
     em_gemm_q8_few_fn gemm_q8_few[EMBER_TYPE_COUNT]; /* Q8_0, Q4_0; NULL: gemm_q8 */
+    em_attn_chunk_fn attn_chunk;
     /* y[i] += a * (float)x_f16[i] */
     void (*axpy_f16)(int64_t n, float a, const void *x, float *y);
 } em_cpu_dsp;

@@ -393,44 +393,45 @@ static int64_t slot_of(const attn_job *j, int32_t p) {
     return ((int64_t)j->table[p >> sh] << sh) + (p & (j->kv->block - 1));
 }
 
-/* Positions scored together before the softmax state is updated. */
-#define ATTN_CHUNK 16
-
-/* F32 and 8-bit caches: one pass with an online softmax. The running max
- * m and sum l are rescaled when a chunk raises the max, so no score matrix
- * is ever materialised. An 8-bit row is dot-multiplied as stored (blocks
- * of 32 with a scale) and its V row expanded to F32 in `tmp`. */
-static void attend(const em_cpu *c, const attn_job *j, float *acc, float *out) {
-    float m = -INFINITY, l = 0, sc[ATTN_CHUNK], *tmp = acc + j->Dv;
-    int64_t sl[ATTN_CHUNK]; /* the chunk's slots, looked up once for K and V */
+/* F32 and 8-bit caches: one pass with an online softmax over chunks of
+ * EM_ATTN_CHUNK positions (dsp attn_chunk), for the G query heads of one
+ * KV head together, so no score matrix is ever materialised and each K
+ * and V row is read once per group. 8-bit rows are expanded to F32 in
+ * scratch first (kx: the chunk's K rows, vx: its V rows). */
+static void attend(const em_cpu *c, const attn_job *j, int64_t G, int64_t ldq, float *scratch,
+                   float *out) {
+    enum { CH = EM_ATTN_CHUNK };
+    int64_t D = j->D, Dv = j->Dv;
+    float *m = scratch, *l = m + G, *acc = l + G, *kx = acc + G * Dv, *vx = kx + CH * D;
+    const float *kp[CH], *vp[CH];
     uint32_t ty = j->kv->type;
-    memset(acc, 0, (size_t)j->Dv * sizeof *acc);
-    /* chunks of a fixed size, whatever the block size, so results do not
-     * depend on it */
-    for (int32_t b0 = 0; b0 <= j->pos; b0 += ATTN_CHUNK) {
-        int32_t nb = j->pos + 1 - b0 < ATTN_CHUNK ? j->pos + 1 - b0 : ATTN_CHUNK;
-        float bm = -INFINITY;
-        for (int32_t i = 0; i < nb; i++) {
-            sl[i] = slot_of(j, b0 + i);
-            sc[i] = c->dsp.dot[ty](j->D, k_row(j, sl[i]), j->q) * j->scale;
-            bm = sc[i] > bm ? sc[i] : bm;
+    bool mla = j->kv->v_row == 0; /* V is the head of the K row */
+    for (int64_t g = 0; g < G; g++) m[g] = -INFINITY, l[g] = 0;
+    memset(acc, 0, (size_t)(G * Dv) * sizeof *acc);
+    for (int32_t b0 = 0; b0 <= j->pos; b0 += CH) {
+        int n = j->pos + 1 - b0 < CH ? j->pos + 1 - b0 : CH;
+        for (int i = 0; i < n; i++) {
+            int64_t slot = slot_of(j, b0 + i);
+            const void *kr = k_row(j, slot), *vr = v_row(j, slot);
+            if (ty == EMBER_TYPE_F32) {
+                kp[i] = kr, vp[i] = vr;
+                continue;
+            }
+            c->dsp.to_f32[ty](D, kr, kx + i * D);
+            kp[i] = kx + i * D;
+            if (mla) {
+                vp[i] = kp[i];
+            } else {
+                c->dsp.to_f32[ty](Dv, vr, vx + i * Dv);
+                vp[i] = vx + i * Dv;
+            }
         }
-        if (bm > m) {
-            float r = expf(m - bm);
-            l *= r;
-            for (int64_t i = 0; i < j->Dv; i++) acc[i] *= r;
-            m = bm;
-        }
-        for (int32_t i = 0; i < nb; i++) {
-            float w = expf(sc[i] - m);
-            l += w;
-            const void *v = v_row(j, sl[i]);
-            if (ty != EMBER_TYPE_F32) c->dsp.to_f32[ty](j->Dv, v, tmp);
-            c->dsp.axpy(j->Dv, w, ty == EMBER_TYPE_F32 ? (const float *)v : tmp, acc);
-        }
+        c->dsp.attn_chunk(D, Dv, G, j->q, ldq, j->scale, n, kp, vp, m, l, acc, Dv);
     }
-    float inv = 1.0f / l;
-    for (int64_t i = 0; i < j->Dv; i++) out[i] = acc[i] * inv;
+    for (int64_t g = 0; g < G; g++) {
+        float inv = 1.0f / l[g];
+        for (int64_t e = 0; e < Dv; e++) out[g * Dv + e] = acc[g * Dv + e] * inv;
+    }
 }
 
 /* F16 cache: the arithmetic of an F16 attention (as llama.cpp computes
@@ -468,26 +469,33 @@ static void attend_f16(const em_cpu *c, const attn_job *j, float *acc, float *ou
     memcpy(out, acc, (size_t)j->Dv * sizeof *out);
 }
 
+/* Tasks are (token, KV head) pairs dealt round-robin: later tokens of a
+ * prompt attend to more positions, so contiguous ranges would load the
+ * last thread most. */
 static void op_attn(em_cpu *c, em_tensor *t, int ith, int nth) {
     const em_kv *kv = c->graph->kv;
     const em_tensor *q = t->src[0];
     const int32_t *pos = t->src[1]->data, *seq = t->src[2]->data;
     int64_t D = q->ne[0], H = q->ne[1], T = q->ne[2];
-    int64_t Dv = t->ne[0] / H, Hkv = kv->k_row / D, group = H / Hkv, lo, hi;
+    int64_t Dv = t->ne[0] / H, Hkv = kv->k_row / D, group = H / Hkv;
+    int64_t ldq = (int64_t)(q->nb[1] / sizeof(float));
     /* heads split rows into whole blocks (8-bit rows: checked at creation) */
     size_t k_head = kv->k_bytes / (size_t)Hkv, v_head = kv->v_bytes / (size_t)Hkv;
-    split(T * H, ith, nth, &lo, &hi);
-    for (int64_t task = lo; task < hi; task++) {
-        int64_t tok = task / H, h = task % H, kvh = h / group;
+    for (int64_t task = ith; task < T * Hkv; task += nth) {
+        int64_t tok = task / Hkv, kvh = task % Hkv, h0 = kvh * group;
         attn_job j = {
             kv, t->ip[0],
-            (const float *)((const char *)q->data + tok * q->nb[2] + h * q->nb[1]),
+            (const float *)((const char *)q->data + tok * q->nb[2] + h0 * q->nb[1]),
             kv->tables + (size_t)seq[tok] * kv->blocks_per_seq, pos[tok],
             (size_t)kvh * k_head, (size_t)kvh * v_head, D, Dv, t->fp[0],
         };
-        float *out = row_f32(t, tok) + h * Dv;
-        if (kv->type == EMBER_TYPE_F16) attend_f16(c, &j, c->scratch[ith], out);
-        else attend(c, &j, c->scratch[ith], out);
+        float *out = row_f32(t, tok) + h0 * Dv;
+        if (kv->type != EMBER_TYPE_F16) {
+            attend(c, &j, group, ldq, c->scratch[ith], out);
+            continue;
+        }
+        for (int64_t g = 0; g < group; g++, j.q += ldq, out += Dv)
+            attend_f16(c, &j, c->scratch[ith], out);
     }
 }
 
@@ -527,7 +535,6 @@ bool em_cpu_op_supported(const em_tensor *t) {
 }
 
 size_t em_cpu_op_scratch(const em_tensor *t, const em_kv *kv) {
-    (void)kv;
     switch (t->op) {
     case EM_OP_MATMUL: {
         int64_t K = t->src[0]->ne[0], T = t->src[1]->ne[1];
@@ -537,8 +544,13 @@ size_t em_cpu_op_scratch(const em_tensor *t, const em_kv *kv) {
         return gemm > q8x ? gemm : q8x;
     }
     case EM_OP_ROPE: return (size_t)t->ip[0];
-    case EM_OP_ATTN: /* acc and an expanded V row (Dv each), the F16 query (D) */
-        return (size_t)(2 * (t->ne[0] / t->src[0]->ne[1]) + t->src[0]->ne[0]);
+    case EM_OP_ATTN: { /* the larger of attend's and attend_f16's */
+        int64_t D = t->src[0]->ne[0], H = t->src[0]->ne[1], Dv = t->ne[0] / H;
+        int64_t G = kv ? H / (kv->k_row / D) : H;
+        size_t f32 = (size_t)(G * (2 + Dv) + EM_ATTN_CHUNK * (D + Dv));
+        size_t f16 = (size_t)(2 * Dv + D);
+        return f32 > f16 ? f32 : f16;
+    }
     case EM_OP_MOE_FFN: return em_cpu_moe_ffn_scratch(t);
     default: return 0;
     }

@@ -1,5 +1,6 @@
 /* Plain C reference kernels: the definition of every CPU kernel's result.
  * SIMD variants are checked against these (tests/test_kernels.c). */
+#include <math.h>
 #include <string.h>
 
 #include "../../../lib/quant.h"
@@ -125,7 +126,31 @@ static void gemm_f32(int64_t kn, int64_t nr, int64_t nt, const float *w, int64_t
         }
 }
 
+static void attn_chunk(int64_t D, int64_t Dv, int64_t G, const float *q, int64_t ldq,
+                       float scale, int n, const float *const *k, const float *const *v,
+                       float *m, float *l, float *acc, int64_t lda) {
+    for (int64_t g = 0; g < G; g++) {
+        float s[EM_ATTN_CHUNK], bm = -INFINITY, *a = acc + g * lda;
+        for (int i = 0; i < n; i++) {
+            s[i] = dot_f32(D, k[i], q + g * ldq) * scale;
+            bm = s[i] > bm ? s[i] : bm;
+        }
+        if (bm > m[g]) {
+            float r = expf(m[g] - bm);
+            l[g] *= r;
+            for (int64_t e = 0; e < Dv; e++) a[e] *= r;
+            m[g] = bm;
+        }
+        for (int i = 0; i < n; i++) {
+            float w = expf(s[i] - m[g]);
+            l[g] += w;
+            axpy(Dv, w, v[i], a);
+        }
+    }
+}
+
 void em_cpu_dsp_init_ref(em_cpu_dsp *c) {
+    c->attn_chunk = attn_chunk;
     c->gemm_f32 = gemm_f32;
     c->f32_to_f16 = f32_to_f16;
     c->axpy_f16 = axpy_f16;

@@ -29,6 +29,7 @@ void em_cpu_dsp_init_x86(em_cpu_dsp *c, uint32_t flags) {
     c->dot[EMBER_TYPE_F32] = em_dot_f32_avx512;
     c->dot[EMBER_TYPE_F16] = em_dot_f16_avx512;
     c->gemm_f32 = em_gemm_f32_avx512;
+    c->attn_chunk = em_attn_chunk_avx512;
     if (!(flags & EMBER_CPU_AVX512_VNNI)) return;
     c->dot_q8x[EMBER_TYPE_Q8_0] = em_dot_q8_0_q8x_vnni;
     c->dot_q8x[EMBER_TYPE_Q4_0] = em_dot_q4_0_q8x_vnni;
