@@ -14,6 +14,7 @@ void em_cpu_dsp_init_x86(em_cpu_dsp *c, uint32_t flags) {
     c->gemm_f32 = em_gemm_f32_avx2;
     c->f32_to_f16 = em_f32_to_f16_avx2;
     c->axpy_f16 = em_axpy_f16_avx2;
+    c->attn_chunk = em_attn_chunk_avx2;
     c->quant_q8x = em_quant_q8x_avx2;
     c->to_f32[EMBER_TYPE_Q8_0] = em_q8_0_to_f32_avx2;
     c->to_f32[EMBER_TYPE_Q4_0] = em_q4_0_to_f32_avx2;

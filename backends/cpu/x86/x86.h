@@ -13,6 +13,9 @@ void em_f32_to_f16_avx2(int64_t n, const float *src, void *dst);
 void em_axpy_f16_avx2(int64_t n, float a, const void *x, float *y);
 float em_dot_f32_avx512(int64_t n, const void *w, const float *x);
 float em_dot_f16_avx512(int64_t n, const void *w, const float *x);
+void em_attn_chunk_avx2(int64_t D, int64_t Dv, int64_t G, const float *q, int64_t ldq,
+                        float scale, int n, const float *const *k, const float *const *v,
+                        float *m, float *l, float *acc, int64_t lda);
 void em_attn_chunk_avx512(int64_t D, int64_t Dv, int64_t G, const float *q, int64_t ldq,
                           float scale, int n, const float *const *k, const float *const *v,
                           float *m, float *l, float *acc, int64_t lda);
