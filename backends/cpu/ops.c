@@ -152,6 +152,7 @@ static void matmul_q8_few(em_cpu *c, const em_tensor *w, const em_tensor *x, flo
                           int64_t lo, int64_t hi, int ith, int nth) {
     int64_t K = w->ne[0], N = w->ne[1], T = x->ne[1], nb = K / 32, cells = T * nb;
     int8_t *q = (int8_t *)c->shared; /* K x 16 floats: room for T < 16 token rows */
+    if (ith == 0) c->shared_q8 = NULL;
     float *d = (float *)(q + align64((size_t)(T * K)));
     int32_t *s = (int32_t *)(d + cells);
     int64_t per = (cells + nth - 1) / nth;
@@ -189,8 +190,12 @@ static void op_matmul(em_cpu *c, em_tensor *t, int ith, int nth) {
     }
     if (uses_act8(c, w) && T >= EM_Q8X_MAX_TOKENS) {
         em_q8_in in = em_cpu_q8_in(c->shared, T, K);
-        em_cpu_quantize_in(c, x->data, (int64_t)(x->nb[1] / sizeof(float)), T, K, in, ith, nth);
-        em_threadpool_barrier(c->pool);
+        if (c->shared_q8 != x) { /* read by all threads before the barrier */
+            em_cpu_quantize_in(c, x->data, (int64_t)(x->nb[1] / sizeof(float)), T, K, in, ith,
+                               nth);
+            em_threadpool_barrier(c->pool);
+            if (ith == 0) c->shared_q8 = x;
+        }
         em_cpu_gemm_q8_rows(c, &wr, lo, hi, in, T, y, N, 1, c->scratch[ith]);
         return;
     }
@@ -205,6 +210,7 @@ static void op_matmul(em_cpu *c, em_tensor *t, int ith, int nth) {
         return;
     }
     float *xT = c->shared;
+    if (ith == 0) c->shared_q8 = NULL;
     em_cpu_transpose_in(x->data, (int64_t)(x->nb[1] / sizeof(float)), T, K, xT, ith, nth);
     em_threadpool_barrier(c->pool);
     em_cpu_gemm_rows(c, &wr, lo, hi, xT, T, y, N, 1, c->scratch[ith]);
