@@ -517,6 +517,41 @@ static void test_attn_chunk_variants(void **state) {
     assert_true(checked > 0);
 }
 
+/* SwiGLU against the reference over lengths with tails and gates from
+ * -100 (exp overflows in the reference: silu -> -0) to 100. */
+static void test_swiglu_variants(void **state) {
+    (void)state;
+    enum { MAXN = 300 };
+    float g[MAXN], u[MAXN], a[MAXN + 1], b[MAXN + 1];
+    uint32_t have = em_cpu_detect();
+    em_cpu_dsp ref;
+    em_cpu_dsp_init(&ref, 0);
+    int checked = 0;
+    for (size_t l = 0; l < sizeof levels / sizeof levels[0]; l++) {
+        if ((levels[l] & have) != levels[l]) continue;
+        em_cpu_dsp simd;
+        em_cpu_dsp_init(&simd, levels[l]);
+        for (int n = 1; n <= MAXN; n += (n < 40 ? 1 : 23)) {
+            for (int i = 0; i < n; i++) {
+                g[i] = frand() * (i % 7 ? 8 : 100);
+                u[i] = frand() * 4;
+            }
+            a[n] = b[n] = 12345.0f; /* past n: untouched */
+            ref.swiglu(n, g, u, a);
+            simd.swiglu(n, g, u, b);
+            for (int i = 0; i < n; i++) {
+                if (fabsf(a[i] - b[i]) > 4e-7f * fabsf(a[i]) + 1e-30f)
+                    print_error("level %u n %d: swiglu(%g, %g) %g vs %g\n", levels[l], n, g[i],
+                                u[i], a[i], b[i]);
+                assert_true(fabsf(a[i] - b[i]) <= 4e-7f * fabsf(a[i]) + 1e-30f);
+            }
+            assert_true(b[n] == 12345.0f);
+            checked++;
+        }
+    }
+    assert_true(checked > 0);
+}
+
 static void test_quant_layouts(void **state) {
     (void)state;
     em_cpu_dsp ref;
@@ -574,6 +609,7 @@ int main(void) {
         cmocka_unit_test(test_gemm_q8_variants),
         cmocka_unit_test(test_gemm_q8_few_variants),
         cmocka_unit_test(test_attn_chunk_variants),
+        cmocka_unit_test(test_swiglu_variants),
         cmocka_unit_test(test_quant_layouts),
         cmocka_unit_test(test_half_roundtrip),
         cmocka_unit_test(test_mask),

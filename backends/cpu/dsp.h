@@ -120,6 +120,11 @@ typedef void (*em_attn_chunk_fn)(int64_t D, int64_t Dv, int64_t G, const float *
                                  const float *const *v, float *m, float *l, float *acc,
                                  int64_t lda);
 
+/* y[i] = silu(g[i]) * u[i] = g[i] / (1 + exp(-g[i])) * u[i], i < n (the
+ * SwiGLU of every llama-family FFN). Kernels may use their own exp
+ * (within a few ulp). */
+typedef void (*em_swiglu_fn)(int64_t n, const float *g, const float *u, float *y);
+
 /* dst[i] = fp16(src[i]), round to nearest even */
 typedef void (*em_from_f32_fn)(int64_t n, const float *src, void *dst);
 
@@ -138,6 +143,7 @@ typedef struct em_cpu_dsp {
     em_unpack_q8_fn unpack_q8[EMBER_TYPE_COUNT]; /* Q8_0, Q4_0 */
     em_gemm_q8_few_fn gemm_q8_few[EMBER_TYPE_COUNT]; /* Q8_0, Q4_0; NULL: gemm_q8 */
     em_attn_chunk_fn attn_chunk;
+    em_swiglu_fn swiglu;
     /* y[i] += a * (float)x_f16[i] */
     void (*axpy_f16)(int64_t n, float a, const void *x, float *y);
 } em_cpu_dsp;

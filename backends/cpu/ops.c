@@ -234,14 +234,10 @@ static void op_binary(em_cpu *c, em_tensor *t, int ith, int nth) {
 }
 
 static void op_swiglu(em_cpu *c, em_tensor *t, int ith, int nth) {
-    (void)c;
     int64_t n = t->ne[0], lo, hi;
     split(nrows(t), ith, nth, &lo, &hi);
-    for (int64_t r = lo; r < hi; r++) {
-        const float *g = row_f32(t->src[0], r), *u = row_f32(t->src[1], r);
-        float *y = row_f32(t, r);
-        for (int64_t i = 0; i < n; i++) y[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
-    }
+    for (int64_t r = lo; r < hi; r++)
+        c->dsp.swiglu(n, row_f32(t->src[0], r), row_f32(t->src[1], r), row_f32(t, r));
 }
 
 static void op_softmax(em_cpu *c, em_tensor *t, int ith, int nth) {

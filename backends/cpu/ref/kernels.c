@@ -149,8 +149,13 @@ static void attn_chunk(int64_t D, int64_t Dv, int64_t G, const float *q, int64_t
     }
 }
 
+static void swiglu(int64_t n, const float *g, const float *u, float *y) {
+    for (int64_t i = 0; i < n; i++) y[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
+}
+
 void em_cpu_dsp_init_ref(em_cpu_dsp *c) {
     c->attn_chunk = attn_chunk;
+    c->swiglu = swiglu;
     c->gemm_f32 = gemm_f32;
     c->f32_to_f16 = f32_to_f16;
     c->axpy_f16 = axpy_f16;

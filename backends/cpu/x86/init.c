@@ -15,6 +15,7 @@ void em_cpu_dsp_init_x86(em_cpu_dsp *c, uint32_t flags) {
     c->f32_to_f16 = em_f32_to_f16_avx2;
     c->axpy_f16 = em_axpy_f16_avx2;
     c->attn_chunk = em_attn_chunk_avx2;
+    c->swiglu = em_swiglu_avx2;
     c->quant_q8x = em_quant_q8x_avx2;
     c->to_f32[EMBER_TYPE_Q8_0] = em_q8_0_to_f32_avx2;
     c->to_f32[EMBER_TYPE_Q4_0] = em_q4_0_to_f32_avx2;
@@ -31,6 +32,7 @@ void em_cpu_dsp_init_x86(em_cpu_dsp *c, uint32_t flags) {
     c->dot[EMBER_TYPE_F16] = em_dot_f16_avx512;
     c->gemm_f32 = em_gemm_f32_avx512;
     c->attn_chunk = em_attn_chunk_avx512;
+    c->swiglu = em_swiglu_avx512;
     if (!(flags & EMBER_CPU_AVX512_VNNI)) return;
     c->dot_q8x[EMBER_TYPE_Q8_0] = em_dot_q8_0_q8x_vnni;
     c->dot_q8x[EMBER_TYPE_Q4_0] = em_dot_q4_0_q8x_vnni;

@@ -153,10 +153,11 @@ static inline __m256i lanes8(int64_t left) {
 }
 
 /* e^x as in the AVX-512 kernel; 2^n is built in the exponent field, so x
- * is clamped at -87 (e^-87 ~ 1.6e-38 instead of 0: below any weight that
- * matters next to the chunk's max, which weighs 1). */
+ * is clamped to [-87, 88] (e^-87 ~ 1.6e-38 instead of 0: below any weight
+ * that matters next to the chunk's max, which weighs 1; e^88 ~ 1.7e38
+ * instead of inf: silu of x <= -88 is then -5e-37 instead of -0). */
 static inline __m256 exp256(__m256 x) {
-    x = _mm256_max_ps(x, _mm256_set1_ps(-87.0f));
+    x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-87.0f)), _mm256_set1_ps(88.0f));
     __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504f)),
                                _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
     __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693145751953125f), x);
@@ -262,5 +263,15 @@ void em_attn_chunk_avx2(int64_t D, int64_t Dv, int64_t G, const float *q, int64_
             case 2: wsum8(2, Dv, e, n, v, w, r, a, lda); break;
             default: wsum8(1, Dv, e, n, v, w, r, a, lda); break;
             }
+    }
+}
+
+void em_swiglu_avx2(int64_t n, const float *g, const float *u, float *y) {
+    const __m256 one = _mm256_set1_ps(1.0f);
+    for (int64_t i = 0; i < n; i += 8) {
+        __m256i m = lanes8(n - i);
+        __m256 x = _mm256_maskload_ps(g + i, m);
+        __m256 s = _mm256_div_ps(x, _mm256_add_ps(one, exp256(_mm256_sub_ps(_mm256_setzero_ps(), x))));
+        _mm256_maskstore_ps(y + i, m, _mm256_mul_ps(s, _mm256_maskload_ps(u + i, m)));
     }
 }

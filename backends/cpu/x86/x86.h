@@ -16,6 +16,8 @@ float em_dot_f16_avx512(int64_t n, const void *w, const float *x);
 void em_attn_chunk_avx2(int64_t D, int64_t Dv, int64_t G, const float *q, int64_t ldq,
                         float scale, int n, const float *const *k, const float *const *v,
                         float *m, float *l, float *acc, int64_t lda);
+void em_swiglu_avx2(int64_t n, const float *g, const float *u, float *y);
+void em_swiglu_avx512(int64_t n, const float *g, const float *u, float *y);
 void em_attn_chunk_avx512(int64_t D, int64_t Dv, int64_t G, const float *q, int64_t ldq,
                           float scale, int n, const float *const *k, const float *const *v,
                           float *m, float *l, float *acc, int64_t lda);
