@@ -27,22 +27,23 @@
  * for k < 16 (the caller guarantees 16 blocks exist); returns, as a
  * vector, o * sc[k] * s[k] for the offset. */
 static __m512 scales16(const uint8_t *w, int bsz, const float *xd, const int32_t *xs,
-                       int64_t b0, float o, float *sc) {
+                       int64_t b0, float o, __m512 *sc) {
     const __m512i idx = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11,
                                                              12, 13, 14, 15), _mm512_set1_epi32(bsz));
     /* 4-byte gathers at each block start: the low half is the fp16 scale */
     __m512i raw = _mm512_i32gather_epi32(idx, (const void *)(w + (size_t)b0 * bsz), 1);
     __m512 d = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(raw));
     __m512 v = _mm512_mul_ps(d, _mm512_loadu_ps(xd + b0));
-    _mm512_storeu_ps(sc, v);
+    *sc = v;
     return _mm512_mul_ps(_mm512_mul_ps(v, _mm512_set1_ps(o)),
                          _mm512_cvtepi32_ps(_mm512_loadu_si512(xs + b0)));
 }
 
-/* [sc[k] x 8, sc[k + 1] x 8] */
-static __m512 pair_scale(const float *sc) {
+/* [sc[k] x 8, sc[k + 1] x 8] from the scales in a register (reloading
+ * 8 bytes of the 64 just stored cost a store-forwarding stall) */
+static inline __m512 pair_scale(__m512 sc, int k) {
     const __m512i idx = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
-    return _mm512_permutexvar_ps(idx, _mm512_castps128_ps512(_mm_castsi128_ps(_mm_loadl_epi64((const __m128i *)sc))));
+    return _mm512_permutexvar_ps(_mm512_add_epi32(idx, _mm512_set1_epi32(k)), sc);
 }
 
 static __m512i dot_pair(__m512i u, em_q8x_row x, int64_t i) {
@@ -82,16 +83,16 @@ static float dot_vnni(int64_t n, const uint8_t *w, em_q8x_row x, int bsz, float 
                       float (*tail)(int64_t n, const void *w, em_q8x_row x)) {
     int64_t nb = n / 32, b0 = 0;
     __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps(), corr = _mm512_setzero_ps();
-    float sc[16];
+    __m512 sc;
     for (; b0 + 16 <= nb; b0 += 16) {
         for (int p = 0; p < 16 * bsz; p += 64)
             _mm_prefetch((const char *)w + (b0 + EM_PREFETCH_BLOCKS) * bsz + p, _MM_HINT_T0);
-        corr = _mm512_add_ps(corr, scales16(w, bsz, x.d, x.s, b0, o, sc));
+        corr = _mm512_add_ps(corr, scales16(w, bsz, x.d, x.s, b0, o, &sc));
         for (int k = 0; k < 16; k += 4) {
             __m512i p0 = dot_pair(pair(w + (size_t)(b0 + k) * bsz), x, b0 + k);
             __m512i p1 = dot_pair(pair(w + (size_t)(b0 + k + 2) * bsz), x, b0 + k + 2);
-            acc0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p0), pair_scale(sc + k), acc0);
-            acc1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p1), pair_scale(sc + k + 2), acc1);
+            acc0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p0), pair_scale(sc, k), acc0);
+            acc1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p1), pair_scale(sc, k + 2), acc1);
         }
     }
     float sum = _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1)) - _mm512_reduce_add_ps(corr);
