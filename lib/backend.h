@@ -63,6 +63,8 @@ int em_cpu_backend_create(const em_backend_config *cfg, const em_alloc *a, char 
 int em_vulkan_backend_create(const em_backend_config *cfg, const em_alloc *a, char *err,
                              em_backend **out);
 int em_vulkan_available(char *err);
+/* The Vulkan device's name ("" when b is not a Vulkan backend). */
+const char *em_vulkan_device_name(const em_backend *b);
 /* The CPU levels allowed (ember_cpu_set_mask / EMBER_CPU_MASK). */
 uint32_t em_cpu_mask(void);
 

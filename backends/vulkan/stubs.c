@@ -14,3 +14,8 @@ int em_vulkan_backend_create(const em_backend_config *cfg, const em_alloc *a, ch
     *out = NULL;
     return em_vulkan_available(err);
 }
+
+const char *em_vulkan_device_name(const em_backend *b) {
+    (void)b;
+    return "";
+}

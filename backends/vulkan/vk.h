@@ -1,0 +1,91 @@
+/* Internal to the Vulkan backend: the device, its buffers and compute
+ * dispatches. Every failure returns an ember status with a message in the
+ * caller's error slot; nothing aborts.
+ *
+ * One shape for every pipeline: four storage buffers (bindings 0-3) and a
+ * push-constant block whose first four words are the bindings' offsets in
+ * 32-bit words past the bound (aligned-down) offset, so a tensor anywhere
+ * in a buffer can be bound while the bound offset meets the device's
+ * minStorageBufferOffsetAlignment. */
+#ifndef EMBER_VK_H
+#define EMBER_VK_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <vulkan/vulkan.h>
+
+#include "../../lib/util.h"
+
+/* The compute shaders (shaders/NAME.comp), one pipeline per variant. */
+typedef enum em_vk_pipe {
+    EM_VK_MATMUL_F32, EM_VK_MATMUL_F16, EM_VK_MATMUL_Q8_0, EM_VK_MATMUL_Q4_0,
+    EM_VK_GET_ROWS_F32, EM_VK_GET_ROWS_F16, EM_VK_GET_ROWS_Q8_0, EM_VK_GET_ROWS_Q4_0,
+    EM_VK_RMS_NORM, EM_VK_ADD, EM_VK_MUL, EM_VK_SWIGLU, EM_VK_SCALE, EM_VK_SIGMOID,
+    EM_VK_SOFTMAX, EM_VK_ROPE,
+    EM_VK_PIPE_COUNT
+} em_vk_pipe;
+
+#define EM_VK_BINDINGS 4
+#define EM_VK_PUSH_BYTES 128
+
+typedef struct em_vk_buf {
+    VkBuffer buf;
+    VkDeviceMemory mem;
+    size_t size;
+    void *map; /* host address when the memory is host-visible, else NULL */
+} em_vk_buf;
+
+typedef struct em_vk {
+    VkInstance inst;
+    VkPhysicalDevice phys;
+    VkDevice dev;
+    VkQueue queue;
+    uint32_t queue_family;
+    VkPhysicalDeviceMemoryProperties mem_props;
+    size_t min_align;     /* minStorageBufferOffsetAlignment */
+    size_t max_range;     /* maxStorageBufferRange */
+    uint32_t max_groups[3];
+    char name[VK_MAX_PHYSICAL_DEVICE_NAME_SIZE];
+    VkCommandPool cmd_pool;
+    VkCommandBuffer cmd;
+    VkFence fence;
+    VkDescriptorSetLayout set_layout;
+    VkPipelineLayout pipe_layout;
+    VkDescriptorPool desc_pool;
+    uint32_t desc_sets;   /* sets the pool holds */
+    VkPipeline pipes[EM_VK_PIPE_COUNT];
+    em_vk_buf staging;    /* host-visible, for uploads and downloads */
+    bool recording;
+    char *err;
+} em_vk;
+
+/* Opens device `index` of the instance's physical devices and builds the
+ * pipelines. On failure everything made is released. */
+int em_vk_open(em_vk *vk, int index, char *err);
+void em_vk_close(em_vk *vk);
+/* The number of Vulkan devices, or a status < 0 with a message. */
+int em_vk_count_devices(char *err);
+
+int em_vk_buf_create(em_vk *vk, size_t size, bool host_visible, em_vk_buf *b);
+void em_vk_buf_destroy(em_vk *vk, em_vk_buf *b);
+/* Host <-> device copies through the staging buffer; each waits until
+ * done. Not while recording. */
+int em_vk_upload(em_vk *vk, em_vk_buf *dst, size_t off, const void *src, size_t n);
+int em_vk_download(em_vk *vk, const em_vk_buf *src, size_t off, void *dst, size_t n);
+
+/* A tensor's place: buffer and byte offset (a multiple of 4). */
+typedef struct em_vk_ref {
+    const em_vk_buf *buf;
+    size_t off;
+} em_vk_ref;
+
+/* Recording: begin, then dispatches (each followed by a barrier so the
+ * next sees its writes), then submit-and-wait. `push` holds the op's own
+ * constants after the four offset words (the caller leaves room). */
+int em_vk_begin(em_vk *vk, uint32_t max_dispatches);
+int em_vk_dispatch(em_vk *vk, em_vk_pipe pipe, const em_vk_ref refs[EM_VK_BINDINGS],
+                   uint32_t *push, size_t push_bytes, uint32_t gx, uint32_t gy, uint32_t gz);
+int em_vk_submit(em_vk *vk);
+
+#endif

@@ -1,0 +1,37 @@
+#version 450
+// y[t][c] = row ids[t] of a table (weight type in constant 0), as F32:
+// one workgroup per token, invocations over the row's elements.
+#extension GL_GOOGLE_include_directive : require
+#include "common.glsl"
+
+layout(local_size_x = 64) in;
+layout(constant_id = 0) const uint TYPE = 0;
+layout(binding = 0) readonly buffer Wb { uint w[]; };
+layout(binding = 1) readonly buffer Ib { int ids[]; };
+layout(binding = 3) writeonly buffer Yb { float y[]; };
+layout(push_constant) uniform P {
+    uint o0, o1, o2, o3;
+    uint C, row_bytes, ldy;
+} p;
+#define WOFF p.o0
+
+void main() {
+    uint t = gl_WorkGroupID.x;
+    uint row = uint(ids[p.o1 + t]) * p.row_bytes;
+    for (uint c = gl_LocalInvocationID.x; c < p.C; c += 64u) {
+        float v;
+        if (TYPE == TY_F32) {
+            v = uintBitsToFloat(w[WOFF + row / 4u + c]);
+        } else if (TYPE == TY_F16) {
+            v = HALF_AT(row + 2u * c);
+        } else if (TYPE == TY_Q8_0) {
+            uint off = row + (c / 32u) * 34u;
+            v = HALF_AT(off) * float(s8(BYTE_AT(off + 2u + c % 32u)));
+        } else {
+            uint off = row + (c / 32u) * 18u, j = c % 32u;
+            uint q = BYTE_AT(off + 2u + (j & 15u));
+            v = HALF_AT(off) * float(int(j < 16u ? q & 15u : q >> 4) - 8);
+        }
+        y[p.o3 + t * p.ldy + c] = v;
+    }
+}

@@ -1,0 +1,58 @@
+#version 450
+// y[t][n] = sum_k W[n][k] x[t][k] for one weight type (constant 0). One
+// workgroup per output row and token: 64 invocations split the row (by
+// elements, or by blocks of 32 for quantized types) and reduce in shared
+// memory. Rows past 32768 fold into the z dimension.
+#extension GL_GOOGLE_include_directive : require
+#include "common.glsl"
+
+layout(local_size_x = 64) in;
+layout(constant_id = 0) const uint TYPE = 0;
+layout(binding = 0) readonly buffer Wb { uint w[]; };
+layout(binding = 1) readonly buffer Xb { float x[]; };
+layout(binding = 3) writeonly buffer Yb { float y[]; };
+layout(push_constant) uniform P {
+    uint o0, o1, o2, o3;
+    uint K, N, row_bytes, ldx, ldy;
+} p;
+
+shared float part[64];
+#define WOFF p.o0
+
+void main() {
+    uint n = gl_WorkGroupID.x + gl_WorkGroupID.z * 32768u, t = gl_WorkGroupID.y;
+    uint l = gl_LocalInvocationID.x;
+    if (n >= p.N) return; // whole workgroup: uniform
+    uint row = n * p.row_bytes, xb = p.o1 + t * p.ldx;
+    float s = 0.0;
+    if (TYPE == TY_F32) {
+        for (uint k = l; k < p.K; k += 64u) s += uintBitsToFloat(w[WOFF + row / 4u + k]) * x[xb + k];
+    } else if (TYPE == TY_F16) {
+        for (uint k = l; k < p.K; k += 64u) s += HALF_AT(row + 2u * k) * x[xb + k];
+    } else if (TYPE == TY_Q8_0) {
+        for (uint b = l; b < p.K / 32u; b += 64u) {
+            uint off = row + b * 34u;
+            float bs = 0.0;
+            for (uint j = 0u; j < 32u; j++) bs += float(s8(BYTE_AT(off + 2u + j))) * x[xb + b * 32u + j];
+            s += HALF_AT(off) * bs;
+        }
+    } else if (TYPE == TY_Q4_0) {
+        for (uint b = l; b < p.K / 32u; b += 64u) {
+            uint off = row + b * 18u;
+            float bs = 0.0;
+            for (uint j = 0u; j < 16u; j++) {
+                uint q = BYTE_AT(off + 2u + j);
+                bs += float(int(q & 15u) - 8) * x[xb + b * 32u + j];
+                bs += float(int(q >> 4) - 8) * x[xb + b * 32u + j + 16u];
+            }
+            s += HALF_AT(off) * bs;
+        }
+    }
+    part[l] = s;
+    barrier();
+    for (uint h = 32u; h > 0u; h >>= 1) {
+        if (l < h) part[l] += part[l + h];
+        barrier();
+    }
+    if (l == 0u) y[p.o3 + t * p.ldy + n] = part[0];
+}

@@ -1,0 +1,288 @@
+/* Every op the Vulkan backend supports against the CPU backend (the
+ * reference), test-backend-ops style: one small graph per case, random
+ * inputs, odd shapes and tails, run on both; the outputs must agree within
+ * a bound relative to the sizes involved. Skipped, with a message, where
+ * no Vulkan device (or no Vulkan in the build) exists; on CI that device
+ * is lavapipe. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common.h"
+#include "lib/backend.h"
+#include "lib/graph.h"
+#include "lib/quant.h"
+
+static uint64_t rng = 0x9e3779b97f4a7c15ull;
+static float frand(void) {
+    rng ^= rng << 13; rng ^= rng >> 7; rng ^= rng << 17;
+    return (float)(rng >> 40) / 16777216.0f * 2 - 1;
+}
+
+static em_alloc alloc;
+static char err[512];
+
+/* A case: leaves and one op node built into g; out is the node checked. */
+typedef struct run_out {
+    float *y;
+    size_t n;
+} run_out;
+
+/* Runs g on a backend of `kind` and copies out's values. */
+static int run_on(int kind, em_graph *g, em_tensor *out, run_out *r) {
+    em_backend_config cfg = { kind, 0, 2, em_cpu_mask(), EMBER_TYPE_F32 };
+    em_backend *b = NULL;
+    int rc = em_backend_create(&cfg, &alloc, err, &b);
+    if (rc) return rc;
+    em_plan p;
+    em_buffer buf = { 0 };
+    out->keep = 1;
+    if (!(rc = em_plan_make(&p, g, &alloc))) {
+        if (!(rc = em_backend_buffer_alloc(b, p.arena_size, &buf)) &&
+            !(rc = em_plan_apply(&p, g, buf.base, err)) && !(rc = em_backend_graph_reserve(b, g)) &&
+            !(rc = em_backend_graph_compute(b, g))) {
+            r->n = (size_t)em_nelements(out);
+            r->y = malloc(r->n * sizeof(float));
+            for (int64_t row = 0; row < out->ne[1] * out->ne[2]; row++)
+                memcpy(r->y + row * out->ne[0], (char *)out->data + row * out->nb[1],
+                       (size_t)out->ne[0] * sizeof(float));
+        }
+        em_backend_buffer_free(b, &buf);
+        em_plan_free(&p, &alloc);
+    }
+    em_backend_destroy(&b);
+    return rc;
+}
+
+static bool have_vulkan(void) {
+    static int state = -1;
+    if (state < 0) {
+        state = em_vulkan_available(err) == EMBER_OK;
+        if (!state) print_message("no Vulkan device (%s): Vulkan op tests skipped\n", err);
+    }
+    return state;
+}
+
+/* Runs on both backends; |vk - cpu| <= tol * (1 + |cpu|) elementwise. */
+static void compare(em_graph *g, em_tensor *out, double tol, const char *what) {
+    run_out c = { 0 }, v = { 0 };
+    assert_int_equal(run_on(EMBER_BACKEND_CPU, g, out, &c), EMBER_OK);
+    int rc = run_on(EMBER_BACKEND_VULKAN, g, out, &v);
+    if (rc) print_error("%s: %s\n", what, err);
+    assert_int_equal(rc, EMBER_OK);
+    assert_int_equal(c.n, v.n);
+    double worst = 0;
+    for (size_t i = 0; i < c.n; i++) {
+        double d = fabs((double)c.y[i] - v.y[i]) / (1 + fabs((double)c.y[i]));
+        if (!(d <= tol)) {
+            print_error("%s: element %zu: cpu %.9g vulkan %.9g\n", what, i, c.y[i], v.y[i]);
+            fail();
+        }
+        worst = d > worst ? d : worst;
+    }
+    print_message("%-40s %6zu values, worst %.2e (bound %.0e)\n", what, c.n, worst, tol);
+    free(c.y);
+    free(v.y);
+}
+
+static em_tensor *rand_f32(em_graph *g, float **keep, int64_t ne0, int64_t ne1, int64_t ne2,
+                           float amp) {
+    size_t n = (size_t)(ne0 * ne1 * ne2);
+    float *d = malloc(n * sizeof *d);
+    for (size_t i = 0; i < n; i++) d[i] = frand() * amp;
+    *keep = d;
+    return em_leaf(g, EMBER_TYPE_F32, 3, (int64_t[]){ ne0, ne1, ne2 }, d);
+}
+
+static size_t row_bytes(uint32_t ty, int64_t k) {
+    switch (ty) {
+    case EMBER_TYPE_F32: return (size_t)k * 4;
+    case EMBER_TYPE_F16: return (size_t)k * 2;
+    case EMBER_TYPE_Q8_0: return (size_t)(k / 32) * 34;
+    default: return (size_t)(k / 32) * 18;
+    }
+}
+
+/* a [k, n] weight of type ty from random values */
+static em_tensor *rand_weight(em_graph *g, void **keep, uint32_t ty, int64_t k, int64_t n) {
+    size_t rb = row_bytes(ty, k);
+    uint8_t *d = malloc(rb * (size_t)n);
+    float *row = malloc((size_t)k * sizeof *row);
+    for (int64_t r = 0; r < n; r++) {
+        for (int64_t i = 0; i < k; i++) row[i] = frand();
+        if (ty == EMBER_TYPE_F32) memcpy(d + rb * (size_t)r, row, rb);
+        else assert_true(em_quantize_row(ty, row, k, d + rb * (size_t)r));
+    }
+    free(row);
+    *keep = d;
+    return em_leaf(g, ty, 2, (int64_t[]){ k, n }, d);
+}
+
+static void new_graph(em_graph *g) { assert_int_equal(em_graph_init(g, &alloc, 64), EMBER_OK); }
+
+static const uint32_t wtypes[] = { EMBER_TYPE_F32, EMBER_TYPE_F16, EMBER_TYPE_Q8_0, EMBER_TYPE_Q4_0 };
+
+static void test_matmul(void **state) {
+    (void)state;
+    if (!have_vulkan()) skip();
+    static const int64_t shapes[][3] = { { 64, 1, 1 }, { 96, 7, 3 }, { 256, 33, 5 }, { 37, 5, 2 } };
+    for (size_t ti = 0; ti < 4; ti++)
+        for (size_t s = 0; s < 4; s++) {
+            int64_t K = shapes[s][0], N = shapes[s][1], T = shapes[s][2];
+            if (K % 32 && wtypes[ti] != EMBER_TYPE_F32 && wtypes[ti] != EMBER_TYPE_F16) continue;
+            em_graph g;
+            new_graph(&g);
+            void *w;
+            float *x;
+            em_tensor *wt = rand_weight(&g, &w, wtypes[ti], K, N);
+            em_tensor *xt = rand_f32(&g, &x, K, T, 1, 1);
+            em_tensor *y = em_matmul(&g, wt, em_reshape(&g, xt, 2, (int64_t[]){ K, T }));
+            char what[80];
+            snprintf(what, sizeof what, "matmul %s K %lld N %lld T %lld",
+                     ember_type_name((int)wtypes[ti]), (long long)K, (long long)N, (long long)T);
+            /* quantized rows: the CPU multiplies with 16-bit activations */
+            double tol = wtypes[ti] == EMBER_TYPE_Q8_0 || wtypes[ti] == EMBER_TYPE_Q4_0 ? 4e-5 : 1e-5;
+            compare(&g, y, tol * sqrt((double)K), what);
+            em_graph_free(&g, &alloc);
+            free(w);
+            free(x);
+        }
+}
+
+static void test_get_rows(void **state) {
+    (void)state;
+    if (!have_vulkan()) skip();
+    for (size_t ti = 0; ti < 4; ti++) {
+        em_graph g;
+        new_graph(&g);
+        void *w;
+        static int32_t ids[] = { 3, 0, 9, 3, 5 };
+        em_tensor *tab = rand_weight(&g, &w, wtypes[ti], 96, 10);
+        em_tensor *it = em_leaf(&g, EM_TYPE_I32, 1, (int64_t[]){ 5 }, ids);
+        em_tensor *y = em_get_rows(&g, tab, it);
+        char what[80];
+        snprintf(what, sizeof what, "get_rows %s", ember_type_name((int)wtypes[ti]));
+        compare(&g, y, 0, what);
+        em_graph_free(&g, &alloc);
+        free(w);
+    }
+}
+
+static void test_rms_norm(void **state) {
+    (void)state;
+    if (!have_vulkan()) skip();
+    static const int64_t ns[] = { 1, 33, 200, 2048 };
+    for (size_t i = 0; i < 4; i++)
+        for (int with_w = 0; with_w < 2; with_w++) {
+            em_graph g;
+            new_graph(&g);
+            float *x, *w;
+            em_tensor *xt = rand_f32(&g, &x, ns[i], 3, 1, 4);
+            em_tensor *wt = rand_f32(&g, &w, ns[i], 1, 1, 2);
+            em_tensor *y = em_rms_norm(&g, em_reshape(&g, xt, 2, (int64_t[]){ ns[i], 3 }),
+                                       with_w ? em_reshape(&g, wt, 1, (int64_t[]){ ns[i] }) : NULL,
+                                       1e-5f);
+            char what[80];
+            snprintf(what, sizeof what, "rms_norm n %lld%s", (long long)ns[i], with_w ? " weighted" : "");
+            compare(&g, y, 1e-5, what);
+            em_graph_free(&g, &alloc);
+            free(x);
+            free(w);
+        }
+}
+
+/* add and mul: b as a full tensor, one broadcast row, a scalar per row */
+static void test_binary(void **state) {
+    (void)state;
+    if (!have_vulkan()) skip();
+    for (int op = 0; op < 2; op++)
+        for (int mode = 0; mode < 3; mode++) {
+            em_graph g;
+            new_graph(&g);
+            float *a, *b;
+            int64_t n = 300, rows = 7;
+            em_tensor *at = rand_f32(&g, &a, n, rows, 1, 3);
+            em_tensor *bt = mode == 0 ? rand_f32(&g, &b, n, rows, 1, 3)
+                          : mode == 1 ? rand_f32(&g, &b, n, 1, 1, 3)
+                                      : rand_f32(&g, &b, 1, rows, 1, 3);
+            em_tensor *a2 = em_reshape(&g, at, 2, (int64_t[]){ n, rows });
+            em_tensor *b2 = em_reshape(&g, bt, 2, (int64_t[]){ bt->ne[0], bt->ne[1] });
+            em_tensor *y = op ? em_mul(&g, a2, b2) : em_add(&g, a2, b2);
+            char what[80];
+            snprintf(what, sizeof what, "%s, b %s", op ? "mul" : "add",
+                     mode == 0 ? "full" : mode == 1 ? "one row" : "a scalar per row");
+            compare(&g, y, 0, what);
+            em_graph_free(&g, &alloc);
+            free(a);
+            free(b);
+        }
+}
+
+/* swiglu, scale, sigmoid, softmax (exp: a few ulp apart) */
+static void test_unary(void **state) {
+    (void)state;
+    if (!have_vulkan()) skip();
+    for (int op = 0; op < 4; op++) {
+        em_graph g;
+        new_graph(&g);
+        float *a, *b;
+        int64_t n = 1000, rows = 5;
+        em_tensor *at = em_reshape(&g, rand_f32(&g, &a, n, rows, 1, 12), 2, (int64_t[]){ n, rows });
+        em_tensor *bt = em_reshape(&g, rand_f32(&g, &b, n, rows, 1, 2), 2, (int64_t[]){ n, rows });
+        static const char *names[] = { "swiglu", "scale", "sigmoid", "softmax" };
+        em_tensor *y = op == 0 ? em_swiglu(&g, at, bt)
+                     : op == 1 ? em_scale(&g, at, 0.37f)
+                     : op == 2 ? em_sigmoid(&g, at)
+                               : em_softmax(&g, at);
+        compare(&g, y, 2e-6, names[op]);
+        em_graph_free(&g, &alloc);
+        free(a);
+        free(b);
+    }
+}
+
+/* both pairings, partial rotation, positions up to 40000 (large angles:
+ * the table is made on the host in double precision) */
+static void test_rope(void **state) {
+    (void)state;
+    if (!have_vulkan()) skip();
+    for (int mode = 0; mode <= 2; mode += 2) {
+        em_graph g;
+        new_graph(&g);
+        float *x, inv[24];
+        static int32_t pos[] = { 0, 1, 17, 40000 };
+        int64_t D = 64, H = 3, T = 4;
+        int n_rot = 48;
+        for (int i = 0; i < n_rot / 2; i++) inv[i] = powf(10000.0f, -2.0f * (float)i / (float)n_rot);
+        em_tensor *xt = rand_f32(&g, &x, D, H, T, 2);
+        em_tensor *pt = em_leaf(&g, EM_TYPE_I32, 1, (int64_t[]){ T }, pos);
+        em_tensor *ft = em_leaf(&g, EMBER_TYPE_F32, 1, (int64_t[]){ n_rot / 2 }, inv);
+        em_tensor *y = em_rope(&g, xt, pt, ft, n_rot, mode, 0.9f);
+        compare(&g, y, 1e-6, mode ? "rope halves" : "rope adjacent pairs");
+        em_graph_free(&g, &alloc);
+        free(x);
+    }
+}
+
+/* Device selection errors come back as statuses. */
+static void test_bad_device(void **state) {
+    (void)state;
+    if (!have_vulkan()) skip();
+    em_backend_config cfg = { EMBER_BACKEND_VULKAN, 1000, 1, 0, EMBER_TYPE_F32 };
+    em_backend *b = (em_backend *)&cfg;
+    assert_int_equal(em_backend_create(&cfg, &alloc, err, &b), EMBER_ERR_INVALID_ARGUMENT);
+    assert_null(b);
+    assert_non_null(strstr(err, "device 1000"));
+}
+
+int main(void) {
+    em_alloc_init(&alloc, NULL);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_matmul),  cmocka_unit_test(test_get_rows),
+        cmocka_unit_test(test_rms_norm), cmocka_unit_test(test_binary),
+        cmocka_unit_test(test_unary),   cmocka_unit_test(test_rope),
+        cmocka_unit_test(test_bad_device),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
