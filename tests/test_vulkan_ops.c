@@ -276,13 +276,33 @@ static void test_bad_device(void **state) {
     assert_non_null(strstr(err, "device 1000"));
 }
 
+/* Many backends, several alive at once: they share one device (drivers
+ * cap how many devices a process may create: the H100's refused after
+ * about 30). */
+static void test_many_backends(void **state) {
+    (void)state;
+    if (!have_vulkan()) skip();
+    em_backend_config cfg = { EMBER_BACKEND_VULKAN, 0, 1, 0, EMBER_TYPE_F32 };
+    em_backend *live[4] = { NULL };
+    for (int i = 0; i < 100; i++) {
+        em_backend_destroy(&live[i % 4]);
+        int rc = em_backend_create(&cfg, &alloc, err, &live[i % 4]);
+        if (rc) print_error("backend %d: %s\n", i, err);
+        assert_int_equal(rc, EMBER_OK);
+        em_buffer buf;
+        assert_int_equal(em_backend_buffer_alloc(live[i % 4], 4096, &buf), EMBER_OK);
+        em_backend_buffer_free(live[i % 4], &buf);
+    }
+    for (int i = 0; i < 4; i++) em_backend_destroy(&live[i]);
+}
+
 int main(void) {
     em_alloc_init(&alloc, NULL);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_matmul),  cmocka_unit_test(test_get_rows),
         cmocka_unit_test(test_rms_norm), cmocka_unit_test(test_binary),
         cmocka_unit_test(test_unary),   cmocka_unit_test(test_rope),
-        cmocka_unit_test(test_bad_device),
+        cmocka_unit_test(test_bad_device), cmocka_unit_test(test_many_backends),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,8 +1,26 @@
 /* The Vulkan device: instance, physical device by index, one compute
  * queue, memory, buffers and host copies through a staging buffer. */
+#include <pthread.h>
 #include <string.h>
 
 #include "vk.h"
+
+struct em_vk_shared {
+    int refs;
+    VkDevice dev;
+    VkPhysicalDevice phys;
+    VkQueue queue;
+    uint32_t queue_family;
+    VkDescriptorSetLayout set_layout;
+    VkPipelineLayout pipe_layout;
+    VkPipeline pipes[EM_VK_PIPE_COUNT];
+    pthread_mutex_t queue_lock;
+};
+
+#define MAX_DEVICES 16
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+static VkInstance instance;
+static em_vk_shared devices[MAX_DEVICES];
 
 /* A status for a failed Vulkan call: memory exhaustion is NO_MEMORY, a
  * lost device BAD_STATE (the backend cannot go on), the rest INTERNAL. */
@@ -24,7 +42,7 @@ static int vk_fail(char *err, VkResult r, const char *what) {
         if (r_ != VK_SUCCESS) return vk_fail(vk->err, r_, what);                               \
     } while (0)
 
-static int make_instance(VkInstance *inst, char *err) {
+static int make_instance_locked(VkInstance *inst, char *err) {
     VkApplicationInfo app = { .sType = VK_STRUCTURE_TYPE_APPLICATION_INFO,
                               .pApplicationName = "ember",
                               .pEngineName = "ember",
@@ -38,13 +56,25 @@ static int make_instance(VkInstance *inst, char *err) {
     return EMBER_OK;
 }
 
+/* The process's instance, made by its first user (call under lock) and
+ * kept until the process ends: on the H100 here, the driver refused new
+ * instances after about 30 had been created and destroyed. */
+static int instance_acquire(char *err) {
+    if (instance == VK_NULL_HANDLE) {
+        int rc = make_instance_locked(&instance, err);
+        if (rc) return rc;
+    }
+    return EMBER_OK;
+}
+
 int em_vk_count_devices(char *err) {
-    VkInstance inst;
-    int rc = make_instance(&inst, err);
-    if (rc) return rc;
+    pthread_mutex_lock(&lock);
+    int rc = instance_acquire(err);
     uint32_t n = 0;
-    VkResult r = vkEnumeratePhysicalDevices(inst, &n, NULL);
-    vkDestroyInstance(inst, NULL);
+    VkResult r = VK_SUCCESS;
+    if (!rc) r = vkEnumeratePhysicalDevices(instance, &n, NULL);
+    pthread_mutex_unlock(&lock);
+    if (rc) return rc;
     if (r != VK_SUCCESS) return vk_fail(err, r, "vkEnumeratePhysicalDevices");
     return (int)n;
 }
@@ -99,6 +129,73 @@ static int make_device(em_vk *vk) {
                               .pQueueCreateInfos = &q };
     VK_TRY(vkCreateDevice(vk->phys, &ci, NULL, &vk->dev), "vkCreateDevice");
     vkGetDeviceQueue(vk->dev, vk->queue_family, 0, &vk->queue);
+    return EMBER_OK;
+}
+
+int em_vk_pipelines_create(em_vk *vk); /* pipeline.c */
+void em_vk_pipelines_destroy(em_vk *vk);
+
+/* The shared pieces into vk, and back. */
+static void adopt(em_vk *vk, const em_vk_shared *sh) {
+    vk->dev = sh->dev, vk->phys = sh->phys, vk->queue = sh->queue;
+    vk->queue_family = sh->queue_family;
+    vk->set_layout = sh->set_layout, vk->pipe_layout = sh->pipe_layout;
+    memcpy(vk->pipes, sh->pipes, sizeof vk->pipes);
+}
+
+static void keep(em_vk_shared *sh, const em_vk *vk) {
+    sh->dev = vk->dev, sh->phys = vk->phys, sh->queue = vk->queue;
+    sh->queue_family = vk->queue_family;
+    sh->set_layout = vk->set_layout, sh->pipe_layout = vk->pipe_layout;
+    memcpy(sh->pipes, vk->pipes, sizeof sh->pipes);
+}
+
+/* Device `index` made (first user) or taken (others). Under lock. */
+static int device_acquire(em_vk *vk, int index) {
+    if (index >= 0 && index < MAX_DEVICES && devices[index].refs > 0) {
+        devices[index].refs++;
+        vk->shared = &devices[index];
+        adopt(vk, vk->shared);
+        return pick_device(vk, index); /* limits and name into this vk */
+    }
+    int rc = pick_device(vk, index);
+    if (!rc && index >= MAX_DEVICES)
+        rc = em_error(vk->err, EMBER_ERR_UNSUPPORTED, "vulkan: device index %d >= %d", index,
+                      MAX_DEVICES);
+    if (!rc) rc = make_device(vk);
+    if (!rc) rc = em_vk_pipelines_create(vk);
+    if (rc) {
+        em_vk_pipelines_destroy(vk);
+        if (vk->dev) vkDestroyDevice(vk->dev, NULL);
+        vk->dev = VK_NULL_HANDLE;
+        return rc;
+    }
+    em_vk_shared *sh = &devices[index];
+    keep(sh, vk);
+    if (pthread_mutex_init(&sh->queue_lock, NULL)) {
+        em_vk_pipelines_destroy(vk);
+        vkDestroyDevice(vk->dev, NULL);
+        vk->dev = VK_NULL_HANDLE;
+        memset(sh, 0, sizeof *sh);
+        return em_error(vk->err, EMBER_ERR_NO_MEMORY, "vulkan: cannot make a lock");
+    }
+    sh->refs = 1;
+    vk->shared = sh;
+    return EMBER_OK;
+}
+
+static void device_release(em_vk *vk) {
+    em_vk_shared *sh = vk->shared;
+    if (--sh->refs > 0) return;
+    vkDeviceWaitIdle(sh->dev);
+    em_vk_pipelines_destroy(vk);
+    vkDestroyDevice(sh->dev, NULL);
+    pthread_mutex_destroy(&sh->queue_lock);
+    memset(sh, 0, sizeof *sh);
+}
+
+/* Per user: a command pool and buffer, a fence, the staging buffer. */
+static int make_user(em_vk *vk) {
     VkCommandPoolCreateInfo pci = { .sType = VK_STRUCTURE_TYPE_COMMAND_POOL_CREATE_INFO,
                                     .flags = VK_COMMAND_POOL_CREATE_RESET_COMMAND_BUFFER_BIT,
                                     .queueFamilyIndex = vk->queue_family };
@@ -110,39 +207,57 @@ static int make_device(em_vk *vk) {
     VK_TRY(vkAllocateCommandBuffers(vk->dev, &ai, &vk->cmd), "vkAllocateCommandBuffers");
     VkFenceCreateInfo fi = { .sType = VK_STRUCTURE_TYPE_FENCE_CREATE_INFO };
     VK_TRY(vkCreateFence(vk->dev, &fi, NULL, &vk->fence), "vkCreateFence");
-    return EMBER_OK;
+    return em_vk_buf_create(vk, (size_t)16 << 20, true, &vk->staging);
 }
 
-int em_vk_pipelines_create(em_vk *vk); /* pipeline.c */
-void em_vk_pipelines_destroy(em_vk *vk);
+static void free_user(em_vk *vk) {
+    if (!vk->dev) return; /* every submission was waited for: nothing runs */
+    em_vk_buf_destroy(vk, &vk->staging);
+    if (vk->desc_pool) vkDestroyDescriptorPool(vk->dev, vk->desc_pool, NULL);
+    if (vk->fence) vkDestroyFence(vk->dev, vk->fence, NULL);
+    if (vk->cmd_pool) vkDestroyCommandPool(vk->dev, vk->cmd_pool, NULL);
+    vk->desc_pool = VK_NULL_HANDLE, vk->fence = VK_NULL_HANDLE, vk->cmd_pool = VK_NULL_HANDLE;
+}
 
 int em_vk_open(em_vk *vk, int index, char *err) {
     memset(vk, 0, sizeof *vk);
     vk->err = err;
-    int rc = make_instance(&vk->inst, err);
-    if (rc) return rc;
-    if ((rc = pick_device(vk, index)) || (rc = make_device(vk)) ||
-        (rc = em_vk_pipelines_create(vk)) ||
-        (rc = em_vk_buf_create(vk, (size_t)16 << 20, true, &vk->staging))) {
-        em_vk_close(vk);
+    pthread_mutex_lock(&lock);
+    int rc = instance_acquire(err);
+    if (!rc) {
+        vk->inst = instance;
+        rc = device_acquire(vk, index);
+    }
+    pthread_mutex_unlock(&lock);
+    if (rc) {
+        memset(vk, 0, sizeof *vk);
+        vk->err = err;
         return rc;
     }
-    return EMBER_OK;
+    if ((rc = make_user(vk))) em_vk_close(vk);
+    return rc;
 }
 
 void em_vk_close(em_vk *vk) {
-    if (vk->dev) {
-        vkDeviceWaitIdle(vk->dev);
-        em_vk_buf_destroy(vk, &vk->staging);
-        em_vk_pipelines_destroy(vk);
-        if (vk->fence) vkDestroyFence(vk->dev, vk->fence, NULL);
-        if (vk->cmd_pool) vkDestroyCommandPool(vk->dev, vk->cmd_pool, NULL);
-        vkDestroyDevice(vk->dev, NULL);
-    }
-    if (vk->inst) vkDestroyInstance(vk->inst, NULL);
     char *err = vk->err;
+    if (vk->shared) {
+        free_user(vk);
+        pthread_mutex_lock(&lock);
+        device_release(vk);
+        pthread_mutex_unlock(&lock);
+    }
     memset(vk, 0, sizeof *vk);
     vk->err = err;
+}
+
+VkResult em_vk_queue_submit(em_vk *vk, const VkSubmitInfo *si) {
+    VkResult r = vkResetFences(vk->dev, 1, &vk->fence);
+    if (r != VK_SUCCESS) return r;
+    pthread_mutex_lock(&vk->shared->queue_lock);
+    r = vkQueueSubmit(vk->queue, 1, si, vk->fence);
+    pthread_mutex_unlock(&vk->shared->queue_lock);
+    if (r != VK_SUCCESS) return r;
+    return vkWaitForFences(vk->dev, 1, &vk->fence, VK_TRUE, UINT64_MAX);
 }
 
 static int find_memory(const em_vk *vk, uint32_t bits, VkMemoryPropertyFlags want,
@@ -209,9 +324,7 @@ static int copy_now(em_vk *vk, VkBuffer src, size_t soff, VkBuffer dst, size_t d
     VkSubmitInfo si = { .sType = VK_STRUCTURE_TYPE_SUBMIT_INFO,
                         .commandBufferCount = 1,
                         .pCommandBuffers = &vk->cmd };
-    VK_TRY(vkResetFences(vk->dev, 1, &vk->fence), "vkResetFences");
-    VK_TRY(vkQueueSubmit(vk->queue, 1, &si, vk->fence), "vkQueueSubmit");
-    VK_TRY(vkWaitForFences(vk->dev, 1, &vk->fence, VK_TRUE, UINT64_MAX), "vkWaitForFences");
+    VK_TRY(em_vk_queue_submit(vk, &si), "submitting a copy");
     return EMBER_OK;
 }
 

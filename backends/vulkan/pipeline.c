@@ -112,7 +112,6 @@ int em_vk_pipelines_create(em_vk *vk) {
 void em_vk_pipelines_destroy(em_vk *vk) {
     for (int p = 0; p < EM_VK_PIPE_COUNT; p++)
         if (vk->pipes[p]) vkDestroyPipeline(vk->dev, vk->pipes[p], NULL);
-    if (vk->desc_pool) vkDestroyDescriptorPool(vk->dev, vk->desc_pool, NULL);
     if (vk->pipe_layout) vkDestroyPipelineLayout(vk->dev, vk->pipe_layout, NULL);
     if (vk->set_layout) vkDestroyDescriptorSetLayout(vk->dev, vk->set_layout, NULL);
 }
@@ -198,8 +197,6 @@ int em_vk_submit(em_vk *vk) {
     VkSubmitInfo si = { .sType = VK_STRUCTURE_TYPE_SUBMIT_INFO,
                         .commandBufferCount = 1,
                         .pCommandBuffers = &vk->cmd };
-    VK_TRY(vkResetFences(vk->dev, 1, &vk->fence), "vkResetFences");
-    VK_TRY(vkQueueSubmit(vk->queue, 1, &si, vk->fence), "vkQueueSubmit");
-    VK_TRY(vkWaitForFences(vk->dev, 1, &vk->fence, VK_TRUE, UINT64_MAX), "vkWaitForFences");
+    VK_TRY(em_vk_queue_submit(vk, &si), "submitting the graph");
     return EMBER_OK;
 }

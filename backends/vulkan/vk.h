@@ -36,11 +36,19 @@ typedef struct em_vk_buf {
     void *map; /* host address when the memory is host-visible, else NULL */
 } em_vk_buf;
 
+/* What contexts on one device share (device.c): the device, its queue and
+ * the pipelines, made once per device index and released with the last
+ * user; and the instance, made once per process and kept (the H100's
+ * driver here refused instances after ~30 had been made and destroyed).
+ * Creating a device costs far more than a context should. */
+typedef struct em_vk_shared em_vk_shared;
+
 typedef struct em_vk {
+    em_vk_shared *shared;
     VkInstance inst;
     VkPhysicalDevice phys;
     VkDevice dev;
-    VkQueue queue;
+    VkQueue queue; /* submissions go through em_vk_queue_submit (a lock) */
     uint32_t queue_family;
     VkPhysicalDeviceMemoryProperties mem_props;
     size_t min_align;     /* minStorageBufferOffsetAlignment */
@@ -50,11 +58,11 @@ typedef struct em_vk {
     VkCommandPool cmd_pool;
     VkCommandBuffer cmd;
     VkFence fence;
-    VkDescriptorSetLayout set_layout;
-    VkPipelineLayout pipe_layout;
+    VkDescriptorSetLayout set_layout; /* shared */
+    VkPipelineLayout pipe_layout;     /* shared */
     VkDescriptorPool desc_pool;
     uint32_t desc_sets;   /* sets the pool holds */
-    VkPipeline pipes[EM_VK_PIPE_COUNT];
+    VkPipeline pipes[EM_VK_PIPE_COUNT]; /* shared */
     em_vk_buf staging;    /* host-visible, for uploads and downloads */
     bool recording;
     char *err;
@@ -87,5 +95,7 @@ int em_vk_begin(em_vk *vk, uint32_t max_dispatches);
 int em_vk_dispatch(em_vk *vk, em_vk_pipe pipe, const em_vk_ref refs[EM_VK_BINDINGS],
                    uint32_t *push, size_t push_bytes, uint32_t gx, uint32_t gy, uint32_t gz);
 int em_vk_submit(em_vk *vk);
+/* vkQueueSubmit under the device's lock, then a wait on vk's fence. */
+VkResult em_vk_queue_submit(em_vk *vk, const VkSubmitInfo *si);
 
 #endif
