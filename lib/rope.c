@@ -31,3 +31,12 @@ void em_rope_inv_freq(const em_rope_cfg *cfg, float *out) {
         out[i] = (float)inv;
     }
 }
+
+void em_rope_cos_sin(int32_t pos, const float *inv_freq, int half, float attn_factor, float *cs,
+                     float *sn) {
+    for (int i = 0; i < half; i++) {
+        double theta = (double)pos * inv_freq[i];
+        cs[i] = (float)(cos(theta) * attn_factor);
+        sn[i] = (float)(sin(theta) * attn_factor);
+    }
+}

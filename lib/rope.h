@@ -24,4 +24,11 @@ typedef struct em_rope_cfg {
 /* Writes n_rot / 2 inverse frequencies. */
 void em_rope_inv_freq(const em_rope_cfg *cfg, float *out);
 
+/* One position's rotation, as every backend applies it: for i < half,
+ * theta = pos * inv_freq[i] in double precision (float sin and cos of
+ * large angles lose digits), cs[i] = cos(theta) * attn_factor and
+ * sn[i] = sin(theta) * attn_factor. */
+void em_rope_cos_sin(int32_t pos, const float *inv_freq, int half, float attn_factor, float *cs,
+                     float *sn);
+
 #endif

@@ -95,18 +95,9 @@ static em_tensor *rand_f32(em_graph *g, float **keep, int64_t ne0, int64_t ne1, 
     return em_leaf(g, EMBER_TYPE_F32, 3, (int64_t[]){ ne0, ne1, ne2 }, d);
 }
 
-static size_t row_bytes(uint32_t ty, int64_t k) {
-    switch (ty) {
-    case EMBER_TYPE_F32: return (size_t)k * 4;
-    case EMBER_TYPE_F16: return (size_t)k * 2;
-    case EMBER_TYPE_Q8_0: return (size_t)(k / 32) * 34;
-    default: return (size_t)(k / 32) * 18;
-    }
-}
-
 /* a [k, n] weight of type ty from random values */
 static em_tensor *rand_weight(em_graph *g, void **keep, uint32_t ty, int64_t k, int64_t n) {
-    size_t rb = row_bytes(ty, k);
+    size_t rb = ember_type_row_size(ty, k);
     uint8_t *d = malloc(rb * (size_t)n);
     float *row = malloc((size_t)k * sizeof *row);
     for (int64_t r = 0; r < n; r++) {

@@ -6,6 +6,7 @@
 
 #include "cpu.h"
 #include "../../lib/quant.h"
+#include "../../lib/rope.h"
 
 static void split(int64_t n, int ith, int nth, int64_t *lo, int64_t *hi) {
     int64_t per = (n + nth - 1) / nth;
@@ -323,11 +324,7 @@ static void op_rope(em_cpu *c, em_tensor *t, int ith, int nth) {
     float *cs = c->scratch[ith], *sn = cs + half;
     split(T, ith, nth, &lo, &hi);
     for (int64_t tok = lo; tok < hi; tok++) {
-        for (int i = 0; i < half; i++) {
-            double theta = (double)pos[tok] * inv_freq[i];
-            cs[i] = (float)(cos(theta) * t->fp[0]);
-            sn[i] = (float)(sin(theta) * t->fp[0]);
-        }
+        em_rope_cos_sin(pos[tok], inv_freq, half, t->fp[0], cs, sn);
         for (int64_t h = 0; h < H; h++) {
             const float *a = (const float *)((const char *)x->data + tok * x->nb[2] + h * x->nb[1]);
             float *y = (float *)((char *)t->data + tok * t->nb[2] + h * t->nb[1]);

@@ -118,9 +118,11 @@ static const em_backend_fns vk_fns = {
     .destroy = vk_destroy,
 };
 
+/* Any failure to find a device is "not available" (ember.h), with the
+ * cause kept in the message. */
 int em_vulkan_available(char *err) {
     int n = em_vk_count_devices(err);
-    if (n < 0) return n;
+    if (n < 0) return EMBER_ERR_NOT_AVAILABLE;
     if (n == 0) return em_error(err, EMBER_ERR_NOT_AVAILABLE, "vulkan: no device");
     return EMBER_OK;
 }

@@ -22,9 +22,7 @@ static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static VkInstance instance;
 static em_vk_shared devices[MAX_DEVICES];
 
-/* A status for a failed Vulkan call: memory exhaustion is NO_MEMORY, a
- * lost device BAD_STATE (the backend cannot go on), the rest INTERNAL. */
-static int vk_fail(char *err, VkResult r, const char *what) {
+int em_vk_fail(char *err, VkResult r, const char *what) {
     switch (r) {
     case VK_ERROR_OUT_OF_HOST_MEMORY:
     case VK_ERROR_OUT_OF_DEVICE_MEMORY:
@@ -36,12 +34,6 @@ static int vk_fail(char *err, VkResult r, const char *what) {
     }
 }
 
-#define VK_TRY(call, what)                                                                     \
-    do {                                                                                       \
-        VkResult r_ = (call);                                                                  \
-        if (r_ != VK_SUCCESS) return vk_fail(vk->err, r_, what);                               \
-    } while (0)
-
 static int make_instance_locked(VkInstance *inst, char *err) {
     VkApplicationInfo app = { .sType = VK_STRUCTURE_TYPE_APPLICATION_INFO,
                               .pApplicationName = "ember",
@@ -52,7 +44,7 @@ static int make_instance_locked(VkInstance *inst, char *err) {
     VkResult r = vkCreateInstance(&ci, NULL, inst);
     if (r == VK_ERROR_INCOMPATIBLE_DRIVER)
         return em_error(err, EMBER_ERR_NOT_AVAILABLE, "vulkan: no Vulkan 1.1 driver");
-    if (r != VK_SUCCESS) return vk_fail(err, r, "vkCreateInstance");
+    if (r != VK_SUCCESS) return em_vk_fail(err, r, "vkCreateInstance");
     return EMBER_OK;
 }
 
@@ -75,7 +67,7 @@ int em_vk_count_devices(char *err) {
     if (!rc) r = vkEnumeratePhysicalDevices(instance, &n, NULL);
     pthread_mutex_unlock(&lock);
     if (rc) return rc;
-    if (r != VK_SUCCESS) return vk_fail(err, r, "vkEnumeratePhysicalDevices");
+    if (r != VK_SUCCESS) return em_vk_fail(err, r, "vkEnumeratePhysicalDevices");
     return (int)n;
 }
 
@@ -89,7 +81,7 @@ static int pick_device(em_vk *vk, int index) {
     VkPhysicalDevice devs[16];
     uint32_t m = n < 16 ? n : 16;
     VkResult r = vkEnumeratePhysicalDevices(vk->inst, &m, devs);
-    if (r != VK_SUCCESS && r != VK_INCOMPLETE) return vk_fail(vk->err, r, "vkEnumeratePhysicalDevices");
+    if (r != VK_SUCCESS && r != VK_INCOMPLETE) return em_vk_fail(vk->err, r, "vkEnumeratePhysicalDevices");
     if ((uint32_t)index >= m)
         return em_error(vk->err, EMBER_ERR_INVALID_ARGUMENT, "vulkan: device %d not listed", index);
     vk->phys = devs[index];
@@ -153,10 +145,12 @@ static void keep(em_vk_shared *sh, const em_vk *vk) {
 /* Device `index` made (first user) or taken (others). Under lock. */
 static int device_acquire(em_vk *vk, int index) {
     if (index >= 0 && index < MAX_DEVICES && devices[index].refs > 0) {
+        int rc = pick_device(vk, index); /* limits and name into this vk */
+        if (rc) return rc;
         devices[index].refs++;
         vk->shared = &devices[index];
         adopt(vk, vk->shared);
-        return pick_device(vk, index); /* limits and name into this vk */
+        return EMBER_OK;
     }
     int rc = pick_device(vk, index);
     if (!rc && index >= MAX_DEVICES)
@@ -250,14 +244,26 @@ void em_vk_close(em_vk *vk) {
     vk->err = err;
 }
 
-VkResult em_vk_queue_submit(em_vk *vk, const VkSubmitInfo *si) {
-    VkResult r = vkResetFences(vk->dev, 1, &vk->fence);
-    if (r != VK_SUCCESS) return r;
+int em_vk_cmd_begin(em_vk *vk) {
+    VkCommandBufferBeginInfo bi = { .sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO,
+                                    .flags = VK_COMMAND_BUFFER_USAGE_ONE_TIME_SUBMIT_BIT };
+    VK_TRY(vkResetCommandBuffer(vk->cmd, 0), "vkResetCommandBuffer");
+    VK_TRY(vkBeginCommandBuffer(vk->cmd, &bi), "vkBeginCommandBuffer");
+    return EMBER_OK;
+}
+
+int em_vk_cmd_submit(em_vk *vk, const char *what) {
+    VK_TRY(vkEndCommandBuffer(vk->cmd), "vkEndCommandBuffer");
+    VK_TRY(vkResetFences(vk->dev, 1, &vk->fence), "vkResetFences");
+    VkSubmitInfo si = { .sType = VK_STRUCTURE_TYPE_SUBMIT_INFO,
+                        .commandBufferCount = 1,
+                        .pCommandBuffers = &vk->cmd };
     pthread_mutex_lock(&vk->shared->queue_lock);
-    r = vkQueueSubmit(vk->queue, 1, si, vk->fence);
+    VkResult r = vkQueueSubmit(vk->queue, 1, &si, vk->fence);
     pthread_mutex_unlock(&vk->shared->queue_lock);
-    if (r != VK_SUCCESS) return r;
-    return vkWaitForFences(vk->dev, 1, &vk->fence, VK_TRUE, UINT64_MAX);
+    if (r != VK_SUCCESS) return em_vk_fail(vk->err, r, what);
+    VK_TRY(vkWaitForFences(vk->dev, 1, &vk->fence, VK_TRUE, UINT64_MAX), what);
+    return EMBER_OK;
 }
 
 static int find_memory(const em_vk *vk, uint32_t bits, VkMemoryPropertyFlags want,
@@ -298,7 +304,7 @@ int em_vk_buf_create(em_vk *vk, size_t size, bool host_visible, em_vk_buf *b) {
     if (r == VK_SUCCESS && host_visible) r = vkMapMemory(vk->dev, b->mem, 0, VK_WHOLE_SIZE, 0, &b->map);
     if (r != VK_SUCCESS) {
         em_vk_buf_destroy(vk, b);
-        return vk_fail(vk->err, r, "allocating a buffer");
+        return em_vk_fail(vk->err, r, "allocating a buffer");
     }
     b->size = size;
     return EMBER_OK;
@@ -314,18 +320,11 @@ void em_vk_buf_destroy(em_vk *vk, em_vk_buf *b) {
 
 /* One buffer copy, recorded, submitted and waited for. */
 static int copy_now(em_vk *vk, VkBuffer src, size_t soff, VkBuffer dst, size_t doff, size_t n) {
-    VkCommandBufferBeginInfo bi = { .sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO,
-                                    .flags = VK_COMMAND_BUFFER_USAGE_ONE_TIME_SUBMIT_BIT };
-    VK_TRY(vkResetCommandBuffer(vk->cmd, 0), "vkResetCommandBuffer");
-    VK_TRY(vkBeginCommandBuffer(vk->cmd, &bi), "vkBeginCommandBuffer");
+    int rc = em_vk_cmd_begin(vk);
+    if (rc) return rc;
     VkBufferCopy c = { soff, doff, n };
     vkCmdCopyBuffer(vk->cmd, src, dst, 1, &c);
-    VK_TRY(vkEndCommandBuffer(vk->cmd), "vkEndCommandBuffer");
-    VkSubmitInfo si = { .sType = VK_STRUCTURE_TYPE_SUBMIT_INFO,
-                        .commandBufferCount = 1,
-                        .pCommandBuffers = &vk->cmd };
-    VK_TRY(em_vk_queue_submit(vk, &si), "submitting a copy");
-    return EMBER_OK;
+    return em_vk_cmd_submit(vk, "submitting a copy");
 }
 
 static int check_range(em_vk *vk, const em_vk_buf *b, size_t off, size_t n, const char *what) {

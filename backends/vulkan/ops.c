@@ -2,9 +2,9 @@
  * (arena or leaves buffer), push constants filled, workgroups counted.
  * Row strides are passed in floats; rows past 32768 fold into the next
  * grid dimension. */
-#include <math.h>
 #include <string.h>
 
+#include "../../lib/rope.h"
 #include "ops.h"
 
 /* Leaves are placed at this alignment (a multiple of every device's
@@ -56,14 +56,10 @@ static size_t rope_table_bytes(const em_tensor *t) {
 
 static void rope_table(const em_tensor *t, float *cs) {
     const int32_t *pos = t->src[1]->data;
-    const float *inv = t->src[2]->data;
     int n_rot = t->ip[0], half = n_rot / 2;
     for (int64_t tok = 0; tok < t->src[0]->ne[2]; tok++)
-        for (int i = 0; i < half; i++) {
-            double theta = (double)pos[tok] * inv[i];
-            cs[tok * n_rot + i] = (float)(cos(theta) * t->fp[0]);
-            cs[tok * n_rot + half + i] = (float)(sin(theta) * t->fp[0]);
-        }
+        em_rope_cos_sin(pos[tok], t->src[2]->data, half, t->fp[0], cs + tok * n_rot,
+                        cs + tok * n_rot + half);
 }
 
 /* Lays out every leaf (deduplicated by address and size) and RoPE table:

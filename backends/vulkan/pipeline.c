@@ -15,18 +15,6 @@
 #include "softmax.spv.h"
 #include "unary.spv.h"
 
-#define VK_TRY(call, what)                                                                     \
-    do {                                                                                       \
-        VkResult r_ = (call);                                                                  \
-        if (r_ != VK_SUCCESS)                                                                  \
-            return em_error(vk->err, r_ == VK_ERROR_OUT_OF_DEVICE_MEMORY ||                    \
-                                             r_ == VK_ERROR_OUT_OF_HOST_MEMORY                 \
-                                         ? EMBER_ERR_NO_MEMORY                                 \
-                                     : r_ == VK_ERROR_DEVICE_LOST ? EMBER_ERR_BAD_STATE        \
-                                                                  : EMBER_ERR_INTERNAL,        \
-                            "vulkan: %s failed (VkResult %d)", what, (int)r_);                 \
-    } while (0)
-
 /* Weight-type codes the shaders switch on (specialization constant 0). */
 enum { TY_F32 = 0, TY_F16 = 1, TY_Q4_0 = 2, TY_Q8_0 = 8 };
 
@@ -139,10 +127,7 @@ int em_vk_begin(em_vk *vk, uint32_t max_dispatches) {
     if (vk->recording) return em_error(vk->err, EMBER_ERR_BAD_STATE, "vulkan: already recording");
     int rc = ensure_pool(vk, max_dispatches ? max_dispatches : 1);
     if (rc) return rc;
-    VkCommandBufferBeginInfo bi = { .sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO,
-                                    .flags = VK_COMMAND_BUFFER_USAGE_ONE_TIME_SUBMIT_BIT };
-    VK_TRY(vkResetCommandBuffer(vk->cmd, 0), "vkResetCommandBuffer");
-    VK_TRY(vkBeginCommandBuffer(vk->cmd, &bi), "vkBeginCommandBuffer");
+    if ((rc = em_vk_cmd_begin(vk))) return rc;
     vk->recording = true;
     return EMBER_OK;
 }
@@ -193,10 +178,5 @@ int em_vk_dispatch(em_vk *vk, em_vk_pipe pipe, const em_vk_ref refs[EM_VK_BINDIN
 int em_vk_submit(em_vk *vk) {
     if (!vk->recording) return em_error(vk->err, EMBER_ERR_BAD_STATE, "vulkan: not recording");
     vk->recording = false;
-    VK_TRY(vkEndCommandBuffer(vk->cmd), "vkEndCommandBuffer");
-    VkSubmitInfo si = { .sType = VK_STRUCTURE_TYPE_SUBMIT_INFO,
-                        .commandBufferCount = 1,
-                        .pCommandBuffers = &vk->cmd };
-    VK_TRY(em_vk_queue_submit(vk, &si), "submitting the graph");
-    return EMBER_OK;
+    return em_vk_cmd_submit(vk, "submitting the graph");
 }

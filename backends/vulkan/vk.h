@@ -48,7 +48,7 @@ typedef struct em_vk {
     VkInstance inst;
     VkPhysicalDevice phys;
     VkDevice dev;
-    VkQueue queue; /* submissions go through em_vk_queue_submit (a lock) */
+    VkQueue queue; /* submissions go through em_vk_cmd_submit (a lock) */
     uint32_t queue_family;
     VkPhysicalDeviceMemoryProperties mem_props;
     size_t min_align;     /* minStorageBufferOffsetAlignment */
@@ -67,6 +67,16 @@ typedef struct em_vk {
     bool recording;
     char *err;
 } em_vk;
+
+/* The status for a failed Vulkan call, with a message: memory exhaustion
+ * is EMBER_ERR_NO_MEMORY, a lost device EMBER_ERR_BAD_STATE (the backend
+ * cannot go on), the rest EMBER_ERR_INTERNAL. */
+int em_vk_fail(char *err, VkResult r, const char *what);
+#define VK_TRY(call, what)                                                                     \
+    do {                                                                                       \
+        VkResult r_ = (call);                                                                  \
+        if (r_ != VK_SUCCESS) return em_vk_fail(vk->err, r_, what);                            \
+    } while (0)
 
 /* Opens device `index` of the instance's physical devices and builds the
  * pipelines. On failure everything made is released. */
@@ -95,7 +105,9 @@ int em_vk_begin(em_vk *vk, uint32_t max_dispatches);
 int em_vk_dispatch(em_vk *vk, em_vk_pipe pipe, const em_vk_ref refs[EM_VK_BINDINGS],
                    uint32_t *push, size_t push_bytes, uint32_t gx, uint32_t gy, uint32_t gz);
 int em_vk_submit(em_vk *vk);
-/* vkQueueSubmit under the device's lock, then a wait on vk's fence. */
-VkResult em_vk_queue_submit(em_vk *vk, const VkSubmitInfo *si);
+/* vk's command buffer reset and begun for one submission; ended,
+ * submitted under the device's queue lock and waited for. */
+int em_vk_cmd_begin(em_vk *vk);
+int em_vk_cmd_submit(em_vk *vk, const char *what);
 
 #endif
