@@ -1,5 +1,7 @@
 #include "backend.h"
 
+#include "kv.h"
+
 int em_backend_create(const em_backend_config *cfg, const em_alloc *a, char *err,
                       em_backend **out) {
     *out = NULL;
@@ -46,6 +48,19 @@ int em_backend_graph_reserve(em_backend *b, const em_graph *g) {
 int em_backend_graph_compute(em_backend *b, em_graph *g) {
     if (!b || !g) return EMBER_ERR_INVALID_ARGUMENT;
     return b->fns->graph_compute(b, g);
+}
+
+uint32_t em_backend_kv_storage(const em_backend *b) {
+    return b && b->fns->kv_attach ? EM_KV_DEVICE : EM_KV_HOST;
+}
+
+int em_backend_kv_attach(em_backend *b, em_kv *kv) {
+    if (!b || !kv) return EMBER_ERR_INVALID_ARGUMENT;
+    if (!b->fns->kv_attach) return EMBER_OK; /* host rows: nothing to do */
+    if (kv->storage != EM_KV_DEVICE)
+        return em_error(b->err, EMBER_ERR_INTERNAL, "backend %s: the KV cache was made with "
+                        "host storage", b->fns->name);
+    return b->fns->kv_attach(b, kv);
 }
 
 EMBER_API int ember_backend_available(int kind) {

@@ -8,6 +8,7 @@
 #include "graph.h"
 
 typedef struct em_backend em_backend;
+struct em_kv;
 
 typedef struct em_buffer {
     void *base;   /* host-visible address for host backends, else NULL */
@@ -30,6 +31,12 @@ typedef struct em_backend_fns {
     int (*graph_reserve)(em_backend *b, const em_graph *g);
     /* Runs every non-leaf node of g in order. Must not allocate. */
     int (*graph_compute)(em_backend *b, em_graph *g);
+    /* Optional. A backend that keeps the KV cache's rows in its own memory
+     * (a GPU) has this: the context then makes its cache with EM_KV_DEVICE
+     * storage (lib/kv.h) and attaches it once, before the first graph;
+     * the backend allocates em_kv_bytes(kv) and applies kv->pending copies.
+     * Backends without it read and write the rows in host memory. */
+    int (*kv_attach)(em_backend *b, struct em_kv *kv);
     void (*destroy)(em_backend *b);
 } em_backend_fns;
 
@@ -56,6 +63,10 @@ int em_backend_buffer_alloc(em_backend *b, size_t size, em_buffer *out);
 void em_backend_buffer_free(em_backend *b, em_buffer *buf);
 int em_backend_graph_reserve(em_backend *b, const em_graph *g);
 int em_backend_graph_compute(em_backend *b, em_graph *g);
+/* EM_KV_DEVICE when the backend keeps the KV rows (kv_attach), else
+ * EM_KV_HOST. */
+uint32_t em_backend_kv_storage(const em_backend *b);
+int em_backend_kv_attach(em_backend *b, struct em_kv *kv);
 
 /* Each backend's constructor (backends/<name>/). */
 int em_cpu_backend_create(const em_backend_config *cfg, const em_alloc *a, char *err,
@@ -65,6 +76,9 @@ int em_vulkan_backend_create(const em_backend_config *cfg, const em_alloc *a, ch
 int em_vulkan_available(char *err);
 /* The Vulkan device's name ("" when b is not a Vulkan backend). */
 const char *em_vulkan_device_name(const em_backend *b);
+/* Runs that recorded a command buffer and runs that reused one (0 and 0
+ * when b is not Vulkan). */
+void em_vulkan_record_stats(const em_backend *b, uint64_t *recorded, uint64_t *reused);
 /* The CPU levels allowed (ember_cpu_set_mask / EMBER_CPU_MASK). */
 uint32_t em_cpu_mask(void);
 

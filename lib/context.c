@@ -108,11 +108,11 @@ static int build_graph(ember_context *c, int64_t n, int64_t n_out) {
     g->expert_counts = c->expert_counts;
     g->stats_n_expert = c->model->hp.n_expert;
     em_build_inputs in = { .n_tokens = n, .n_outputs = n_out };
-    in.tokens = em_leaf(g, EM_TYPE_I32, 1, &n, input(c, 0));
-    in.pos = em_leaf(g, EM_TYPE_I32, 1, &n, input(c, 1));
-    in.seq = em_leaf(g, EM_TYPE_I32, 1, &n, input(c, 2));
-    in.slots = em_leaf(g, EM_TYPE_I32, 1, &n, input(c, 3));
-    in.out_rows = em_leaf(g, EM_TYPE_I32, 1, &n_out, input(c, 4));
+    in.tokens = em_input(g, EM_TYPE_I32, 1, &n, input(c, 0));
+    in.pos = em_input(g, EM_TYPE_I32, 1, &n, input(c, 1));
+    in.seq = em_input(g, EM_TYPE_I32, 1, &n, input(c, 2));
+    in.slots = em_input(g, EM_TYPE_I32, 1, &n, input(c, 3));
+    in.out_rows = em_input(g, EM_TYPE_I32, 1, &n_out, input(c, 4));
     c->logits = c->model->arch->build(c->model, g, &in);
     return em_graph_check(g, c->err);
 }
@@ -151,10 +151,11 @@ static int context_init(ember_context *c, const ember_context_params *p) {
     if ((rc = em_backend_create(&cfg, &c->alloc, c->err, &c->backend))) return rc;
     if (em_kv_init(&c->kv, &c->alloc, hp->n_layer, hp->kv_k_row, hp->kv_v_row,
                    (int32_t)c->n_ctx, (int32_t)c->n_seq, (int32_t)c->kv_blocks,
-                   (int32_t)c->kv_block, c->kv_type))
+                   (int32_t)c->kv_block, c->kv_type, em_backend_kv_storage(c->backend)))
         return em_error(c->err, EMBER_ERR_NO_MEMORY, "context: no memory for a KV cache of %u "
                         "positions x %u sequences (kv_blocks %u)", c->n_ctx, c->n_seq,
                         c->kv_blocks);
+    if ((rc = em_backend_kv_attach(c->backend, &c->kv))) return rc;
     c->inputs = em_calloc(&c->alloc, (size_t)c->n_batch * 6 + 2 * c->n_seq, sizeof(int32_t));
     if (!c->inputs) return em_error(c->err, EMBER_ERR_NO_MEMORY, "context: no memory for inputs");
     c->row_out = input(c, 5);
@@ -311,6 +312,10 @@ EMBER_API const float *ember_get_logits(ember_context *c, size_t i) {
 }
 
 em_kv *em_context_kv(ember_context *c) { return &c->kv; }
+
+/* For tests that look at the backend's counters. */
+em_backend *em_context_backend(ember_context *c);
+em_backend *em_context_backend(ember_context *c) { return c->backend; }
 
 static int check_seq(ember_context *c, int32_t seq_id) {
     if (seq_id < 0 || (uint32_t)seq_id >= c->n_seq)

@@ -75,6 +75,12 @@ em_tensor *em_leaf(em_graph *g, uint32_t type, int n_dims, const int64_t *ne, co
     return t;
 }
 
+em_tensor *em_input(em_graph *g, uint32_t type, int n_dims, const int64_t *ne, const void *data) {
+    em_tensor *t = em_leaf(g, type, n_dims, ne, data);
+    t->flags |= EM_TENSOR_INPUT;
+    return t;
+}
+
 static em_tensor *unary(em_graph *g, int op, em_tensor *a, em_tensor *b) {
     em_tensor *t = new_tensor(g, op, EMBER_TYPE_F32, 4, a->ne);
     t->src[0] = a;

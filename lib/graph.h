@@ -59,10 +59,17 @@ typedef struct em_tensor {
     int32_t ip[8];
     float fp[4];
     int32_t keep;           /* output: never reused by the planner          */
+    uint32_t flags;         /* EM_TENSOR_INPUT                              */
     const char *name;
 } em_tensor;
 
 #define EM_TYPE_I32 26
+
+/* A leaf whose bytes change between evaluations (tokens, positions). Every
+ * other leaf (weights, tables of the model) must keep its address and
+ * bytes for the life of the backend that ran it: a GPU backend copies such
+ * leaves to the device once and reuses the copy. */
+#define EM_TENSOR_INPUT 1u
 
 typedef struct em_graph {
     em_tensor *nodes;
@@ -81,6 +88,8 @@ void em_graph_reset(em_graph *g);
 /* Builders. They never fail: on overflow they return a scratch tensor and
  * set g->overflow, which em_graph_check() reports. */
 em_tensor *em_leaf(em_graph *g, uint32_t type, int n_dims, const int64_t *ne, const void *data);
+/* A leaf flagged EM_TENSOR_INPUT. */
+em_tensor *em_input(em_graph *g, uint32_t type, int n_dims, const int64_t *ne, const void *data);
 em_tensor *em_get_rows(em_graph *g, em_tensor *table, em_tensor *ids);
 em_tensor *em_rms_norm(em_graph *g, em_tensor *x, em_tensor *w, float eps);
 em_tensor *em_matmul(em_graph *g, em_tensor *w, em_tensor *x);

@@ -9,8 +9,10 @@ static int32_t blocks_for(const em_kv *kv, int32_t positions) {
 }
 
 int em_kv_init(em_kv *kv, const em_alloc *a, int32_t n_layer, int64_t k_row, int64_t v_row,
-               int32_t n_ctx, int32_t n_seq, int32_t n_blocks, int32_t block, uint32_t type) {
+               int32_t n_ctx, int32_t n_seq, int32_t n_blocks, int32_t block, uint32_t type,
+               uint32_t storage) {
     memset(kv, 0, sizeof *kv);
+    kv->storage = storage;
     kv->block = block;
     while ((1 << kv->block_shift) < block) kv->block_shift++;
     kv->type = type;
@@ -33,9 +35,14 @@ int em_kv_init(em_kv *kv, const em_alloc *a, int32_t n_layer, int64_t k_row, int
     if (!em_mul_size((size_t)kv->n_blocks * kv->block, kv->k_bytes + kv->v_bytes, &per_layer) ||
         !em_mul_size(per_layer, (size_t)n_layer, &total))
         return EMBER_ERR_NO_MEMORY;
-    kv->mem = em_malloc_aligned(a, total ? total : 64, 64);
-    kv->k = em_calloc(a, (size_t)n_layer, sizeof *kv->k);
-    kv->v = em_calloc(a, (size_t)n_layer, sizeof *kv->v);
+    bool host = storage == EM_KV_HOST;
+    if (host) {
+        kv->mem = em_malloc_aligned(a, total ? total : 64, 64);
+        kv->k = em_calloc(a, (size_t)n_layer, sizeof *kv->k);
+        kv->v = em_calloc(a, (size_t)n_layer, sizeof *kv->v);
+    } else {
+        kv->pending = em_calloc(a, (size_t)kv->n_blocks, sizeof *kv->pending);
+    }
     kv->tables = em_calloc(a, (size_t)all, sizeof *kv->tables);
     kv->n_table = em_calloc(a, (size_t)n_seq, sizeof *kv->n_table);
     kv->len = em_calloc(a, (size_t)n_seq, sizeof *kv->len);
@@ -51,20 +58,16 @@ int em_kv_init(em_kv *kv, const em_alloc *a, int32_t n_layer, int64_t k_row, int
     kv->chain = em_calloc(a, (size_t)kv->n_blocks, sizeof *kv->chain);
     kv->lru_prev = em_calloc(a, (size_t)kv->n_blocks, sizeof *kv->lru_prev);
     kv->lru_next = em_calloc(a, (size_t)kv->n_blocks, sizeof *kv->lru_next);
-    if (!kv->mem || !kv->k || !kv->v || !kv->tables || !kv->n_table || !kv->len || !kv->ref ||
+    if ((host && (!kv->mem || !kv->k || !kv->v)) || (!host && !kv->pending) || !kv->tables || !kv->n_table || !kv->len || !kv->ref ||
         !kv->free_list || !kv->tokens || !kv->hash || !kv->sealed || !kv->bucket || !kv->chain ||
         !kv->lru_prev || !kv->lru_next) {
         em_kv_free(kv, a);
         return EMBER_ERR_NO_MEMORY;
     }
-    char *p = kv->mem;
     size_t ksz = (size_t)kv->n_blocks * kv->block * kv->k_bytes;
-    size_t vsz = (size_t)kv->n_blocks * kv->block * kv->v_bytes;
-    for (int32_t l = 0; l < n_layer; l++) {
-        kv->k[l] = p;
-        p += ksz;
-        kv->v[l] = p;
-        p += vsz;
+    for (int32_t l = 0; host && l < n_layer; l++) {
+        kv->k[l] = (char *)kv->mem + em_kv_layer_offset(kv, l);
+        kv->v[l] = (char *)kv->k[l] + ksz;
     }
     for (int64_t i = 0; i < all; i++) kv->tables[i] = -1;
     for (uint32_t i = 0; i < n_bucket; i++) kv->bucket[i] = -1;
@@ -91,8 +94,15 @@ void em_kv_free(em_kv *kv, const em_alloc *a) {
     em_free(a, kv->chain);
     em_free(a, kv->lru_prev);
     em_free(a, kv->lru_next);
+    em_free(a, kv->pending);
     memset(kv, 0, sizeof *kv);
 }
+
+size_t em_kv_layer_offset(const em_kv *kv, int layer) {
+    return (size_t)layer * (size_t)kv->n_blocks * (size_t)kv->block * (kv->k_bytes + kv->v_bytes);
+}
+
+size_t em_kv_bytes(const em_kv *kv) { return em_kv_layer_offset(kv, kv->n_layer); }
 
 size_t em_kv_block_bytes(const em_kv *kv) {
     return (size_t)kv->block * (kv->k_bytes + kv->v_bytes) * (size_t)kv->n_layer;
@@ -171,15 +181,24 @@ static void drop_block(em_kv *kv, int32_t b) {
 }
 
 static void copy_block(em_kv *kv, int32_t dst, int32_t src) {
+    memcpy(kv->tokens + (size_t)dst * kv->block, kv->tokens + (size_t)src * kv->block,
+           kv->block * sizeof *kv->tokens);
+    kv->copies++;
+    if (kv->storage == EM_KV_DEVICE) { /* the backend copies the rows */
+        if (kv->n_pending < kv->n_blocks) {
+            kv->pending[kv->n_pending][0] = dst;
+            kv->pending[kv->n_pending++][1] = src;
+        } else {
+            kv->pending_lost = true;
+        }
+        return;
+    }
     size_t kb = (size_t)kv->block * kv->k_bytes;
     size_t vb = (size_t)kv->block * kv->v_bytes;
     for (int32_t l = 0; l < kv->n_layer; l++) {
         memcpy((char *)kv->k[l] + (size_t)dst * kb, (char *)kv->k[l] + (size_t)src * kb, kb);
         memcpy((char *)kv->v[l] + (size_t)dst * vb, (char *)kv->v[l] + (size_t)src * vb, vb);
     }
-    memcpy(kv->tokens + (size_t)dst * kv->block, kv->tokens + (size_t)src * kv->block,
-           kv->block * sizeof *kv->tokens);
-    kv->copies++;
 }
 
 em_kv_need em_kv_plan(const em_kv *kv, int32_t s, int32_t from, int32_t to) {
@@ -239,6 +258,10 @@ void em_kv_fork(em_kv *kv, int32_t src, int32_t dst) {
 void em_kv_clear(em_kv *kv, int32_t s) {
     if (s < 0) {
         for (int32_t i = 0; i < kv->n_seq; i++) em_kv_truncate(kv, i, 0);
+        /* every copied block is dropped with its holder, and none was sealed
+         * while copies were lost (the backend refused to run) */
+        kv->n_pending = 0;
+        kv->pending_lost = false;
     } else {
         em_kv_truncate(kv, s, 0);
     }

@@ -62,16 +62,37 @@ typedef struct em_kv {
     int32_t n_cached;
     uint64_t reused;        /* positions attached by em_kv_reuse, ever */
     uint64_t evicted;       /* cached blocks taken for new data, ever */
+    /* device storage (EM_KV_DEVICE): block copies the backend still owes */
+    uint32_t storage;
+    int32_t (*pending)[2];  /* [n_blocks] (dst, src), in order */
+    int32_t n_pending;
+    bool pending_lost;      /* more copies than fit: the rows are unknown */
 } em_kv;
+
+/* Where the rows live. EM_KV_HOST: in kv->mem, addressed by em_kv_k/v.
+ * EM_KV_DEVICE: a backend keeps them (em_kv_bytes of them, laid out as
+ * em_kv_layer_offset says); kv->mem, k and v are NULL, and a block copy
+ * (copy-on-write) is queued in kv->pending for the backend to apply, in
+ * order, before it next reads or writes the cache. The queue holds n_blocks
+ * copies, which one batch never exceeds (each copy takes a distinct fresh
+ * block); should failed evaluations pile up more, pending_lost is set and
+ * the backend refuses to run until the whole cache is cleared
+ * (em_kv_clear(kv, -1)). */
+enum { EM_KV_HOST = 0, EM_KV_DEVICE = 1 };
 
 /* n_blocks 0: enough for every sequence to reach n_ctx. block: positions
  * per block, a power of two (the caller checks). For Q8_0 the caller has
  * checked that rows split into whole blocks per head. */
 int em_kv_init(em_kv *kv, const em_alloc *a, int32_t n_layer, int64_t k_row, int64_t v_row,
-               int32_t n_ctx, int32_t n_seq, int32_t n_blocks, int32_t block, uint32_t type);
+               int32_t n_ctx, int32_t n_seq, int32_t n_blocks, int32_t block, uint32_t type,
+               uint32_t storage);
 void em_kv_free(em_kv *kv, const em_alloc *a);
 /* Bytes of one block, all layers, K and V. */
 size_t em_kv_block_bytes(const em_kv *kv);
+/* Bytes of all rows, and where layer l's K rows start in them (its V rows
+ * follow the K rows: em_kv_layer_offset + n_blocks * block * k_bytes). */
+size_t em_kv_bytes(const em_kv *kv);
+size_t em_kv_layer_offset(const em_kv *kv, int layer);
 
 /* Address of the K (or V) row of a cache slot in a layer. */
 static inline void *em_kv_k(const em_kv *kv, int layer, int64_t slot) {

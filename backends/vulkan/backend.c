@@ -1,14 +1,14 @@
 /* The Vulkan backend's ops table (lib/backend.h).
  *
- * Memory, in this first stage: the activations arena is a device buffer
- * with a host shadow of the same size; the planner's offsets are the same
- * in both (a node's device offset is its host address minus the shadow's
- * base), so the core needs no change. Leaves (weights and per-evaluation
- * inputs) are copied into a device buffer at every compute, and nodes the
- * graph keeps (logits) are read back into the shadow after it. Not yet:
- * a resident weight cache, the paged KV cache on the device (KV_STORE and
- * ATTN are not supported, so a model context is refused with a message),
- * command buffers reused across evaluations, layer splits with the CPU. */
+ * Memory (backends/vulkan/ops.h): the activations arena is a device buffer
+ * with a host shadow, constant leaves are copied once into weight slabs,
+ * per-run data goes through a host-visible io buffer, and the KV cache's
+ * rows live in a device buffer of their own (kv_attach). A compute writes
+ * io, runs the graph as one submission (the KV cache's pending block
+ * copies first, the kept nodes copied to staging last) and copies the kept
+ * nodes into the shadow, where the core reads them. Command buffers are
+ * reused for graphs of equal shape (record.c). Not yet: layer splits with
+ * the CPU; weights shared between contexts of one model. */
 #include <string.h>
 
 #include "../../lib/backend.h"
@@ -19,9 +19,12 @@ typedef struct vk_backend {
     em_vk_buf arena;  /* device */
     char *shadow;     /* host mirror of the arena's offsets */
     size_t arena_size;
-    em_vk_buf leaves; /* device copies of the graph's leaves */
-    em_vk_leaf *leaf; /* where each leaf went */
-    int32_t leaf_cap;
+    em_vk_weights weights;
+    em_vk_buf io;     /* host-visible: per-run data */
+    size_t *io_off;   /* per node */
+    int32_t io_cap;   /* entries of io_off */
+    em_kv *kv;        /* attached cache, or NULL */
+    em_vk_buf kv_buf;
 } vk_backend;
 
 static bool vk_supports_op(const em_backend *b, const em_tensor *t) {
@@ -48,6 +51,7 @@ static int vk_buffer_alloc(em_backend *b, size_t size, em_buffer *out) {
 
 static void vk_buffer_free(em_backend *b, em_buffer *buf) {
     vk_backend *v = b->impl;
+    em_vk_cache_clear(&v->vk);
     em_vk_buf_destroy(&v->vk, &v->arena);
     em_free_aligned(&b->alloc, v->shadow);
     v->shadow = NULL;
@@ -67,39 +71,93 @@ static int vk_buffer_read(em_backend *b, const em_buffer *buf, size_t off, void 
     return em_vk_download(&v->vk, &v->arena, off, dst, n);
 }
 
+static em_vk_graph graph_view(vk_backend *v, const em_graph *g) {
+    return (em_vk_graph){ .vk = &v->vk, .shadow = v->shadow, .arena_size = v->arena_size,
+                          .arena = &v->arena, .weights = &v->weights, .io = &v->io,
+                          .io_off = v->io_off, .kv = g->kv, .kv_buf = &v->kv_buf };
+}
+
+/* Room for g's per-node table and per-run data, and its constant leaves on
+ * the device. A bigger io buffer replaces the old one, so recorded
+ * command buffers (which name it) are forgotten. */
 static int vk_graph_reserve(em_backend *b, const em_graph *g) {
     vk_backend *v = b->impl;
-    if (g->n_nodes <= v->leaf_cap) return EMBER_OK;
-    em_vk_leaf *l = em_calloc(&b->alloc, (size_t)g->n_nodes, sizeof *l);
-    if (!l) return em_error(b->err, EMBER_ERR_NO_MEMORY, "vulkan: no memory for the leaf table");
-    em_free(&b->alloc, v->leaf);
-    v->leaf = l;
-    v->leaf_cap = g->n_nodes;
-    return EMBER_OK;
+    if (g->n_nodes > v->io_cap) {
+        size_t *o = em_calloc(&b->alloc, (size_t)g->n_nodes, sizeof *o);
+        if (!o) return em_error(b->err, EMBER_ERR_NO_MEMORY, "vulkan: no memory for the io table");
+        em_free(&b->alloc, v->io_off);
+        v->io_off = o;
+        v->io_cap = g->n_nodes;
+    }
+    em_vk_graph vg = graph_view(v, g);
+    size_t need = em_vk_io_layout(&vg, g);
+    if (need > v->io.size) {
+        em_vk_cache_clear(&v->vk);
+        em_vk_buf_destroy(&v->vk, &v->io);
+        int rc = em_vk_buf_create(&v->vk, need < 4096 ? 4096 : need, true, &v->io);
+        if (rc) return rc;
+    }
+    return em_vk_weights_add(&vg, g);
 }
 
 static int vk_graph_compute(em_backend *b, em_graph *g) {
     vk_backend *v = b->impl;
     if (!v->shadow) return em_error(b->err, EMBER_ERR_BAD_STATE, "vulkan: no arena");
-    int rc = vk_graph_reserve(b, g);
+    if (g->kv && ((em_kv *)g->kv != v->kv || !v->kv_buf.buf))
+        return em_error(b->err, EMBER_ERR_BAD_STATE, "vulkan: the graph's KV cache is not the "
+                        "one attached");
+    if (v->kv && v->kv->pending_lost)
+        return em_error(b->err, EMBER_ERR_BAD_STATE, "vulkan: KV block copies were lost after "
+                        "failed evaluations; clear every sequence (ember_seq_clear(ctx, -1))");
+    int rc = vk_graph_reserve(b, g); /* no-op for graphs no larger than the reserved one */
     if (rc) return rc;
-    em_vk_graph vg = { &v->vk, v->shadow, v->arena_size, &v->arena, &v->leaves, v->leaf, &b->alloc };
-    if ((rc = em_vk_upload_leaves(&vg, g)) || (rc = em_vk_run(&vg, g))) return rc;
+    em_vk_graph vg = graph_view(v, g);
+    em_vk_io_layout(&vg, g);
+    em_vk_io_fill(&vg, g);
+    bool staged;
+    if ((rc = em_vk_run(&vg, g, &staged))) return rc;
+    size_t at = 0;
     for (int32_t i = 0; i < g->n_nodes; i++) { /* outputs back to the host */
         em_tensor *t = &g->nodes[i];
         if (!t->keep || t->op == EM_OP_NONE) continue;
-        size_t off = (size_t)((char *)t->data - v->shadow);
-        if ((rc = em_vk_download(&v->vk, &v->arena, off, t->data, em_nbytes(t)))) return rc;
+        size_t n = em_nbytes(t);
+        if (staged) memcpy(t->data, (char *)v->vk.staging.map + at, n);
+        else if ((rc = em_vk_download(&v->vk, &v->arena, (size_t)((char *)t->data - v->shadow),
+                                      t->data, n)))
+            return rc;
+        at += n;
     }
+    return EMBER_OK;
+}
+
+/* The cache's rows in one device buffer. Each layer (K then V rows) is
+ * bound as one range, so it must fit the device's storage-buffer range;
+ * F16 rows are written as whole 32-bit words, so they have even lengths. */
+static int vk_kv_attach(em_backend *b, em_kv *kv) {
+    vk_backend *v = b->impl;
+    size_t layer = em_kv_layer_offset(kv, 1);
+    if (layer > v->vk.max_range)
+        return em_error(b->err, EMBER_ERR_UNSUPPORTED, "vulkan: one layer of the KV cache takes "
+                        "%zu bytes, more than the device binds at once (%zu); use fewer "
+                        "positions or sequences", layer, v->vk.max_range);
+    if (kv->type == EMBER_TYPE_F16 && (kv->k_row % 2 || kv->v_row % 2))
+        return em_error(b->err, EMBER_ERR_UNSUPPORTED, "vulkan: an F16 KV cache needs rows of "
+                        "even length");
+    size_t bytes = em_kv_bytes(kv);
+    int rc = em_vk_buf_create(&v->vk, bytes ? bytes : 4, false, &v->kv_buf);
+    if (rc) return rc;
+    v->kv = kv;
     return EMBER_OK;
 }
 
 static void vk_destroy(em_backend *b) {
     vk_backend *v = b->impl;
-    em_vk_buf_destroy(&v->vk, &v->leaves);
+    em_vk_weights_free(&v->vk, &v->weights);
+    em_vk_buf_destroy(&v->vk, &v->io);
+    em_vk_buf_destroy(&v->vk, &v->kv_buf);
     em_vk_buf_destroy(&v->vk, &v->arena);
     em_free_aligned(&b->alloc, v->shadow);
-    em_free(&b->alloc, v->leaf);
+    em_free(&b->alloc, v->io_off);
     em_vk_close(&v->vk);
     em_alloc a = b->alloc;
     em_free(&a, v);
@@ -115,6 +173,7 @@ static const em_backend_fns vk_fns = {
     .buffer_read = vk_buffer_read,
     .graph_reserve = vk_graph_reserve,
     .graph_compute = vk_graph_compute,
+    .kv_attach = vk_kv_attach,
     .destroy = vk_destroy,
 };
 
@@ -137,16 +196,16 @@ int em_vulkan_backend_create(const em_backend_config *cfg, const em_alloc *a, ch
         em_free(a, v);
         return em_error(err, EMBER_ERR_NO_MEMORY, "vulkan: no memory for the backend");
     }
-    int rc = em_vk_open(&v->vk, cfg->device, err);
+    b->fns = &vk_fns;
+    b->alloc = *a;
+    b->err = err;
+    b->impl = v;
+    int rc = em_vk_open(&v->vk, cfg->device, &b->alloc, err);
     if (rc) {
         em_free(a, b);
         em_free(a, v);
         return rc;
     }
-    b->fns = &vk_fns;
-    b->alloc = *a;
-    b->err = err;
-    b->impl = v;
     *out = b;
     return EMBER_OK;
 }
@@ -154,4 +213,11 @@ int em_vulkan_backend_create(const em_backend_config *cfg, const em_alloc *a, ch
 /* The device's name, for tests and tools ("" when b is not Vulkan). */
 const char *em_vulkan_device_name(const em_backend *b) {
     return b && b->fns == &vk_fns ? ((const vk_backend *)b->impl)->vk.name : "";
+}
+
+/* Runs recorded afresh and runs that reused a command buffer, for tests. */
+void em_vulkan_record_stats(const em_backend *b, uint64_t *recorded, uint64_t *reused) {
+    const vk_backend *v = b && b->fns == &vk_fns ? b->impl : NULL;
+    *recorded = v ? v->vk.recorded : 0;
+    *reused = v ? v->vk.reused : 0;
 }

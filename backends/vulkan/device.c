@@ -207,15 +207,16 @@ static int make_user(em_vk *vk) {
 static void free_user(em_vk *vk) {
     if (!vk->dev) return; /* every submission was waited for: nothing runs */
     em_vk_buf_destroy(vk, &vk->staging);
-    if (vk->desc_pool) vkDestroyDescriptorPool(vk->dev, vk->desc_pool, NULL);
+    em_vk_record_free(vk);
     if (vk->fence) vkDestroyFence(vk->dev, vk->fence, NULL);
     if (vk->cmd_pool) vkDestroyCommandPool(vk->dev, vk->cmd_pool, NULL);
-    vk->desc_pool = VK_NULL_HANDLE, vk->fence = VK_NULL_HANDLE, vk->cmd_pool = VK_NULL_HANDLE;
+    vk->fence = VK_NULL_HANDLE, vk->cmd_pool = VK_NULL_HANDLE;
 }
 
-int em_vk_open(em_vk *vk, int index, char *err) {
+int em_vk_open(em_vk *vk, int index, const em_alloc *a, char *err) {
     memset(vk, 0, sizeof *vk);
     vk->err = err;
+    vk->alloc = a;
     pthread_mutex_lock(&lock);
     int rc = instance_acquire(err);
     if (!rc) {
@@ -226,6 +227,7 @@ int em_vk_open(em_vk *vk, int index, char *err) {
     if (rc) {
         memset(vk, 0, sizeof *vk);
         vk->err = err;
+        vk->alloc = a;
         return rc;
     }
     if ((rc = make_user(vk))) em_vk_close(vk);
@@ -234,6 +236,7 @@ int em_vk_open(em_vk *vk, int index, char *err) {
 
 void em_vk_close(em_vk *vk) {
     char *err = vk->err;
+    const em_alloc *a = vk->alloc;
     if (vk->shared) {
         free_user(vk);
         pthread_mutex_lock(&lock);
@@ -242,6 +245,7 @@ void em_vk_close(em_vk *vk) {
     }
     memset(vk, 0, sizeof *vk);
     vk->err = err;
+    vk->alloc = a;
 }
 
 int em_vk_cmd_begin(em_vk *vk) {
@@ -254,10 +258,14 @@ int em_vk_cmd_begin(em_vk *vk) {
 
 int em_vk_cmd_submit(em_vk *vk, const char *what) {
     VK_TRY(vkEndCommandBuffer(vk->cmd), "vkEndCommandBuffer");
+    return em_vk_submit_wait(vk, vk->cmd, what);
+}
+
+int em_vk_submit_wait(em_vk *vk, VkCommandBuffer cmd, const char *what) {
     VK_TRY(vkResetFences(vk->dev, 1, &vk->fence), "vkResetFences");
     VkSubmitInfo si = { .sType = VK_STRUCTURE_TYPE_SUBMIT_INFO,
                         .commandBufferCount = 1,
-                        .pCommandBuffers = &vk->cmd };
+                        .pCommandBuffers = &cmd };
     pthread_mutex_lock(&vk->shared->queue_lock);
     VkResult r = vkQueueSubmit(vk->queue, 1, &si, vk->fence);
     pthread_mutex_unlock(&vk->shared->queue_lock);

@@ -1,5 +1,5 @@
 /* Graph nodes as dispatches of the shaders in shaders/: operands located
- * (arena or leaves buffer), push constants filled, workgroups counted.
+ * (arena, io or weight slabs), push constants filled, workgroups counted.
  * Row strides are passed in floats; rows past 32768 fold into the next
  * grid dimension. */
 #include <string.h>
@@ -7,10 +7,8 @@
 #include "../../lib/rope.h"
 #include "ops.h"
 
-/* Leaves are placed at this alignment (a multiple of every device's
- * minStorageBufferOffsetAlignment in practice; the binding rounds down
- * anyway). */
-#define LEAF_ALIGN 256
+/* Per-run data is placed at this alignment in io. */
+#define IO_ALIGN 64
 
 static bool in_arena(const em_vk_graph *vg, const em_tensor *t) {
     const char *p = t->data;
@@ -24,6 +22,10 @@ static bool weight_type_ok(uint32_t ty) {
            ty == EMBER_TYPE_Q4_0;
 }
 
+/* The attention shader keeps a query head and each invocation's share of
+ * the output columns in fixed arrays (shaders/attn.comp MAXD). */
+#define ATTN_MAX_D 1024
+
 bool em_vk_op_supported(const em_tensor *t) {
     switch (t->op) {
     case EM_OP_MATMUL:
@@ -34,20 +36,32 @@ bool em_vk_op_supported(const em_tensor *t) {
     }
     case EM_OP_RMS_NORM: case EM_OP_ADD: case EM_OP_MUL: case EM_OP_SWIGLU:
     case EM_OP_SCALE: case EM_OP_SIGMOID: case EM_OP_SOFTMAX: case EM_OP_ROPE:
+    case EM_OP_KV_STORE:
         return t->src[0]->type == EMBER_TYPE_F32;
+    case EM_OP_ATTN:
+        return t->src[0]->type == EMBER_TYPE_F32 && t->src[0]->ne[0] <= ATTN_MAX_D &&
+               t->ne[0] / t->src[0]->ne[1] <= ATTN_MAX_D;
     default:
         return false;
     }
 }
 
-/* The leaf a tensor reads: views of leaves are not made by the builders,
- * so a tensor outside the arena is itself a leaf node. */
-static em_vk_ref ref_of(const em_vk_graph *vg, const em_graph *g, const em_tensor *t) {
-    if (in_arena(vg, t)) return (em_vk_ref){ vg->arena, (size_t)((const char *)t->data - vg->shadow) };
-    return (em_vk_ref){ vg->leaves, vg->leaf[t - g->nodes].off };
+/* Where tensor t is: the arena, io (per-run leaves) or the weight slabs. */
+static int ref_of(const em_vk_graph *vg, const em_graph *g, const em_tensor *t, em_vk_ref *r) {
+    if (in_arena(vg, t)) {
+        *r = (em_vk_ref){ vg->arena, (size_t)((const char *)t->data - vg->shadow) };
+        return EMBER_OK;
+    }
+    if (t->flags & EM_TENSOR_INPUT) {
+        *r = (em_vk_ref){ vg->io, vg->io_off[t - g->nodes] };
+        return EMBER_OK;
+    }
+    if (em_vk_weights_find(vg->weights, t->data, em_nbytes(t), r)) return EMBER_OK;
+    return em_error(vg->vk->err, EMBER_ERR_INTERNAL, "vulkan: leaf %d is not on the device",
+                    (int)(t - g->nodes));
 }
 
-static size_t align_up(size_t n) { return (n + LEAF_ALIGN - 1) / LEAF_ALIGN * LEAF_ALIGN; }
+static size_t align_up(size_t n) { return (n + IO_ALIGN - 1) / IO_ALIGN * IO_ALIGN; }
 
 /* floats of RoPE node t's cos/sin table: [T][n_rot] */
 static size_t rope_table_bytes(const em_tensor *t) {
@@ -62,56 +76,53 @@ static void rope_table(const em_tensor *t, float *cs) {
                         cs + tok * n_rot + half);
 }
 
-/* Lays out every leaf (deduplicated by address and size) and RoPE table:
- * returns the total and fills vg->leaf (rope tables at the RoPE node's
- * own index). */
-static size_t layout_leaves(em_vk_graph *vg, const em_graph *g) {
+/* RoPE nodes with the same positions and frequencies (a layer's Q and K,
+ * every layer) share one table. */
+static bool same_rope(const em_tensor *a, const em_tensor *b) {
+    return a->src[1]->data == b->src[1]->data && a->src[2]->data == b->src[2]->data &&
+           a->ip[0] == b->ip[0] && a->fp[0] == b->fp[0] && a->src[0]->ne[2] == b->src[0]->ne[2];
+}
+
+static size_t table_bytes(const em_kv *kv) {
+    return (size_t)kv->n_seq * (size_t)kv->blocks_per_seq * sizeof(int32_t);
+}
+
+size_t em_vk_io_layout(em_vk_graph *vg, const em_graph *g) {
+    enum { MAX_TABLES = 8 };
+    int32_t tables[MAX_TABLES], n_tables = 0;
     size_t total = 0;
-    memset(vg->leaf, 0, (size_t)g->n_nodes * sizeof *vg->leaf);
+    bool kv_ops = false;
     for (int32_t i = 0; i < g->n_nodes; i++) {
         const em_tensor *t = &g->nodes[i];
-        if (t->op == EM_OP_ROPE) {
-            vg->leaf[i] = (em_vk_leaf){ total, true };
+        vg->io_off[i] = SIZE_MAX;
+        kv_ops |= t->op == EM_OP_KV_STORE || t->op == EM_OP_ATTN;
+        if (t->op == EM_OP_NONE && (t->flags & EM_TENSOR_INPUT) && t->data) {
+            vg->io_off[i] = total;
+            total += align_up(em_nbytes(t));
+        } else if (t->op == EM_OP_ROPE) {
+            for (int32_t k = 0; k < n_tables && vg->io_off[i] == SIZE_MAX; k++)
+                if (same_rope(&g->nodes[tables[k]], t)) vg->io_off[i] = vg->io_off[tables[k]];
+            if (vg->io_off[i] != SIZE_MAX) continue;
+            if (n_tables < MAX_TABLES) tables[n_tables++] = i;
+            vg->io_off[i] = total;
             total += align_up(rope_table_bytes(t));
-            continue;
         }
-        if (t->op != EM_OP_NONE || in_arena(vg, t) || !t->data) continue;
-        int32_t same = -1;
-        for (int32_t j = 0; j < i && same < 0; j++) {
-            const em_tensor *u = &g->nodes[j];
-            if (u->op == EM_OP_NONE && vg->leaf[j].placed && u->data == t->data &&
-                em_nbytes(u) == em_nbytes(t))
-                same = j;
-        }
-        if (same >= 0) {
-            vg->leaf[i] = vg->leaf[same];
-            continue;
-        }
-        vg->leaf[i] = (em_vk_leaf){ total, true };
-        total += align_up(em_nbytes(t));
     }
+    vg->kv = kv_ops ? g->kv : NULL;
+    vg->tables_off = total;
+    if (vg->kv) total += align_up(table_bytes(vg->kv));
     return total;
 }
 
-int em_vk_upload_leaves(em_vk_graph *vg, const em_graph *g) {
-    size_t total = layout_leaves(vg, g);
-    if (total == 0) return EMBER_OK;
-    if (vg->leaves->size < total) {
-        em_vk_buf_destroy(vg->vk, vg->leaves);
-        int rc = em_vk_buf_create(vg->vk, total, false, vg->leaves);
-        if (rc) return rc;
-    }
-    char *host = em_malloc(vg->alloc, total);
-    if (!host) return em_error(vg->vk->err, EMBER_ERR_NO_MEMORY, "vulkan: no memory to stage leaves");
+void em_vk_io_fill(em_vk_graph *vg, const em_graph *g) {
+    char *io = vg->io->map;
     for (int32_t i = 0; i < g->n_nodes; i++) {
         const em_tensor *t = &g->nodes[i];
-        if (t->op == EM_OP_ROPE) rope_table(t, (float *)(host + vg->leaf[i].off));
-        else if (t->op == EM_OP_NONE && vg->leaf[i].placed)
-            memcpy(host + vg->leaf[i].off, t->data, em_nbytes(t));
+        if (vg->io_off[i] == SIZE_MAX) continue;
+        if (t->op == EM_OP_ROPE) rope_table(t, (float *)(io + vg->io_off[i]));
+        else memcpy(io + vg->io_off[i], t->data, em_nbytes(t));
     }
-    int rc = em_vk_upload(vg->vk, vg->leaves, 0, host, total);
-    em_free(vg->alloc, host);
-    return rc;
+    if (vg->kv) memcpy(io + vg->tables_off, vg->kv->tables, table_bytes(vg->kv));
 }
 
 static uint32_t floats(size_t bytes) { return (uint32_t)(bytes / sizeof(float)); }
@@ -122,14 +133,67 @@ static void fold(int64_t rows, uint32_t *lo, uint32_t *hi) {
     *hi = (uint32_t)((rows + 32767) / 32768);
 }
 
+/* The KV cache of a layer: its K rows, then its V rows at v_base. */
+static em_vk_ref kv_layer(const em_vk_graph *vg, int layer) {
+    return (em_vk_ref){ vg->kv_buf, em_kv_layer_offset(vg->kv, layer) };
+}
+
+static size_t kv_v_base(const em_kv *kv) {
+    return (size_t)kv->n_blocks * (size_t)kv->block * kv->k_bytes;
+}
+
+static em_vk_pipe by_kv_type(uint32_t ty, em_vk_pipe f32, em_vk_pipe f16, em_vk_pipe q8) {
+    return ty == EMBER_TYPE_F16 ? f16 : ty == EMBER_TYPE_Q8_0 ? q8 : f32;
+}
+
+static int run_kv_store(em_vk_graph *vg, const em_tensor *t, em_vk_ref *r, uint32_t *push) {
+    const em_kv *kv = vg->kv;
+    const em_tensor *k = t->src[0], *v = t->src[1];
+    uint32_t *q = push + 4;
+    int64_t v_row = v ? kv->v_row : 0;
+    if (!v) r[1] = r[0];
+    r[3] = kv_layer(vg, t->ip[0]);
+    q[0] = (uint32_t)kv->k_row, q[1] = (uint32_t)v_row, q[2] = floats(k->nb[1]);
+    q[3] = v ? floats(v->nb[1]) : 0, q[4] = (uint32_t)kv->k_bytes, q[5] = (uint32_t)kv->v_bytes;
+    q[6] = (uint32_t)kv_v_base(kv);
+    int64_t groups = (kv->k_row + 31) / 32 + (v_row + 31) / 32;
+    em_vk_pipe p = by_kv_type(kv->type, EM_VK_KV_STORE_F32, EM_VK_KV_STORE_F16, EM_VK_KV_STORE_Q8_0);
+    return em_vk_dispatch(vg->vk, p, r, push, 11 * 4, (uint32_t)((groups + 63) / 64),
+                          (uint32_t)k->ne[1], 1);
+}
+
+static int run_attn(em_vk_graph *vg, const em_graph *g, const em_tensor *t, em_vk_ref *r,
+                    uint32_t *push) {
+    const em_kv *kv = vg->kv;
+    const em_tensor *qt = t->src[0];
+    int64_t D = qt->ne[0], H = qt->ne[1], T = qt->ne[2], Dv = t->ne[0] / H;
+    int64_t Hkv = kv->k_row / D;
+    uint32_t *q = push + 4;
+    r[1] = kv_layer(vg, t->ip[0]);
+    r[2] = (em_vk_ref){ vg->io, 0 };
+    q[0] = (uint32_t)D, q[1] = (uint32_t)Dv, q[2] = (uint32_t)(H / Hkv);
+    q[3] = floats(qt->nb[1]), q[4] = floats(qt->nb[2]), q[5] = floats(t->nb[1]);
+    q[6] = (uint32_t)kv->k_bytes, q[7] = (uint32_t)kv->v_bytes, q[8] = (uint32_t)kv_v_base(kv);
+    q[9] = (uint32_t)(kv->k_bytes / (size_t)Hkv);
+    q[10] = kv->v_row ? (uint32_t)(kv->v_bytes / (size_t)Hkv) : 0;
+    q[11] = floats(vg->io_off[t->src[1] - g->nodes]), q[12] = floats(vg->io_off[t->src[2] - g->nodes]);
+    q[13] = floats(vg->tables_off), q[14] = (uint32_t)kv->blocks_per_seq;
+    q[15] = (uint32_t)kv->block_shift, q[16] = kv->v_row == 0;
+    memcpy(&q[17], &t->fp[0], 4);
+    em_vk_pipe p = by_kv_type(kv->type, EM_VK_ATTN_F32, EM_VK_ATTN_F16, EM_VK_ATTN_Q8_0);
+    return em_vk_dispatch(vg->vk, p, r, push, 22 * 4, (uint32_t)H, (uint32_t)T, 1);
+}
+
 static int run_node(em_vk_graph *vg, const em_graph *g, const em_tensor *t) {
     em_vk *vk = vg->vk;
     em_vk_ref r[EM_VK_BINDINGS] = { { 0 } };
     uint32_t push[EM_VK_PUSH_BYTES / 4] = { 0 };
     const em_tensor *a = t->src[0], *b = t->src[1];
-    r[0] = ref_of(vg, g, a);
-    if (b && t->op != EM_OP_ROPE) r[1] = ref_of(vg, g, b);
-    r[3] = ref_of(vg, g, t);
+    int rc = ref_of(vg, g, a, &r[0]);
+    if (!rc && b && t->op != EM_OP_ROPE) rc = ref_of(vg, g, b, &r[1]);
+    if (!rc && t->op == EM_OP_KV_STORE) rc = ref_of(vg, g, t->src[2], &r[2]);
+    if (!rc && t->op != EM_OP_KV_STORE) rc = ref_of(vg, g, t, &r[3]);
+    if (rc) return rc;
     uint32_t *q = push + 4, lo, hi;
     int64_t n = t->ne[0], rows = rows_of(t);
     if (em_nbytes(a) > vk->max_range || em_nbytes(t) > vk->max_range)
@@ -187,8 +251,12 @@ static int run_node(em_vk_graph *vg, const em_graph *g, const em_tensor *t) {
         q[0] = (uint32_t)n, q[1] = floats(a->nb[1]), q[2] = floats(t->nb[1]);
         fold(rows, &lo, &hi);
         return em_vk_dispatch(vk, EM_VK_SOFTMAX, r, push, 7 * 4, lo, hi, 1);
+    case EM_OP_KV_STORE:
+        return run_kv_store(vg, t, r, push);
+    case EM_OP_ATTN:
+        return run_attn(vg, g, t, r, push);
     case EM_OP_ROPE:
-        r[1] = (em_vk_ref){ vg->leaves, vg->leaf[t - g->nodes].off };
+        r[1] = (em_vk_ref){ vg->io, vg->io_off[t - g->nodes] };
         q[0] = (uint32_t)a->ne[0], q[1] = (uint32_t)t->ip[0], q[2] = (uint32_t)t->ip[1];
         q[3] = floats(a->nb[1]), q[4] = floats(a->nb[2]), q[5] = floats(t->nb[1]);
         q[6] = floats(t->nb[2]);
@@ -199,11 +267,54 @@ static int run_node(em_vk_graph *vg, const em_graph *g, const em_tensor *t) {
     }
 }
 
-int em_vk_run(em_vk_graph *vg, const em_graph *g) {
-    int rc = em_vk_begin(vg->vk, (uint32_t)g->n_nodes);
+/* The block copies the KV cache owes (copy-on-write), every layer's K and
+ * V rows of each, in order. */
+static int run_kv_copies(em_vk_graph *vg) {
+    em_kv *kv = vg->kv;
+    size_t kb = (size_t)kv->block * kv->k_bytes, vb = (size_t)kv->block * kv->v_bytes;
+    int rc = EMBER_OK;
+    for (int32_t i = 0; i < kv->n_pending && !rc; i++) {
+        size_t dst = (size_t)kv->pending[i][0], src = (size_t)kv->pending[i][1];
+        for (int l = 0; l < kv->n_layer && !rc; l++) {
+            size_t k0 = em_kv_layer_offset(kv, l), v0 = k0 + kv_v_base(kv);
+            rc = em_vk_copy(vg->vk, vg->kv_buf, k0 + src * kb, vg->kv_buf, k0 + dst * kb, kb);
+            if (!rc && vb)
+                rc = em_vk_copy(vg->vk, vg->kv_buf, v0 + src * vb, vg->kv_buf, v0 + dst * vb, vb);
+        }
+    }
+    return rc;
+}
+
+/* Kept nodes' bytes, packed in node order, when they fit in staging. */
+static size_t kept_bytes(const em_graph *g) {
+    size_t n = 0;
+    for (int32_t i = 0; i < g->n_nodes; i++)
+        if (g->nodes[i].keep && g->nodes[i].op != EM_OP_NONE) n += em_nbytes(&g->nodes[i]);
+    return n;
+}
+
+int em_vk_run(em_vk_graph *vg, const em_graph *g, bool *staged) {
+    em_vk *vk = vg->vk;
+    uint32_t copies = vg->kv ? (uint32_t)vg->kv->n_pending * 2u * (uint32_t)vg->kv->n_layer : 0;
+    *staged = kept_bytes(g) <= vk->staging.size;
+    int rc = em_vk_begin(vk, (uint32_t)g->n_nodes * 2u + copies);
     if (rc) return rc;
+    if (vg->kv) rc = run_kv_copies(vg);
     for (int32_t i = 0; i < g->n_nodes && !rc; i++)
         if (g->nodes[i].op != EM_OP_NONE) rc = run_node(vg, g, &g->nodes[i]);
-    int rc2 = em_vk_submit(vg->vk); /* always ends the recording */
-    return rc ? rc : rc2;
+    size_t at = 0;
+    for (int32_t i = 0; i < g->n_nodes && !rc && *staged; i++) {
+        const em_tensor *t = &g->nodes[i];
+        if (!t->keep || t->op == EM_OP_NONE) continue;
+        rc = em_vk_copy(vk, vg->arena, (size_t)((const char *)t->data - vg->shadow), &vk->staging,
+                        at, em_nbytes(t));
+        at += em_nbytes(t);
+    }
+    if (rc) {
+        vk->recording = false;
+        return rc;
+    }
+    rc = em_vk_submit(vk);
+    if (!rc && vg->kv) vg->kv->n_pending = 0;
+    return rc;
 }

@@ -1,33 +1,73 @@
-/* Internal to the Vulkan backend: how graph nodes become dispatches. */
+/* Internal to the Vulkan backend: where a graph's tensors live on the
+ * device, and how its nodes become dispatches.
+ *
+ * Three kinds of memory:
+ *  - the arena: a device buffer with a host shadow of the same size; a
+ *    node's device offset is its host address minus the shadow's base, so
+ *    the core's planner needs no change;
+ *  - constant leaves (weights, model tables): copied once into slabs and
+ *    found by host address (weights.c);
+ *  - per-run data (EM_TENSOR_INPUT leaves, RoPE cos/sin tables, the KV
+ *    block tables): written by the host into one host-visible buffer, `io`,
+ *    at offsets that depend only on the graph's shape, so an equal graph
+ *    gives equal commands and reuses its command buffer (record.c). */
 #ifndef EMBER_VK_OPS_H
 #define EMBER_VK_OPS_H
 
 #include "../../lib/graph.h"
+#include "../../lib/kv.h"
 #include "vk.h"
 
-/* Where a leaf's bytes went in the leaves buffer (by node index). */
-typedef struct em_vk_leaf {
+typedef struct em_vk_wentry {
+    const void *host; /* NULL: empty slot */
+    size_t bytes;
+    uint32_t slab;
     size_t off;
-    bool placed;
-} em_vk_leaf;
+} em_vk_wentry;
 
-/* One compute's view of the backend's memory. */
+#define EM_VK_MAX_SLABS 64
+
+typedef struct em_vk_weights {
+    em_vk_wentry *tab;  /* open addressing by host address */
+    uint32_t cap, n;
+    em_vk_buf slabs[EM_VK_MAX_SLABS];
+    uint32_t n_slabs;
+    size_t used;        /* bytes taken in the last slab */
+    size_t next_slab;   /* size of the next slab made */
+    size_t bytes;       /* total copied */
+} em_vk_weights;
+
+/* Where per-run data went in io, by node index (SIZE_MAX: none). */
 typedef struct em_vk_graph {
     em_vk *vk;
     char *shadow;        /* host mirror of the arena: node offsets */
     size_t arena_size;
     em_vk_buf *arena;
-    em_vk_buf *leaves;   /* (re)made by em_vk_upload_leaves */
-    em_vk_leaf *leaf;    /* n_nodes entries */
-    const em_alloc *alloc;
+    em_vk_weights *weights;
+    em_vk_buf *io;       /* host-visible, mapped */
+    size_t *io_off;      /* n_nodes entries */
+    size_t tables_off;   /* the KV block tables in io */
+    em_kv *kv;           /* NULL when the graph has no KV ops */
+    em_vk_buf *kv_buf;
 } em_vk_graph;
 
 /* Ops and operand types the shaders cover. */
 bool em_vk_op_supported(const em_tensor *t);
-/* Copies every leaf the graph's nodes read (and each RoPE node's cos/sin
- * table, computed on the host in double precision) to the device. */
-int em_vk_upload_leaves(em_vk_graph *vg, const em_graph *g);
-/* Records one dispatch per node, submits and waits. */
-int em_vk_run(em_vk_graph *vg, const em_graph *g);
+
+/* Copies every constant leaf of g not yet on the device (weights.c). */
+int em_vk_weights_add(em_vk_graph *vg, const em_graph *g);
+bool em_vk_weights_find(const em_vk_weights *w, const void *host, size_t bytes, em_vk_ref *out);
+void em_vk_weights_free(em_vk *vk, em_vk_weights *w);
+
+/* Bytes of io that g's per-run data needs (and their offsets in
+ * vg->io_off / tables_off). */
+size_t em_vk_io_layout(em_vk_graph *vg, const em_graph *g);
+/* Writes g's per-run data into io (laid out by em_vk_io_layout). */
+void em_vk_io_fill(em_vk_graph *vg, const em_graph *g);
+/* Records the pending KV block copies, one command per node and the
+ * copies of kept nodes into the staging buffer (when they fit), submits
+ * and waits. *staged: whether the kept nodes are in staging, packed in
+ * node order. */
+int em_vk_run(em_vk_graph *vg, const em_graph *g, bool *staged);
 
 #endif

@@ -19,3 +19,8 @@ const char *em_vulkan_device_name(const em_backend *b) {
     (void)b;
     return "";
 }
+
+void em_vulkan_record_stats(const em_backend *b, uint64_t *recorded, uint64_t *reused) {
+    (void)b;
+    *recorded = *reused = 0;
+}

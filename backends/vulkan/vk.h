@@ -23,6 +23,8 @@ typedef enum em_vk_pipe {
     EM_VK_GET_ROWS_F32, EM_VK_GET_ROWS_F16, EM_VK_GET_ROWS_Q8_0, EM_VK_GET_ROWS_Q4_0,
     EM_VK_RMS_NORM, EM_VK_ADD, EM_VK_MUL, EM_VK_SWIGLU, EM_VK_SCALE, EM_VK_SIGMOID,
     EM_VK_SOFTMAX, EM_VK_ROPE,
+    EM_VK_KV_STORE_F32, EM_VK_KV_STORE_F16, EM_VK_KV_STORE_Q8_0,
+    EM_VK_ATTN_F32, EM_VK_ATTN_F16, EM_VK_ATTN_Q8_0,
     EM_VK_PIPE_COUNT
 } em_vk_pipe;
 
@@ -43,8 +45,35 @@ typedef struct em_vk_buf {
  * Creating a device costs far more than a context should. */
 typedef struct em_vk_shared em_vk_shared;
 
+/* One recorded command: a dispatch (pipeline, bindings, push constants,
+ * workgroups) or a buffer copy. A graph's run is a list of these; the list
+ * is compared with the lists of recent runs, and an equal one reuses that
+ * run's command buffer and descriptor sets (record.c). Zeroed before it is
+ * filled, so equal commands compare equal byte for byte. */
+typedef struct em_vk_rec {
+    uint32_t copy;      /* 1: copy `range[0]` bytes buf[0]+base[0] -> buf[1]+base[1] */
+    uint32_t pipe;
+    uint32_t groups[3];
+    uint32_t push_bytes;
+    VkBuffer buf[EM_VK_BINDINGS];
+    VkDeviceSize base[EM_VK_BINDINGS], range[EM_VK_BINDINGS];
+    uint32_t push[EM_VK_PUSH_BYTES / 4];
+} em_vk_rec;
+
+/* A recorded command buffer kept for reuse. */
+#define EM_VK_CACHED 4
+typedef struct em_vk_cached {
+    VkCommandBuffer cmd;
+    VkDescriptorPool pool;
+    uint32_t pool_sets;
+    em_vk_rec *list;
+    uint32_t n, cap;
+    uint64_t used;      /* tick of its last use; 0: empty */
+} em_vk_cached;
+
 typedef struct em_vk {
     em_vk_shared *shared;
+    const em_alloc *alloc; /* for the command lists */
     VkInstance inst;
     VkPhysicalDevice phys;
     VkDevice dev;
@@ -60,11 +89,14 @@ typedef struct em_vk {
     VkFence fence;
     VkDescriptorSetLayout set_layout; /* shared */
     VkPipelineLayout pipe_layout;     /* shared */
-    VkDescriptorPool desc_pool;
-    uint32_t desc_sets;   /* sets the pool holds */
     VkPipeline pipes[EM_VK_PIPE_COUNT]; /* shared */
     em_vk_buf staging;    /* host-visible, for uploads and downloads */
     bool recording;
+    em_vk_rec *rec;       /* the run being built */
+    uint32_t n_rec, rec_cap;
+    em_vk_cached cache[EM_VK_CACHED];
+    uint64_t tick;
+    uint64_t recorded, reused; /* runs recorded afresh / resubmitted */
     char *err;
 } em_vk;
 
@@ -79,8 +111,8 @@ int em_vk_fail(char *err, VkResult r, const char *what);
     } while (0)
 
 /* Opens device `index` of the instance's physical devices and builds the
- * pipelines. On failure everything made is released. */
-int em_vk_open(em_vk *vk, int index, char *err);
+ * pipelines; `a` (kept) allocates the command lists. On failure everything made is released. */
+int em_vk_open(em_vk *vk, int index, const em_alloc *a, char *err);
 void em_vk_close(em_vk *vk);
 /* The number of Vulkan devices, or a status < 0 with a message. */
 int em_vk_count_devices(char *err);
@@ -98,16 +130,26 @@ typedef struct em_vk_ref {
     size_t off;
 } em_vk_ref;
 
-/* Recording: begin, then dispatches (each followed by a barrier so the
- * next sees its writes), then submit-and-wait. `push` holds the op's own
- * constants after the four offset words (the caller leaves room). */
-int em_vk_begin(em_vk *vk, uint32_t max_dispatches);
+/* A run: begin, then dispatches and copies (each followed by a barrier so
+ * the next sees its writes), then submit-and-wait, which records a command
+ * buffer or reuses one recorded for an equal list (record.c). `push` holds
+ * the op's own constants after the four offset words (the caller leaves
+ * room). */
+int em_vk_begin(em_vk *vk, uint32_t max_commands);
 int em_vk_dispatch(em_vk *vk, em_vk_pipe pipe, const em_vk_ref refs[EM_VK_BINDINGS],
                    uint32_t *push, size_t push_bytes, uint32_t gx, uint32_t gy, uint32_t gz);
+int em_vk_copy(em_vk *vk, const em_vk_buf *src, size_t soff, const em_vk_buf *dst, size_t doff,
+               size_t n);
 int em_vk_submit(em_vk *vk);
+/* Forgets every recorded command buffer: call when a buffer they use is
+ * destroyed (its handle could come back for a new one). */
+void em_vk_cache_clear(em_vk *vk);
+void em_vk_record_free(em_vk *vk);
 /* vk's command buffer reset and begun for one submission; ended,
  * submitted under the device's queue lock and waited for. */
 int em_vk_cmd_begin(em_vk *vk);
 int em_vk_cmd_submit(em_vk *vk, const char *what);
+/* An ended command buffer submitted under the queue lock and waited for. */
+int em_vk_submit_wait(em_vk *vk, VkCommandBuffer cmd, const char *what);
 
 #endif

@@ -1,0 +1,231 @@
+/* Runs as command lists, and the command buffers recorded from them kept
+ * for reuse: decoding runs the same graph shape token after token, and
+ * recording a few hundred dispatches (descriptor writes included) costs
+ * more than a small GPU needs to run them. A run's list is built without
+ * any Vulkan call; at submit it is compared with the lists of the last
+ * EM_VK_CACHED runs, and an equal one's command buffer is submitted again.
+ * Everything a command reads per run (inputs, positions, block tables)
+ * lives in buffers, not in the commands, so equal lists mean equal work. */
+#include <string.h>
+
+#include "vk.h"
+
+static int grow_list(em_vk *vk, em_vk_rec **list, uint32_t *cap, uint32_t n) {
+    if (n <= *cap) return EMBER_OK;
+    em_vk_rec *l = em_calloc(vk->alloc, n, sizeof *l);
+    if (!l) return em_error(vk->err, EMBER_ERR_NO_MEMORY, "vulkan: no memory for a command list");
+    em_free(vk->alloc, *list);
+    *list = l;
+    *cap = n;
+    return EMBER_OK;
+}
+
+int em_vk_begin(em_vk *vk, uint32_t max_commands) {
+    if (vk->recording) return em_error(vk->err, EMBER_ERR_BAD_STATE, "vulkan: already recording");
+    int rc = grow_list(vk, &vk->rec, &vk->rec_cap, max_commands ? max_commands : 1);
+    if (rc) return rc;
+    vk->n_rec = 0;
+    vk->recording = true;
+    return EMBER_OK;
+}
+
+static em_vk_rec *next_rec(em_vk *vk) {
+    if (!vk->recording) {
+        em_error(vk->err, EMBER_ERR_BAD_STATE, "vulkan: not recording");
+        return NULL;
+    }
+    if (vk->n_rec >= vk->rec_cap) {
+        em_error(vk->err, EMBER_ERR_INTERNAL, "vulkan: more commands than the %u reserved",
+                 vk->rec_cap);
+        return NULL;
+    }
+    em_vk_rec *r = &vk->rec[vk->n_rec++];
+    memset(r, 0, sizeof *r);
+    return r;
+}
+
+int em_vk_dispatch(em_vk *vk, em_vk_pipe pipe, const em_vk_ref refs[EM_VK_BINDINGS],
+                   uint32_t *push, size_t push_bytes, uint32_t gx, uint32_t gy, uint32_t gz) {
+    if (gx > vk->max_groups[0] || gy > vk->max_groups[1] || gz > vk->max_groups[2])
+        return em_error(vk->err, EMBER_ERR_UNSUPPORTED,
+                        "vulkan: %u x %u x %u workgroups exceed the device's limits", gx, gy, gz);
+    if (gx == 0 || gy == 0 || gz == 0) return EMBER_OK; /* nothing to do */
+    em_vk_rec *r = next_rec(vk);
+    if (!r) return vk->recording ? EMBER_ERR_INTERNAL : EMBER_ERR_BAD_STATE;
+    r->pipe = (uint32_t)pipe;
+    r->groups[0] = gx, r->groups[1] = gy, r->groups[2] = gz;
+    for (int i = 0; i < EM_VK_BINDINGS; i++) {
+        /* unused bindings repeat binding 0: every binding must be valid */
+        const em_vk_ref *f = refs[i].buf ? &refs[i] : &refs[0];
+        size_t base = f->off / vk->min_align * vk->min_align;
+        size_t room = f->buf->size - base;
+        r->buf[i] = f->buf->buf;
+        r->base[i] = base;
+        r->range[i] = room < vk->max_range ? room : vk->max_range;
+        push[i] = (uint32_t)((f->off - base) / 4);
+    }
+    r->push_bytes = (uint32_t)push_bytes;
+    memcpy(r->push, push, push_bytes);
+    return EMBER_OK;
+}
+
+int em_vk_copy(em_vk *vk, const em_vk_buf *src, size_t soff, const em_vk_buf *dst, size_t doff,
+               size_t n) {
+    if (n == 0) return EMBER_OK;
+    em_vk_rec *r = next_rec(vk);
+    if (!r) return vk->recording ? EMBER_ERR_INTERNAL : EMBER_ERR_BAD_STATE;
+    r->copy = 1;
+    r->buf[0] = src->buf, r->base[0] = soff;
+    r->buf[1] = dst->buf, r->base[1] = doff;
+    r->range[0] = n;
+    return EMBER_OK;
+}
+
+/* A descriptor pool for n sets: reset when big enough, else replaced. */
+static int pool_for(em_vk *vk, em_vk_cached *c, uint32_t n) {
+    if (c->pool && n <= c->pool_sets) {
+        VK_TRY(vkResetDescriptorPool(vk->dev, c->pool, 0), "vkResetDescriptorPool");
+        return EMBER_OK;
+    }
+    if (c->pool) vkDestroyDescriptorPool(vk->dev, c->pool, NULL);
+    c->pool = VK_NULL_HANDLE;
+    c->pool_sets = 0;
+    VkDescriptorPoolSize ps = { VK_DESCRIPTOR_TYPE_STORAGE_BUFFER, n * EM_VK_BINDINGS };
+    VkDescriptorPoolCreateInfo ci = { .sType = VK_STRUCTURE_TYPE_DESCRIPTOR_POOL_CREATE_INFO,
+                                      .maxSets = n,
+                                      .poolSizeCount = 1,
+                                      .pPoolSizes = &ps };
+    VK_TRY(vkCreateDescriptorPool(vk->dev, &ci, NULL, &c->pool), "vkCreateDescriptorPool");
+    c->pool_sets = n;
+    return EMBER_OK;
+}
+
+static int record_dispatch(em_vk *vk, em_vk_cached *c, const em_vk_rec *r) {
+    VkDescriptorSetAllocateInfo ai = { .sType = VK_STRUCTURE_TYPE_DESCRIPTOR_SET_ALLOCATE_INFO,
+                                       .descriptorPool = c->pool,
+                                       .descriptorSetCount = 1,
+                                       .pSetLayouts = &vk->set_layout };
+    VkDescriptorSet set;
+    VK_TRY(vkAllocateDescriptorSets(vk->dev, &ai, &set), "vkAllocateDescriptorSets");
+    VkDescriptorBufferInfo bi[EM_VK_BINDINGS];
+    VkWriteDescriptorSet w[EM_VK_BINDINGS];
+    for (int i = 0; i < EM_VK_BINDINGS; i++) {
+        bi[i] = (VkDescriptorBufferInfo){ r->buf[i], r->base[i], r->range[i] };
+        w[i] = (VkWriteDescriptorSet){ .sType = VK_STRUCTURE_TYPE_WRITE_DESCRIPTOR_SET,
+                                       .dstSet = set,
+                                       .dstBinding = (uint32_t)i,
+                                       .descriptorCount = 1,
+                                       .descriptorType = VK_DESCRIPTOR_TYPE_STORAGE_BUFFER,
+                                       .pBufferInfo = &bi[i] };
+    }
+    vkUpdateDescriptorSets(vk->dev, EM_VK_BINDINGS, w, 0, NULL);
+    vkCmdBindPipeline(c->cmd, VK_PIPELINE_BIND_POINT_COMPUTE, vk->pipes[r->pipe]);
+    vkCmdBindDescriptorSets(c->cmd, VK_PIPELINE_BIND_POINT_COMPUTE, vk->pipe_layout, 0, 1, &set,
+                            0, NULL);
+    vkCmdPushConstants(c->cmd, vk->pipe_layout, VK_SHADER_STAGE_COMPUTE_BIT, 0, r->push_bytes,
+                       r->push);
+    vkCmdDispatch(c->cmd, r->groups[0], r->groups[1], r->groups[2]);
+    return EMBER_OK;
+}
+
+/* Each command waits for the writes of the one before (compute or copy);
+ * the last barrier makes copies into host-visible memory readable. */
+static void barrier(VkCommandBuffer cmd, bool last) {
+    VkPipelineStageFlags stages = VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT | VK_PIPELINE_STAGE_TRANSFER_BIT;
+    VkMemoryBarrier mb = { .sType = VK_STRUCTURE_TYPE_MEMORY_BARRIER,
+                           .srcAccessMask = VK_ACCESS_SHADER_WRITE_BIT | VK_ACCESS_TRANSFER_WRITE_BIT,
+                           .dstAccessMask = last ? VK_ACCESS_HOST_READ_BIT
+                                                 : VK_ACCESS_SHADER_READ_BIT |
+                                                       VK_ACCESS_SHADER_WRITE_BIT |
+                                                       VK_ACCESS_TRANSFER_READ_BIT |
+                                                       VK_ACCESS_TRANSFER_WRITE_BIT };
+    vkCmdPipelineBarrier(cmd, stages, last ? VK_PIPELINE_STAGE_HOST_BIT : stages, 0, 1, &mb, 0,
+                         NULL, 0, NULL);
+}
+
+static int record(em_vk *vk, em_vk_cached *c) {
+    uint32_t sets = 0;
+    for (uint32_t i = 0; i < vk->n_rec; i++) sets += !vk->rec[i].copy;
+    int rc = pool_for(vk, c, sets ? sets : 1);
+    if (rc) return rc;
+    if (!c->cmd) {
+        VkCommandBufferAllocateInfo ai = { .sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_ALLOCATE_INFO,
+                                           .commandPool = vk->cmd_pool,
+                                           .level = VK_COMMAND_BUFFER_LEVEL_PRIMARY,
+                                           .commandBufferCount = 1 };
+        VK_TRY(vkAllocateCommandBuffers(vk->dev, &ai, &c->cmd), "vkAllocateCommandBuffers");
+    }
+    VkCommandBufferBeginInfo bi = { .sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO };
+    VK_TRY(vkResetCommandBuffer(c->cmd, 0), "vkResetCommandBuffer");
+    VK_TRY(vkBeginCommandBuffer(c->cmd, &bi), "vkBeginCommandBuffer");
+    for (uint32_t i = 0; i < vk->n_rec && !rc; i++) {
+        const em_vk_rec *r = &vk->rec[i];
+        if (r->copy) {
+            VkBufferCopy bc = { r->base[0], r->base[1], r->range[0] };
+            vkCmdCopyBuffer(c->cmd, r->buf[0], r->buf[1], 1, &bc);
+        } else {
+            rc = record_dispatch(vk, c, r);
+        }
+        barrier(c->cmd, i + 1 == vk->n_rec);
+    }
+    VkResult r = vkEndCommandBuffer(c->cmd);
+    if (rc) return rc;
+    if (r != VK_SUCCESS) return em_vk_fail(vk->err, r, "vkEndCommandBuffer");
+    /* the list it was recorded from, to recognise the next equal run */
+    if ((rc = grow_list(vk, &c->list, &c->cap, vk->n_rec))) return rc;
+    memcpy(c->list, vk->rec, (size_t)vk->n_rec * sizeof *vk->rec);
+    c->n = vk->n_rec;
+    return EMBER_OK;
+}
+
+static em_vk_cached *find_equal(em_vk *vk) {
+    for (int i = 0; i < EM_VK_CACHED; i++) {
+        em_vk_cached *c = &vk->cache[i];
+        if (c->used && c->n == vk->n_rec &&
+            memcmp(c->list, vk->rec, (size_t)vk->n_rec * sizeof *vk->rec) == 0)
+            return c;
+    }
+    return NULL;
+}
+
+static em_vk_cached *least_recent(em_vk *vk) {
+    em_vk_cached *best = &vk->cache[0];
+    for (int i = 1; i < EM_VK_CACHED; i++)
+        if (vk->cache[i].used < best->used) best = &vk->cache[i];
+    return best;
+}
+
+int em_vk_submit(em_vk *vk) {
+    if (!vk->recording) return em_error(vk->err, EMBER_ERR_BAD_STATE, "vulkan: not recording");
+    vk->recording = false;
+    if (vk->n_rec == 0) return EMBER_OK;
+    em_vk_cached *c = find_equal(vk);
+    if (c) {
+        vk->reused++;
+    } else {
+        c = least_recent(vk);
+        c->used = 0; /* not reusable unless recorded in full */
+        int rc = record(vk, c);
+        if (rc) return rc;
+        vk->recorded++;
+    }
+    c->used = ++vk->tick;
+    return em_vk_submit_wait(vk, c->cmd, "submitting the graph");
+}
+
+void em_vk_cache_clear(em_vk *vk) {
+    for (int i = 0; i < EM_VK_CACHED; i++) vk->cache[i].used = 0, vk->cache[i].n = 0;
+}
+
+void em_vk_record_free(em_vk *vk) {
+    for (int i = 0; i < EM_VK_CACHED; i++) {
+        em_vk_cached *c = &vk->cache[i];
+        if (c->pool) vkDestroyDescriptorPool(vk->dev, c->pool, NULL);
+        if (c->cmd) vkFreeCommandBuffers(vk->dev, vk->cmd_pool, 1, &c->cmd);
+        em_free(vk->alloc, c->list);
+        memset(c, 0, sizeof *c);
+    }
+    em_free(vk->alloc, vk->rec);
+    vk->rec = NULL;
+    vk->n_rec = vk->rec_cap = 0;
+}

@@ -1,0 +1,126 @@
+/* Device copies of a backend's constant leaves (weights, model tables),
+ * made once and found by host address. Copies go into slabs of up to
+ * SLAB bytes (a tensor larger than that gets a slab of its own), so no
+ * single allocation approaches the device's allocation limit. */
+#include <string.h>
+
+#include "ops.h"
+
+#define SLAB ((size_t)512 << 20)
+#define ALIGN 256
+
+static uint32_t hash_ptr(const void *p) {
+    uint64_t x = (uint64_t)(uintptr_t)p;
+    x ^= x >> 33;
+    x *= 0xff51afd7ed558ccdull;
+    x ^= x >> 33;
+    return (uint32_t)x;
+}
+
+static em_vk_wentry *find(const em_vk_weights *w, const void *host) {
+    if (!w->cap) return NULL;
+    for (uint32_t i = hash_ptr(host) & (w->cap - 1);; i = (i + 1) & (w->cap - 1)) {
+        em_vk_wentry *e = &w->tab[i];
+        if (!e->host) return NULL;
+        if (e->host == host) return e;
+    }
+}
+
+bool em_vk_weights_find(const em_vk_weights *w, const void *host, size_t bytes, em_vk_ref *out) {
+    const em_vk_wentry *e = find(w, host);
+    if (!e || e->bytes < bytes) return false;
+    *out = (em_vk_ref){ &w->slabs[e->slab], e->off };
+    return true;
+}
+
+static int grow_table(em_vk *vk, em_vk_weights *w, uint32_t want) {
+    if (want * 2 <= w->cap) return EMBER_OK;
+    uint32_t cap = w->cap ? w->cap : 64;
+    while (cap < want * 2) cap *= 2;
+    em_vk_wentry *t = em_calloc(vk->alloc, cap, sizeof *t);
+    if (!t) return em_error(vk->err, EMBER_ERR_NO_MEMORY, "vulkan: no memory for the weight table");
+    em_vk_wentry *old = w->tab;
+    uint32_t old_cap = w->cap;
+    w->tab = t, w->cap = cap;
+    for (uint32_t i = 0; i < old_cap; i++) {
+        if (!old[i].host) continue;
+        uint32_t j = hash_ptr(old[i].host) & (cap - 1);
+        while (t[j].host) j = (j + 1) & (cap - 1);
+        t[j] = old[i];
+    }
+    em_free(vk->alloc, old);
+    return EMBER_OK;
+}
+
+static size_t align_up(size_t n) { return (n + ALIGN - 1) / ALIGN * ALIGN; }
+
+/* Room for `bytes` in the last slab, or a new slab. */
+static int place(em_vk *vk, em_vk_weights *w, size_t bytes, uint32_t *slab, size_t *off) {
+    if (w->n_slabs && w->used + bytes <= w->slabs[w->n_slabs - 1].size) {
+        *slab = w->n_slabs - 1;
+        *off = w->used;
+        w->used = align_up(w->used + bytes);
+        return EMBER_OK;
+    }
+    if (w->n_slabs == EM_VK_MAX_SLABS)
+        return em_error(vk->err, EMBER_ERR_NO_MEMORY, "vulkan: more than %d weight slabs",
+                        EM_VK_MAX_SLABS);
+    size_t size = bytes > w->next_slab ? bytes : w->next_slab;
+    int rc = em_vk_buf_create(vk, size, false, &w->slabs[w->n_slabs]);
+    if (rc) return rc;
+    *slab = w->n_slabs++;
+    *off = 0;
+    w->used = align_up(bytes);
+    return EMBER_OK;
+}
+
+/* A leaf this cache serves: constant, outside the arena, with data. */
+static bool is_constant(const em_vk_graph *vg, const em_tensor *t) {
+    if (t->op != EM_OP_NONE || !t->data || (t->flags & EM_TENSOR_INPUT)) return false;
+    const char *p = t->data;
+    return !(p >= vg->shadow && p < vg->shadow + vg->arena_size);
+}
+
+int em_vk_weights_add(em_vk_graph *vg, const em_graph *g) {
+    em_vk *vk = vg->vk;
+    em_vk_weights *w = vg->weights;
+    size_t missing = 0;
+    uint32_t n_new = 0;
+    for (int32_t i = 0; i < g->n_nodes; i++) {
+        const em_tensor *t = &g->nodes[i];
+        if (!is_constant(vg, t)) continue;
+        const em_vk_wentry *e = find(w, t->data);
+        if (e && e->bytes >= em_nbytes(t)) continue;
+        if (e)
+            return em_error(vk->err, EMBER_ERR_INTERNAL, "vulkan: a constant leaf grew (%zu -> "
+                            "%zu bytes)", e->bytes, em_nbytes(t));
+        missing += align_up(em_nbytes(t));
+        n_new++;
+    }
+    if (!n_new) return EMBER_OK;
+    /* one slab for everything new when it fits a slab, so a model's
+     * weights do not straddle a half-used one */
+    w->next_slab = missing < SLAB ? missing : SLAB;
+    int rc = grow_table(vk, w, w->n + n_new);
+    for (int32_t i = 0; i < g->n_nodes && !rc; i++) {
+        const em_tensor *t = &g->nodes[i];
+        if (!is_constant(vg, t) || find(w, t->data)) continue;
+        size_t bytes = em_nbytes(t), off = 0;
+        uint32_t slab = 0;
+        if ((rc = place(vk, w, bytes, &slab, &off)) ||
+            (rc = em_vk_upload(vk, &w->slabs[slab], off, t->data, bytes)))
+            break;
+        uint32_t j = hash_ptr(t->data) & (w->cap - 1);
+        while (w->tab[j].host) j = (j + 1) & (w->cap - 1);
+        w->tab[j] = (em_vk_wentry){ t->data, bytes, slab, off };
+        w->n++;
+        w->bytes += bytes;
+    }
+    return rc;
+}
+
+void em_vk_weights_free(em_vk *vk, em_vk_weights *w) {
+    for (uint32_t i = 0; i < w->n_slabs; i++) em_vk_buf_destroy(vk, &w->slabs[i]);
+    em_free(vk->alloc, w->tab);
+    memset(w, 0, sizeof *w);
+}

@@ -1,0 +1,126 @@
+#version 450
+// Causal attention of one query head of one token over its sequence's
+// cached positions 0..pos, read through the sequence's block table (paged
+// KV cache, lib/kv.h). Cache rows are F32, F16 or Q8_0 (constant 0). One
+// workgroup per (head, token): 64 positions at a time, one score per
+// invocation, then an online softmax (running max and sum) and each
+// invocation accumulates its own columns of V. An F16 cache follows the
+// CPU backend's F16 arithmetic (llama.cpp's): the query rounded to F16,
+// and the softmax normalised before each probability is rounded to F16
+// and weights V, which takes a first pass for the max and the sum. A
+// cache without V rows (mla = 1) keeps the value as the first Dv elements
+// of the K row.
+#extension GL_GOOGLE_include_directive : require
+#include "common.glsl"
+
+layout(local_size_x = 64) in;
+layout(constant_id = 0) const uint TYPE = 0;
+layout(binding = 0) readonly buffer Qb { float q[]; };
+layout(binding = 1) readonly buffer Cb { uint w[]; }; // this layer: K rows, then V rows
+layout(binding = 2) readonly buffer Ib { int ib[]; }; // pos, seq, block tables
+layout(binding = 3) writeonly buffer Ob { float o[]; };
+layout(push_constant) uniform P {
+    uint o0, o1, o2, o3;
+    uint D, Dv, group, ldq1, ldq2, ldo;
+    uint k_bytes, v_bytes, v_base, k_head, v_head;
+    uint pos_off, seq_off, tab_off, blocks_per_seq, block_shift;
+    uint mla;
+    float scale;
+} p;
+
+#define WOFF p.o1
+#define MAXD 1024u
+
+shared float qs[MAXD];
+shared float sc[64];
+shared uint slot_of[64];
+
+// element i of a cache row starting at byte `row`
+float at(uint row, uint i) {
+    if (TYPE == TY_F32) return uintBitsToFloat(w[WOFF + row / 4u + i]);
+    if (TYPE == TY_F16) return HALF_AT(row + 2u * i);
+    uint off = row + (i / 32u) * 34u;
+    return HALF_AT(off) * float(s8(BYTE_AT(off + 2u + i % 32u)));
+}
+
+uint slot_at(uint tab, int pp) {
+    uint mask = (1u << p.block_shift) - 1u;
+    return (uint(ib[tab + (uint(pp) >> p.block_shift)]) << p.block_shift) + (uint(pp) & mask);
+}
+
+// the scaled score of position pp against the query in qs
+float score(uint tab, uint kvh, int pp) {
+    uint row = slot_at(tab, pp) * p.k_bytes + kvh * p.k_head;
+    float s = 0.0;
+    for (uint i = 0u; i < p.D; i++) s += qs[i] * at(row, i);
+    return s * p.scale;
+}
+
+void main() {
+    uint h = gl_WorkGroupID.x, t = gl_WorkGroupID.y, l = gl_LocalInvocationID.x;
+    uint kvh = h / p.group;
+    int pos = ib[p.o2 + p.pos_off + t], seq = ib[p.o2 + p.seq_off + t];
+    uint tab = p.o2 + p.tab_off + uint(seq) * p.blocks_per_seq;
+    uint qb = p.o0 + t * p.ldq2 + h * p.ldq1;
+    for (uint i = l; i < p.D; i += 64u) {
+        float v = q[qb + i];
+        qs[i] = TYPE == TY_F16 ? unpackHalf2x16(packHalf2x16(vec2(v, 0.0))).x : v;
+    }
+    barrier();
+    float acc[MAXD / 64u];
+    for (uint e = 0u; e < MAXD / 64u; e++) acc[e] = 0.0;
+    float m = -1.0 / 0.0, sum = 0.0;
+    if (TYPE == TY_F16) { // pass 1: the max and the sum
+        for (int p0 = 0; p0 <= pos; p0 += 64) {
+            int pp = p0 + int(l);
+            sc[l] = pp <= pos ? score(tab, kvh, pp) : -1.0 / 0.0;
+            barrier();
+            float cm = m;
+            for (uint j = 0u; j < 64u; j++) cm = max(cm, sc[j]);
+            float cs = 0.0;
+            for (uint j = 0u; j < 64u; j++) cs += exp(sc[j] - cm);
+            sum = sum * exp(m - cm) + cs;
+            m = cm;
+            barrier();
+        }
+    }
+    for (int p0 = 0; p0 <= pos; p0 += 64) {
+        int pp = p0 + int(l);
+        float s = pp <= pos ? score(tab, kvh, pp) : -1.0 / 0.0;
+        sc[l] = s;
+        slot_of[l] = pp <= pos ? slot_at(tab, pp) : 0u;
+        barrier();
+        float cm = m;
+        if (TYPE != TY_F16) { // online: rescale what is summed so far
+            for (uint j = 0u; j < 64u; j++) cm = max(cm, sc[j]);
+            float f = exp(m - cm); // 0 on the first chunk
+            sum *= f;
+            for (uint e = 0u; e < MAXD / 64u; e++) acc[e] *= f;
+        }
+        barrier();
+        float pr = exp(s - cm);
+        if (TYPE == TY_F16) pr = unpackHalf2x16(packHalf2x16(vec2(pr / sum, 0.0))).x;
+        sc[l] = pp <= pos ? pr : 0.0;
+        barrier();
+        uint n = uint(min(64, pos + 1 - p0));
+        for (uint j = 0u; j < n; j++) {
+            float pj = sc[j];
+            if (TYPE != TY_F16) sum += pj;
+            uint sl = slot_of[j];
+            uint row = p.mla != 0u ? sl * p.k_bytes + kvh * p.k_head
+                                   : p.v_base + sl * p.v_bytes + kvh * p.v_head;
+            for (uint e = 0u; e < MAXD / 64u; e++) {
+                uint c = l + 64u * e;
+                if (c < p.Dv) acc[e] += pj * at(row, c);
+            }
+        }
+        m = cm;
+        barrier();
+    }
+    if (TYPE == TY_F16) sum = 1.0; // probabilities were normalised
+    uint ob = p.o3 + t * p.ldo + h * p.Dv;
+    for (uint e = 0u; e < MAXD / 64u; e++) {
+        uint c = l + 64u * e;
+        if (c < p.Dv) o[ob + c] = acc[e] / sum;
+    }
+}

@@ -1,0 +1,336 @@
+/* Whole models on the Vulkan backend against the references (transformers
+ * and llama.cpp logits, greedy ids) and against the CPU backend on what
+ * the references do not cover (several sequences, forks, 8-bit KV rows,
+ * quantized weights). Skipped, with a message, where no Vulkan device (or
+ * no Vulkan in the build) exists; on CI that device is lavapipe. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common.h"
+#include "lib/backend.h"
+
+struct ember_context;
+em_backend *em_context_backend(struct ember_context *c);
+
+static bool have_vulkan(void) {
+    static int state = -1;
+    if (state < 0) {
+        state = ember_backend_available(EMBER_BACKEND_VULKAN) == EMBER_OK;
+        if (!state)
+            print_message("no Vulkan device (%s): Vulkan model tests skipped\n", ember_last_error());
+    }
+    return state;
+}
+
+static ember_model *load(const char *rel) {
+    ember_model *m = NULL;
+    int rc = ember_model_load_file(testdata_path(rel), NULL, &m);
+    if (rc) print_error("%s\n", ember_last_error());
+    assert_int_equal(rc, EMBER_OK);
+    return m;
+}
+
+typedef struct ctx_opts {
+    int backend, kv_type, n_seq;
+} ctx_opts;
+
+static ember_context *new_ctx(const ember_model *m, ctx_opts o) {
+    ember_context_params p;
+    ember_context_default_params(&p);
+    p.n_ctx = 128;
+    p.n_batch = 64;
+    p.n_threads = 2;
+    p.kv_type = o.kv_type;
+    p.n_seq_max = o.n_seq ? (uint32_t)o.n_seq : 1;
+    p.backend = o.backend;
+    ember_context *c = NULL;
+    int rc = ember_context_create(m, &p, &c);
+    if (rc) print_error("%s\n", ember_last_error());
+    assert_int_equal(rc, EMBER_OK);
+    return c;
+}
+
+/* ids[from..to) of sequence s at their positions; every row's logits
+ * copied to out + row * n_vocab. */
+static void eval_rows(ember_context *c, int s, const int32_t *ids, int from, int to, int n_vocab,
+                      float *out) {
+    ember_batch_entry b[128] = { { 0 } };
+    for (int i = from; i < to; i++) b[i - from] = (ember_batch_entry){ ids[i], i, s, 1 };
+    int rc = ember_eval(c, b, (size_t)(to - from));
+    if (rc) print_error("%s\n", ember_context_last_error(c));
+    assert_int_equal(rc, EMBER_OK);
+    for (int i = from; i < to; i++)
+        memcpy(out + (size_t)i * n_vocab, ember_get_logits(c, (size_t)(i - from)),
+               (size_t)n_vocab * 4);
+}
+
+static int argmax(const float *l, int n) {
+    int b = 0;
+    for (int i = 1; i < n; i++) if (l[i] > l[b]) b = i;
+    return b;
+}
+
+static void greedy(ember_context *c, const int32_t *prompt, int n_prompt, int n, int n_vocab,
+                   int32_t *out) {
+    ember_batch_entry b[64];
+    for (int i = 0; i < n_prompt; i++) b[i] = (ember_batch_entry){ prompt[i], i, 0, i == n_prompt - 1 };
+    assert_int_equal(ember_eval(c, b, (size_t)n_prompt), EMBER_OK);
+    const float *l = ember_get_logits(c, (size_t)n_prompt - 1);
+    for (int i = 0; i < n; i++) {
+        out[i] = argmax(l, n_vocab);
+        ember_batch_entry e = { out[i], n_prompt + i, 0, 1 };
+        int rc = ember_eval(c, &e, 1);
+        if (rc) print_error("%s\n", ember_context_last_error(c));
+        assert_int_equal(rc, EMBER_OK);
+        l = ember_get_logits(c, 0);
+    }
+}
+
+/* The bound: fp32 accumulation on the GPU, 2e-3 of the reference. */
+#define REF_TOL 2e-3
+
+static void test_tiny_llama(void **state) {
+    (void)state;
+    if (!have_vulkan()) skip();
+    enum { V = 32000 };
+    model_ref r;
+    load_model_ref("tiny-llama", V, &r);
+    ember_model *m = load("models/tiny-llama/model-f16.gguf");
+    ember_context *c = new_ctx(m, (ctx_opts){ EMBER_BACKEND_VULKAN, EMBER_TYPE_F32, 1 });
+    float *got = malloc((size_t)r.n_seq * V * 4);
+    eval_rows(c, 0, r.seq, 0, r.n_seq, V, got);
+    double d = max_diff(got, r.logits, (size_t)r.n_seq * V);
+    print_message("tiny-llama on vulkan, one batch: max |diff| = %.3g\n", d);
+    assert_true(d < REF_TOL);
+
+    ember_seq_clear(c, 0); /* prompt, then one token at a time */
+    eval_rows(c, 0, r.seq, 0, r.n_prompt, V, got);
+    for (int i = r.n_prompt; i < r.n_seq; i++) eval_rows(c, 0, r.seq, i, i + 1, V, got);
+    d = max_diff(got, r.logits, (size_t)r.n_seq * V);
+    print_message("tiny-llama on vulkan, incremental: max |diff| = %.3g\n", d);
+    assert_true(d < REF_TOL);
+
+    eval_rows(c, 0, r.seq, 5, r.n_seq, V, got); /* rollback over cached positions */
+    d = max_diff(got, r.logits, (size_t)r.n_seq * V);
+    assert_true(d < REF_TOL);
+
+    /* the decode steps above had equal shapes: their command buffer was
+     * recorded once and resubmitted */
+    uint64_t recorded, reused;
+    em_vulkan_record_stats(em_context_backend(c), &recorded, &reused);
+    print_message("command buffers: %llu recorded, %llu reused\n", (unsigned long long)recorded,
+                  (unsigned long long)reused);
+    assert_true(reused >= (uint64_t)(r.n_seq - r.n_prompt - 2));
+
+    ember_seq_clear(c, 0);
+    int32_t out[64];
+    greedy(c, r.prompt, r.n_prompt, r.n_greedy, V, out);
+    assert_memory_equal(out, r.greedy, (size_t)r.n_greedy * 4);
+    free(got);
+    free(r.logits);
+    ember_context_free(&c);
+    ember_model_free(&m);
+}
+
+/* aidreams-260k against llama.cpp: logits with both cache types (llama.cpp
+ * ran with an F16 cache, so F32 gets the CPU test's looser bound), greedy
+ * ids equal. */
+static void test_aidreams(void **state) {
+    (void)state;
+    if (!have_vulkan()) skip();
+    size_t n;
+    char *js = read_file(testdata_path("models/aidreams-260k/reference.json"), &n);
+    ember_model *m = load("models/aidreams-260k/model-f32.gguf");
+    for (int k = 0; k < 2; k++) {
+        char text[512], rel[128];
+        int32_t ids[64], want_greedy[64];
+        assert_true(json_string(js, "prompt_text", k, text, sizeof text) > 0);
+        int ng = json_ints(js, "greedy", k, want_greedy, 64);
+        size_t np;
+        assert_int_equal(ember_tokenize(m, text, strlen(text), ids, 64, &np, EMBER_TOKENIZE_ADD_BOS),
+                         EMBER_OK);
+        snprintf(rel, sizeof rel, "models/aidreams-260k/prompt%d-logits.f32", k + 1);
+        size_t ln;
+        float *want = read_file(testdata_path(rel), &ln), got[64 * 512];
+        assert_int_equal(ln, np * 512 * 4);
+        for (int kv = 0; kv < 2; kv++) {
+            int type = kv ? EMBER_TYPE_F16 : EMBER_TYPE_F32;
+            ember_context *c = new_ctx(m, (ctx_opts){ EMBER_BACKEND_VULKAN, type, 1 });
+            eval_rows(c, 0, ids, 0, (int)np, 512, got);
+            double d = max_diff(got, want, np * 512);
+            print_message("aidreams '%s' on vulkan, %s cache: max |diff| = %.3g\n", text,
+                          kv ? "f16" : "f32", d);
+            assert_true(d < (kv ? REF_TOL : 6e-3));
+            ember_seq_clear(c, 0);
+            int32_t out[64];
+            greedy(c, ids, (int)np, ng, 512, out);
+            assert_memory_equal(out, want_greedy, (size_t)ng * 4);
+            ember_context_free(&c);
+        }
+        free(want);
+    }
+    free(js);
+    ember_model_free(&m);
+}
+
+/* kjv-7m's first 64 eval tokens against transformers. */
+static void test_kjv(void **state) {
+    (void)state;
+    if (!have_vulkan()) skip();
+    enum { V = 4096, N = 64 };
+    size_t n;
+    char *js = read_file(testdata_path("models/kjv-7m/reference.json"), &n);
+    int32_t ids[N];
+    assert_int_equal(json_ints(js, "chunk", 0, ids, N), N);
+    float *want = read_file(testdata_path("models/kjv-7m/chunk-logits.f32"), &n);
+    assert_int_equal(n, (size_t)N * V * 4);
+    ember_model *m = load("models/kjv-7m/model-f16.gguf");
+    ember_context *c = new_ctx(m, (ctx_opts){ EMBER_BACKEND_VULKAN, EMBER_TYPE_F32, 1 });
+    float *got = malloc((size_t)N * V * 4);
+    eval_rows(c, 0, ids, 0, N, V, got);
+    double d = max_diff(got, want, (size_t)N * V);
+    print_message("kjv-7m on vulkan: max |diff| = %.3g\n", d);
+    assert_true(d < REF_TOL);
+    free(got);
+    free(want);
+    free(js);
+    ember_context_free(&c);
+    ember_model_free(&m);
+}
+
+/* The same calls on both backends: 4 sequences prefilled in one batch,
+ * sequence 0 forked into 1 and 3 (shared blocks, copied on write on the
+ * device), then decode steps of all four together, one rolled back. */
+static void script(ember_context *c, const int32_t *ids, int V, float *out, size_t *n_out) {
+    enum { P = 16 }; /* 4 x 16 = n_batch */
+    ember_batch_entry b[4 * P];
+    int nb = 0;
+    for (int s = 0; s < 4; s++)
+        for (int i = 0; i < P; i++) b[nb++] = (ember_batch_entry){ ids[(i * (s + 1)) % 60], i, s, i == P - 1 };
+    assert_int_equal(ember_eval(c, b, (size_t)nb), EMBER_OK);
+    *n_out = 0;
+    for (int s = 0; s < 4; s++)
+        memcpy(out + (*n_out)++ * V, ember_get_logits(c, (size_t)(s * P + P - 1)), (size_t)V * 4);
+    assert_int_equal(ember_seq_fork(c, 0, 1), EMBER_OK);
+    assert_int_equal(ember_seq_fork(c, 0, 3), EMBER_OK);
+    assert_int_equal(ember_seq_truncate(c, 3, 13), EMBER_OK); /* writes into a shared block */
+    for (int step = 0; step < 6; step++) {
+        ember_batch_entry d[4];
+        for (int s = 0; s < 4; s++) {
+            int32_t len = ember_seq_length(c, s);
+            d[s] = (ember_batch_entry){ ids[(step * 7 + s * 3) % 64], len, s, 1 };
+        }
+        int rc = ember_eval(c, d, 4);
+        if (rc) print_error("%s\n", ember_context_last_error(c));
+        assert_int_equal(rc, EMBER_OK);
+        for (int s = 0; s < 4; s++) memcpy(out + (*n_out)++ * V, ember_get_logits(c, (size_t)s), (size_t)V * 4);
+    }
+    ember_kv_info info = { .struct_size = sizeof info };
+    assert_int_equal(ember_kv_info_get(c, &info), EMBER_OK);
+    assert_true(info.blocks_copied >= 1); /* sequence 3 wrote into a shared block */
+}
+
+static void against_cpu(const char *rel, int kv_type, double tol) {
+    enum { V = 4096 };
+    size_t n;
+    char *js = read_file(testdata_path("models/kjv-7m/reference.json"), &n);
+    int32_t ids[64];
+    assert_int_equal(json_ints(js, "chunk", 0, ids, 64), 64);
+    ember_model *m = load(rel);
+    float *got[2];
+    size_t n_out[2];
+    for (int k = 0; k < 2; k++) {
+        ember_context *c = new_ctx(m, (ctx_opts){ k ? EMBER_BACKEND_VULKAN : EMBER_BACKEND_CPU,
+                                                  kv_type, 4 });
+        got[k] = malloc((size_t)28 * V * 4);
+        script(c, ids, V, got[k], &n_out[k]);
+        ember_context_free(&c);
+    }
+    assert_int_equal(n_out[0], n_out[1]);
+    double d = max_diff(got[1], got[0], n_out[0] * V);
+    print_message("%s, %s cache, 4 sequences with forks: vulkan vs cpu max |diff| = %.3g\n", rel,
+                  ember_type_name(kv_type), d);
+    assert_true(d < tol);
+    free(got[0]);
+    free(got[1]);
+    free(js);
+    ember_model_free(&m);
+}
+
+static void test_sequences_vs_cpu(void **state) {
+    (void)state;
+    if (!have_vulkan()) skip();
+    against_cpu("models/kjv-7m/model-f16.gguf", EMBER_TYPE_F32, 1e-3);
+    /* 8-bit and F16 rows: both backends round the same values, but a value
+     * that differs in its last bits can round to the neighbouring level,
+     * hence the wider bounds */
+    against_cpu("models/kjv-7m/model-f16.gguf", EMBER_TYPE_Q8_0, 5e-3);
+    against_cpu("models/kjv-7m/model-f16.gguf", EMBER_TYPE_F16, 2e-3);
+}
+
+/* Quantized weights (written by ember's quantizer): the GPU's dot
+ * products against the CPU's, with F32 activations on both. */
+static void test_quantized_vs_cpu(void **state) {
+    (void)state;
+    if (!have_vulkan()) skip();
+    static const int types[] = { EMBER_TYPE_Q8_0, EMBER_TYPE_Q4_0 };
+    for (int k = 0; k < 2; k++) {
+        ember_quantize_params qp;
+        ember_quantize_default_params(&qp);
+        qp.type = types[k];
+        char *path = quantize_to_temp_file(testdata_path("models/kjv-7m/model-f16.gguf"), &qp);
+        size_t n;
+        char *js = read_file(testdata_path("models/kjv-7m/reference.json"), &n);
+        int32_t ids[64];
+        assert_int_equal(json_ints(js, "chunk", 0, ids, 64), 64);
+        ember_model *m = NULL;
+        assert_int_equal(ember_model_load_file(path, NULL, &m), EMBER_OK);
+        float *got[2];
+        for (int b = 0; b < 2; b++) {
+            ember_context *c = new_ctx(m, (ctx_opts){ b ? EMBER_BACKEND_VULKAN : EMBER_BACKEND_CPU,
+                                                      EMBER_TYPE_F32, 1 });
+            got[b] = malloc((size_t)64 * 4096 * 4);
+            eval_rows(c, 0, ids, 0, 64, 4096, got[b]);
+            ember_context_free(&c);
+        }
+        double d = max_diff(got[1], got[0], (size_t)64 * 4096);
+        print_message("kjv-7m %s weights: vulkan vs cpu max |diff| = %.3g\n",
+                      ember_type_name(types[k]), d);
+        assert_true(d < 1e-3);
+        free(got[0]);
+        free(got[1]);
+        free(js);
+        ember_model_free(&m);
+        remove(path);
+        free(path);
+    }
+}
+
+/* Models whose ops the GPU does not run yet are refused at context
+ * creation, naming the op; nothing is left behind. */
+static void test_unsupported_refused(void **state) {
+    (void)state;
+    if (!have_vulkan()) skip();
+    ember_model *m = load("models/tiny-mixtral/model-f16.gguf");
+    ember_context_params p;
+    ember_context_default_params(&p);
+    p.backend = EMBER_BACKEND_VULKAN;
+    p.n_ctx = 64;
+    ember_context *c = (ember_context *)1;
+    assert_int_equal(ember_context_create(m, &p, &c), EMBER_ERR_UNSUPPORTED);
+    assert_null(c);
+    print_message("tiny-mixtral on vulkan: %s\n", ember_last_error());
+    assert_non_null(strstr(ember_last_error(), "moe_"));
+    ember_model_free(&m);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_tiny_llama),       cmocka_unit_test(test_aidreams),
+        cmocka_unit_test(test_kjv),              cmocka_unit_test(test_sequences_vs_cpu),
+        cmocka_unit_test(test_quantized_vs_cpu), cmocka_unit_test(test_unsupported_refused),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
