@@ -321,6 +321,22 @@ EMBER_API const float *ember_get_logits(ember_context *ctx, size_t i);
  * n_layer * n_head * (k + v) * element size). */
 EMBER_API uint64_t ember_context_kv_bytes_per_token(const ember_context *ctx);
 
+/* Where a context's ops run, so tools can show that none fell back to the
+ * CPU. Ops are the nodes of the graph of a full batch. */
+typedef struct ember_placement {
+    size_t struct_size;     /* sizeof(ember_placement), set by the caller */
+    int32_t backend;        /* the context's ember_backend_kind          */
+    char device[128];       /* its device's name ("CPU" for the CPU)      */
+    uint32_t n_ops;         /* ops per evaluation of a full batch         */
+    uint32_t n_ops_backend; /* of those, ops that run on `backend`        */
+    uint32_t n_ops_cpu;     /* of those, ops that run on the CPU backend  */
+    uint8_t reserved[64];
+} ember_placement;
+
+/* Fills `out` (up to out->struct_size bytes). Thread-safe with respect to
+ * other calls that do not change the context. */
+EMBER_API int ember_context_placement(const ember_context *ctx, ember_placement *out);
+
 /* Routing statistics for MoE models: how many tokens were routed to each
  * expert of `layer` since the context was created or the counts reset.
  * Writes min(n, n_expert) counts; dense layers give zeros. Hosts use it to

@@ -1,6 +1,7 @@
 /* Contexts: the per-user state (KV cache, activations arena, backend) and
  * evaluation of a batch. Everything is allocated at creation; ember_eval
  * validates the whole batch before it changes anything. */
+#include <stdio.h>
 #include <string.h>
 
 #if defined(__unix__) || defined(__APPLE__)
@@ -29,6 +30,8 @@ struct ember_context {
     size_t n_last;
     uint64_t positions_written; /* batch entries evaluated, ever */
     uint64_t *expert_counts; /* [n_layer][n_expert], MoE models only */
+    uint32_t n_ops;          /* ops of a full batch's graph */
+    int32_t backend_kind;
 };
 
 em_tensor *em_weight(em_graph *g, const em_gguf_tensor *w) {
@@ -140,12 +143,14 @@ static int plan_memory(ember_context *c) {
         return em_error(c->err, EMBER_ERR_NO_MEMORY, "context: no memory for the plan");
     if ((rc = em_backend_buffer_alloc(c->backend, c->plan.arena_size, &c->arena))) return rc;
     if ((rc = em_plan_apply(&c->plan, &c->graph, c->arena.base, c->err))) return rc;
+    for (int32_t i = 0; i < c->graph.n_nodes; i++) c->n_ops += c->graph.nodes[i].op != EM_OP_NONE;
     return em_backend_graph_reserve(c->backend, &c->graph);
 }
 
 static int context_init(ember_context *c, const ember_context_params *p) {
     const em_hparams *hp = &c->model->hp;
     int rc;
+    c->backend_kind = p->backend;
     em_backend_config cfg = { p->backend, p->device, (int)c->n_threads, em_cpu_mask(),
                               (uint32_t)p->act_type };
     if ((rc = em_backend_create(&cfg, &c->alloc, c->err, &c->backend))) return rc;
@@ -370,6 +375,25 @@ EMBER_API int32_t ember_seq_reuse_prefix(ember_context *c, int32_t seq_id, const
     int32_t n = n_tokens > c->n_ctx ? (int32_t)c->n_ctx : (int32_t)n_tokens;
     c->n_last = 0;
     return em_kv_reuse(&c->kv, seq_id, tokens, n);
+}
+
+EMBER_API int ember_context_placement(const ember_context *c, ember_placement *out) {
+    if (!c || !out)
+        return em_error(NULL, EMBER_ERR_INVALID_ARGUMENT, "placement: NULL argument");
+    size_t size = out->struct_size;
+    if (size < offsetof(ember_placement, reserved) || size > 4096)
+        return em_error(NULL, EMBER_ERR_INVALID_ARGUMENT, "placement: struct_size %zu is not a "
+                        "size this library knows", size);
+    ember_placement v = { .struct_size = size, .backend = c->backend_kind, .n_ops = c->n_ops };
+    const char *dev = c->backend_kind == EMBER_BACKEND_VULKAN ? em_vulkan_device_name(c->backend)
+                                                                : "CPU";
+    snprintf(v.device, sizeof v.device, "%s", dev);
+    /* every op runs on the context's backend: unsupported ones refuse the
+     * context at creation, nothing falls back */
+    v.n_ops_backend = c->n_ops;
+    v.n_ops_cpu = c->backend_kind == EMBER_BACKEND_CPU ? c->n_ops : 0;
+    memcpy(out, &v, size < sizeof v ? size : sizeof v);
+    return EMBER_OK;
 }
 
 /* The first released ember_kv_info ends at blocks_copied. */

@@ -1,6 +1,7 @@
 /* The Vulkan device: instance, physical device by index, one compute
  * queue, memory, buffers and host copies through a staging buffer. */
 #include <pthread.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "vk.h"
@@ -85,8 +86,18 @@ static int pick_device(em_vk *vk, int index) {
     if ((uint32_t)index >= m)
         return em_error(vk->err, EMBER_ERR_INVALID_ARGUMENT, "vulkan: device %d not listed", index);
     vk->phys = devs[index];
-    VkPhysicalDeviceProperties p;
-    vkGetPhysicalDeviceProperties(vk->phys, &p);
+    VkPhysicalDeviceSubgroupProperties sg = { .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SUBGROUP_PROPERTIES };
+    VkPhysicalDeviceProperties2 p2 = { .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_PROPERTIES_2,
+                                       .pNext = &sg };
+    vkGetPhysicalDeviceProperties2(vk->phys, &p2);
+    VkPhysicalDeviceProperties p = p2.properties;
+    vk->subgroup_size = sg.subgroupSize;
+    vk->subgroup_arith = (sg.supportedStages & VK_SHADER_STAGE_COMPUTE_BIT) &&
+                         (sg.supportedOperations & VK_SUBGROUP_FEATURE_ARITHMETIC_BIT) &&
+                         sg.subgroupSize >= 1 && sg.subgroupSize <= 128 &&
+                         !(sg.subgroupSize & (sg.subgroupSize - 1));
+    const char *no_sg = getenv("EMBER_VULKAN_NO_SUBGROUPS");
+    vk->use_subgroups = vk->subgroup_arith && !(no_sg && *no_sg && strcmp(no_sg, "0"));
     memcpy(vk->name, p.deviceName, sizeof vk->name);
     vk->name[sizeof vk->name - 1] = 0;
     vk->min_align = (size_t)p.limits.minStorageBufferOffsetAlignment;

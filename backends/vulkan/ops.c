@@ -184,6 +184,39 @@ static int run_attn(em_vk_graph *vg, const em_graph *g, const em_tensor *t, em_v
     return em_vk_dispatch(vg->vk, p, r, push, 22 * 4, (uint32_t)H, (uint32_t)T, 1);
 }
 
+/* Matrix products: mul_mv.comp (a subgroup per weight row, 8 tokens per
+ * pass, or 1 for a single token) where the device has subgroup arithmetic, else matmul.comp (a
+ * workgroup per row and token). */
+static int run_matmul(em_vk *vk, const em_tensor *t, em_vk_ref *r, uint32_t *push) {
+    static const em_vk_pipe mm[] = { [EMBER_TYPE_F32] = EM_VK_MATMUL_F32,
+                                     [EMBER_TYPE_F16] = EM_VK_MATMUL_F16,
+                                     [EMBER_TYPE_Q4_0] = EM_VK_MATMUL_Q4_0,
+                                     [EMBER_TYPE_Q8_0] = EM_VK_MATMUL_Q8_0 };
+    static const em_vk_pipe mv[] = { [EMBER_TYPE_F32] = EM_VK_MUL_MV_F32,
+                                     [EMBER_TYPE_F16] = EM_VK_MUL_MV_F16,
+                                     [EMBER_TYPE_Q4_0] = EM_VK_MUL_MV_Q4_0,
+                                     [EMBER_TYPE_Q8_0] = EM_VK_MUL_MV_Q8_0 };
+    static const em_vk_pipe mv1[] = { [EMBER_TYPE_F32] = EM_VK_MUL_MV1_F32,
+                                      [EMBER_TYPE_F16] = EM_VK_MUL_MV1_F16,
+                                      [EMBER_TYPE_Q4_0] = EM_VK_MUL_MV1_Q4_0,
+                                      [EMBER_TYPE_Q8_0] = EM_VK_MUL_MV1_Q8_0 };
+    const em_tensor *a = t->src[0], *b = t->src[1];
+    int64_t K = a->ne[0], N = a->ne[1], T = b->ne[1];
+    uint32_t *q = push + 4, lo, hi;
+    q[0] = (uint32_t)K, q[1] = (uint32_t)N, q[2] = (uint32_t)a->nb[1];
+    q[3] = floats(b->nb[1]), q[4] = floats(t->nb[1]);
+    if (vk->use_subgroups && (a->type != EMBER_TYPE_F16 || K % 2 == 0)) {
+        uint32_t rpw = 128 / vk->subgroup_size;
+        rpw = rpw ? rpw : 1;
+        q[5] = (uint32_t)T, q[6] = rpw;
+        fold((N + rpw - 1) / rpw, &lo, &hi);
+        if (T == 1) return em_vk_dispatch(vk, mv1[a->type], r, push, 11 * 4, lo, 1, hi);
+        return em_vk_dispatch(vk, mv[a->type], r, push, 11 * 4, lo, (uint32_t)((T + 7) / 8), hi);
+    }
+    fold(N, &lo, &hi);
+    return em_vk_dispatch(vk, mm[a->type], r, push, 9 * 4, lo, (uint32_t)T, hi);
+}
+
 static int run_node(em_vk_graph *vg, const em_graph *g, const em_tensor *t) {
     em_vk *vk = vg->vk;
     em_vk_ref r[EM_VK_BINDINGS] = { { 0 } };
@@ -201,17 +234,8 @@ static int run_node(em_vk_graph *vg, const em_graph *g, const em_tensor *t) {
                         "%zu-byte storage buffer range (splitting is not done yet)",
                         em_op_name(t->op), vk->max_range);
     switch (t->op) {
-    case EM_OP_MATMUL: {
-        static const em_vk_pipe pipe_of[] = { [EMBER_TYPE_F32] = EM_VK_MATMUL_F32,
-                                              [EMBER_TYPE_F16] = EM_VK_MATMUL_F16,
-                                              [EMBER_TYPE_Q4_0] = EM_VK_MATMUL_Q4_0,
-                                              [EMBER_TYPE_Q8_0] = EM_VK_MATMUL_Q8_0 };
-        int64_t N = a->ne[1];
-        q[0] = (uint32_t)a->ne[0], q[1] = (uint32_t)N, q[2] = (uint32_t)a->nb[1];
-        q[3] = floats(b->nb[1]), q[4] = floats(t->nb[1]);
-        fold(N, &lo, &hi);
-        return em_vk_dispatch(vk, pipe_of[a->type], r, push, 9 * 4, lo, (uint32_t)b->ne[1], hi);
-    }
+    case EM_OP_MATMUL:
+        return run_matmul(vk, t, r, push);
     case EM_OP_GET_ROWS: {
         static const em_vk_pipe pipe_of[] = { [EMBER_TYPE_F32] = EM_VK_GET_ROWS_F32,
                                               [EMBER_TYPE_F16] = EM_VK_GET_ROWS_F16,

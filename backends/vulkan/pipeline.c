@@ -11,6 +11,7 @@
 #include "get_rows.spv.h"
 #include "kv_store.spv.h"
 #include "matmul.spv.h"
+#include "mul_mv.spv.h"
 #include "rms_norm.spv.h"
 #include "rope.spv.h"
 #include "softmax.spv.h"
@@ -19,12 +20,15 @@
 /* Weight-type codes the shaders switch on (specialization constant 0). */
 enum { TY_F32 = 0, TY_F16 = 1, TY_Q4_0 = 2, TY_Q8_0 = 8 };
 
+/* Each pipeline: its shader and specialization constants 0 (variant) and
+ * 1 (a second one: mul_mv's tokens per pass; unused by the others). */
 static const struct {
     const uint32_t *code;
     size_t size;
-    uint32_t variant;
+    uint32_t spec[2];
 } shader_of[EM_VK_PIPE_COUNT] = {
-#define S(arr, v) { arr, sizeof arr, v }
+#define S(arr, v) { arr, sizeof arr, { v, 0 } }
+#define S2(arr, v, w) { arr, sizeof arr, { v, w } }
     [EM_VK_MATMUL_F32] = S(em_spv_matmul, TY_F32),
     [EM_VK_MATMUL_F16] = S(em_spv_matmul, TY_F16),
     [EM_VK_MATMUL_Q8_0] = S(em_spv_matmul, TY_Q8_0),
@@ -47,7 +51,16 @@ static const struct {
     [EM_VK_ATTN_F32] = S(em_spv_attn, TY_F32),
     [EM_VK_ATTN_F16] = S(em_spv_attn, TY_F16),
     [EM_VK_ATTN_Q8_0] = S(em_spv_attn, TY_Q8_0),
+    [EM_VK_MUL_MV_F32] = S2(em_spv_mul_mv, TY_F32, 8),
+    [EM_VK_MUL_MV_F16] = S2(em_spv_mul_mv, TY_F16, 8),
+    [EM_VK_MUL_MV_Q8_0] = S2(em_spv_mul_mv, TY_Q8_0, 8),
+    [EM_VK_MUL_MV_Q4_0] = S2(em_spv_mul_mv, TY_Q4_0, 8),
+    [EM_VK_MUL_MV1_F32] = S2(em_spv_mul_mv, TY_F32, 1),
+    [EM_VK_MUL_MV1_F16] = S2(em_spv_mul_mv, TY_F16, 1),
+    [EM_VK_MUL_MV1_Q8_0] = S2(em_spv_mul_mv, TY_Q8_0, 1),
+    [EM_VK_MUL_MV1_Q4_0] = S2(em_spv_mul_mv, TY_Q4_0, 1),
 #undef S
+#undef S2
 };
 
 static int make_layouts(em_vk *vk) {
@@ -78,8 +91,9 @@ static int make_pipeline(em_vk *vk, em_vk_pipe p) {
                                     .pCode = shader_of[p].code };
     VkShaderModule mod;
     VK_TRY(vkCreateShaderModule(vk->dev, &mi, NULL, &mod), "vkCreateShaderModule");
-    VkSpecializationMapEntry e = { 0, 0, sizeof(uint32_t) };
-    VkSpecializationInfo si = { 1, &e, sizeof(uint32_t), &shader_of[p].variant };
+    VkSpecializationMapEntry e[2] = { { 0, 0, sizeof(uint32_t) },
+                                      { 1, sizeof(uint32_t), sizeof(uint32_t) } };
+    VkSpecializationInfo si = { 2, e, sizeof shader_of[p].spec, shader_of[p].spec };
     VkComputePipelineCreateInfo ci = {
         .sType = VK_STRUCTURE_TYPE_COMPUTE_PIPELINE_CREATE_INFO,
         .stage = { .sType = VK_STRUCTURE_TYPE_PIPELINE_SHADER_STAGE_CREATE_INFO,
@@ -100,7 +114,10 @@ void em_vk_pipelines_destroy(em_vk *vk);
 
 int em_vk_pipelines_create(em_vk *vk) {
     int rc = make_layouts(vk);
-    for (int p = 0; !rc && p < EM_VK_PIPE_COUNT; p++) rc = make_pipeline(vk, (em_vk_pipe)p);
+    for (int p = 0; !rc && p < EM_VK_PIPE_COUNT; p++) {
+        bool needs_subgroups = p >= EM_VK_MUL_MV_F32 && p <= EM_VK_MUL_MV1_Q4_0;
+        if (!needs_subgroups || vk->subgroup_arith) rc = make_pipeline(vk, (em_vk_pipe)p);
+    }
     return rc;
 }
 

@@ -25,6 +25,9 @@ typedef enum em_vk_pipe {
     EM_VK_SOFTMAX, EM_VK_ROPE,
     EM_VK_KV_STORE_F32, EM_VK_KV_STORE_F16, EM_VK_KV_STORE_Q8_0,
     EM_VK_ATTN_F32, EM_VK_ATTN_F16, EM_VK_ATTN_Q8_0,
+    /* made only where compute shaders have subgroup arithmetic */
+    EM_VK_MUL_MV_F32, EM_VK_MUL_MV_F16, EM_VK_MUL_MV_Q8_0, EM_VK_MUL_MV_Q4_0, /* 8 tokens */
+    EM_VK_MUL_MV1_F32, EM_VK_MUL_MV1_F16, EM_VK_MUL_MV1_Q8_0, EM_VK_MUL_MV1_Q4_0, /* 1 token */
     EM_VK_PIPE_COUNT
 } em_vk_pipe;
 
@@ -83,6 +86,10 @@ typedef struct em_vk {
     size_t min_align;     /* minStorageBufferOffsetAlignment */
     size_t max_range;     /* maxStorageBufferRange */
     uint32_t max_groups[3];
+    uint32_t subgroup_size;
+    bool subgroup_arith;  /* compute shaders have subgroup arithmetic */
+    bool use_subgroups;   /* ... and EMBER_VULKAN_NO_SUBGROUPS is not set (tests
+                             run the portable shaders on any device with it) */
     char name[VK_MAX_PHYSICAL_DEVICE_NAME_SIZE];
     VkCommandPool cmd_pool;
     VkCommandBuffer cmd;

@@ -65,7 +65,9 @@ static int place(em_vk *vk, em_vk_weights *w, size_t bytes, uint32_t *slab, size
     if (w->n_slabs == EM_VK_MAX_SLABS)
         return em_error(vk->err, EMBER_ERR_NO_MEMORY, "vulkan: more than %d weight slabs",
                         EM_VK_MAX_SLABS);
-    size_t size = bytes > w->next_slab ? bytes : w->next_slab;
+    /* whole ALIGN units: shaders read block types by 32-bit words, and a
+     * tensor's last word may hold its final two bytes only */
+    size_t size = align_up(bytes) > w->next_slab ? align_up(bytes) : w->next_slab;
     int rc = em_vk_buf_create(vk, size, false, &w->slabs[w->n_slabs]);
     if (rc) return rc;
     *slab = w->n_slabs++;

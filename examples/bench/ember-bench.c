@@ -26,6 +26,7 @@
 #include "ember.h"
 #include "bandwidth.h"
 #include "peak.h"
+#include "vk_bandwidth.h"
 #include "synth_model.h"
 
 static double now_s(void) {
@@ -117,14 +118,17 @@ static int parse_list(const char *s, int *out, int max) {
 
 static int usage(void) {
     fprintf(stderr, "usage: ember-bench [-m MODEL] [-p 128,512] [-n 64] [-t THREADS] [-r 5] "
-                    "[-act f32|q8_0] [-o text|json]\n");
+                    "[-act f32|q8_0] [-b cpu|vulkan] [-dev N] [-o text|json]\n"
+                    "  -b vulkan: runs on Vulkan device N (default 0); the bandwidth is then the "
+                    "device's\n  memory copy bandwidth (bytes read + written per second), "
+                    "measured in the same run\n");
     return 2;
 }
 
 int main(int argc, char **argv) {
     const char *path = NULL;
     int prompts[16] = { 128 }, n_prompts = 1, n_decode = 64, threads = 0, reps = 5, json = 0;
-    int act8 = 0;
+    int act8 = 0, backend = EMBER_BACKEND_CPU, device = 0;
     for (int i = 1; i + 1 < argc; i += 2) {
         if (!strcmp(argv[i], "-m")) path = argv[i + 1];
         else if (!strcmp(argv[i], "-p")) { if (!(n_prompts = parse_list(argv[i + 1], prompts, 16))) return usage(); }
@@ -134,6 +138,9 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "-o")) json = !strcmp(argv[i + 1], "json");
         else if (!strcmp(argv[i], "-act") && !strcmp(argv[i + 1], "q8_0")) act8 = 1;
         else if (!strcmp(argv[i], "-act") && !strcmp(argv[i + 1], "f32")) act8 = 0;
+        else if (!strcmp(argv[i], "-b") && !strcmp(argv[i + 1], "cpu")) backend = EMBER_BACKEND_CPU;
+        else if (!strcmp(argv[i], "-b") && !strcmp(argv[i + 1], "vulkan")) backend = EMBER_BACKEND_VULKAN;
+        else if (!strcmp(argv[i], "-dev")) device = atoi(argv[i + 1]);
         else return usage();
     }
     if (n_decode < 0 || reps < 1 || reps > 64 || (argc % 2) == 0) return usage();
@@ -157,6 +164,8 @@ int main(int argc, char **argv) {
     cp.n_batch = (uint32_t)max_p;
     cp.n_threads = (uint32_t)threads;
     cp.act_type = act8 ? EMBER_TYPE_Q8_0 : EMBER_TYPE_F32;
+    cp.backend = backend;
+    cp.device = device;
     ember_context *ctx;
     if ((rc = ember_context_create(m, &cp, &ctx))) { fprintf(stderr, "context: %s\n", ember_last_error()); return 1; }
     uint64_t weight_bytes = 0;
@@ -167,11 +176,15 @@ int main(int argc, char **argv) {
     /* warm-up: the first touch of mapped weights is not compute */
     double warm;
     if ((rc = run_once(ctx, ember_model_n_vocab(m), 1, 1, &warm))) goto fail;
-    double bw = read_bandwidth(nt);
-    /* the 8-bit peak applies where the prompt path runs 8-bit products */
-    const char *ty = main_type(m), *peak_what;
+    int gpu = backend != EMBER_BACKEND_CPU;
+    ember_placement pl = { .struct_size = sizeof pl };
+    if ((rc = ember_context_placement(ctx, &pl))) goto fail;
+    double bw = gpu ? vk_copy_bandwidth(device, (size_t)1 << 30) : read_bandwidth(nt);
+    /* the 8-bit peak applies where the prompt path runs 8-bit products;
+     * no GPU peak is measured yet */
+    const char *ty = main_type(m), *peak_what = "none";
     int int8 = act8 && (!strcmp(ty, "q8_0") || !strcmp(ty, "q4_0"));
-    double peak = peak_gmacs(nt, int8, &peak_what);
+    double peak = gpu ? 0 : peak_gmacs(nt, int8, &peak_what);
     /* multiply-adds per token: every weight but the embedding table's
      * (a lookup), of the active experts only */
     double macs = ((double)ember_model_n_params(m) -
@@ -183,9 +196,15 @@ int main(int argc, char **argv) {
         if (read_bytes != weight_bytes)
             printf("MoE: a token reads %.1f MiB of the %.1f MiB (active experts only)\n",
                    read_bytes / 1048576.0, weight_bytes / 1048576.0);
-        printf("memory read bandwidth (%d threads, same run): %.1f GB/s\n", nt, bw);
-        printf("multiply-add peak (%d threads, %s, same run): %.1f G/s; %.2f G per token\n", nt,
-               peak_what, peak, macs / 1e9);
+        printf("ops: %u per evaluation; %u on %s (%s), %u on the CPU backend\n", pl.n_ops,
+               pl.n_ops_backend, gpu ? "vulkan" : "cpu", pl.device, pl.n_ops_cpu);
+        if (gpu) {
+            printf("device memory copy bandwidth (read + write, same run): %.1f GB/s\n", bw);
+        } else {
+            printf("memory read bandwidth (%d threads, same run): %.1f GB/s\n", nt, bw);
+            printf("multiply-add peak (%d threads, %s, same run): %.1f G/s; %.2f G per token\n",
+                   nt, peak_what, peak, macs / 1e9);
+        }
     }
     for (int k = 0; k <= n_prompts; k++) {
         int decode = k == n_prompts, n = decode ? n_decode : prompts[k];
@@ -200,8 +219,11 @@ int main(int argc, char **argv) {
             printf("{\"model\": \"%s\", \"type\": \"%s\", \"test\": \"%s\", \"threads\": %d, "
                    "\"tokens_per_s\": %.3f, \"tokens_per_s_min\": %.3f, \"tokens_per_s_max\": %.3f, "
                    "\"bandwidth_gbs\": %.2f, \"act\": \"%s\", \"peak_gmacs\": %.1f, "
-                   "\"peak_kind\": \"%s\", \"compute_efficiency\": ", name, ty, test, nt,
-                   r.med, r.min, r.max, bw, act8 ? "q8_0" : "f32", peak, peak_what);
+                   "\"peak_kind\": \"%s\", \"backend\": \"%s\", \"device\": \"%s\", "
+                   "\"ops\": %u, \"ops_on_backend\": %u, \"ops_on_cpu\": %u, "
+                   "\"compute_efficiency\": ", name, ty, test, nt,
+                   r.med, r.min, r.max, bw, act8 ? "q8_0" : "f32", peak, peak_what,
+                   gpu ? "vulkan" : "cpu", pl.device, pl.n_ops, pl.n_ops_backend, pl.n_ops_cpu);
             if (decode || peak <= 0) printf("null, ");
             else printf("%.3f, ", ceff);
             if (decode) printf("\"efficiency\": %.3f}\n", eff);

@@ -17,7 +17,7 @@
 
 typedef struct opts {
     const char *model, *prompt, *tokens, *logits_out;
-    int n_predict, n_threads, n_ctx, print_ids, kv_f16, kv_q8;
+    int n_predict, n_threads, n_ctx, print_ids, kv_f16, kv_q8, gpu, device;
     ember_sampler_params sp;
 } opts;
 
@@ -27,7 +27,9 @@ static void usage(void) {
             "                 [--temp T] [--top-k K] [--top-p P] [--min-p P]\n"
             "                 [--repeat-penalty R] [--seed S] [-t THREADS] [-c CTX]\n"
             "                 [--logits-out FILE] [--print-ids] [--kv-f16 | --kv-q8]\n"
-            "With no -m, a built-in synthetic model with random weights is used.\n");
+            "                 [--vulkan [--device N]]\n"
+            "With no -m, a built-in synthetic model with random weights is used.\n"
+            "--vulkan runs the model on Vulkan device N (default 0).\n");
 }
 
 static double now_s(void) {
@@ -60,6 +62,8 @@ static int parse_args(int argc, char **argv, opts *o) {
         else if (strcmp(a, "--print-ids") == 0) o->print_ids = 1;
         else if (strcmp(a, "--kv-f16") == 0) o->kv_f16 = 1;
         else if (strcmp(a, "--kv-q8") == 0) o->kv_q8 = 1;
+        else if (strcmp(a, "--vulkan") == 0) o->gpu = 1;
+        else if (ARG("--device")) o->device = atoi(v);
         else { usage(); return -1; }
 #undef ARG
     }
@@ -210,6 +214,7 @@ int main(int argc, char **argv) {
     if (!cp.n_ctx && ember_model_n_ctx_train(m) > 4096) cp.n_ctx = 4096;
     if (o.kv_f16) cp.kv_type = EMBER_TYPE_F16;
     if (o.kv_q8) cp.kv_type = EMBER_TYPE_Q8_0;
+    if (o.gpu) cp.backend = EMBER_BACKEND_VULKAN, cp.device = o.device;
     ember_context *ctx = NULL;
     if ((rc = ember_context_create(m, &cp, &ctx))) return fail(rc, "context", NULL);
     FILE *lf = NULL;
