@@ -64,7 +64,7 @@ void main() {
     uint qb = p.o0 + t * p.ldq2 + h * p.ldq1;
     for (uint i = l; i < p.D; i += 64u) {
         float v = q[qb + i];
-        qs[i] = TYPE == TY_F16 ? unpackHalf2x16(packHalf2x16(vec2(v, 0.0))).x : v;
+        qs[i] = TYPE == TY_F16 ? f16_rne(v) : v;
     }
     barrier();
     float acc[MAXD / 64u];
@@ -99,7 +99,7 @@ void main() {
         }
         barrier();
         float pr = exp(s - cm);
-        if (TYPE == TY_F16) pr = unpackHalf2x16(packHalf2x16(vec2(pr / sum, 0.0))).x;
+        if (TYPE == TY_F16) pr = f16_rne(pr / sum);
         sc[l] = pp <= pos ? pr : 0.0;
         barrier();
         uint n = uint(min(64, pos + 1 - p0));

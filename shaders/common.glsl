@@ -16,3 +16,16 @@
 #define HALF_AT(off) unpackHalf2x16((w[WOFF + ((off) >> 2)] >> (((off) & 2u) * 8u)) & 0xffffu).x
 
 int s8(uint b) { return int(b << 24) >> 24; }
+
+// x rounded to the nearest F16 value, ties to even, returned as a float:
+// the rounding of the CPU backend (F16C) and of llama.cpp. Done by hand
+// since packHalf2x16's rounding is the driver's choice. Normal F16 range:
+// round the F32 significand to 11 bits; below it, to multiples of 2^-24.
+// (Values past 65504 do not occur where it is used: probabilities, and
+// activations written to an F16 cache.)
+float f16_rne(float x) {
+    if (abs(x) < 6.103515625e-05) return roundEven(x * 16777216.0) / 16777216.0;
+    uint u = floatBitsToUint(x);
+    u += 0xfffu + ((u >> 13) & 1u);
+    return uintBitsToFloat(u & ~0x1fffu);
+}

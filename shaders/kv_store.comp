@@ -46,13 +46,14 @@ void store_group(bool is_k, uint src_off, uint dst, uint g, uint n) {
         for (uint e = e0; e < e1; e += 2u) {
             vec2 v = is_k ? vec2(ks[src_off + e], ks[src_off + e + 1u])
                           : vec2(vs[src_off + e], vs[src_off + e + 1u]);
-            w[WOFF + (dst + 2u * e) / 4u] = packHalf2x16(v);
+            // rounded first, so the packing is exact whatever its rounding
+            w[WOFF + (dst + 2u * e) / 4u] = packHalf2x16(vec2(f16_rne(v.x), f16_rne(v.y)));
         }
     } else { // Q8_0, whole blocks
         float amax = 0.0;
         for (uint e = e0; e < e1; e++) amax = max(amax, abs(is_k ? ks[src_off + e] : vs[src_off + e]));
         float d = amax / 127.0, id = d != 0.0 ? 1.0 / d : 0.0;
-        uint off = dst + g * 34u, h = packHalf2x16(vec2(d, 0.0));
+        uint off = dst + g * 34u, h = packHalf2x16(vec2(f16_rne(d), 0.0));
         put_byte(off, h);
         put_byte(off + 1u, h >> 8);
         for (uint e = e0; e < e1; e++) {
