@@ -1,14 +1,14 @@
 #version 450
 // y[t][n] = sum_k W[n][k] x[t][k] for one weight type (constant 0), for
-// few tokens (decode): each subgroup takes one weight row at a time, its
-// invocations stride over the row (by elements, or by blocks of 32 for
-// quantized types) for up to TB tokens at once, so the row is read once
-// per TB tokens, and the sums meet in a subgroup reduction: no shared
-// memory, no barriers. A workgroup covers `rpw` rows (the host sets it
-// from the device's subgroup size; the loop covers them whatever the
-// subgroups turn out to be). Grid: x (and z past 32768) row groups, y
-// groups of TB tokens. Needs subgroup arithmetic; devices without it use
-// matmul.comp.
+// few tokens (decode): one workgroup per weight row, its 128 invocations
+// striding over the row so that neighbours read neighbouring words of the
+// weights and of x (coalesced), for up to TB tokens at once (the row is
+// read once per TB tokens); sums meet in subgroup reductions, then across
+// subgroups in shared memory. A workgroup per row rather than a subgroup:
+// a decode step's rows are few (256 for a GQA K projection), and each must
+// be split for enough loads to be in flight to use the memory's bandwidth.
+// Grid: x (and z past 32768) rows, y groups of TB tokens. Needs subgroup
+// arithmetic; devices without it use matmul.comp.
 #extension GL_GOOGLE_include_directive : require
 #extension GL_KHR_shader_subgroup_basic : require
 #extension GL_KHR_shader_subgroup_arithmetic : require
@@ -22,7 +22,7 @@ layout(binding = 1) readonly buffer Xb { float x[]; };
 layout(binding = 3) writeonly buffer Yb { float y[]; };
 layout(push_constant) uniform P {
     uint o0, o1, o2, o3;
-    uint K, N, row_bytes, ldx, ldy, T, rpw;
+    uint K, N, row_bytes, ldx, ldy, T;
 } p;
 
 #define WOFF p.o0
@@ -52,65 +52,61 @@ float dot_q4(uint q, uint xk) {
     return s;
 }
 
+shared float part[TB][128];
+
 void main() {
     uint t0 = gl_WorkGroupID.y * TB;
     uint nt = min(TB, p.T - t0);
     uint xb0 = p.o1 + t0 * p.ldx;
-    uint lane = gl_SubgroupInvocationID, ns = gl_SubgroupSize;
-    uint first = (gl_WorkGroupID.x + gl_WorkGroupID.z * 32768u) * p.rpw;
-    uint last = min(first + p.rpw, p.N);
-    for (uint n = first + gl_SubgroupID; n < last; n += gl_NumSubgroups) {
-        // one sum per token, in registers (TB is a constant: the loops
-        // over t unroll and every index is known)
-        float acc[TB];
-        [[unroll]] for (uint t = 0u; t < TB; t++) acc[t] = 0.0;
-        uint row = n * p.row_bytes;
-        if (TYPE == TY_F32) {
-            for (uint k = lane; k < p.K; k += ns) {
-                float wv = uintBitsToFloat(w[WOFF + row / 4u + k]);
-                [[unroll]] for (uint t = 0u; t < TB; t++)
-                    if (t < nt) acc[t] += wv * x[xb0 + t * p.ldx + k];
-            }
-        } else if (TYPE == TY_F16) { // K even (the host checks): whole words
-            for (uint k2 = lane; k2 < p.K / 2u; k2 += ns) {
-                vec2 h = unpackHalf2x16(w[WOFF + row / 4u + k2]);
-                [[unroll]] for (uint t = 0u; t < TB; t++) {
-                    uint xk = xb0 + t * p.ldx + 2u * k2;
-                    if (t < nt) acc[t] += h.x * x[xk] + h.y * x[xk + 1u];
-                }
-            }
-        } else if (TYPE == TY_Q8_0) {
-            for (uint b = lane; b < p.K / 32u; b += ns) {
-                uint off = row + b * 34u;
-                float d = HALF_AT(off);
-                uint q[8];
-                [[unroll]] for (uint i = 0u; i < 8u; i++) q[i] = word_at(off + 2u + 4u * i);
-                [[unroll]] for (uint t = 0u; t < TB; t++) {
-                    if (t >= nt) break;
-                    uint xk = xb0 + t * p.ldx + b * 32u;
-                    float s = 0.0;
-                    [[unroll]] for (uint i = 0u; i < 8u; i++) s += dot_s8(q[i], xk + 4u * i);
-                    acc[t] += d * s;
-                }
-            }
-        } else if (TYPE == TY_Q4_0) {
-            for (uint b = lane; b < p.K / 32u; b += ns) {
-                uint off = row + b * 18u;
-                float d = HALF_AT(off);
-                uint q[4];
-                [[unroll]] for (uint i = 0u; i < 4u; i++) q[i] = word_at(off + 2u + 4u * i);
-                [[unroll]] for (uint t = 0u; t < TB; t++) {
-                    if (t >= nt) break;
-                    uint xk = xb0 + t * p.ldx + b * 32u;
-                    float s = 0.0;
-                    [[unroll]] for (uint i = 0u; i < 4u; i++) s += dot_q4(q[i], xk + 4u * i);
-                    acc[t] += d * s;
-                }
+    uint tid = gl_LocalInvocationID.x;
+    uint n = gl_WorkGroupID.x + gl_WorkGroupID.z * 32768u;
+    if (n >= p.N) return; // whole workgroup: uniform
+    // one sum per token, in registers (TB is a constant: the loops over t
+    // unroll and every index is known)
+    float acc[TB];
+    [[unroll]] for (uint t = 0u; t < TB; t++) acc[t] = 0.0;
+    uint row = n * p.row_bytes;
+    if (TYPE == TY_F32) {
+        for (uint k = tid; k < p.K; k += 128u) {
+            float wv = uintBitsToFloat(w[WOFF + row / 4u + k]);
+            [[unroll]] for (uint t = 0u; t < TB; t++)
+                if (t < nt) acc[t] += wv * x[xb0 + t * p.ldx + k];
+        }
+    } else if (TYPE == TY_F16) { // K even (the host checks): whole words
+        for (uint k2 = tid; k2 < p.K / 2u; k2 += 128u) {
+            vec2 h = unpackHalf2x16(w[WOFF + row / 4u + k2]);
+            [[unroll]] for (uint t = 0u; t < TB; t++) {
+                uint xk = xb0 + t * p.ldx + 2u * k2;
+                if (t < nt) acc[t] += h.x * x[xk] + h.y * x[xk + 1u];
             }
         }
-        [[unroll]] for (uint t = 0u; t < TB; t++) {
-            float s = subgroupAdd(acc[t]);
-            if (subgroupElect() && t < nt) y[p.o3 + (t0 + t) * p.ldy + n] = s;
+    } else if (TYPE == TY_Q8_0) { // u: the row's 4-byte groups of quants
+        for (uint u = tid; u < p.K / 4u; u += 128u) {
+            uint off = row + (u >> 3) * 34u;
+            float d = HALF_AT(off);
+            uint q = word_at(off + 2u + 4u * (u & 7u));
+            [[unroll]] for (uint t = 0u; t < TB; t++)
+                if (t < nt) acc[t] += d * dot_s8(q, xb0 + t * p.ldx + 4u * u);
         }
+    } else if (TYPE == TY_Q4_0) { // u: the row's 4-byte groups of nibbles
+        for (uint u = tid; u < p.K / 8u; u += 128u) {
+            uint off = row + (u >> 2) * 18u;
+            float d = HALF_AT(off);
+            uint q = word_at(off + 2u + 4u * (u & 3u));
+            uint k = (u >> 2) * 32u + 4u * (u & 3u);
+            [[unroll]] for (uint t = 0u; t < TB; t++)
+                if (t < nt) acc[t] += d * dot_q4(q, xb0 + t * p.ldx + k);
+        }
+    }
+    // subgroups first, then across them in shared memory
+    [[unroll]] for (uint t = 0u; t < TB; t++) {
+        float s = subgroupAdd(acc[t]);
+        if (subgroupElect()) part[t][gl_SubgroupID] = s;
+    }
+    barrier();
+    if (tid < TB && tid < nt) {
+        float s = 0.0;
+        for (uint i = 0u; i < gl_NumSubgroups; i++) s += part[tid][i];
+        y[p.o3 + (t0 + tid) * p.ldy + n] = s;
     }
 }

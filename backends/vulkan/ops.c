@@ -184,7 +184,7 @@ static int run_attn(em_vk_graph *vg, const em_graph *g, const em_tensor *t, em_v
     return em_vk_dispatch(vg->vk, p, r, push, 22 * 4, (uint32_t)H, (uint32_t)T, 1);
 }
 
-/* Matrix products: mul_mv.comp (a subgroup per weight row, 8 tokens per
+/* Matrix products: mul_mv.comp (a workgroup per weight row, 8 tokens per
  * pass, or 1 for a single token) where the device has subgroup arithmetic, else matmul.comp (a
  * workgroup per row and token). */
 static int run_matmul(em_vk *vk, const em_tensor *t, em_vk_ref *r, uint32_t *push) {
@@ -206,12 +206,10 @@ static int run_matmul(em_vk *vk, const em_tensor *t, em_vk_ref *r, uint32_t *pus
     q[0] = (uint32_t)K, q[1] = (uint32_t)N, q[2] = (uint32_t)a->nb[1];
     q[3] = floats(b->nb[1]), q[4] = floats(t->nb[1]);
     if (vk->use_subgroups && (a->type != EMBER_TYPE_F16 || K % 2 == 0)) {
-        uint32_t rpw = 128 / vk->subgroup_size;
-        rpw = rpw ? rpw : 1;
-        q[5] = (uint32_t)T, q[6] = rpw;
-        fold((N + rpw - 1) / rpw, &lo, &hi);
-        if (T == 1) return em_vk_dispatch(vk, mv1[a->type], r, push, 11 * 4, lo, 1, hi);
-        return em_vk_dispatch(vk, mv[a->type], r, push, 11 * 4, lo, (uint32_t)((T + 7) / 8), hi);
+        q[5] = (uint32_t)T;
+        fold(N, &lo, &hi);
+        if (T == 1) return em_vk_dispatch(vk, mv1[a->type], r, push, 10 * 4, lo, 1, hi);
+        return em_vk_dispatch(vk, mv[a->type], r, push, 10 * 4, lo, (uint32_t)((T + 7) / 8), hi);
     }
     fold(N, &lo, &hi);
     return em_vk_dispatch(vk, mm[a->type], r, push, 9 * 4, lo, (uint32_t)T, hi);
