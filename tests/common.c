@@ -202,3 +202,28 @@ double rel_l2(const float *got, const float *ref, size_t n) {
     }
     return sqrt(e / r);
 }
+
+int argmax_f32(const float *l, int n) {
+    int b = 0;
+    for (int i = 1; i < n; i++) if (l[i] > l[b]) b = i;
+    return b;
+}
+
+void greedy_decode(ember_context *c, const int32_t *prompt, int n_prompt, int n, int n_vocab,
+                   int32_t *out) {
+    ember_batch_entry b[64];
+    assert_true(n_prompt >= 1 && n_prompt <= 64);
+    for (int i = 0; i < n_prompt; i++) b[i] = (ember_batch_entry){ prompt[i], i, 0, i == n_prompt - 1 };
+    int rc = ember_eval(c, b, (size_t)n_prompt);
+    if (rc) print_error("%s\n", ember_context_last_error(c));
+    assert_int_equal(rc, EMBER_OK);
+    const float *l = ember_get_logits(c, (size_t)n_prompt - 1);
+    for (int i = 0; i < n; i++) {
+        out[i] = argmax_f32(l, n_vocab);
+        ember_batch_entry e = { out[i], n_prompt + i, 0, 1 };
+        rc = ember_eval(c, &e, 1);
+        if (rc) print_error("%s\n", ember_context_last_error(c));
+        assert_int_equal(rc, EMBER_OK);
+        l = ember_get_logits(c, 0);
+    }
+}

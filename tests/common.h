@@ -33,6 +33,14 @@ typedef struct model_ref {
 
 void load_model_ref(const char *model, int n_vocab, model_ref *r);
 
+/* The index of the largest of l[0..n) (the first on ties). */
+int argmax_f32(const float *l, int n);
+/* Greedy decoding of sequence 0 from positions 0: the prompt in one batch,
+ * then n tokens one at a time; their ids in out. Fails the test on any
+ * error (printing the context's message). */
+void greedy_decode(ember_context *c, const int32_t *prompt, int n_prompt, int n, int n_vocab,
+                   int32_t *out);
+
 /* max_i |a[i] - b[i]| */
 double max_diff(const float *a, const float *b, size_t n);
 /* ||got - ref|| / ||ref|| (L2) */

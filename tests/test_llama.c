@@ -75,27 +75,6 @@ static void test_tiny_llama_batch(void **state) {
     ember_model_free(&m);
 }
 
-static int argmax(const float *l, int n) {
-    int b = 0;
-    for (int i = 1; i < n; i++) if (l[i] > l[b]) b = i;
-    return b;
-}
-
-/* Greedy decoding from the prompt; returns the ids in out. */
-static void greedy(ember_context *c, const int32_t *prompt, int n_prompt, int n, int n_vocab,
-                   int32_t *out) {
-    ember_batch_entry b[64];
-    for (int i = 0; i < n_prompt; i++) b[i] = (ember_batch_entry){ prompt[i], i, 0, i == n_prompt - 1 };
-    assert_int_equal(ember_eval(c, b, (size_t)n_prompt), EMBER_OK);
-    const float *l = ember_get_logits(c, (size_t)n_prompt - 1);
-    for (int i = 0; i < n; i++) {
-        out[i] = argmax(l, n_vocab);
-        ember_batch_entry e = { out[i], n_prompt + i, 0, 1 };
-        assert_int_equal(ember_eval(c, &e, 1), EMBER_OK);
-        l = ember_get_logits(c, 0);
-    }
-}
-
 static void test_tiny_llama_greedy(void **state) {
     (void)state;
     model_ref r;
@@ -103,7 +82,7 @@ static void test_tiny_llama_greedy(void **state) {
     ember_model *m = load_model("models/tiny-llama/model-f16.gguf");
     ember_context *c = new_ctx(m, EMBER_TYPE_F32);
     int32_t out[64];
-    greedy(c, r.prompt, r.n_prompt, r.n_greedy, TL_VOCAB, out);
+    greedy_decode(c, r.prompt, r.n_prompt, r.n_greedy, TL_VOCAB, out);
     assert_memory_equal(out, r.greedy, (size_t)r.n_greedy * 4);
     free(r.logits);
     ember_context_free(&c);
@@ -274,7 +253,7 @@ static void test_aidreams(void **state) {
             assert_true(d < (kv ? 1e-3 : 6e-3));
             ember_seq_clear(c, 0);
             int32_t out[64];
-            greedy(c, ids, np, ng, 512, out);
+            greedy_decode(c, ids, np, ng, 512, out);
             assert_memory_equal(out, want_greedy, (size_t)ng * 4);
             char buf[1024];
             size_t nb;

@@ -163,12 +163,6 @@ static void test_tiny_llama_quantized(void **state) {
     free(r.logits);
 }
 
-static int argmax(const float *l, int n) {
-    int b = 0;
-    for (int i = 1; i < n; i++) if (l[i] > l[b]) b = i;
-    return b;
-}
-
 static void test_aidreams_q8_0_greedy(void **state) {
     (void)state;
     size_t n;
@@ -190,7 +184,7 @@ static void test_aidreams_q8_0_greedy(void **state) {
         assert_int_equal(ember_eval(c, b, nt), EMBER_OK);
         const float *l = ember_get_logits(c, nt - 1);
         for (int i = 0; i < ng; i++) {
-            out[i] = argmax(l, 512);
+            out[i] = argmax_f32(l, 512);
             ember_batch_entry e = { out[i], (int32_t)nt + i, 0, 1 };
             assert_int_equal(ember_eval(c, &e, 1), EMBER_OK);
             l = ember_get_logits(c, 0);

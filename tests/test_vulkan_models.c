@@ -66,28 +66,6 @@ static void eval_rows(ember_context *c, int s, const int32_t *ids, int from, int
                (size_t)n_vocab * 4);
 }
 
-static int argmax(const float *l, int n) {
-    int b = 0;
-    for (int i = 1; i < n; i++) if (l[i] > l[b]) b = i;
-    return b;
-}
-
-static void greedy(ember_context *c, const int32_t *prompt, int n_prompt, int n, int n_vocab,
-                   int32_t *out) {
-    ember_batch_entry b[64];
-    for (int i = 0; i < n_prompt; i++) b[i] = (ember_batch_entry){ prompt[i], i, 0, i == n_prompt - 1 };
-    assert_int_equal(ember_eval(c, b, (size_t)n_prompt), EMBER_OK);
-    const float *l = ember_get_logits(c, (size_t)n_prompt - 1);
-    for (int i = 0; i < n; i++) {
-        out[i] = argmax(l, n_vocab);
-        ember_batch_entry e = { out[i], n_prompt + i, 0, 1 };
-        int rc = ember_eval(c, &e, 1);
-        if (rc) print_error("%s\n", ember_context_last_error(c));
-        assert_int_equal(rc, EMBER_OK);
-        l = ember_get_logits(c, 0);
-    }
-}
-
 /* The bound: fp32 accumulation on the GPU, 2e-3 of the reference. */
 #define REF_TOL 2e-3
 
@@ -126,7 +104,7 @@ static void test_tiny_llama(void **state) {
 
     ember_seq_clear(c, 0);
     int32_t out[64];
-    greedy(c, r.prompt, r.n_prompt, r.n_greedy, V, out);
+    greedy_decode(c, r.prompt, r.n_prompt, r.n_greedy, V, out);
     assert_memory_equal(out, r.greedy, (size_t)r.n_greedy * 4);
     free(got);
     free(r.logits);
@@ -165,7 +143,7 @@ static void test_aidreams(void **state) {
             assert_true(d < (kv ? REF_TOL : 6e-3));
             ember_seq_clear(c, 0);
             int32_t out[64];
-            greedy(c, ids, (int)np, ng, 512, out);
+            greedy_decode(c, ids, (int)np, ng, 512, out);
             assert_memory_equal(out, want_greedy, (size_t)ng * 4);
             ember_context_free(&c);
         }

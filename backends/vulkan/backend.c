@@ -77,10 +77,11 @@ static em_vk_graph graph_view(vk_backend *v, const em_graph *g) {
                           .io_off = v->io_off, .kv = g->kv, .kv_buf = &v->kv_buf };
 }
 
-/* Room for g's per-node table and per-run data, and its constant leaves on
- * the device. A bigger io buffer replaces the old one, so recorded
- * command buffers (which name it) are forgotten. */
-static int vk_graph_reserve(em_backend *b, const em_graph *g) {
+/* Room for g's per-node table and per-run data (laid out in vg), and its
+ * constant leaves on the device; for a graph no larger than the reserved
+ * one, only the layout and a look-up per leaf. A bigger io buffer replaces
+ * the old one, so recorded command buffers (which name it) are forgotten. */
+static int prepare(em_backend *b, const em_graph *g, em_vk_graph *vg) {
     vk_backend *v = b->impl;
     if (g->n_nodes > v->io_cap) {
         size_t *o = em_calloc(&b->alloc, (size_t)g->n_nodes, sizeof *o);
@@ -89,15 +90,20 @@ static int vk_graph_reserve(em_backend *b, const em_graph *g) {
         v->io_off = o;
         v->io_cap = g->n_nodes;
     }
-    em_vk_graph vg = graph_view(v, g);
-    size_t need = em_vk_io_layout(&vg, g);
+    *vg = graph_view(v, g);
+    size_t need = em_vk_io_layout(vg, g);
     if (need > v->io.size) {
         em_vk_cache_clear(&v->vk);
         em_vk_buf_destroy(&v->vk, &v->io);
         int rc = em_vk_buf_create(&v->vk, need < 4096 ? 4096 : need, true, &v->io);
         if (rc) return rc;
     }
-    return em_vk_weights_add(&vg, g);
+    return em_vk_weights_add(vg, g);
+}
+
+static int vk_graph_reserve(em_backend *b, const em_graph *g) {
+    em_vk_graph vg;
+    return prepare(b, g, &vg);
 }
 
 static int vk_graph_compute(em_backend *b, em_graph *g) {
@@ -109,10 +115,9 @@ static int vk_graph_compute(em_backend *b, em_graph *g) {
     if (v->kv && v->kv->pending_lost)
         return em_error(b->err, EMBER_ERR_BAD_STATE, "vulkan: KV block copies were lost after "
                         "failed evaluations; clear every sequence (ember_seq_clear(ctx, -1))");
-    int rc = vk_graph_reserve(b, g); /* no-op for graphs no larger than the reserved one */
+    em_vk_graph vg;
+    int rc = prepare(b, g, &vg);
     if (rc) return rc;
-    em_vk_graph vg = graph_view(v, g);
-    em_vk_io_layout(&vg, g);
     em_vk_io_fill(&vg, g);
     bool staged;
     if ((rc = em_vk_run(&vg, g, &staged))) return rc;

@@ -199,17 +199,23 @@ static void device_release(em_vk *vk) {
     memset(sh, 0, sizeof *sh);
 }
 
+int em_vk_cmd_alloc(em_vk *vk, VkCommandBuffer *cmd) {
+    VkCommandBufferAllocateInfo ai = { .sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_ALLOCATE_INFO,
+                                       .commandPool = vk->cmd_pool,
+                                       .level = VK_COMMAND_BUFFER_LEVEL_PRIMARY,
+                                       .commandBufferCount = 1 };
+    VK_TRY(vkAllocateCommandBuffers(vk->dev, &ai, cmd), "vkAllocateCommandBuffers");
+    return EMBER_OK;
+}
+
 /* Per user: a command pool and buffer, a fence, the staging buffer. */
 static int make_user(em_vk *vk) {
     VkCommandPoolCreateInfo pci = { .sType = VK_STRUCTURE_TYPE_COMMAND_POOL_CREATE_INFO,
                                     .flags = VK_COMMAND_POOL_CREATE_RESET_COMMAND_BUFFER_BIT,
                                     .queueFamilyIndex = vk->queue_family };
     VK_TRY(vkCreateCommandPool(vk->dev, &pci, NULL, &vk->cmd_pool), "vkCreateCommandPool");
-    VkCommandBufferAllocateInfo ai = { .sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_ALLOCATE_INFO,
-                                       .commandPool = vk->cmd_pool,
-                                       .level = VK_COMMAND_BUFFER_LEVEL_PRIMARY,
-                                       .commandBufferCount = 1 };
-    VK_TRY(vkAllocateCommandBuffers(vk->dev, &ai, &vk->cmd), "vkAllocateCommandBuffers");
+    int rc = em_vk_cmd_alloc(vk, &vk->cmd);
+    if (rc) return rc;
     VkFenceCreateInfo fi = { .sType = VK_STRUCTURE_TYPE_FENCE_CREATE_INFO };
     VK_TRY(vkCreateFence(vk->dev, &fi, NULL, &vk->fence), "vkCreateFence");
     return em_vk_buf_create(vk, (size_t)16 << 20, true, &vk->staging);

@@ -10,7 +10,7 @@
 /* Per-run data is placed at this alignment in io. */
 #define IO_ALIGN 64
 
-static bool in_arena(const em_vk_graph *vg, const em_tensor *t) {
+bool em_vk_in_arena(const em_vk_graph *vg, const em_tensor *t) {
     const char *p = t->data;
     return p >= vg->shadow && p < vg->shadow + vg->arena_size;
 }
@@ -48,7 +48,7 @@ bool em_vk_op_supported(const em_tensor *t) {
 
 /* Where tensor t is: the arena, io (per-run leaves) or the weight slabs. */
 static int ref_of(const em_vk_graph *vg, const em_graph *g, const em_tensor *t, em_vk_ref *r) {
-    if (in_arena(vg, t)) {
+    if (em_vk_in_arena(vg, t)) {
         *r = (em_vk_ref){ vg->arena, (size_t)((const char *)t->data - vg->shadow) };
         return EMBER_OK;
     }

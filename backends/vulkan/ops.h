@@ -51,6 +51,8 @@ typedef struct em_vk_graph {
     em_vk_buf *kv_buf;
 } em_vk_graph;
 
+/* Whether t's data lies in the arena's host shadow (an activation). */
+bool em_vk_in_arena(const em_vk_graph *vg, const em_tensor *t);
 /* Ops and operand types the shaders cover. */
 bool em_vk_op_supported(const em_tensor *t);
 

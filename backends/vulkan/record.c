@@ -148,13 +148,7 @@ static int record(em_vk *vk, em_vk_cached *c) {
     for (uint32_t i = 0; i < vk->n_rec; i++) sets += !vk->rec[i].copy;
     int rc = pool_for(vk, c, sets ? sets : 1);
     if (rc) return rc;
-    if (!c->cmd) {
-        VkCommandBufferAllocateInfo ai = { .sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_ALLOCATE_INFO,
-                                           .commandPool = vk->cmd_pool,
-                                           .level = VK_COMMAND_BUFFER_LEVEL_PRIMARY,
-                                           .commandBufferCount = 1 };
-        VK_TRY(vkAllocateCommandBuffers(vk->dev, &ai, &c->cmd), "vkAllocateCommandBuffers");
-    }
+    if (!c->cmd && (rc = em_vk_cmd_alloc(vk, &c->cmd))) return rc;
     VkCommandBufferBeginInfo bi = { .sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO };
     VK_TRY(vkResetCommandBuffer(c->cmd, 0), "vkResetCommandBuffer");
     VK_TRY(vkBeginCommandBuffer(c->cmd, &bi), "vkBeginCommandBuffer");

@@ -156,6 +156,8 @@ void em_vk_record_free(em_vk *vk);
  * submitted under the device's queue lock and waited for. */
 int em_vk_cmd_begin(em_vk *vk);
 int em_vk_cmd_submit(em_vk *vk, const char *what);
+/* A primary command buffer from vk's pool. */
+int em_vk_cmd_alloc(em_vk *vk, VkCommandBuffer *cmd);
 /* An ended command buffer submitted under the queue lock and waited for. */
 int em_vk_submit_wait(em_vk *vk, VkCommandBuffer cmd, const char *what);
 

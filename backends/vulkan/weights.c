@@ -78,9 +78,8 @@ static int place(em_vk *vk, em_vk_weights *w, size_t bytes, uint32_t *slab, size
 
 /* A leaf this cache serves: constant, outside the arena, with data. */
 static bool is_constant(const em_vk_graph *vg, const em_tensor *t) {
-    if (t->op != EM_OP_NONE || !t->data || (t->flags & EM_TENSOR_INPUT)) return false;
-    const char *p = t->data;
-    return !(p >= vg->shadow && p < vg->shadow + vg->arena_size);
+    return t->op == EM_OP_NONE && t->data && !(t->flags & EM_TENSOR_INPUT) &&
+           !em_vk_in_arena(vg, t);
 }
 
 int em_vk_weights_add(em_vk_graph *vg, const em_graph *g) {

@@ -176,8 +176,8 @@ static void close_dev(dev *d) {
     if (d->inst) vkDestroyInstance(d->inst, NULL);
 }
 
-/* Copies `reps` times back and forth; seconds, or -1. */
-static double time_copies(dev *d, VkDeviceSize size, int reps) {
+/* `reps` shader copies of the whole buffer; seconds, or -1. */
+static double time_copies(dev *d, int reps) {
     VkCommandBufferBeginInfo bi = { .sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO };
     if (vkResetCommandBuffer(d->cmd, 0) != VK_SUCCESS ||
         vkBeginCommandBuffer(d->cmd, &bi) != VK_SUCCESS)
@@ -185,7 +185,6 @@ static double time_copies(dev *d, VkDeviceSize size, int reps) {
     VkMemoryBarrier mb = { .sType = VK_STRUCTURE_TYPE_MEMORY_BARRIER,
                            .srcAccessMask = VK_ACCESS_SHADER_WRITE_BIT,
                            .dstAccessMask = VK_ACCESS_SHADER_READ_BIT | VK_ACCESS_SHADER_WRITE_BIT };
-    (void)size;
     vkCmdBindPipeline(d->cmd, VK_PIPELINE_BIND_POINT_COMPUTE, d->pipe);
     vkCmdBindDescriptorSets(d->cmd, VK_PIPELINE_BIND_POINT_COMPUTE, d->pipe_layout, 0, 1, &d->set,
                             0, NULL);
@@ -217,9 +216,9 @@ double vk_copy_bandwidth(int device, size_t bytes) {
         bytes &= ~(size_t)15;
     }
     if (d.dev && make_buffers(&d, bytes) == 0 && make_pipeline(&d, bytes) == 0) {
-        time_copies(&d, bytes, 1); /* first touch */
+        time_copies(&d, 1); /* first touch */
         for (int r = 0; r < 5; r++) {
-            double t = time_copies(&d, bytes, 8);
+            double t = time_copies(&d, 8);
             double gbs = t > 0 ? 2.0 * 8 * (double)bytes / t / 1e9 : 0;
             if (gbs > best) best = gbs;
         }
