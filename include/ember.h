@@ -227,6 +227,9 @@ EMBER_API int ember_backend_available(int kind);
 #define EMBER_CPU_AVX2 (1u << 0)   /* AVX2 + FMA + F16C */
 #define EMBER_CPU_AVX512 (1u << 1) /* AVX-512 F/BW/VL    */
 #define EMBER_CPU_AVX512_VNNI (1u << 2) /* + int8 dot products (VPDPBUSD) */
+#define EMBER_CPU_NEON (1u << 8)    /* AArch64 Advanced SIMD           */
+#define EMBER_CPU_DOTPROD (1u << 9) /* + int8 dot products (SDOT)       */
+#define EMBER_CPU_RVV (1u << 16)    /* RISC-V vector extension 1.0      */
 
 /* Flags the CPU has. */
 EMBER_API uint32_t ember_cpu_features(void);

@@ -190,7 +190,10 @@ char *quantize_to_temp_file(const char *src_path, const ember_quantize_params *p
 
 double max_diff(const float *a, const float *b, size_t n) {
     double d = 0;
-    for (size_t i = 0; i < n; i++) d = fmax(d, fabs((double)a[i] - b[i]));
+    for (size_t i = 0; i < n; i++) {
+        double e = fabs((double)a[i] - b[i]);
+        if (!(e <= d)) d = e; /* NaN wins (and GCC 12's aarch64 vectorizer chokes on fmax) */
+    }
     return d;
 }
 

@@ -66,8 +66,11 @@ static int block_elems(uint32_t ty) {
     }
 }
 
+/* every dispatch level of every architecture; those this CPU lacks are skipped */
 static const uint32_t levels[] = { 0, EMBER_CPU_AVX2, EMBER_CPU_AVX2 | EMBER_CPU_AVX512,
-                                   EMBER_CPU_AVX2 | EMBER_CPU_AVX512 | EMBER_CPU_AVX512_VNNI };
+                                   EMBER_CPU_AVX2 | EMBER_CPU_AVX512 | EMBER_CPU_AVX512_VNNI,
+                                   EMBER_CPU_NEON, EMBER_CPU_NEON | EMBER_CPU_DOTPROD,
+                                   EMBER_CPU_RVV };
 
 static void test_dot_variants(void **state) {
     (void)state;

@@ -1,12 +1,17 @@
 #include "dsp.h"
 
+#if !defined(EMBER_NO_THREADS)
 #include <pthread.h>
+#endif
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <cpuid.h>
+#endif
+#if (defined(EMBER_HAVE_ARM_KERNELS) || defined(EMBER_HAVE_RISCV_KERNELS)) && defined(__linux__)
+#include <sys/auxv.h>
 #endif
 
 void em_cpu_dsp_init(em_cpu_dsp *c, uint32_t flags) {
@@ -15,6 +20,10 @@ void em_cpu_dsp_init(em_cpu_dsp *c, uint32_t flags) {
     em_cpu_dsp_init_ref_q(c);
 #if defined(EMBER_HAVE_X86_KERNELS)
     em_cpu_dsp_init_x86(c, flags);
+#elif defined(EMBER_HAVE_ARM_KERNELS)
+    em_cpu_dsp_init_arm(c, flags);
+#elif defined(EMBER_HAVE_RISCV_KERNELS)
+    em_cpu_dsp_init_riscv(c, flags);
 #else
     (void)flags;
 #endif
@@ -41,6 +50,18 @@ uint32_t em_cpu_detect(void) {
             if ((c >> 11) & 1) f |= EMBER_CPU_AVX512_VNNI; /* leaf 7 ECX bit 11 */
         }
     }
+#elif defined(EMBER_HAVE_ARM_KERNELS)
+#if defined(__linux__)
+    unsigned long hw = getauxval(AT_HWCAP);
+    if (hw & (1ul << 1)) f |= EMBER_CPU_NEON;     /* HWCAP_ASIMD */
+    if (hw & (1ul << 20)) f |= EMBER_CPU_DOTPROD; /* HWCAP_ASIMDDP */
+#else
+    f |= EMBER_CPU_NEON; /* part of every AArch64 core; dotprod unknown */
+#endif
+#elif defined(EMBER_HAVE_RISCV_KERNELS)
+#if defined(__linux__)
+    if (getauxval(AT_HWCAP) & (1ul << ('V' - 'A'))) f |= EMBER_CPU_RVV; /* the 'V' bit */
+#endif
 #endif
     return f;
 }
@@ -48,6 +69,17 @@ uint32_t em_cpu_detect(void) {
 /* The mask starts from EMBER_CPU_MASK, read once; contexts may be created
  * on many threads, so reads are atomic. */
 static _Atomic uint32_t cpu_mask = ~0u;
+#if defined(EMBER_NO_THREADS)
+/* one thread: a flag is a once */
+typedef int pthread_once_t;
+#define PTHREAD_ONCE_INIT 0
+static void pthread_once(pthread_once_t *once, void (*fn)(void)) {
+    if (!*once) {
+        *once = 1;
+        fn();
+    }
+}
+#endif
 static pthread_once_t mask_once = PTHREAD_ONCE_INIT;
 
 static void mask_from_env(void) {

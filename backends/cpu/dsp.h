@@ -152,6 +152,8 @@ void em_cpu_dsp_init(em_cpu_dsp *c, uint32_t flags);
 void em_cpu_dsp_init_ref(em_cpu_dsp *c);
 void em_cpu_dsp_init_ref_q(em_cpu_dsp *c);
 void em_cpu_dsp_init_x86(em_cpu_dsp *c, uint32_t flags);
+void em_cpu_dsp_init_arm(em_cpu_dsp *c, uint32_t flags);
+void em_cpu_dsp_init_riscv(em_cpu_dsp *c, uint32_t flags);
 uint32_t em_cpu_detect(void);
 uint32_t em_cpu_mask(void);
 

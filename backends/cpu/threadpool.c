@@ -26,6 +26,12 @@ static void spin_pause(int *spins) {
     if (++*spins < 2000) {
 #if defined(__x86_64__) || defined(__i386__)
         __builtin_ia32_pause();
+#elif defined(__aarch64__) || (defined(__arm__) && __ARM_ARCH >= 7)
+        /* the spin-loop hint; qemu-user also needs it to let other threads
+         * run their atomics (without it a barrier never ends there) */
+        __asm__ volatile("yield" ::: "memory");
+#elif defined(__riscv)
+        __asm__ volatile("nop" ::: "memory");
 #endif
     } else {
         sched_yield();
