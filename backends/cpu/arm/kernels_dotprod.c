@@ -6,15 +6,16 @@
 
 #include "arm.h"
 
-static inline int32_t block_dot(int8x16_t q, const int8_t *hi, const int8_t *lo) {
-    const int32x4_t z = vdupq_n_s32(0);
-    int32x4_t h = vdotq_s32(z, q, vld1q_s8(hi)), l = vdotq_s32(z, q, vld1q_s8(lo));
-    return vaddvq_s32(vaddq_s32(vshlq_n_s32(h, 8), l));
+/* 256 (q . hi) + q . lo per lane: the high plane's sums shifted, then
+ * the low plane's products added onto them by the second SDOT */
+static inline int32x4_t half_dot(int8x16_t q, const int8_t *hi, const int8_t *lo) {
+    int32x4_t h = vdotq_s32(vdupq_n_s32(0), q, vld1q_s8(hi));
+    return vdotq_s32(vshlq_n_s32(h, 8), q, vld1q_s8(lo));
 }
 
 #include "unpack_neon.h"
 
-EM_ARM_DEFINE_Q8X_DOT(q8_0, 34, dotprod)
-EM_ARM_DEFINE_Q8X_DOT(q4_0, 18, dotprod)
-EM_ARM_DEFINE_Q8X_DOT(q4_k, 144, dotprod)
-EM_ARM_DEFINE_Q8X_DOT(q6_k, 210, dotprod)
+EM_ARM_DEFINE_Q8X_DOT(q8_0, 34, 0, dotprod)
+EM_ARM_DEFINE_Q8X_DOT(q4_0, 18, 0, dotprod)
+EM_ARM_DEFINE_Q8X_DOT(q4_k, 144, ARM_AFFINE, dotprod)
+EM_ARM_DEFINE_Q8X_DOT(q6_k, 210, ARM_SPLIT, dotprod)

@@ -6,23 +6,21 @@
 
 #include "arm.h"
 
-/* 16 products q * x summed: int8 x int8 < 2^14, two per int16 lane */
-static inline int32_t plane_dot(int8x16_t q, int8x16_t x) {
-    int16x8_t p = vmull_s8(vget_low_s8(q), vget_low_s8(x));
-    p = vmlal_high_s8(p, q, x);
-    return vaddvq_s32(vpaddlq_s16(p));
-}
-
-static inline int32_t block_dot(int8x16_t q, const int8_t *hi, const int8_t *lo) {
-    return 256 * plane_dot(q, vld1q_s8(hi)) + plane_dot(q, vld1q_s8(lo));
+/* widening multiplies (SMULL/SMLAL2: two products per int16 lane, at
+ * most 2 * 128 * 127), then pairwise adds into int32 lanes */
+static inline int32x4_t half_dot(int8x16_t q, const int8_t *hi, const int8_t *lo) {
+    int8x16_t h = vld1q_s8(hi), l = vld1q_s8(lo);
+    int16x8_t ph = vmlal_high_s8(vmull_s8(vget_low_s8(q), vget_low_s8(h)), q, h);
+    int16x8_t pl = vmlal_high_s8(vmull_s8(vget_low_s8(q), vget_low_s8(l)), q, l);
+    return vpadalq_s16(vshlq_n_s32(vpaddlq_s16(ph), 8), pl);
 }
 
 #include "unpack_neon.h"
 
-EM_ARM_DEFINE_Q8X_DOT(q8_0, 34, neon)
-EM_ARM_DEFINE_Q8X_DOT(q4_0, 18, neon)
-EM_ARM_DEFINE_Q8X_DOT(q4_k, 144, neon)
-EM_ARM_DEFINE_Q8X_DOT(q6_k, 210, neon)
+EM_ARM_DEFINE_Q8X_DOT(q8_0, 34, 0, neon)
+EM_ARM_DEFINE_Q8X_DOT(q4_0, 18, 0, neon)
+EM_ARM_DEFINE_Q8X_DOT(q4_k, 144, ARM_AFFINE, neon)
+EM_ARM_DEFINE_Q8X_DOT(q6_k, 210, ARM_SPLIT, neon)
 
 float em_dot_f32_neon(int64_t n, const void *w, const float *x) {
     const float *a = w;
