@@ -412,6 +412,58 @@ typedef struct ember_kv_info {
 EMBER_API int ember_kv_info_get(const ember_context *ctx, ember_kv_info *info);
 
 /* ------------------------------------------------------------------ */
+/* Memory plans and arenas (firmware: no allocation after init)       */
+/* ------------------------------------------------------------------ */
+
+/* Host memory a model and one CPU context will take. */
+typedef struct ember_memory_plan {
+    size_t struct_size;      /* sizeof(ember_memory_plan); set by the call */
+    uint64_t weights_bytes;  /* tensor data, read in place from the image:
+                                not allocated                          */
+    uint64_t model_bytes;    /* the model's allocations (metadata,
+                                vocabulary, layer tables)              */
+    uint64_t context_bytes;  /* the context's, KV rows excluded (work
+                                buffers, graph, block tables)          */
+    uint64_t kv_bytes;       /* the KV cache rows                      */
+    uint64_t tokenize_bytes; /* scratch for tokenizing max_text_bytes
+                                of the worst text (all spaces)          */
+    uint64_t arena_bytes;    /* an ember arena that holds all of it,
+                                header included: exactly the peak of
+                                creation and evaluation; with
+                                tokenization, enough for any text of
+                                max_text_bytes                          */
+    uint8_t reserved[64];
+} ember_memory_plan;
+
+/* Plans the memory of ember_model_load_memory(data, size, model_params)
+ * and ember_context_create(model, context_params) (NULL params: the
+ * defaults; a CPU context), then of tokenizing up to max_text_bytes bytes
+ * at once (0: none). Nothing of that size is allocated: the library's
+ * creation code runs against a counting arena, so the numbers are exact,
+ * and KV rows and work buffers are counted, not allocated. It does
+ * allocate the metadata-sized part (model_bytes and the small context
+ * tables) for the duration of the call, from model_params' allocator.
+ * Set out->struct_size (or 0 for this version's size). Thread-safe. */
+EMBER_API int ember_memory_plan_get(const void *data, size_t size,
+                                    const ember_model_params *model_params,
+                                    const ember_context_params *context_params,
+                                    uint64_t max_text_bytes, ember_memory_plan *out);
+
+/* Makes *out an allocator that takes all its memory from buf (size bytes,
+ * 16-byte aligned), for ember_model_params.allocator and
+ * ember_context_params.allocator: with plan.arena_bytes bytes, the
+ * planned model and context fit, and evaluation allocates nothing, so a
+ * firmware image needs no heap. Blocks are taken in order; freed ones
+ * return when they are on top. An exhausted arena makes the call that
+ * needed memory fail with EMBER_ERR_NO_MEMORY, leaving nothing made. The
+ * arena's state lives at the start of buf; the caller owns buf, which must
+ * outlive every object made from it. Not thread-safe: one thread creates,
+ * tokenizes and frees at a time (evaluation does not allocate). */
+EMBER_API int ember_arena_allocator(void *buf, size_t size, ember_allocator *out);
+/* Bytes of an arena in use now and at most so far (header included). */
+EMBER_API int ember_arena_usage(const ember_allocator *arena, size_t *used, size_t *peak);
+
+/* ------------------------------------------------------------------ */
 /* Tokenizer (thread-safe: reads only the model)                      */
 /* ------------------------------------------------------------------ */
 

@@ -1,5 +1,7 @@
 #include "util.h"
 
+#include "arena.h"
+
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -42,7 +44,10 @@ void em_free(const em_alloc *a, void *p) {
 void *em_malloc_aligned(const em_alloc *a, size_t size, size_t align) {
     size_t total;
     if (!em_add_size(size, align + sizeof(void *), &total)) return NULL;
-    unsigned char *raw = em_malloc(a, total);
+    /* aligned blocks are the bulk ones (KV rows, work buffers): a memory
+     * plan counts them without backing them (arena.h) */
+    unsigned char *raw = em_arena_is_sizing(a) ? em_arena_sizing_bulk(a, total, align + sizeof(void *))
+                                               : em_malloc(a, total);
     if (!raw) return NULL;
     uintptr_t p = ((uintptr_t)raw + sizeof(void *) + align - 1) & ~(uintptr_t)(align - 1);
     ((void **)p)[-1] = raw;
