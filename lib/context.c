@@ -52,7 +52,7 @@ EMBER_API void ember_context_default_params(ember_context_params *p) {
  * callers built against older headers must keep working. */
 #define PARAMS_V1_SIZE (offsetof(ember_context_params, kv_type) + sizeof(int32_t))
 
-static int read_params(const ember_context_params *in, ember_context_params *p) {
+int em_context_read_params(const ember_context_params *in, ember_context_params *p) {
     ember_context_default_params(p);
     return em_read_params(p, sizeof *p, in, PARAMS_V1_SIZE, "context params");
 }
@@ -183,7 +183,7 @@ EMBER_API int ember_context_create(const ember_model *model, const ember_context
     if (model->vocab_only)
         return em_error(NULL, EMBER_ERR_BAD_STATE, "context: the model was loaded vocab_only");
     ember_context_params p;
-    int rc = read_params(params, &p);
+    int rc = em_context_read_params(params, &p);
     if (rc) return rc;
     em_alloc a;
     em_alloc_init(&a, p.allocator.malloc_fn ? &p.allocator : &model->alloc.hooks);

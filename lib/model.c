@@ -21,7 +21,7 @@ EMBER_API void ember_model_default_params(ember_model_params *p) {
  * callers built against older headers must keep working. */
 #define PARAMS_V1_SIZE (offsetof(ember_model_params, vocab_only) + sizeof(int32_t))
 
-static int read_params(const ember_model_params *in, ember_model_params *p) {
+int em_model_read_params(const ember_model_params *in, ember_model_params *p) {
     ember_model_default_params(p);
     int rc = em_read_params(p, sizeof *p, in, PARAMS_V1_SIZE, "model params");
     if (rc) return rc;
@@ -104,7 +104,7 @@ int em_model_weight(const ember_model *m, const char *name, int n_dims, const in
 
 void em_model_params_alloc(const ember_model_params *params, em_alloc *a) {
     ember_model_params p;
-    if (read_params(params, &p)) ember_model_default_params(&p);
+    if (em_model_read_params(params, &p)) ember_model_default_params(&p);
     em_alloc_init(a, &p.allocator);
 }
 
@@ -160,7 +160,7 @@ static void count_params(ember_model *m) {
 int em_model_load_image(const void *data, size_t size, const ember_model_params *in,
                         const em_image_owner *owner, ember_model **out) {
     ember_model_params p;
-    int rc = read_params(in, &p);
+    int rc = em_model_read_params(in, &p);
     if (rc) return rc;
     em_alloc a;
     em_alloc_init(&a, &p.allocator);

@@ -123,4 +123,10 @@ typedef struct em_io_hooks {
 } em_io_hooks;
 extern em_io_hooks em_io;
 
+/* A caller's params over the defaults, checked (growable structs: the
+ * bytes its version has); shared by the loaders, context creation and the
+ * memory plan. */
+int em_model_read_params(const ember_model_params *in, ember_model_params *p);
+int em_context_read_params(const ember_context_params *in, ember_context_params *p);
+
 #endif

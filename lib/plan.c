@@ -9,8 +9,6 @@
 #include "kv.h"
 #include "model.h"
 
-em_kv *em_context_kv(ember_context *c);
-
 /* Tokenizes max_text_bytes of text, for the scratch it takes. */
 static int plan_tokenize(const ember_model *m, uint64_t max_text_bytes, const em_alloc *backing) {
     if (!max_text_bytes) return EMBER_OK;
@@ -37,11 +35,9 @@ EMBER_API int ember_memory_plan_get(const void *data, size_t size, const ember_m
         return em_error(NULL, EMBER_ERR_INVALID_ARGUMENT, "plan: struct_size %zu too small",
                         out->struct_size);
     ember_model_params m;
-    ember_model_default_params(&m);
-    if (mp) memcpy(&m, mp, mp->struct_size && mp->struct_size < sizeof m ? mp->struct_size : sizeof m);
     ember_context_params c;
-    ember_context_default_params(&c);
-    if (cp) memcpy(&c, cp, cp->struct_size && cp->struct_size < sizeof c ? cp->struct_size : sizeof c);
+    int rc;
+    if ((rc = em_model_read_params(mp, &m)) || (rc = em_context_read_params(cp, &c))) return rc;
     if (c.backend != EMBER_BACKEND_CPU)
         return em_error(NULL, EMBER_ERR_UNSUPPORTED, "plan: only CPU contexts are planned (a "
                         "device keeps its own memory)");
@@ -49,7 +45,7 @@ EMBER_API int ember_memory_plan_get(const void *data, size_t size, const ember_m
     em_alloc_init(&backing, m.allocator.malloc_fn ? &m.allocator : NULL);
     em_arena *ar = NULL;
     ember_allocator hooks;
-    int rc = em_arena_sizing_create(&backing, &ar, &hooks);
+    rc = em_arena_sizing_create(&backing, &ar, &hooks);
     if (rc) return em_error(NULL, rc, "plan: no memory");
     m.struct_size = sizeof m;
     m.allocator = hooks;

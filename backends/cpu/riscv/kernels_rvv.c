@@ -14,6 +14,24 @@
 #include "../../../lib/quant.h"
 #include "riscv.h"
 
+/* The part both kernels share, after the block's weights are in v1 (values
+ * 0-15) and v2 (16-31) as signed bytes: the activation planes loaded, the
+ * widening products and the two reductions into %[a] (hi) and %[b] (lo). */
+#define PLANES_TAIL                                                                              \
+    "vle8.v v3, (%[hi])\n"                                                                        \
+    "addi t1, %[hi], 16\n vle8.v v4, (t1)\n"                                                      \
+    "vle8.v v5, (%[lo])\n"                                                                        \
+    "addi t1, %[lo], 16\n vle8.v v6, (t1)\n"                                                      \
+    "vwmul.vv v8, v1, v3\n vwmacc.vv v8, v2, v4\n"                                               \
+    "vwmul.vv v10, v1, v5\n vwmacc.vv v10, v2, v6\n"                                             \
+    "vsetivli zero, 1, e32, m1, ta, ma\n"                                                         \
+    "vmv.s.x v12, zero\n vmv.s.x v13, zero\n"                                                    \
+    "vsetivli zero, 16, e16, m2, ta, ma\n"                                                        \
+    "vwredsum.vs v12, v8, v12\n vwredsum.vs v13, v10, v13\n"                                     \
+    "vsetivli zero, 1, e32, m1, ta, ma\n"                                                         \
+    "vmv.x.s %[a], v12\n vmv.x.s %[b], v13\n"                                                    \
+    ".option pop\n"
+
 /* sums of w * hi and w * lo over 32 values, w given as two halves of 16
  * signed bytes already in memory */
 static inline void plane_sums(const int8_t *w, const int8_t *hi, const int8_t *lo, int32_t *sh,
@@ -23,19 +41,7 @@ static inline void plane_sums(const int8_t *w, const int8_t *hi, const int8_t *l
                      "vsetivli zero, 16, e8, m1, ta, ma\n"
                      "vle8.v v1, (%[w])\n"
                      "addi t1, %[w], 16\n vle8.v v2, (t1)\n"
-                     "vle8.v v3, (%[hi])\n"
-                     "addi t1, %[hi], 16\n vle8.v v4, (t1)\n"
-                     "vle8.v v5, (%[lo])\n"
-                     "addi t1, %[lo], 16\n vle8.v v6, (t1)\n"
-                     "vwmul.vv v8, v1, v3\n vwmacc.vv v8, v2, v4\n"
-                     "vwmul.vv v10, v1, v5\n vwmacc.vv v10, v2, v6\n"
-                     "vsetivli zero, 1, e32, m1, ta, ma\n"
-                     "vmv.s.x v12, zero\n vmv.s.x v13, zero\n"
-                     "vsetivli zero, 16, e16, m2, ta, ma\n"
-                     "vwredsum.vs v12, v8, v12\n vwredsum.vs v13, v10, v13\n"
-                     "vsetivli zero, 1, e32, m1, ta, ma\n"
-                     "vmv.x.s %[a], v12\n vmv.x.s %[b], v13\n"
-                     ".option pop\n"
+                     PLANES_TAIL
                      : [a] "=r"(a), [b] "=r"(b)
                      : [w] "r"(w), [hi] "r"(hi), [lo] "r"(lo)
                      : "t1", "memory");
@@ -53,19 +59,7 @@ static inline void plane_sums_q4(const uint8_t *qs, const int8_t *hi, const int8
                      "vle8.v v0, (%[qs])\n"
                      "vand.vi v1, v0, 15\n vsrl.vi v2, v0, 4\n"
                      "vadd.vi v1, v1, -8\n vadd.vi v2, v2, -8\n"
-                     "vle8.v v3, (%[hi])\n"
-                     "addi t1, %[hi], 16\n vle8.v v4, (t1)\n"
-                     "vle8.v v5, (%[lo])\n"
-                     "addi t1, %[lo], 16\n vle8.v v6, (t1)\n"
-                     "vwmul.vv v8, v1, v3\n vwmacc.vv v8, v2, v4\n"
-                     "vwmul.vv v10, v1, v5\n vwmacc.vv v10, v2, v6\n"
-                     "vsetivli zero, 1, e32, m1, ta, ma\n"
-                     "vmv.s.x v12, zero\n vmv.s.x v13, zero\n"
-                     "vsetivli zero, 16, e16, m2, ta, ma\n"
-                     "vwredsum.vs v12, v8, v12\n vwredsum.vs v13, v10, v13\n"
-                     "vsetivli zero, 1, e32, m1, ta, ma\n"
-                     "vmv.x.s %[a], v12\n vmv.x.s %[b], v13\n"
-                     ".option pop\n"
+                     PLANES_TAIL
                      : [a] "=r"(a), [b] "=r"(b)
                      : [qs] "r"(qs), [hi] "r"(hi), [lo] "r"(lo)
                      : "t1", "memory");
