@@ -283,6 +283,25 @@ static void give_block(free_block *fb, int32_t *n_free, size_t off, size_t size)
     (*n_free)++;
 }
 
+/* What node t reads, for liveness: its sources and, where t is an add or
+ * a SwiGLU, the sources of those of its sources that are products. A
+ * backend may fold a product into the op that consumes it (the Vulkan
+ * backend does: backends/vulkan/ops.c), and that op then reads the
+ * product's inputs while writing its own output, so they must outlive it.
+ * Returns the count written to r (at most 3 * EM_MAX_SRC). */
+static int reads_of(const em_tensor *t, const em_tensor **r) {
+    int n = 0;
+    bool folds = t->op == EM_OP_ADD || t->op == EM_OP_SWIGLU;
+    for (int s = 0; s < EM_MAX_SRC; s++) {
+        const em_tensor *src = t->src[s];
+        if (!src) continue;
+        r[n++] = src;
+        if (folds && src->op == EM_OP_MATMUL)
+            for (int k = 0; k < 2; k++) r[n++] = src->src[k];
+    }
+    return n;
+}
+
 int em_plan_make(em_plan *p, const em_graph *g, const em_alloc *a) {
     int32_t n = g->n_nodes;
     memset(p, 0, sizeof *p);
@@ -298,13 +317,11 @@ int em_plan_make(em_plan *p, const em_graph *g, const em_alloc *a) {
     }
     p->n_nodes = n;
     for (int32_t i = 0; i < n; i++) last[i] = -1;
+    const em_tensor *rd[3 * EM_MAX_SRC];
     for (int32_t i = 0; i < n; i++) {
         const em_tensor *t = &g->nodes[i];
-        for (int s = 0; s < EM_MAX_SRC; s++) {
-            if (!t->src[s]) continue;
-            const em_tensor *r = view_root(t->src[s]);
-            last[r - g->nodes] = i;
-        }
+        int n_rd = reads_of(t, rd);
+        for (int s = 0; s < n_rd; s++) last[view_root(rd[s]) - g->nodes] = i;
         if (em_is_view(t)) last[view_root(t) - g->nodes] = i;
     }
     int32_t n_free = 0;
@@ -315,10 +332,10 @@ int em_plan_make(em_plan *p, const em_graph *g, const em_alloc *a) {
         if (t->op == EM_OP_NONE) continue;
         p->size[i] = em_align_up(em_nbytes(t), EM_ALIGN);
         p->offset[i] = take_block(fb, &n_free, p->size[i], &top);
-        /* release sources whose last reader is this node */
-        for (int s = 0; s < EM_MAX_SRC; s++) {
-            if (!t->src[s]) continue;
-            const em_tensor *r = view_root(t->src[s]);
+        /* release what this node reads last */
+        int n_rd = reads_of(t, rd);
+        for (int s = 0; s < n_rd; s++) {
+            const em_tensor *r = view_root(rd[s]);
             int32_t ri = (int32_t)(r - g->nodes);
             if (r->op != EM_OP_NONE && !r->keep && last[ri] == i) {
                 give_block(fb, &n_free, p->offset[ri], p->size[ri]);

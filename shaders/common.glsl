@@ -1,10 +1,15 @@
 // Shared by the shaders: weight-type codes (specialization constant 0 of
 // the matmul and get_rows shaders) and byte access to block-quantized
 // weights bound as 32-bit words (no 8- or 16-bit storage features needed,
-// so the same SPIR-V runs on lavapipe). Block layouts as GGUF defines
-// them: Q8_0 = fp16 scale + 32 int8 (34 bytes); Q4_0 = fp16 scale + 16
-// bytes, element j in the low nibble of byte j, j + 16 in the high one,
-// value (nibble - 8) * scale.
+// so the same SPIR-V runs on lavapipe).
+//
+// Block-quantized weights are in the device layout the backend writes at
+// upload (backends/vulkan/weights.c), not GGUF's interleaved blocks: the
+// quants of every block in order (Q8_0: 32 int8 per block; Q4_0: 16 bytes,
+// element j in the low nibble of byte j, j + 16 in the high one, value
+// nibble - 8), then, `soff` words past the tensor's start, the blocks'
+// fp16 scales. Quants of a block are 16-byte aligned, so a shader can read
+// them with uvec4 loads.
 #define TY_F32 0u
 #define TY_F16 1u
 #define TY_Q4_0 2u
@@ -14,6 +19,11 @@
 #define BYTE_AT(off) ((w[WOFF + ((off) >> 2)] >> (((off) & 3u) * 8u)) & 0xffu)
 // off even: both bytes share a word
 #define HALF_AT(off) unpackHalf2x16((w[WOFF + ((off) >> 2)] >> (((off) & 2u) * 8u)) & 0xffffu).x
+// the scale of block b in the device layout; needs SOFF (words) too
+#define SCALE_AT(b) unpackHalf2x16(w[WOFF + SOFF + ((b) >> 1)] >> (((b) & 1u) * 16u)).x
+// quant j of block b: Q8_0 as a signed value, Q4_0 minus 8
+#define Q8_AT(b, j) s8(BYTE_AT((b) * 32u + (j)))
+#define Q4_AT(b, j) (int(((BYTE_AT((b) * 16u + ((j) & 15u))) >> (((j) >> 4) * 4u)) & 15u) - 8)
 
 int s8(uint b) { return int(b << 24) >> 24; }
 

@@ -1,6 +1,7 @@
 #version 450
 // y[t][c] = row ids[t] of a table (weight type in constant 0), as F32:
-// one workgroup per token, invocations over the row's elements.
+// one workgroup per token, invocations over the row's elements. Block
+// types are in the device layout (common.glsl).
 #extension GL_GOOGLE_include_directive : require
 #include "common.glsl"
 
@@ -11,9 +12,10 @@ layout(binding = 1) readonly buffer Ib { int ids[]; };
 layout(binding = 3) writeonly buffer Yb { float y[]; };
 layout(push_constant) uniform P {
     uint o0, o1, o2, o3;
-    uint C, row_bytes, ldy;
+    uint C, row_bytes, ldy, soff;
 } p;
 #define WOFF p.o0
+#define SOFF p.soff
 
 void main() {
     uint t = gl_WorkGroupID.x;
@@ -24,13 +26,9 @@ void main() {
             v = uintBitsToFloat(w[WOFF + row / 4u + c]);
         } else if (TYPE == TY_F16) {
             v = HALF_AT(row + 2u * c);
-        } else if (TYPE == TY_Q8_0) {
-            uint off = row + (c / 32u) * 34u;
-            v = HALF_AT(off) * float(s8(BYTE_AT(off + 2u + c % 32u)));
-        } else {
-            uint off = row + (c / 32u) * 18u, j = c % 32u;
-            uint q = BYTE_AT(off + 2u + (j & 15u));
-            v = HALF_AT(off) * float(int(j < 16u ? q & 15u : q >> 4) - 8);
+        } else { // blocks: row ids[t] starts at block ids[t] * C / 32
+            uint b = uint(ids[p.o1 + t]) * (p.C / 32u) + c / 32u;
+            v = SCALE_AT(b) * float(TYPE == TY_Q8_0 ? Q8_AT(b, c % 32u) : Q4_AT(b, c % 32u));
         }
         y[p.o3 + t * p.ldy + c] = v;
     }

@@ -1,8 +1,9 @@
 #version 450
 // y[t][n] = sum_k W[n][k] x[t][k] for one weight type (constant 0). One
 // workgroup per output row and token: 64 invocations split the row (by
-// elements, or by blocks of 32 for quantized types) and reduce in shared
-// memory. Rows past 32768 fold into the z dimension.
+// elements, or by blocks of 32 for quantized types, in the device layout
+// of common.glsl) and reduce in shared memory. Rows past 32768 fold into
+// the z dimension. The portable path: no subgroup operations.
 #extension GL_GOOGLE_include_directive : require
 #include "common.glsl"
 
@@ -13,11 +14,12 @@ layout(binding = 1) readonly buffer Xb { float x[]; };
 layout(binding = 3) writeonly buffer Yb { float y[]; };
 layout(push_constant) uniform P {
     uint o0, o1, o2, o3;
-    uint K, N, row_bytes, ldx, ldy;
+    uint K, N, row_bytes, ldx, ldy, soff;
 } p;
 
 shared float part[64];
 #define WOFF p.o0
+#define SOFF p.soff
 
 void main() {
     uint n = gl_WorkGroupID.x + gl_WorkGroupID.z * 32768u, t = gl_WorkGroupID.y;
@@ -29,23 +31,13 @@ void main() {
         for (uint k = l; k < p.K; k += 64u) s += uintBitsToFloat(w[WOFF + row / 4u + k]) * x[xb + k];
     } else if (TYPE == TY_F16) {
         for (uint k = l; k < p.K; k += 64u) s += HALF_AT(row + 2u * k) * x[xb + k];
-    } else if (TYPE == TY_Q8_0) {
-        for (uint b = l; b < p.K / 32u; b += 64u) {
-            uint off = row + b * 34u;
+    } else { // blocks: row n starts at block n * K / 32
+        for (uint b = n * (p.K / 32u) + l; b < (n + 1u) * (p.K / 32u); b += 64u) {
+            uint xk = xb + (b - n * (p.K / 32u)) * 32u;
             float bs = 0.0;
-            for (uint j = 0u; j < 32u; j++) bs += float(s8(BYTE_AT(off + 2u + j))) * x[xb + b * 32u + j];
-            s += HALF_AT(off) * bs;
-        }
-    } else if (TYPE == TY_Q4_0) {
-        for (uint b = l; b < p.K / 32u; b += 64u) {
-            uint off = row + b * 18u;
-            float bs = 0.0;
-            for (uint j = 0u; j < 16u; j++) {
-                uint q = BYTE_AT(off + 2u + j);
-                bs += float(int(q & 15u) - 8) * x[xb + b * 32u + j];
-                bs += float(int(q >> 4) - 8) * x[xb + b * 32u + j + 16u];
-            }
-            s += HALF_AT(off) * bs;
+            for (uint j = 0u; j < 32u; j++)
+                bs += float(TYPE == TY_Q8_0 ? Q8_AT(b, j) : Q4_AT(b, j)) * x[xk + j];
+            s += SCALE_AT(b) * bs;
         }
     }
     part[l] = s;

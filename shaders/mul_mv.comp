@@ -1,14 +1,19 @@
 #version 450
-// y[t][n] = sum_k W[n][k] x[t][k] for one weight type (constant 0), for
-// few tokens (decode): one workgroup per weight row, its 128 invocations
-// striding over the row so that neighbours read neighbouring words of the
-// weights and of x (coalesced), for up to TB tokens at once (the row is
-// read once per TB tokens); sums meet in subgroup reductions, then across
-// subgroups in shared memory. A workgroup per row rather than a subgroup:
-// a decode step's rows are few (256 for a GQA K projection), and each must
-// be split for enough loads to be in flight to use the memory's bandwidth.
-// Grid: x (and z past 32768) rows, y groups of TB tokens. Needs subgroup
-// arithmetic; devices without it use matmul.comp.
+// y[t][n] = sum_k W[n][k] x[t][k] for few tokens (decode and small
+// batches), one weight type (constant 0). Each row is read by TPR
+// invocations (constant 2; a multiple of the subgroup size) taking 16
+// bytes of weights at a time, so a subgroup reads whole cache lines of
+// the row and many loads are in flight; 128 / TPR rows per workgroup. Up
+// to TB tokens (constant 1) per pass share each weight load. Quantized
+// weights are in the device layout (common.glsl): quants apart from the
+// scales, so 16-byte loads are aligned.
+//
+// MODE (constant 3) folds the op that follows the product into it, saving
+// a dispatch and a barrier per use (backends/vulkan/ops.c finds them):
+//   0: y = W x;  1: y = W x + r (binding 2, a residual);
+//   2: y = silu(W x) * (U x) with U at binding 2 (a SwiGLU's gate and up).
+// Host checks: K a multiple of 4 (F32), 8 (F16) or 32 (blocks); x rows
+// 16-byte aligned.
 #extension GL_GOOGLE_include_directive : require
 #extension GL_KHR_shader_subgroup_basic : require
 #extension GL_KHR_shader_subgroup_arithmetic : require
@@ -17,96 +22,110 @@
 
 layout(local_size_x = 128) in;
 layout(constant_id = 0) const uint TYPE = 0;
+layout(constant_id = 1) const uint TB = 8u;
+layout(constant_id = 2) const uint TPR = 32u;
+layout(constant_id = 3) const uint MODE = 0u;
+const uint RPW = 128u / TPR;
+
 layout(binding = 0) readonly buffer Wb { uint w[]; };
-layout(binding = 1) readonly buffer Xb { float x[]; };
+layout(binding = 0) readonly buffer W4b { uvec4 w4[]; };
+layout(binding = 1) readonly buffer Xb { vec4 x4[]; };
+layout(binding = 2) readonly buffer Rb { float r[]; };
+layout(binding = 2) readonly buffer Ub { uint u[]; };
+layout(binding = 2) readonly buffer U4b { uvec4 u4[]; };
 layout(binding = 3) writeonly buffer Yb { float y[]; };
 layout(push_constant) uniform P {
     uint o0, o1, o2, o3;
-    uint K, N, row_bytes, ldx, ldy, T;
+    uint K, N, soff, ldx, ldy, ldr, T; // soff: the scales' word offset; ld*: floats
 } p;
 
-#define WOFF p.o0
-layout(constant_id = 1) const uint TB = 8u; // tokens per pass: 8, or 1 for decode
+// the 4 signed bytes of q as floats
+vec4 s8x4(uint q) { return vec4(ivec4(uvec4(q) << uvec4(24u, 16u, 8u, 0u)) >> 24); }
+// nibbles of q: the low ones (shift 0) or the high ones (shift 4), minus 8
+vec4 q4x4(uint q, uint sh) { return vec4((uvec4(q) >> (uvec4(0u, 8u, 16u, 24u) + sh)) & 15u) - 8.0; }
 
-// the 32-bit word of a block's bytes starting at byte `a` (a even): a whole
-// word, or the halves of two
-uint word_at(uint a) {
-    uint i = WOFF + (a >> 2);
-    return (a & 2u) == 0u ? w[i] : (w[i] >> 16) | (w[i + 1u] << 16);
-}
+// x[t][4c .. 4c+3] for token t of this pass
+#define X4(t, c) x4[xb + (t) * ldx4 + (c)]
 
-// x[t][k..k+3] . the 4 signed bytes of q
-float dot_s8(uint q, uint xk) {
-    int v = int(q);
-    return float(bitfieldExtract(v, 0, 8)) * x[xk] + float(bitfieldExtract(v, 8, 8)) * x[xk + 1u] +
-           float(bitfieldExtract(v, 16, 8)) * x[xk + 2u] + float(bitfieldExtract(v, 24, 8)) * x[xk + 3u];
-}
-
-// x[t][k..k+3] . the low nibbles of q minus 8, and x[t][k+16..k+19] . the high ones
-float dot_q4(uint q, uint xk) {
-    float s = 0.0;
-    for (uint c = 0u; c < 4u; c++) {
-        uint v = q >> (8u * c);
-        s += float(int(v & 15u) - 8) * x[xk + c] + float(int((v >> 4) & 15u) - 8) * x[xk + c + 16u];
+// acc[t] += row n of the weights at binding B (w or u), 16 bytes per step.
+// BUF4/BUF: the binding's uvec4 and uint views; BOFF: its word offset.
+#define ROW_DOT(BUF4, BUF, BOFF, ACC)                                                       \
+    if (TYPE == TY_F32) {                                                                    \
+        uint base = (BOFF) / 4u + n * (p.K / 4u);                                            \
+        for (uint c = l; c < p.K / 4u; c += TPR) {                                           \
+            vec4 wv = uintBitsToFloat(BUF4[base + c]);                                       \
+            [[unroll]] for (uint t = 0u; t < TB; t++)                                        \
+                if (t < nt) ACC[t] += dot(wv, X4(t, c));                                     \
+        }                                                                                    \
+    } else if (TYPE == TY_F16) {                                                             \
+        uint base = (BOFF) / 4u + n * (p.K / 8u);                                            \
+        for (uint c = l; c < p.K / 8u; c += TPR) {                                           \
+            uvec4 q = BUF4[base + c];                                                        \
+            vec4 lo = vec4(unpackHalf2x16(q.x), unpackHalf2x16(q.y));                        \
+            vec4 hi = vec4(unpackHalf2x16(q.z), unpackHalf2x16(q.w));                        \
+            [[unroll]] for (uint t = 0u; t < TB; t++)                                        \
+                if (t < nt) ACC[t] += dot(lo, X4(t, 2u * c)) + dot(hi, X4(t, 2u * c + 1u));  \
+        }                                                                                    \
+    } else if (TYPE == TY_Q8_0) { /* c: half blocks of 16 quants */                          \
+        uint base = (BOFF) / 4u + n * (p.K / 16u), b0 = n * (p.K / 32u);                     \
+        for (uint c = l; c < p.K / 16u; c += TPR) {                                          \
+            uvec4 q = BUF4[base + c];                                                        \
+            uint b = b0 + c / 2u;                                                            \
+            float d = unpackHalf2x16(BUF[(BOFF) + p.soff + b / 2u] >> (16u * (b & 1u))).x;   \
+            vec4 q0 = s8x4(q.x), q1 = s8x4(q.y), q2 = s8x4(q.z), q3 = s8x4(q.w);             \
+            [[unroll]] for (uint t = 0u; t < TB; t++)                                        \
+                if (t < nt)                                                                  \
+                    ACC[t] += d * (dot(q0, X4(t, 4u * c)) + dot(q1, X4(t, 4u * c + 1u)) +    \
+                                   dot(q2, X4(t, 4u * c + 2u)) + dot(q3, X4(t, 4u * c + 3u))); \
+        }                                                                                    \
+    } else if (TYPE == TY_Q4_0) { /* c: blocks of 32 */                                      \
+        uint base = (BOFF) / 4u + n * (p.K / 32u), b0 = n * (p.K / 32u);                     \
+        for (uint c = l; c < p.K / 32u; c += TPR) {                                          \
+            uvec4 q = BUF4[base + c];                                                        \
+            uint b = b0 + c;                                                                 \
+            float d = unpackHalf2x16(BUF[(BOFF) + p.soff + b / 2u] >> (16u * (b & 1u))).x;   \
+            vec4 l0 = q4x4(q.x, 0u), l1 = q4x4(q.y, 0u), l2 = q4x4(q.z, 0u), l3 = q4x4(q.w, 0u); \
+            vec4 h0 = q4x4(q.x, 4u), h1 = q4x4(q.y, 4u), h2 = q4x4(q.z, 4u), h3 = q4x4(q.w, 4u); \
+            [[unroll]] for (uint t = 0u; t < TB; t++)                                        \
+                if (t < nt) {                                                                \
+                    uint k = 8u * c;                                                         \
+                    ACC[t] += d * (dot(l0, X4(t, k)) + dot(l1, X4(t, k + 1u)) +              \
+                                   dot(l2, X4(t, k + 2u)) + dot(l3, X4(t, k + 3u)) +         \
+                                   dot(h0, X4(t, k + 4u)) + dot(h1, X4(t, k + 5u)) +         \
+                                   dot(h2, X4(t, k + 6u)) + dot(h3, X4(t, k + 7u)));         \
+                }                                                                            \
+        }                                                                                    \
     }
-    return s;
-}
 
-shared float part[TB][128];
+shared float part[2][TB][128]; // per subgroup: the sums of W x (and U x)
 
 void main() {
+    uint tid = gl_LocalInvocationID.x, l = tid % TPR, rr = tid / TPR;
+    uint wg = gl_WorkGroupID.x + gl_WorkGroupID.z * 32768u;
+    uint n = wg * RPW + rr;
     uint t0 = gl_WorkGroupID.y * TB;
     uint nt = min(TB, p.T - t0);
-    uint xb0 = p.o1 + t0 * p.ldx;
-    uint tid = gl_LocalInvocationID.x;
-    uint n = gl_WorkGroupID.x + gl_WorkGroupID.z * 32768u;
-    if (n >= p.N) return; // whole workgroup: uniform
-    // one sum per token, in registers (TB is a constant: the loops over t
-    // unroll and every index is known)
-    float acc[TB];
-    [[unroll]] for (uint t = 0u; t < TB; t++) acc[t] = 0.0;
-    uint row = n * p.row_bytes;
-    if (TYPE == TY_F32) {
-        for (uint k = tid; k < p.K; k += 128u) {
-            float wv = uintBitsToFloat(w[WOFF + row / 4u + k]);
-            [[unroll]] for (uint t = 0u; t < TB; t++)
-                if (t < nt) acc[t] += wv * x[xb0 + t * p.ldx + k];
-        }
-    } else if (TYPE == TY_F16) { // K even (the host checks): whole words
-        for (uint k2 = tid; k2 < p.K / 2u; k2 += 128u) {
-            vec2 h = unpackHalf2x16(w[WOFF + row / 4u + k2]);
-            [[unroll]] for (uint t = 0u; t < TB; t++) {
-                uint xk = xb0 + t * p.ldx + 2u * k2;
-                if (t < nt) acc[t] += h.x * x[xk] + h.y * x[xk + 1u];
-            }
-        }
-    } else if (TYPE == TY_Q8_0) { // u: the row's 4-byte groups of quants
-        for (uint u = tid; u < p.K / 4u; u += 128u) {
-            uint off = row + (u >> 3) * 34u;
-            float d = HALF_AT(off);
-            uint q = word_at(off + 2u + 4u * (u & 7u));
-            [[unroll]] for (uint t = 0u; t < TB; t++)
-                if (t < nt) acc[t] += d * dot_s8(q, xb0 + t * p.ldx + 4u * u);
-        }
-    } else if (TYPE == TY_Q4_0) { // u: the row's 4-byte groups of nibbles
-        for (uint u = tid; u < p.K / 8u; u += 128u) {
-            uint off = row + (u >> 2) * 18u;
-            float d = HALF_AT(off);
-            uint q = word_at(off + 2u + 4u * (u & 3u));
-            uint k = (u >> 2) * 32u + 4u * (u & 3u);
-            [[unroll]] for (uint t = 0u; t < TB; t++)
-                if (t < nt) acc[t] += d * dot_q4(q, xb0 + t * p.ldx + k);
-        }
+    uint ldx4 = p.ldx / 4u, xb = p.o1 / 4u + t0 * ldx4;
+    float acc[TB], acc2[TB];
+    [[unroll]] for (uint t = 0u; t < TB; t++) acc[t] = 0.0, acc2[t] = 0.0;
+    if (n < p.N) { // not returning: every invocation reaches the barrier
+        ROW_DOT(w4, w, p.o0, acc)
+        if (MODE == 2u) { ROW_DOT(u4, u, p.o2, acc2) }
     }
-    // subgroups first, then across them in shared memory
+    // subgroups, then the subgroups of a row (TPR / subgroup size of them)
     [[unroll]] for (uint t = 0u; t < TB; t++) {
         float s = subgroupAdd(acc[t]);
-        if (subgroupElect()) part[t][gl_SubgroupID] = s;
+        float s2 = MODE == 2u ? subgroupAdd(acc2[t]) : 0.0;
+        if (subgroupElect()) part[0][t][gl_SubgroupID] = s, part[1][t][gl_SubgroupID] = s2;
     }
     barrier();
-    if (tid < TB && tid < nt) {
-        float s = 0.0;
-        for (uint i = 0u; i < gl_NumSubgroups; i++) s += part[tid][i];
-        y[p.o3 + (t0 + tid) * p.ldy + n] = s;
+    uint spr = TPR / gl_SubgroupSize, first = rr * spr;
+    if (n < p.N && l < nt) {
+        float s = 0.0, s2 = 0.0;
+        for (uint i = 0u; i < spr; i++) s += part[0][l][first + i], s2 += part[1][l][first + i];
+        uint t = t0 + l;
+        if (MODE == 1u) s += r[p.o2 + t * p.ldr + n];
+        if (MODE == 2u) s = s / (1.0 + exp(-s)) * s2;
+        y[p.o3 + t * p.ldy + n] = s;
     }
 }

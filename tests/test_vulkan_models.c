@@ -102,6 +102,22 @@ static void test_tiny_llama(void **state) {
                   (unsigned long long)reused);
     assert_true(reused >= (uint64_t)(r.n_seq - r.n_prompt - 2));
 
+    /* a decode step's commands: each layer's attention output and FFN
+     * down product fold into their residual adds and the gate and up
+     * products into the SwiGLU (4 fewer dispatches per layer where the
+     * device has subgroups); barriers only between dependent commands */
+    uint64_t commands, barriers;
+    em_vulkan_run_stats(em_context_backend(c), &commands, &barriers);
+    ember_placement pl = { .struct_size = sizeof pl };
+    assert_int_equal(ember_context_placement(c, &pl), EMBER_OK);
+    int64_t n_layer = 0;
+    assert_int_equal(ember_model_meta_int(m, "llama.block_count", &n_layer), EMBER_OK);
+    print_message("last run: %u ops, %llu commands, %llu barriers\n", pl.n_ops,
+                  (unsigned long long)commands, (unsigned long long)barriers);
+    assert_true(barriers < commands);
+    if (!getenv("EMBER_VULKAN_NO_SUBGROUPS"))
+        assert_true(commands <= pl.n_ops - 4u * (uint32_t)n_layer + 1u); /* + the logits' copy */
+
     ember_seq_clear(c, 0);
     int32_t out[64];
     greedy_decode(c, r.prompt, r.n_prompt, r.n_greedy, V, out);

@@ -27,6 +27,7 @@ static char err[512];
 typedef struct run_out {
     float *y;
     size_t n;
+    uint64_t commands, barriers; /* Vulkan: the run's recorded commands */
 } run_out;
 
 /* Runs g on a backend of `kind` and copies out's values. */
@@ -42,6 +43,7 @@ static int run_on(int kind, em_graph *g, em_tensor *out, run_out *r) {
         if (!(rc = em_backend_buffer_alloc(b, p.arena_size, &buf)) &&
             !(rc = em_plan_apply(&p, g, buf.base, err)) && !(rc = em_backend_graph_reserve(b, g)) &&
             !(rc = em_backend_graph_compute(b, g))) {
+            em_vulkan_run_stats(b, &r->commands, &r->barriers);
             r->n = (size_t)em_nelements(out);
             r->y = malloc(r->n * sizeof(float));
             for (int64_t row = 0; row < out->ne[1] * out->ne[2]; row++)
@@ -64,8 +66,10 @@ static bool have_vulkan(void) {
     return state;
 }
 
-/* Runs on both backends; |vk - cpu| <= tol * (1 + |cpu|) elementwise. */
-static void compare(em_graph *g, em_tensor *out, double tol, const char *what) {
+/* Runs on both backends; |vk - cpu| <= tol * (1 + |cpu|) elementwise.
+ * The Vulkan run's command counts go to *stats when given. */
+static void compare_stats(em_graph *g, em_tensor *out, double tol, const char *what,
+                          run_out *stats) {
     run_out c = { 0 }, v = { 0 };
     assert_int_equal(run_on(EMBER_BACKEND_CPU, g, out, &c), EMBER_OK);
     int rc = run_on(EMBER_BACKEND_VULKAN, g, out, &v);
@@ -84,6 +88,11 @@ static void compare(em_graph *g, em_tensor *out, double tol, const char *what) {
     print_message("%-40s %6zu values, worst %.2e (bound %.0e)\n", what, c.n, worst, tol);
     free(c.y);
     free(v.y);
+    if (stats) *stats = v;
+}
+
+static void compare(em_graph *g, em_tensor *out, double tol, const char *what) {
+    compare_stats(g, out, tol, what, NULL);
 }
 
 static em_tensor *rand_f32(em_graph *g, float **keep, int64_t ne0, int64_t ne1, int64_t ne2,
@@ -120,7 +129,8 @@ static void test_matmul(void **state) {
     /* T 1 and 5 (one pass of mul_mv), 9 and 17 (passes of 8 and a tail);
      * odd N (the last workgroup's rows), odd K for F32 */
     static const int64_t shapes[][3] = { { 64, 1, 1 }, { 96, 7, 3 }, { 256, 33, 5 }, { 37, 5, 2 },
-                                         { 160, 19, 9 }, { 64, 130, 17 }, { 38, 3, 1 } };
+                                         { 160, 19, 9 }, { 64, 130, 17 }, { 38, 3, 1 },
+                                         { 1024, 5, 2 }, { 4096, 3, 1 } };
     enum { NS = sizeof shapes / sizeof shapes[0] };
     for (int portable = 0; portable < 2; portable++) /* mul_mv, then matmul.comp */
     for (size_t ti = 0; ti < 4; ti++)
@@ -148,6 +158,82 @@ static void test_matmul(void **state) {
             free(x);
         }
     unsetenv("EMBER_VULKAN_NO_SUBGROUPS");
+}
+
+/* A product folded into its consumer (backends/vulkan/ops.c): W x + r,
+ * and silu(Wg x) * (Wu x), against the CPU's separate ops; with subgroups
+ * each runs as one dispatch (plus the copy of the output), without them
+ * as separate products. */
+static void test_fused(void **state) {
+    (void)state;
+    if (!have_vulkan()) skip();
+    static const int64_t shapes[][3] = { { 64, 33, 1 }, { 256, 130, 3 }, { 96, 7, 9 } };
+    for (int portable = 0; portable < 2; portable++)
+    for (size_t ti = 0; ti < 4; ti++)
+        for (size_t s = 0; s < 3; s++)
+            for (int swiglu = 0; swiglu < 2; swiglu++) {
+                if (portable) setenv("EMBER_VULKAN_NO_SUBGROUPS", "1", 1);
+                else unsetenv("EMBER_VULKAN_NO_SUBGROUPS");
+                int64_t K = shapes[s][0], N = shapes[s][1], T = shapes[s][2];
+                em_graph g;
+                new_graph(&g);
+                void *w1, *w2;
+                float *x, *r;
+                em_tensor *wa = rand_weight(&g, &w1, wtypes[ti], K, N);
+                em_tensor *wb = rand_weight(&g, &w2, wtypes[ti], K, N);
+                em_tensor *xt = em_reshape(&g, rand_f32(&g, &x, K, T, 1, 1), 2, (int64_t[]){ K, T });
+                em_tensor *rt = em_reshape(&g, rand_f32(&g, &r, N, T, 1, 4), 2, (int64_t[]){ N, T });
+                em_tensor *y = swiglu ? em_swiglu(&g, em_matmul(&g, wa, xt), em_matmul(&g, wb, xt))
+                                      : em_add(&g, rt, em_matmul(&g, wa, xt));
+                char what[80];
+                snprintf(what, sizeof what, "%s %s K %lld N %lld T %lld%s",
+                         swiglu ? "swiglu(Wg x, Wu x)" : "r + W x",
+                         ember_type_name((int)wtypes[ti]), (long long)K, (long long)N,
+                         (long long)T, portable ? " (portable)" : "");
+                double tol = wtypes[ti] == EMBER_TYPE_Q8_0 || wtypes[ti] == EMBER_TYPE_Q4_0 ? 4e-5 : 1e-5;
+                run_out st;
+                compare_stats(&g, y, tol * sqrt((double)K) * (swiglu ? 4 : 1), what, &st);
+                uint64_t dispatches = portable ? (swiglu ? 3 : 2) : 1;
+                assert_int_equal(st.commands, dispatches + 1);
+                em_graph_free(&g, &alloc);
+                free(w1), free(w2), free(x), free(r);
+            }
+    unsetenv("EMBER_VULKAN_NO_SUBGROUPS");
+}
+
+/* Barriers only between dependent commands: three products of one input
+ * (a layer's Q, K and V) run without one between them, and their outputs'
+ * copies to the host wait behind one. */
+static void test_barriers(void **state) {
+    (void)state;
+    if (!have_vulkan()) skip();
+    em_graph g;
+    new_graph(&g);
+    void *w[3];
+    float *x;
+    em_tensor *xt = em_reshape(&g, rand_f32(&g, &x, 64, 2, 1, 1), 2, (int64_t[]){ 64, 2 });
+    em_tensor *y[3];
+    for (int i = 0; i < 3; i++) {
+        y[i] = em_matmul(&g, rand_weight(&g, &w[i], EMBER_TYPE_Q8_0, 64, 40 + i), xt);
+        y[i]->keep = 1;
+    }
+    run_out st;
+    compare_stats(&g, y[2], 4e-5 * 8, "three independent products", &st);
+    assert_int_equal(st.commands, 6); /* 3 dispatches, 3 copies */
+    assert_int_equal(st.barriers, 1);
+    /* a chain: each product reads the one before */
+    em_graph_free(&g, &alloc);
+    free(x);
+    new_graph(&g);
+    void *wc[3];
+    em_tensor *h = em_reshape(&g, rand_f32(&g, &x, 64, 2, 1, 1), 2, (int64_t[]){ 64, 2 });
+    for (int i = 0; i < 3; i++) h = em_matmul(&g, rand_weight(&g, &wc[i], EMBER_TYPE_F32, 64, 64), h);
+    compare_stats(&g, h, 1e-5 * 8 * 3, "three chained products", &st);
+    assert_int_equal(st.commands, 4);
+    assert_int_equal(st.barriers, 3);
+    em_graph_free(&g, &alloc);
+    for (int i = 0; i < 3; i++) free(w[i]), free(wc[i]);
+    free(x);
 }
 
 static void test_get_rows(void **state) {
@@ -299,6 +385,8 @@ static void test_many_backends(void **state) {
 int main(void) {
     em_alloc_init(&alloc, NULL);
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_fused),
+        cmocka_unit_test(test_barriers),
         cmocka_unit_test(test_matmul),  cmocka_unit_test(test_get_rows),
         cmocka_unit_test(test_rms_norm), cmocka_unit_test(test_binary),
         cmocka_unit_test(test_unary),   cmocka_unit_test(test_rope),

@@ -22,6 +22,7 @@ typedef struct vk_backend {
     em_vk_weights weights;
     em_vk_buf io;     /* host-visible: per-run data */
     size_t *io_off;   /* per node */
+    int32_t *scratch; /* 2 per node: em_vk_graph's uses and fuse */
     int32_t io_cap;   /* entries of io_off */
     em_kv *kv;        /* attached cache, or NULL */
     em_vk_buf kv_buf;
@@ -74,7 +75,9 @@ static int vk_buffer_read(em_backend *b, const em_buffer *buf, size_t off, void 
 static em_vk_graph graph_view(vk_backend *v, const em_graph *g) {
     return (em_vk_graph){ .vk = &v->vk, .shadow = v->shadow, .arena_size = v->arena_size,
                           .arena = &v->arena, .weights = &v->weights, .io = &v->io,
-                          .io_off = v->io_off, .kv = g->kv, .kv_buf = &v->kv_buf };
+                          .io_off = v->io_off, .uses = v->scratch,
+                          .fuse = v->scratch ? v->scratch + v->io_cap : NULL, .kv = g->kv,
+                          .kv_buf = &v->kv_buf };
 }
 
 /* Room for g's per-node table and per-run data (laid out in vg), and its
@@ -85,9 +88,16 @@ static int prepare(em_backend *b, const em_graph *g, em_vk_graph *vg) {
     vk_backend *v = b->impl;
     if (g->n_nodes > v->io_cap) {
         size_t *o = em_calloc(&b->alloc, (size_t)g->n_nodes, sizeof *o);
-        if (!o) return em_error(b->err, EMBER_ERR_NO_MEMORY, "vulkan: no memory for the io table");
+        int32_t *sc = em_calloc(&b->alloc, 2 * (size_t)g->n_nodes, sizeof *sc);
+        if (!o || !sc) {
+            em_free(&b->alloc, o);
+            em_free(&b->alloc, sc);
+            return em_error(b->err, EMBER_ERR_NO_MEMORY, "vulkan: no memory for the node tables");
+        }
         em_free(&b->alloc, v->io_off);
+        em_free(&b->alloc, v->scratch);
         v->io_off = o;
+        v->scratch = sc;
         v->io_cap = g->n_nodes;
     }
     *vg = graph_view(v, g);
@@ -163,6 +173,7 @@ static void vk_destroy(em_backend *b) {
     em_vk_buf_destroy(&v->vk, &v->arena);
     em_free_aligned(&b->alloc, v->shadow);
     em_free(&b->alloc, v->io_off);
+    em_free(&b->alloc, v->scratch);
     em_vk_close(&v->vk);
     em_alloc a = b->alloc;
     em_free(&a, v);
@@ -225,4 +236,10 @@ void em_vulkan_record_stats(const em_backend *b, uint64_t *recorded, uint64_t *r
     const vk_backend *v = b && b->fns == &vk_fns ? b->impl : NULL;
     *recorded = v ? v->vk.recorded : 0;
     *reused = v ? v->vk.reused : 0;
+}
+
+void em_vulkan_run_stats(const em_backend *b, uint64_t *commands, uint64_t *barriers) {
+    const vk_backend *v = b && b->fns == &vk_fns ? b->impl : NULL;
+    *commands = v ? v->vk.commands : 0;
+    *barriers = v ? v->vk.barriers : 0;
 }

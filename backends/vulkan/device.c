@@ -116,6 +116,9 @@ static int pick_device(em_vk *vk, int index) {
     for (uint32_t i = 0; i < nq; i++)
         if (qf[i].queueFlags & VK_QUEUE_COMPUTE_BIT) {
             vk->queue_family = i;
+            const char *prof = getenv("EMBER_VULKAN_PROFILE");
+            vk->prof.on = prof && *prof && strcmp(prof, "0") && qf[i].timestampValidBits >= 32;
+            vk->prof.ns_per_tick = p.limits.timestampPeriod;
             return EMBER_OK;
         }
     return em_error(vk->err, EMBER_ERR_UNSUPPORTED, "vulkan: %s has no compute queue", vk->name);
@@ -255,6 +258,7 @@ void em_vk_close(em_vk *vk) {
     char *err = vk->err;
     const em_alloc *a = vk->alloc;
     if (vk->shared) {
+        em_vk_profile_print(vk);
         free_user(vk);
         pthread_mutex_lock(&lock);
         device_release(vk);

@@ -46,14 +46,21 @@ bool em_vk_op_supported(const em_tensor *t) {
     }
 }
 
+/* The bytes t spans from its first: rows by their strides. */
+static size_t extent(const em_tensor *t) {
+    size_t last = 0;
+    for (int i = 1; i < 4; i++) last += (size_t)(t->ne[i] - 1) * t->nb[i];
+    return last + t->nb[1];
+}
+
 /* Where tensor t is: the arena, io (per-run leaves) or the weight slabs. */
 static int ref_of(const em_vk_graph *vg, const em_graph *g, const em_tensor *t, em_vk_ref *r) {
     if (em_vk_in_arena(vg, t)) {
-        *r = (em_vk_ref){ vg->arena, (size_t)((const char *)t->data - vg->shadow) };
+        *r = (em_vk_ref){ vg->arena, (size_t)((const char *)t->data - vg->shadow), extent(t), 0 };
         return EMBER_OK;
     }
     if (t->flags & EM_TENSOR_INPUT) {
-        *r = (em_vk_ref){ vg->io, vg->io_off[t - g->nodes] };
+        *r = (em_vk_ref){ vg->io, vg->io_off[t - g->nodes], extent(t), 0 };
         return EMBER_OK;
     }
     if (em_vk_weights_find(vg->weights, t->data, em_nbytes(t), r)) return EMBER_OK;
@@ -135,7 +142,8 @@ static void fold(int64_t rows, uint32_t *lo, uint32_t *hi) {
 
 /* The KV cache of a layer: its K rows, then its V rows at v_base. */
 static em_vk_ref kv_layer(const em_vk_graph *vg, int layer) {
-    return (em_vk_ref){ vg->kv_buf, em_kv_layer_offset(vg->kv, layer) };
+    size_t at = em_kv_layer_offset(vg->kv, layer);
+    return (em_vk_ref){ vg->kv_buf, at, em_kv_layer_offset(vg->kv, layer + 1) - at, 0 };
 }
 
 static size_t kv_v_base(const em_kv *kv) {
@@ -170,7 +178,7 @@ static int run_attn(em_vk_graph *vg, const em_graph *g, const em_tensor *t, em_v
     int64_t Hkv = kv->k_row / D;
     uint32_t *q = push + 4;
     r[1] = kv_layer(vg, t->ip[0]);
-    r[2] = (em_vk_ref){ vg->io, 0 };
+    r[2] = (em_vk_ref){ vg->io, 0, 0, 0 };
     q[0] = (uint32_t)D, q[1] = (uint32_t)Dv, q[2] = (uint32_t)(H / Hkv);
     q[3] = floats(qt->nb[1]), q[4] = floats(qt->nb[2]), q[5] = floats(t->nb[1]);
     q[6] = (uint32_t)kv->k_bytes, q[7] = (uint32_t)kv->v_bytes, q[8] = (uint32_t)kv_v_base(kv);
@@ -184,35 +192,55 @@ static int run_attn(em_vk_graph *vg, const em_graph *g, const em_tensor *t, em_v
     return em_vk_dispatch(vg->vk, p, r, push, 22 * 4, (uint32_t)H, (uint32_t)T, 1);
 }
 
-/* Matrix products: mul_mv.comp (a workgroup per weight row, 8 tokens per
- * pass, or 1 for a single token) where the device has subgroup arithmetic, else matmul.comp (a
- * workgroup per row and token). */
+static int type_index(uint32_t ty) {
+    return ty == EMBER_TYPE_F32 ? 0 : ty == EMBER_TYPE_F16 ? 1 : ty == EMBER_TYPE_Q8_0 ? 2 : 3;
+}
+
+static uint32_t scales_words(const em_vk_ref *w) { return (uint32_t)(w->scales / 4); }
+
+/* Whether mul_mv.comp runs product t: subgroups, K in whole 16-byte
+ * loads, rows of W contiguous and x's rows 16-byte aligned. */
+static bool mul_mv_fits(const em_vk *vk, const em_tensor *t, const em_vk_ref *r) {
+    const em_tensor *a = t->src[0], *b = t->src[1];
+    int64_t K = a->ne[0];
+    int64_t step = a->type == EMBER_TYPE_F32 ? 4 : a->type == EMBER_TYPE_F16 ? 8 : 32;
+    return vk->use_subgroups && K % step == 0 && a->nb[1] == ember_type_row_size(a->type, K) &&
+           r[0].off % 16 == 0 && r[1].off % 16 == 0 && b->nb[1] % 16 == 0;
+}
+
+/* y = W x by mul_mv.comp, with `mode`'s op folded in: r[2] holds the
+ * residual (1) or the up projection's weights (2); `y` is the tensor
+ * written (the add's or the SwiGLU's). */
+static int run_mul_mv(em_vk *vk, const em_tensor *t, const em_tensor *y, int mode, em_vk_ref *r,
+                      uint32_t *push) {
+    const em_tensor *a = t->src[0], *b = t->src[1];
+    int64_t N = a->ne[1], T = b->ne[1];
+    const int rows_per_group = 128 / (int)(vk->subgroup_size > 32 ? vk->subgroup_size : 32);
+    uint32_t *q = push + 4, lo, hi;
+    q[0] = (uint32_t)a->ne[0], q[1] = (uint32_t)N, q[2] = scales_words(&r[0]);
+    q[3] = floats(b->nb[1]), q[4] = floats(y->nb[1]);
+    q[5] = mode == 1 ? floats(y->src[0] == t ? y->src[1]->nb[1] : y->src[0]->nb[1]) : 0;
+    q[6] = (uint32_t)T;
+    fold((N + rows_per_group - 1) / rows_per_group, &lo, &hi);
+    em_vk_pipe p = EM_VK_MUL_MV + em_vk_mul_mv_variant(type_index(a->type), T == 1, mode);
+    return em_vk_dispatch(vk, p, r, push, 11 * 4, lo, (uint32_t)((T + 7) / 8), hi);
+}
+
+/* Matrix products: mul_mv.comp where it fits, else matmul.comp (a
+ * workgroup per row and token, no subgroup operations). */
 static int run_matmul(em_vk *vk, const em_tensor *t, em_vk_ref *r, uint32_t *push) {
     static const em_vk_pipe mm[] = { [EMBER_TYPE_F32] = EM_VK_MATMUL_F32,
                                      [EMBER_TYPE_F16] = EM_VK_MATMUL_F16,
                                      [EMBER_TYPE_Q4_0] = EM_VK_MATMUL_Q4_0,
                                      [EMBER_TYPE_Q8_0] = EM_VK_MATMUL_Q8_0 };
-    static const em_vk_pipe mv[] = { [EMBER_TYPE_F32] = EM_VK_MUL_MV_F32,
-                                     [EMBER_TYPE_F16] = EM_VK_MUL_MV_F16,
-                                     [EMBER_TYPE_Q4_0] = EM_VK_MUL_MV_Q4_0,
-                                     [EMBER_TYPE_Q8_0] = EM_VK_MUL_MV_Q8_0 };
-    static const em_vk_pipe mv1[] = { [EMBER_TYPE_F32] = EM_VK_MUL_MV1_F32,
-                                      [EMBER_TYPE_F16] = EM_VK_MUL_MV1_F16,
-                                      [EMBER_TYPE_Q4_0] = EM_VK_MUL_MV1_Q4_0,
-                                      [EMBER_TYPE_Q8_0] = EM_VK_MUL_MV1_Q8_0 };
+    if (mul_mv_fits(vk, t, r)) return run_mul_mv(vk, t, t, 0, r, push);
     const em_tensor *a = t->src[0], *b = t->src[1];
     int64_t K = a->ne[0], N = a->ne[1], T = b->ne[1];
     uint32_t *q = push + 4, lo, hi;
     q[0] = (uint32_t)K, q[1] = (uint32_t)N, q[2] = (uint32_t)a->nb[1];
-    q[3] = floats(b->nb[1]), q[4] = floats(t->nb[1]);
-    if (vk->use_subgroups && (a->type != EMBER_TYPE_F16 || K % 2 == 0)) {
-        q[5] = (uint32_t)T;
-        fold(N, &lo, &hi);
-        if (T == 1) return em_vk_dispatch(vk, mv1[a->type], r, push, 10 * 4, lo, 1, hi);
-        return em_vk_dispatch(vk, mv[a->type], r, push, 10 * 4, lo, (uint32_t)((T + 7) / 8), hi);
-    }
+    q[3] = floats(b->nb[1]), q[4] = floats(t->nb[1]), q[5] = scales_words(&r[0]);
     fold(N, &lo, &hi);
-    return em_vk_dispatch(vk, mm[a->type], r, push, 9 * 4, lo, (uint32_t)T, hi);
+    return em_vk_dispatch(vk, mm[a->type], r, push, 10 * 4, lo, (uint32_t)T, hi);
 }
 
 static int run_node(em_vk_graph *vg, const em_graph *g, const em_tensor *t) {
@@ -240,7 +268,8 @@ static int run_node(em_vk_graph *vg, const em_graph *g, const em_tensor *t) {
                                               [EMBER_TYPE_Q4_0] = EM_VK_GET_ROWS_Q4_0,
                                               [EMBER_TYPE_Q8_0] = EM_VK_GET_ROWS_Q8_0 };
         q[0] = (uint32_t)a->ne[0], q[1] = (uint32_t)a->nb[1], q[2] = floats(t->nb[1]);
-        return em_vk_dispatch(vk, pipe_of[a->type], r, push, 7 * 4, (uint32_t)t->ne[1], 1, 1);
+        q[3] = scales_words(&r[0]);
+        return em_vk_dispatch(vk, pipe_of[a->type], r, push, 8 * 4, (uint32_t)t->ne[1], 1, 1);
     }
     case EM_OP_RMS_NORM: {
         float eps = t->fp[0];
@@ -278,7 +307,7 @@ static int run_node(em_vk_graph *vg, const em_graph *g, const em_tensor *t) {
     case EM_OP_ATTN:
         return run_attn(vg, g, t, r, push);
     case EM_OP_ROPE:
-        r[1] = (em_vk_ref){ vg->io, vg->io_off[t - g->nodes] };
+        r[1] = (em_vk_ref){ vg->io, vg->io_off[t - g->nodes], rope_table_bytes(t), 0 };
         q[0] = (uint32_t)a->ne[0], q[1] = (uint32_t)t->ip[0], q[2] = (uint32_t)t->ip[1];
         q[3] = floats(a->nb[1]), q[4] = floats(a->nb[2]), q[5] = floats(t->nb[1]);
         q[6] = floats(t->nb[2]);
@@ -315,6 +344,78 @@ static size_t kept_bytes(const em_graph *g) {
     return n;
 }
 
+/* Products folded into their one consumer (mul_mv.comp's MODE), by node:
+ * fuse[i] = FUSE_SKIP for a product its consumer runs, FUSE_ADD for an add
+ * that runs its product (a residual: W x + r), FUSE_SWIGLU for a SwiGLU
+ * that runs both of its products (gate and up of one input). A product
+ * folds only when nothing else reads it and mul_mv.comp would run it. */
+enum { FUSE_NONE = 0, FUSE_SKIP = -1, FUSE_ADD = 1, FUSE_SWIGLU = 2 };
+
+static bool same_shape(const em_tensor *a, const em_tensor *b) {
+    return memcmp(a->ne, b->ne, sizeof a->ne) == 0 && memcmp(a->nb, b->nb, sizeof a->nb) == 0;
+}
+
+/* Whether node m is a product that can be folded: read once, not kept,
+ * and run by mul_mv.comp. */
+static bool foldable(const em_vk_graph *vg, const em_graph *g, const em_tensor *m) {
+    if (m->op != EM_OP_MATMUL || m->keep || vg->uses[m - g->nodes] != 1) return false;
+    em_vk_ref r[2];
+    return !ref_of(vg, g, m->src[0], &r[0]) && !ref_of(vg, g, m->src[1], &r[1]) &&
+           mul_mv_fits(vg->vk, m, r);
+}
+
+/* Whether t's output and x's bytes overlap: the folded op would write
+ * what it still reads. The core's planner keeps a product's inputs alive
+ * through its consumer (lib/graph.c reads_of), so this holds for its
+ * plans; checked all the same. */
+static bool overlaps(const em_vk_graph *vg, const em_tensor *t, const em_tensor *x) {
+    if (!em_vk_in_arena(vg, t) || !em_vk_in_arena(vg, x)) return false;
+    const char *a = t->data, *b = x->data;
+    return a < b + extent(x) && b < a + extent(t);
+}
+
+static void plan_fusion(em_vk_graph *vg, const em_graph *g) {
+    for (int32_t i = 0; i < g->n_nodes; i++) vg->uses[i] = g->nodes[i].keep ? 1 : 0, vg->fuse[i] = 0;
+    for (int32_t i = 0; i < g->n_nodes; i++)
+        for (int s = 0; s < EM_MAX_SRC; s++)
+            if (g->nodes[i].src[s]) vg->uses[g->nodes[i].src[s] - g->nodes]++;
+    char err[EM_ERRMSG_SIZE]; /* ref_of's messages are not wanted here */
+    char *saved = vg->vk->err;
+    vg->vk->err = err;
+    for (int32_t i = 0; i < g->n_nodes; i++) {
+        const em_tensor *t = &g->nodes[i], *a = t->src[0], *b = t->src[1];
+        if (t->op == EM_OP_ADD && same_shape(a, t) && same_shape(b, t)) {
+            const em_tensor *m = foldable(vg, g, b) ? b : foldable(vg, g, a) ? a : NULL;
+            if (m && !overlaps(vg, t, m->src[1]))
+                vg->fuse[m - g->nodes] = FUSE_SKIP, vg->fuse[i] = FUSE_ADD;
+        } else if (t->op == EM_OP_SWIGLU && foldable(vg, g, a) && foldable(vg, g, b) &&
+                   !overlaps(vg, t, a->src[1]) && a->src[1] == b->src[1] &&
+                   a->src[0]->type == b->src[0]->type &&
+                   memcmp(a->src[0]->ne, b->src[0]->ne, sizeof a->src[0]->ne) == 0 &&
+                   same_shape(a, t)) {
+            vg->fuse[a - g->nodes] = vg->fuse[b - g->nodes] = FUSE_SKIP;
+            vg->fuse[i] = FUSE_SWIGLU;
+        }
+    }
+    vg->vk->err = saved;
+}
+
+/* Node t (an add or a SwiGLU) with its product(s) folded in. */
+static int run_fused(em_vk_graph *vg, const em_graph *g, const em_tensor *t) {
+    em_vk_ref r[EM_VK_BINDINGS] = { { 0 } };
+    uint32_t push[EM_VK_PUSH_BYTES / 4] = { 0 };
+    int mode = vg->fuse[t - g->nodes];
+    const em_tensor *m = t->src[0], *other = t->src[1];
+    if (mode == FUSE_ADD && vg->fuse[t->src[1] - g->nodes] == FUSE_SKIP)
+        m = t->src[1], other = t->src[0];
+    int rc = ref_of(vg, g, m->src[0], &r[0]);
+    if (!rc) rc = ref_of(vg, g, m->src[1], &r[1]);
+    if (!rc) rc = ref_of(vg, g, mode == FUSE_ADD ? other : other->src[0], &r[2]);
+    if (!rc) rc = ref_of(vg, g, t, &r[3]);
+    if (rc) return rc;
+    return run_mul_mv(vg->vk, m, t, mode, r, push);
+}
+
 int em_vk_run(em_vk_graph *vg, const em_graph *g, bool *staged) {
     em_vk *vk = vg->vk;
     uint32_t copies = vg->kv ? (uint32_t)vg->kv->n_pending * 2u * (uint32_t)vg->kv->n_layer : 0;
@@ -322,8 +423,11 @@ int em_vk_run(em_vk_graph *vg, const em_graph *g, bool *staged) {
     int rc = em_vk_begin(vk, (uint32_t)g->n_nodes * 2u + copies);
     if (rc) return rc;
     if (vg->kv) rc = run_kv_copies(vg);
-    for (int32_t i = 0; i < g->n_nodes && !rc; i++)
-        if (g->nodes[i].op != EM_OP_NONE) rc = run_node(vg, g, &g->nodes[i]);
+    plan_fusion(vg, g);
+    for (int32_t i = 0; i < g->n_nodes && !rc; i++) {
+        if (g->nodes[i].op == EM_OP_NONE || vg->fuse[i] == FUSE_SKIP) continue;
+        rc = vg->fuse[i] ? run_fused(vg, g, &g->nodes[i]) : run_node(vg, g, &g->nodes[i]);
+    }
     size_t at = 0;
     for (int32_t i = 0; i < g->n_nodes && !rc && *staged; i++) {
         const em_tensor *t = &g->nodes[i];

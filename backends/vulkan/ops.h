@@ -20,9 +20,10 @@
 
 typedef struct em_vk_wentry {
     const void *host; /* NULL: empty slot */
-    size_t bytes;
+    size_t bytes;     /* on the device */
     uint32_t slab;
     size_t off;
+    size_t scales;    /* block types: the scales' offset from off (device layout) */
 } em_vk_wentry;
 
 #define EM_VK_MAX_SLABS 64
@@ -46,6 +47,7 @@ typedef struct em_vk_graph {
     em_vk_weights *weights;
     em_vk_buf *io;       /* host-visible, mapped */
     size_t *io_off;      /* n_nodes entries */
+    int32_t *uses, *fuse; /* n_nodes entries each: scratch for em_vk_run */
     size_t tables_off;   /* the KV block tables in io */
     em_kv *kv;           /* NULL when the graph has no KV ops */
     em_vk_buf *kv_buf;

@@ -20,48 +20,64 @@
 /* Weight-type codes the shaders switch on (specialization constant 0). */
 enum { TY_F32 = 0, TY_F16 = 1, TY_Q4_0 = 2, TY_Q8_0 = 8 };
 
-/* Each pipeline: its shader and specialization constants 0 (variant) and
- * 1 (a second one: mul_mv's tokens per pass; unused by the others). */
-static const struct {
+/* Each pipeline: its shader, name and specialization constants 0
+ * (variant), 1 (mul_mv's tokens per pass) and 3 (mul_mv's folded op);
+ * constant 2 (mul_mv's invocations per row) is the device's (see
+ * make_pipeline). mul_mv's 24 variants are filled in by mul_mv_shader. */
+typedef struct shader_info {
     const uint32_t *code;
     size_t size;
-    uint32_t spec[2];
-} shader_of[EM_VK_PIPE_COUNT] = {
-#define S(arr, v) { arr, sizeof arr, { v, 0 } }
-#define S2(arr, v, w) { arr, sizeof arr, { v, w } }
-    [EM_VK_MATMUL_F32] = S(em_spv_matmul, TY_F32),
-    [EM_VK_MATMUL_F16] = S(em_spv_matmul, TY_F16),
-    [EM_VK_MATMUL_Q8_0] = S(em_spv_matmul, TY_Q8_0),
-    [EM_VK_MATMUL_Q4_0] = S(em_spv_matmul, TY_Q4_0),
-    [EM_VK_GET_ROWS_F32] = S(em_spv_get_rows, TY_F32),
-    [EM_VK_GET_ROWS_F16] = S(em_spv_get_rows, TY_F16),
-    [EM_VK_GET_ROWS_Q8_0] = S(em_spv_get_rows, TY_Q8_0),
-    [EM_VK_GET_ROWS_Q4_0] = S(em_spv_get_rows, TY_Q4_0),
-    [EM_VK_RMS_NORM] = S(em_spv_rms_norm, 0),
-    [EM_VK_ADD] = S(em_spv_binary, 0),
-    [EM_VK_MUL] = S(em_spv_binary, 1),
-    [EM_VK_SWIGLU] = S(em_spv_unary, 0),
-    [EM_VK_SCALE] = S(em_spv_unary, 1),
-    [EM_VK_SIGMOID] = S(em_spv_unary, 2),
-    [EM_VK_SOFTMAX] = S(em_spv_softmax, 0),
-    [EM_VK_ROPE] = S(em_spv_rope, 0),
-    [EM_VK_KV_STORE_F32] = S(em_spv_kv_store, TY_F32),
-    [EM_VK_KV_STORE_F16] = S(em_spv_kv_store, TY_F16),
-    [EM_VK_KV_STORE_Q8_0] = S(em_spv_kv_store, TY_Q8_0),
-    [EM_VK_ATTN_F32] = S(em_spv_attn, TY_F32),
-    [EM_VK_ATTN_F16] = S(em_spv_attn, TY_F16),
-    [EM_VK_ATTN_Q8_0] = S(em_spv_attn, TY_Q8_0),
-    [EM_VK_MUL_MV_F32] = S2(em_spv_mul_mv, TY_F32, 8),
-    [EM_VK_MUL_MV_F16] = S2(em_spv_mul_mv, TY_F16, 8),
-    [EM_VK_MUL_MV_Q8_0] = S2(em_spv_mul_mv, TY_Q8_0, 8),
-    [EM_VK_MUL_MV_Q4_0] = S2(em_spv_mul_mv, TY_Q4_0, 8),
-    [EM_VK_MUL_MV1_F32] = S2(em_spv_mul_mv, TY_F32, 1),
-    [EM_VK_MUL_MV1_F16] = S2(em_spv_mul_mv, TY_F16, 1),
-    [EM_VK_MUL_MV1_Q8_0] = S2(em_spv_mul_mv, TY_Q8_0, 1),
-    [EM_VK_MUL_MV1_Q4_0] = S2(em_spv_mul_mv, TY_Q4_0, 1),
+    const char *name;
+    uint32_t spec[4];
+} shader_info;
+
+static const shader_info shader_of[EM_VK_MUL_MV] = {
+#define S(arr, nm, v) { arr, sizeof arr, nm, { v, 0, 0, 0 } }
+    [EM_VK_MATMUL_F32] = S(em_spv_matmul, "matmul_f32", TY_F32),
+    [EM_VK_MATMUL_F16] = S(em_spv_matmul, "matmul_f16", TY_F16),
+    [EM_VK_MATMUL_Q8_0] = S(em_spv_matmul, "matmul_q8_0", TY_Q8_0),
+    [EM_VK_MATMUL_Q4_0] = S(em_spv_matmul, "matmul_q4_0", TY_Q4_0),
+    [EM_VK_GET_ROWS_F32] = S(em_spv_get_rows, "get_rows_f32", TY_F32),
+    [EM_VK_GET_ROWS_F16] = S(em_spv_get_rows, "get_rows_f16", TY_F16),
+    [EM_VK_GET_ROWS_Q8_0] = S(em_spv_get_rows, "get_rows_q8_0", TY_Q8_0),
+    [EM_VK_GET_ROWS_Q4_0] = S(em_spv_get_rows, "get_rows_q4_0", TY_Q4_0),
+    [EM_VK_RMS_NORM] = S(em_spv_rms_norm, "rms_norm", 0),
+    [EM_VK_ADD] = S(em_spv_binary, "add", 0),
+    [EM_VK_MUL] = S(em_spv_binary, "mul", 1),
+    [EM_VK_SWIGLU] = S(em_spv_unary, "swiglu", 0),
+    [EM_VK_SCALE] = S(em_spv_unary, "scale", 1),
+    [EM_VK_SIGMOID] = S(em_spv_unary, "sigmoid", 2),
+    [EM_VK_SOFTMAX] = S(em_spv_softmax, "softmax", 0),
+    [EM_VK_ROPE] = S(em_spv_rope, "rope", 0),
+    [EM_VK_KV_STORE_F32] = S(em_spv_kv_store, "kv_store_f32", TY_F32),
+    [EM_VK_KV_STORE_F16] = S(em_spv_kv_store, "kv_store_f16", TY_F16),
+    [EM_VK_KV_STORE_Q8_0] = S(em_spv_kv_store, "kv_store_q8_0", TY_Q8_0),
+    [EM_VK_ATTN_F32] = S(em_spv_attn, "attn_f32", TY_F32),
+    [EM_VK_ATTN_F16] = S(em_spv_attn, "attn_f16", TY_F16),
+    [EM_VK_ATTN_Q8_0] = S(em_spv_attn, "attn_q8_0", TY_Q8_0),
 #undef S
-#undef S2
 };
+
+static const uint32_t mv_types[4] = { TY_F32, TY_F16, TY_Q8_0, TY_Q4_0 };
+static const char *const mv_names[24] = {
+    "mul_mv8_f32", "mul_mv8_f16", "mul_mv8_q8_0", "mul_mv8_q4_0",
+    "mul_mv1_f32", "mul_mv1_f16", "mul_mv1_q8_0", "mul_mv1_q4_0",
+    "mul_mv8_add_f32", "mul_mv8_add_f16", "mul_mv8_add_q8_0", "mul_mv8_add_q4_0",
+    "mul_mv1_add_f32", "mul_mv1_add_f16", "mul_mv1_add_q8_0", "mul_mv1_add_q4_0",
+    "mul_mv8_swiglu_f32", "mul_mv8_swiglu_f16", "mul_mv8_swiglu_q8_0", "mul_mv8_swiglu_q4_0",
+    "mul_mv1_swiglu_f32", "mul_mv1_swiglu_f16", "mul_mv1_swiglu_q8_0", "mul_mv1_swiglu_q4_0",
+};
+
+static shader_info info_of(int p) {
+    if (p < EM_VK_MUL_MV) return shader_of[p];
+    int v = p - EM_VK_MUL_MV, type = v % 4, one = (v / 4) % 2, mode = v / 8;
+    return (shader_info){ em_spv_mul_mv, sizeof em_spv_mul_mv, mv_names[v],
+                          { mv_types[type], one ? 1u : 8u, 0, (uint32_t)mode } };
+}
+
+const char *em_vk_pipe_name(int p) {
+    return p >= 0 && p < EM_VK_PIPE_COUNT ? info_of(p).name : "copy";
+}
 
 static int make_layouts(em_vk *vk) {
     VkDescriptorSetLayoutBinding b[EM_VK_BINDINGS];
@@ -85,15 +101,24 @@ static int make_layouts(em_vk *vk) {
     return EMBER_OK;
 }
 
+/* mul_mv's invocations per row: a multiple of the subgroup size (its
+ * reduction adds whole subgroups), at least 32 so a row's 16-byte loads
+ * cover 512 contiguous bytes. */
+static uint32_t mul_mv_tpr(const em_vk *vk) {
+    return vk->subgroup_size > 32 ? vk->subgroup_size : 32;
+}
+
 static int make_pipeline(em_vk *vk, em_vk_pipe p) {
+    shader_info si_ = info_of(p);
+    if (p >= EM_VK_MUL_MV) si_.spec[2] = mul_mv_tpr(vk);
     VkShaderModuleCreateInfo mi = { .sType = VK_STRUCTURE_TYPE_SHADER_MODULE_CREATE_INFO,
-                                    .codeSize = shader_of[p].size,
-                                    .pCode = shader_of[p].code };
+                                    .codeSize = si_.size,
+                                    .pCode = si_.code };
     VkShaderModule mod;
     VK_TRY(vkCreateShaderModule(vk->dev, &mi, NULL, &mod), "vkCreateShaderModule");
-    VkSpecializationMapEntry e[2] = { { 0, 0, sizeof(uint32_t) },
-                                      { 1, sizeof(uint32_t), sizeof(uint32_t) } };
-    VkSpecializationInfo si = { 2, e, sizeof shader_of[p].spec, shader_of[p].spec };
+    VkSpecializationMapEntry e[4];
+    for (uint32_t i = 0; i < 4; i++) e[i] = (VkSpecializationMapEntry){ i, i * 4, 4 };
+    VkSpecializationInfo si = { 4, e, sizeof si_.spec, si_.spec };
     VkComputePipelineCreateInfo ci = {
         .sType = VK_STRUCTURE_TYPE_COMPUTE_PIPELINE_CREATE_INFO,
         .stage = { .sType = VK_STRUCTURE_TYPE_PIPELINE_SHADER_STAGE_CREATE_INFO,
@@ -115,7 +140,7 @@ void em_vk_pipelines_destroy(em_vk *vk);
 int em_vk_pipelines_create(em_vk *vk) {
     int rc = make_layouts(vk);
     for (int p = 0; !rc && p < EM_VK_PIPE_COUNT; p++) {
-        bool needs_subgroups = p >= EM_VK_MUL_MV_F32 && p <= EM_VK_MUL_MV1_Q4_0;
+        bool needs_subgroups = p >= EM_VK_MUL_MV;
         if (!needs_subgroups || vk->subgroup_arith) rc = make_pipeline(vk, (em_vk_pipe)p);
     }
     return rc;

@@ -6,6 +6,7 @@
  * EM_VK_CACHED runs, and an equal one's command buffer is submitted again.
  * Everything a command reads per run (inputs, positions, block tables)
  * lives in buffers, not in the commands, so equal lists mean equal work. */
+#include <stdio.h>
 #include <string.h>
 
 #include "vk.h"
@@ -44,6 +45,12 @@ static em_vk_rec *next_rec(em_vk *vk) {
     return r;
 }
 
+/* [lo, hi) of ref f in the buffer: its bytes, or to the buffer's end */
+static void span_of(const em_vk_ref *f, VkDeviceSize *lo, VkDeviceSize *hi) {
+    *lo = f->off;
+    *hi = f->bytes && f->off + f->bytes <= f->buf->size ? f->off + f->bytes : f->buf->size;
+}
+
 int em_vk_dispatch(em_vk *vk, em_vk_pipe pipe, const em_vk_ref refs[EM_VK_BINDINGS],
                    uint32_t *push, size_t push_bytes, uint32_t gx, uint32_t gy, uint32_t gz) {
     if (gx > vk->max_groups[0] || gy > vk->max_groups[1] || gz > vk->max_groups[2])
@@ -63,6 +70,7 @@ int em_vk_dispatch(em_vk *vk, em_vk_pipe pipe, const em_vk_ref refs[EM_VK_BINDIN
         r->base[i] = base;
         r->range[i] = room < vk->max_range ? room : vk->max_range;
         push[i] = (uint32_t)((f->off - base) / 4);
+        span_of(f, &r->lo[i], &r->hi[i]);
     }
     r->push_bytes = (uint32_t)push_bytes;
     memcpy(r->push, push, push_bytes);
@@ -78,7 +86,39 @@ int em_vk_copy(em_vk *vk, const em_vk_buf *src, size_t soff, const em_vk_buf *ds
     r->buf[0] = src->buf, r->base[0] = soff;
     r->buf[1] = dst->buf, r->base[1] = doff;
     r->range[0] = n;
+    r->lo[0] = soff, r->hi[0] = soff + n;
+    r->buf[3] = dst->buf, r->lo[3] = doff, r->hi[3] = doff + n;
     return EMBER_OK;
+}
+
+/* Hazards since the last barrier: the bytes written and read by the
+ * commands recorded after it. */
+typedef struct hazards {
+    uint32_t from; /* first command after the last barrier */
+} hazards;
+
+static bool overlap(VkBuffer a, VkDeviceSize alo, VkDeviceSize ahi, VkBuffer b, VkDeviceSize blo,
+                    VkDeviceSize bhi) {
+    return a == b && alo < bhi && blo < ahi;
+}
+
+/* Whether command i must wait for a command in [h->from, i): it reads
+ * what one wrote, or writes what one read or wrote. Scanning back over
+ * the commands since the last barrier keeps no extra state: recording
+ * happens once per graph shape. */
+static bool needs_barrier(const em_vk *vk, const hazards *h, uint32_t i) {
+    const em_vk_rec *c = &vk->rec[i];
+    int n_read = c->copy ? 1 : 3;
+    for (uint32_t j = h->from; j < i; j++) {
+        const em_vk_rec *e = &vk->rec[j];
+        int e_read = e->copy ? 1 : 3;
+        for (int a = 0; a < n_read; a++)
+            if (overlap(c->buf[a], c->lo[a], c->hi[a], e->buf[3], e->lo[3], e->hi[3])) return true;
+        for (int b = 0; b < e_read; b++)
+            if (overlap(c->buf[3], c->lo[3], c->hi[3], e->buf[b], e->lo[b], e->hi[b])) return true;
+        if (overlap(c->buf[3], c->lo[3], c->hi[3], e->buf[3], e->lo[3], e->hi[3])) return true;
+    }
+    return false;
 }
 
 /* A descriptor pool for n sets: reset when big enough, else replaced. */
@@ -128,8 +168,8 @@ static int record_dispatch(em_vk *vk, em_vk_cached *c, const em_vk_rec *r) {
     return EMBER_OK;
 }
 
-/* Each command waits for the writes of the one before (compute or copy);
- * the last barrier makes copies into host-visible memory readable. */
+/* Commands after it see the writes of commands before it (compute or
+ * copy); the final one makes copies into host-visible memory readable. */
 static void barrier(VkCommandBuffer cmd, bool last) {
     VkPipelineStageFlags stages = VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT | VK_PIPELINE_STAGE_TRANSFER_BIT;
     VkMemoryBarrier mb = { .sType = VK_STRUCTURE_TYPE_MEMORY_BARRIER,
@@ -143,25 +183,55 @@ static void barrier(VkCommandBuffer cmd, bool last) {
                          NULL, 0, NULL);
 }
 
+/* Profiling: a query pool with a timestamp slot per command plus one. */
+static int profile_pool(em_vk *vk, em_vk_cached *c, uint32_t n) {
+    if (c->queries && c->n_queries >= n) return EMBER_OK;
+    if (c->queries) vkDestroyQueryPool(vk->dev, c->queries, NULL);
+    c->queries = VK_NULL_HANDLE;
+    VkQueryPoolCreateInfo qi = { .sType = VK_STRUCTURE_TYPE_QUERY_POOL_CREATE_INFO,
+                                 .queryType = VK_QUERY_TYPE_TIMESTAMP,
+                                 .queryCount = n };
+    VK_TRY(vkCreateQueryPool(vk->dev, &qi, NULL, &c->queries), "vkCreateQueryPool");
+    c->n_queries = n;
+    return EMBER_OK;
+}
+
+static void stamp(const em_vk *vk, const em_vk_cached *c, uint32_t q) {
+    if (vk->prof.on)
+        vkCmdWriteTimestamp(c->cmd, VK_PIPELINE_STAGE_BOTTOM_OF_PIPE_BIT, c->queries, q);
+}
+
 static int record(em_vk *vk, em_vk_cached *c) {
     uint32_t sets = 0;
     for (uint32_t i = 0; i < vk->n_rec; i++) sets += !vk->rec[i].copy;
     int rc = pool_for(vk, c, sets ? sets : 1);
+    if (!rc && vk->prof.on) rc = profile_pool(vk, c, vk->n_rec + 1);
     if (rc) return rc;
     if (!c->cmd && (rc = em_vk_cmd_alloc(vk, &c->cmd))) return rc;
     VkCommandBufferBeginInfo bi = { .sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO };
     VK_TRY(vkResetCommandBuffer(c->cmd, 0), "vkResetCommandBuffer");
     VK_TRY(vkBeginCommandBuffer(c->cmd, &bi), "vkBeginCommandBuffer");
+    if (vk->prof.on) vkCmdResetQueryPool(c->cmd, c->queries, 0, vk->n_rec + 1);
+    stamp(vk, c, 0);
+    hazards h = { 0 };
+    vk->barriers = 0;
     for (uint32_t i = 0; i < vk->n_rec && !rc; i++) {
         const em_vk_rec *r = &vk->rec[i];
+        if (i > h.from && (vk->prof.on || needs_barrier(vk, &h, i))) {
+            barrier(c->cmd, false);
+            h.from = i;
+            vk->barriers++;
+        }
         if (r->copy) {
             VkBufferCopy bc = { r->base[0], r->base[1], r->range[0] };
             vkCmdCopyBuffer(c->cmd, r->buf[0], r->buf[1], 1, &bc);
         } else {
             rc = record_dispatch(vk, c, r);
         }
-        barrier(c->cmd, i + 1 == vk->n_rec);
+        stamp(vk, c, i + 1);
     }
+    barrier(c->cmd, true);
+    vk->commands = vk->n_rec;
     VkResult r = vkEndCommandBuffer(c->cmd);
     if (rc) return rc;
     if (r != VK_SUCCESS) return em_vk_fail(vk->err, r, "vkEndCommandBuffer");
@@ -170,6 +240,25 @@ static int record(em_vk *vk, em_vk_cached *c) {
     memcpy(c->list, vk->rec, (size_t)vk->n_rec * sizeof *vk->rec);
     c->n = vk->n_rec;
     return EMBER_OK;
+}
+
+/* The run's timestamps into the profile's sums. */
+static void profile_add(em_vk *vk, const em_vk_cached *c) {
+    enum { MAX_Q = 8192 };
+    uint64_t ts[MAX_Q];
+    uint32_t n = c->n + 1 < MAX_Q ? c->n + 1 : MAX_Q;
+    if (vkGetQueryPoolResults(vk->dev, c->queries, 0, n, sizeof ts, ts, sizeof ts[0],
+                              VK_QUERY_RESULT_64_BIT | VK_QUERY_RESULT_WAIT_BIT) != VK_SUCCESS)
+        return;
+    em_vk_profile *p = &vk->prof;
+    for (uint32_t i = 1; i < n; i++) {
+        const em_vk_rec *r = &c->list[i - 1];
+        uint32_t slot = r->copy ? EM_VK_PIPE_COUNT : r->pipe;
+        p->ns[slot] += (double)(ts[i] - ts[i - 1]) * p->ns_per_tick;
+        p->calls[slot]++;
+    }
+    p->run_ns += (double)(ts[n - 1] - ts[0]) * p->ns_per_tick;
+    p->runs++;
 }
 
 static em_vk_cached *find_equal(em_vk *vk) {
@@ -204,7 +293,9 @@ int em_vk_submit(em_vk *vk) {
         vk->recorded++;
     }
     c->used = ++vk->tick;
-    return em_vk_submit_wait(vk, c->cmd, "submitting the graph");
+    int rc = em_vk_submit_wait(vk, c->cmd, "submitting the graph");
+    if (!rc && vk->prof.on) profile_add(vk, c);
+    return rc;
 }
 
 void em_vk_cache_clear(em_vk *vk) {
@@ -216,10 +307,24 @@ void em_vk_record_free(em_vk *vk) {
         em_vk_cached *c = &vk->cache[i];
         if (c->pool) vkDestroyDescriptorPool(vk->dev, c->pool, NULL);
         if (c->cmd) vkFreeCommandBuffers(vk->dev, vk->cmd_pool, 1, &c->cmd);
+        if (c->queries) vkDestroyQueryPool(vk->dev, c->queries, NULL);
         em_free(vk->alloc, c->list);
         memset(c, 0, sizeof *c);
     }
     em_free(vk->alloc, vk->rec);
     vk->rec = NULL;
     vk->n_rec = vk->rec_cap = 0;
+}
+
+void em_vk_profile_print(const em_vk *vk) {
+    const em_vk_profile *p = &vk->prof;
+    if (!p->on || !p->runs) return;
+    fprintf(stderr, "ember vulkan profile: %llu runs, %.1f us of GPU time per run (each "
+            "command behind a full barrier)\n", (unsigned long long)p->runs,
+            p->run_ns / 1e3 / (double)p->runs);
+    for (int i = 0; i <= EM_VK_PIPE_COUNT; i++)
+        if (p->calls[i])
+            fprintf(stderr, "  %-14s %8.1f us per run, %6.2f us per call, %llu calls\n",
+                    em_vk_pipe_name(i), p->ns[i] / 1e3 / (double)p->runs, p->ns[i] / 1e3 / (double)p->calls[i],
+                    (unsigned long long)p->calls[i]);
 }

@@ -25,11 +25,20 @@ typedef enum em_vk_pipe {
     EM_VK_SOFTMAX, EM_VK_ROPE,
     EM_VK_KV_STORE_F32, EM_VK_KV_STORE_F16, EM_VK_KV_STORE_Q8_0,
     EM_VK_ATTN_F32, EM_VK_ATTN_F16, EM_VK_ATTN_Q8_0,
-    /* made only where compute shaders have subgroup arithmetic */
-    EM_VK_MUL_MV_F32, EM_VK_MUL_MV_F16, EM_VK_MUL_MV_Q8_0, EM_VK_MUL_MV_Q4_0, /* 8 tokens */
-    EM_VK_MUL_MV1_F32, EM_VK_MUL_MV1_F16, EM_VK_MUL_MV1_Q8_0, EM_VK_MUL_MV1_Q4_0, /* 1 token */
-    EM_VK_PIPE_COUNT
+    /* mul_mv, made only where compute shaders have subgroup arithmetic:
+     * EM_VK_MUL_MV + em_vk_mul_mv_variant(...) */
+    EM_VK_MUL_MV,
+    EM_VK_PIPE_COUNT = EM_VK_MUL_MV + 24
 } em_vk_pipe;
+
+/* mul_mv's variants: weight type (F32, F16, Q8_0, Q4_0: 0-3), one token
+ * or eight per pass, and the op folded in (0 none, 1 a residual add, 2 a
+ * SwiGLU of two products; shaders/mul_mv.comp). */
+static inline int em_vk_mul_mv_variant(int type_index, int one_token, int mode) {
+    return (mode * 2 + one_token) * 4 + type_index;
+}
+/* A pipeline's name, for the profile. */
+const char *em_vk_pipe_name(int pipe);
 
 #define EM_VK_BINDINGS 4
 #define EM_VK_PUSH_BYTES 128
@@ -60,6 +69,11 @@ typedef struct em_vk_rec {
     uint32_t push_bytes;
     VkBuffer buf[EM_VK_BINDINGS];
     VkDeviceSize base[EM_VK_BINDINGS], range[EM_VK_BINDINGS];
+    /* the bytes each binding touches, [lo, hi) in its buffer: bindings 0-2
+     * (a copy's source) are read, binding 3 (a copy's destination) is
+     * written; a barrier goes before a command only where these overlap
+     * an earlier command's since the last barrier */
+    VkDeviceSize lo[EM_VK_BINDINGS], hi[EM_VK_BINDINGS];
     uint32_t push[EM_VK_PUSH_BYTES / 4];
 } em_vk_rec;
 
@@ -72,7 +86,21 @@ typedef struct em_vk_cached {
     em_vk_rec *list;
     uint32_t n, cap;
     uint64_t used;      /* tick of its last use; 0: empty */
+    VkQueryPool queries; /* profiling: a timestamp after each command */
+    uint32_t n_queries;
 } em_vk_cached;
+
+/* EMBER_VULKAN_PROFILE=1: GPU time per pipeline, summed over runs and
+ * printed to stderr when the backend is freed (a diagnostic; every
+ * command then gets a full barrier so that the times add up). */
+typedef struct em_vk_profile {
+    bool on;
+    float ns_per_tick;  /* the device's timestampPeriod */
+    double ns[EM_VK_PIPE_COUNT + 1]; /* the last slot: copies */
+    uint64_t calls[EM_VK_PIPE_COUNT + 1];
+    double run_ns;      /* first to last timestamp, summed over runs */
+    uint64_t runs, barriers, commands;
+} em_vk_profile;
 
 typedef struct em_vk {
     em_vk_shared *shared;
@@ -104,6 +132,8 @@ typedef struct em_vk {
     em_vk_cached cache[EM_VK_CACHED];
     uint64_t tick;
     uint64_t recorded, reused; /* runs recorded afresh / resubmitted */
+    uint64_t barriers, commands; /* in the last recorded run */
+    em_vk_profile prof;
     char *err;
 } em_vk;
 
@@ -131,16 +161,24 @@ void em_vk_buf_destroy(em_vk *vk, em_vk_buf *b);
 int em_vk_upload(em_vk *vk, em_vk_buf *dst, size_t off, const void *src, size_t n);
 int em_vk_download(em_vk *vk, const em_vk_buf *src, size_t off, void *dst, size_t n);
 
-/* A tensor's place: buffer and byte offset (a multiple of 4). */
+/* A tensor's place: buffer and byte offset (a multiple of 4), and the
+ * bytes it spans from there (0: to the buffer's end), for the barriers.
+ * For block-quantized weights in the device layout (shaders/common.glsl),
+ * `scales` is the byte offset of their scales from `off`. */
 typedef struct em_vk_ref {
     const em_vk_buf *buf;
     size_t off;
+    size_t bytes;
+    size_t scales;
 } em_vk_ref;
 
-/* A run: begin, then dispatches and copies (each followed by a barrier so
- * the next sees its writes), then submit-and-wait, which records a command
- * buffer or reuses one recorded for an equal list (record.c). `push` holds
- * the op's own constants after the four offset words (the caller leaves
+/* A run: begin, then dispatches and copies, then submit-and-wait, which
+ * records a command buffer or reuses one recorded for an equal list
+ * (record.c). A command reads bindings 0-2 and writes binding 3; a barrier
+ * is recorded before it only when those bytes overlap bytes written (or,
+ * for its write, read) by a command since the last barrier, so independent
+ * commands (a layer's Q, K and V products) run together. `push` holds the
+ * op's own constants after the four offset words (the caller leaves
  * room). */
 int em_vk_begin(em_vk *vk, uint32_t max_commands);
 int em_vk_dispatch(em_vk *vk, em_vk_pipe pipe, const em_vk_ref refs[EM_VK_BINDINGS],
@@ -152,6 +190,8 @@ int em_vk_submit(em_vk *vk);
  * destroyed (its handle could come back for a new one). */
 void em_vk_cache_clear(em_vk *vk);
 void em_vk_record_free(em_vk *vk);
+/* Prints the profile (EMBER_VULKAN_PROFILE) to stderr, if on. */
+void em_vk_profile_print(const em_vk *vk);
 /* vk's command buffer reset and begun for one submission; ended,
  * submitted under the device's queue lock and waited for. */
 int em_vk_cmd_begin(em_vk *vk);

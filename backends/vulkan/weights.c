@@ -1,5 +1,8 @@
 /* Device copies of a backend's constant leaves (weights, model tables),
- * made once and found by host address. Copies go into slabs of up to
+ * made once and found by host address. Q8_0 and Q4_0 tensors are written
+ * in the device layout of shaders/common.glsl (quants apart from scales,
+ * so the shaders read quants with aligned 16-byte loads; GGUF's 34- and
+ * 18-byte blocks allow no wide aligned load). Copies go into slabs of up to
  * SLAB bytes (a tensor larger than that gets a slab of its own), so no
  * single allocation approaches the device's allocation limit. */
 #include <string.h>
@@ -29,8 +32,45 @@ static em_vk_wentry *find(const em_vk_weights *w, const void *host) {
 bool em_vk_weights_find(const em_vk_weights *w, const void *host, size_t bytes, em_vk_ref *out) {
     const em_vk_wentry *e = find(w, host);
     if (!e || e->bytes < bytes) return false;
-    *out = (em_vk_ref){ &w->slabs[e->slab], e->off };
+    *out = (em_vk_ref){ &w->slabs[e->slab], e->off, e->bytes, e->scales };
     return true;
+}
+
+/* Block types written in the device layout: bytes of quants per block. */
+static size_t quant_bytes(uint32_t type) {
+    return type == EMBER_TYPE_Q8_0 ? 32 : type == EMBER_TYPE_Q4_0 ? 16 : 0;
+}
+
+static size_t align16(size_t n) { return (n + 15) / 16 * 16; }
+
+/* t's size on the device, and where its scales start (0: not a block type) */
+static size_t device_bytes(const em_tensor *t, size_t *scales) {
+    size_t qb = quant_bytes(t->type), n = em_nbytes(t);
+    *scales = 0;
+    if (!qb) return n;
+    size_t blocks = n / (qb + 2);
+    *scales = align16(blocks * qb);
+    return *scales + blocks * 2;
+}
+
+/* Uploads t's blocks in the device layout through a bounded host buffer. */
+static int upload_blocks(em_vk *vk, em_vk_buf *slab, size_t off, const em_tensor *t,
+                         size_t scales) {
+    enum { CHUNK = 1 << 16 }; /* blocks per step */
+    size_t qb = quant_bytes(t->type), bb = qb + 2, blocks = em_nbytes(t) / bb;
+    uint8_t *tmp = em_malloc(vk->alloc, CHUNK * qb);
+    if (!tmp) return em_error(vk->err, EMBER_ERR_NO_MEMORY, "vulkan: no memory to repack weights");
+    const uint8_t *src = t->data;
+    int rc = EMBER_OK;
+    for (size_t b0 = 0; b0 < blocks && !rc; b0 += CHUNK) {
+        size_t nb = blocks - b0 < CHUNK ? blocks - b0 : CHUNK;
+        for (size_t i = 0; i < nb; i++) memcpy(tmp + i * qb, src + (b0 + i) * bb + 2, qb);
+        rc = em_vk_upload(vk, slab, off + b0 * qb, tmp, nb * qb);
+        for (size_t i = 0; i < nb && !rc; i++) memcpy(tmp + i * 2, src + (b0 + i) * bb, 2);
+        if (!rc) rc = em_vk_upload(vk, slab, off + scales + b0 * 2, tmp, nb * 2);
+    }
+    em_free(vk->alloc, tmp);
+    return rc;
 }
 
 static int grow_table(em_vk *vk, em_vk_weights *w, uint32_t want) {
@@ -91,11 +131,12 @@ int em_vk_weights_add(em_vk_graph *vg, const em_graph *g) {
         const em_tensor *t = &g->nodes[i];
         if (!is_constant(vg, t)) continue;
         const em_vk_wentry *e = find(w, t->data);
-        if (e && e->bytes >= em_nbytes(t)) continue;
+        size_t scales, bytes = device_bytes(t, &scales);
+        if (e && e->bytes >= bytes) continue;
         if (e)
             return em_error(vk->err, EMBER_ERR_INTERNAL, "vulkan: a constant leaf grew (%zu -> "
-                            "%zu bytes)", e->bytes, em_nbytes(t));
-        missing += align_up(em_nbytes(t));
+                            "%zu bytes)", e->bytes, bytes);
+        missing += align_up(bytes);
         n_new++;
     }
     if (!n_new) return EMBER_OK;
@@ -106,14 +147,15 @@ int em_vk_weights_add(em_vk_graph *vg, const em_graph *g) {
     for (int32_t i = 0; i < g->n_nodes && !rc; i++) {
         const em_tensor *t = &g->nodes[i];
         if (!is_constant(vg, t) || find(w, t->data)) continue;
-        size_t bytes = em_nbytes(t), off = 0;
+        size_t scales, bytes = device_bytes(t, &scales), off = 0;
         uint32_t slab = 0;
-        if ((rc = place(vk, w, bytes, &slab, &off)) ||
-            (rc = em_vk_upload(vk, &w->slabs[slab], off, t->data, bytes)))
-            break;
+        if ((rc = place(vk, w, bytes, &slab, &off))) break;
+        rc = scales ? upload_blocks(vk, &w->slabs[slab], off, t, scales)
+                    : em_vk_upload(vk, &w->slabs[slab], off, t->data, bytes);
+        if (rc) break;
         uint32_t j = hash_ptr(t->data) & (w->cap - 1);
         while (w->tab[j].host) j = (j + 1) & (w->cap - 1);
-        w->tab[j] = (em_vk_wentry){ t->data, bytes, slab, off };
+        w->tab[j] = (em_vk_wentry){ t->data, bytes, slab, off, scales };
         w->n++;
         w->bytes += bytes;
     }
