@@ -48,12 +48,23 @@ uint slot_at(uint tab, int pp) {
     return (uint(ib[tab + (uint(pp) >> p.block_shift)]) << p.block_shift) + (uint(pp) & mask);
 }
 
-// the scaled score of position pp against the query in qs
+// the scaled score of position pp against the query in qs; four sums so
+// that four loads of the row are in flight at once
 float score(uint tab, uint kvh, int pp) {
     uint row = slot_at(tab, pp) * p.k_bytes + kvh * p.k_head;
-    float s = 0.0;
-    for (uint i = 0u; i < p.D; i++) s += qs[i] * at(row, i);
-    return s * p.scale;
+    vec4 s = vec4(0.0);
+    uint i = 0u;
+    for (; i + 4u <= p.D; i += 4u)
+        s += vec4(qs[i], qs[i + 1u], qs[i + 2u], qs[i + 3u]) *
+             vec4(at(row, i), at(row, i + 1u), at(row, i + 2u), at(row, i + 3u));
+    for (; i < p.D; i++) s.x += qs[i] * at(row, i);
+    return (s.x + s.y + s.z + s.w) * p.scale;
+}
+
+// the byte offset of the value row of cached position j of this chunk
+uint v_row(uint j, uint kvh) {
+    uint sl = slot_of[j];
+    return p.mla != 0u ? sl * p.k_bytes + kvh * p.k_head : p.v_base + sl * p.v_bytes + kvh * p.v_head;
 }
 
 void main() {
@@ -102,13 +113,23 @@ void main() {
         if (TYPE == TY_F16) pr = f16_rne(pr / sum);
         sc[l] = pp <= pos ? pr : 0.0;
         barrier();
-        uint n = uint(min(64, pos + 1 - p0));
-        for (uint j = 0u; j < n; j++) {
+        uint n = uint(min(64, pos + 1 - p0)), j = 0u;
+        // four positions at a time: their value loads are in flight together
+        for (; j + 4u <= n; j += 4u) {
+            vec4 pj = vec4(sc[j], sc[j + 1u], sc[j + 2u], sc[j + 3u]);
+            if (TYPE != TY_F16) sum += pj.x + pj.y + pj.z + pj.w;
+            uint r0 = v_row(j, kvh), r1 = v_row(j + 1u, kvh), r2 = v_row(j + 2u, kvh),
+                 r3 = v_row(j + 3u, kvh);
+            for (uint e = 0u; e < MAXD / 64u; e++) {
+                uint c = l + 64u * e;
+                if (c < p.Dv)
+                    acc[e] += dot(pj, vec4(at(r0, c), at(r1, c), at(r2, c), at(r3, c)));
+            }
+        }
+        for (; j < n; j++) {
             float pj = sc[j];
             if (TYPE != TY_F16) sum += pj;
-            uint sl = slot_of[j];
-            uint row = p.mla != 0u ? sl * p.k_bytes + kvh * p.k_head
-                                   : p.v_base + sl * p.v_bytes + kvh * p.v_head;
+            uint row = v_row(j, kvh);
             for (uint e = 0u; e < MAXD / 64u; e++) {
                 uint c = l + 64u * e;
                 if (c < p.Dv) acc[e] += pj * at(row, c);

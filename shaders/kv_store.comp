@@ -1,9 +1,9 @@
 #version 450
 // Writes one layer's K and V rows of T tokens into their KV-cache slots
 // (the slot of each token from the slots input). The cache's rows are F32,
-// F16 or Q8_0 (constant 0); each invocation writes one group of 32
-// elements: a Q8_0 block (d = max|x| / 127, q = round-half-away(x / d),
-// as lib/quant.c), or 32 (fewer at a row's tail) F32/F16 values. Q8_0
+// F16 or Q8_0 (constant 0); each invocation writes one unit: an F32
+// element, a pair of F16 elements (one word), or a Q8_0 block of 32
+// (d = max|x| / 127, q = round-half-away(x / d), as lib/quant.c). Q8_0
 // blocks are 34 bytes, so a block shares words with its neighbours: its
 // bytes are written with atomic and/or on the words, which leaves the
 // neighbours' bytes alone whichever invocation runs first.
@@ -35,21 +35,19 @@ float round_away(float v) {
     return abs(v - r) >= 0.5 ? r + sign(v) : r;
 }
 
-// elements [32 g, 32 g + 32) of a source row (floats from src_off) into a
-// cache row at byte offset dst; n elements in the row
-void store_group(bool is_k, uint src_off, uint dst, uint g, uint n) {
-    uint e0 = g * 32u, e1 = min(e0 + 32u, n);
+// unit g of a source row (floats from src_off) into a cache row at byte
+// offset dst; n elements in the row
+void store_unit(bool is_k, uint src_off, uint dst, uint g, uint n) {
     if (TYPE == TY_F32) {
-        for (uint e = e0; e < e1; e++)
-            w[WOFF + dst / 4u + e] = floatBitsToUint(is_k ? ks[src_off + e] : vs[src_off + e]);
+        w[WOFF + dst / 4u + g] = floatBitsToUint(is_k ? ks[src_off + g] : vs[src_off + g]);
     } else if (TYPE == TY_F16) { // rows have an even length (checked by the host)
-        for (uint e = e0; e < e1; e += 2u) {
-            vec2 v = is_k ? vec2(ks[src_off + e], ks[src_off + e + 1u])
-                          : vec2(vs[src_off + e], vs[src_off + e + 1u]);
-            // rounded first, so the packing is exact whatever its rounding
-            w[WOFF + (dst + 2u * e) / 4u] = packHalf2x16(vec2(f16_rne(v.x), f16_rne(v.y)));
-        }
+        uint e = 2u * g;
+        vec2 v = is_k ? vec2(ks[src_off + e], ks[src_off + e + 1u])
+                      : vec2(vs[src_off + e], vs[src_off + e + 1u]);
+        // rounded first, so the packing is exact whatever its rounding
+        w[WOFF + (dst + 2u * e) / 4u] = packHalf2x16(vec2(f16_rne(v.x), f16_rne(v.y)));
     } else { // Q8_0, whole blocks
+        uint e0 = g * 32u, e1 = min(e0 + 32u, n);
         float amax = 0.0;
         for (uint e = e0; e < e1; e++) amax = max(amax, abs(is_k ? ks[src_off + e] : vs[src_off + e]));
         float d = amax / 127.0, id = d != 0.0 ? 1.0 / d : 0.0;
@@ -65,9 +63,11 @@ void store_group(bool is_k, uint src_off, uint dst, uint g, uint n) {
 
 void main() {
     uint t = gl_WorkGroupID.y;
-    uint g = gl_GlobalInvocationID.x, nk = (p.k_row + 31u) / 32u, nv = (p.v_row + 31u) / 32u;
+    const uint per = TYPE == TY_F32 ? 1u : TYPE == TY_F16 ? 2u : 32u; // elements per unit
+    uint g = gl_GlobalInvocationID.x, nk = (p.k_row + per - 1u) / per;
+    uint nv = (p.v_row + per - 1u) / per;
     if (g >= nk + nv) return;
     uint slot = uint(slots[p.o2 + t]);
-    if (g < nk) store_group(true, p.o0 + t * p.ldk, slot * p.k_bytes, g, p.k_row);
-    else store_group(false, p.o1 + t * p.ldv, p.v_base + slot * p.v_bytes, g - nk, p.v_row);
+    if (g < nk) store_unit(true, p.o0 + t * p.ldk, slot * p.k_bytes, g, p.k_row);
+    else store_unit(false, p.o1 + t * p.ldv, p.v_base + slot * p.v_bytes, g - nk, p.v_row);
 }

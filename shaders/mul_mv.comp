@@ -44,56 +44,64 @@ vec4 s8x4(uint q) { return vec4(ivec4(uvec4(q) << uvec4(24u, 16u, 8u, 0u)) >> 24
 // nibbles of q: the low ones (shift 0) or the high ones (shift 4), minus 8
 vec4 q4x4(uint q, uint sh) { return vec4((uvec4(q) >> (uvec4(0u, 8u, 16u, 24u) + sh)) & 15u) - 8.0; }
 
-// x[t][4c .. 4c+3] for token t of this pass
+// this pass's x: word offset (in vec4s) and row stride, tokens in it
+uint xb, ldx4, nt;
 #define X4(t, c) x4[xb + (t) * ldx4 + (c)]
 
-// acc[t] += row n of the weights at binding B (w or u), 16 bytes per step.
-// BUF4/BUF: the binding's uvec4 and uint views; BOFF: its word offset.
+// acc[t] += the products of one 16-byte load q at load index c of the
+// row (its element offset depends on the type) and its block scale d
+void acc_load(uvec4 q, float d, uint c, inout float acc[TB]) {
+    if (TYPE == TY_F32) {
+        vec4 wv = uintBitsToFloat(q);
+        [[unroll]] for (uint t = 0u; t < TB; t++)
+            if (t < nt) acc[t] += dot(wv, X4(t, c));
+    } else if (TYPE == TY_F16) {
+        vec4 lo = vec4(unpackHalf2x16(q.x), unpackHalf2x16(q.y));
+        vec4 hi = vec4(unpackHalf2x16(q.z), unpackHalf2x16(q.w));
+        [[unroll]] for (uint t = 0u; t < TB; t++)
+            if (t < nt) acc[t] += dot(lo, X4(t, 2u * c)) + dot(hi, X4(t, 2u * c + 1u));
+    } else if (TYPE == TY_Q8_0) { // c: half blocks of 16 quants
+        vec4 q0 = s8x4(q.x), q1 = s8x4(q.y), q2 = s8x4(q.z), q3 = s8x4(q.w);
+        [[unroll]] for (uint t = 0u; t < TB; t++)
+            if (t < nt)
+                acc[t] += d * (dot(q0, X4(t, 4u * c)) + dot(q1, X4(t, 4u * c + 1u)) +
+                               dot(q2, X4(t, 4u * c + 2u)) + dot(q3, X4(t, 4u * c + 3u)));
+    } else { // Q4_0; c: blocks of 32
+        vec4 l0 = q4x4(q.x, 0u), l1 = q4x4(q.y, 0u), l2 = q4x4(q.z, 0u), l3 = q4x4(q.w, 0u);
+        vec4 h0 = q4x4(q.x, 4u), h1 = q4x4(q.y, 4u), h2 = q4x4(q.z, 4u), h3 = q4x4(q.w, 4u);
+        uint k = 8u * c;
+        [[unroll]] for (uint t = 0u; t < TB; t++)
+            if (t < nt)
+                acc[t] += d * (dot(l0, X4(t, k)) + dot(l1, X4(t, k + 1u)) + dot(l2, X4(t, k + 2u)) +
+                               dot(l3, X4(t, k + 3u)) + dot(h0, X4(t, k + 4u)) +
+                               dot(h1, X4(t, k + 5u)) + dot(h2, X4(t, k + 6u)) +
+                               dot(h3, X4(t, k + 7u)));
+    }
+}
+
+// 16-byte loads per row, and loads per block scale
+const uint LOADS_PER_4K = TYPE == TY_F32 ? 4u : TYPE == TY_F16 ? 2u : TYPE == TY_Q8_0 ? 1u : 0u;
+uint loads_per_row() { return TYPE == TY_Q4_0 ? p.K / 32u : p.K * LOADS_PER_4K / 16u; }
+const uint LOADS_PER_BLOCK = TYPE == TY_Q8_0 ? 2u : 1u;
+
+// acc[t] += row n of the weights whose uvec4 and uint views are BUF4 and
+// BUF (word offset BOFF), two loads per invocation in flight per step
 #define ROW_DOT(BUF4, BUF, BOFF, ACC)                                                       \
-    if (TYPE == TY_F32) {                                                                    \
-        uint base = (BOFF) / 4u + n * (p.K / 4u);                                            \
-        for (uint c = l; c < p.K / 4u; c += TPR) {                                           \
-            vec4 wv = uintBitsToFloat(BUF4[base + c]);                                       \
-            [[unroll]] for (uint t = 0u; t < TB; t++)                                        \
-                if (t < nt) ACC[t] += dot(wv, X4(t, c));                                     \
-        }                                                                                    \
-    } else if (TYPE == TY_F16) {                                                             \
-        uint base = (BOFF) / 4u + n * (p.K / 8u);                                            \
-        for (uint c = l; c < p.K / 8u; c += TPR) {                                           \
-            uvec4 q = BUF4[base + c];                                                        \
-            vec4 lo = vec4(unpackHalf2x16(q.x), unpackHalf2x16(q.y));                        \
-            vec4 hi = vec4(unpackHalf2x16(q.z), unpackHalf2x16(q.w));                        \
-            [[unroll]] for (uint t = 0u; t < TB; t++)                                        \
-                if (t < nt) ACC[t] += dot(lo, X4(t, 2u * c)) + dot(hi, X4(t, 2u * c + 1u));  \
-        }                                                                                    \
-    } else if (TYPE == TY_Q8_0) { /* c: half blocks of 16 quants */                          \
-        uint base = (BOFF) / 4u + n * (p.K / 16u), b0 = n * (p.K / 32u);                     \
-        for (uint c = l; c < p.K / 16u; c += TPR) {                                          \
-            uvec4 q = BUF4[base + c];                                                        \
-            uint b = b0 + c / 2u;                                                            \
-            float d = unpackHalf2x16(BUF[(BOFF) + p.soff + b / 2u] >> (16u * (b & 1u))).x;   \
-            vec4 q0 = s8x4(q.x), q1 = s8x4(q.y), q2 = s8x4(q.z), q3 = s8x4(q.w);             \
-            [[unroll]] for (uint t = 0u; t < TB; t++)                                        \
-                if (t < nt)                                                                  \
-                    ACC[t] += d * (dot(q0, X4(t, 4u * c)) + dot(q1, X4(t, 4u * c + 1u)) +    \
-                                   dot(q2, X4(t, 4u * c + 2u)) + dot(q3, X4(t, 4u * c + 3u))); \
-        }                                                                                    \
-    } else if (TYPE == TY_Q4_0) { /* c: blocks of 32 */                                      \
-        uint base = (BOFF) / 4u + n * (p.K / 32u), b0 = n * (p.K / 32u);                     \
-        for (uint c = l; c < p.K / 32u; c += TPR) {                                          \
-            uvec4 q = BUF4[base + c];                                                        \
-            uint b = b0 + c;                                                                 \
-            float d = unpackHalf2x16(BUF[(BOFF) + p.soff + b / 2u] >> (16u * (b & 1u))).x;   \
-            vec4 l0 = q4x4(q.x, 0u), l1 = q4x4(q.y, 0u), l2 = q4x4(q.z, 0u), l3 = q4x4(q.w, 0u); \
-            vec4 h0 = q4x4(q.x, 4u), h1 = q4x4(q.y, 4u), h2 = q4x4(q.z, 4u), h3 = q4x4(q.w, 4u); \
-            [[unroll]] for (uint t = 0u; t < TB; t++)                                        \
-                if (t < nt) {                                                                \
-                    uint k = 8u * c;                                                         \
-                    ACC[t] += d * (dot(l0, X4(t, k)) + dot(l1, X4(t, k + 1u)) +              \
-                                   dot(l2, X4(t, k + 2u)) + dot(l3, X4(t, k + 3u)) +         \
-                                   dot(h0, X4(t, k + 4u)) + dot(h1, X4(t, k + 5u)) +         \
-                                   dot(h2, X4(t, k + 6u)) + dot(h3, X4(t, k + 7u)));         \
-                }                                                                            \
+    {                                                                                        \
+        uint lim = loads_per_row(), base = (BOFF) / 4u + n * lim;                           \
+        uint b0 = n * (lim / LOADS_PER_BLOCK), sw = (BOFF) + p.soff;                        \
+        for (uint c0 = l; c0 < lim; c0 += 2u * TPR) {                                        \
+            uint c1 = c0 + TPR;                                                              \
+            bool two = c1 < lim;                                                             \
+            uvec4 q0 = BUF4[base + c0], q1 = two ? BUF4[base + c1] : uvec4(0u);              \
+            float d0 = 1.0, d1 = 1.0;                                                        \
+            if (TYPE == TY_Q8_0 || TYPE == TY_Q4_0) {                                        \
+                uint e0 = b0 + c0 / LOADS_PER_BLOCK, e1 = b0 + c1 / LOADS_PER_BLOCK;         \
+                d0 = unpackHalf2x16(BUF[sw + e0 / 2u] >> (16u * (e0 & 1u))).x;               \
+                if (two) d1 = unpackHalf2x16(BUF[sw + e1 / 2u] >> (16u * (e1 & 1u))).x;      \
+            }                                                                                \
+            acc_load(q0, d0, c0, ACC);                                                       \
+            if (two) acc_load(q1, d1, c1, ACC);                                              \
         }                                                                                    \
     }
 
@@ -104,8 +112,8 @@ void main() {
     uint wg = gl_WorkGroupID.x + gl_WorkGroupID.z * 32768u;
     uint n = wg * RPW + rr;
     uint t0 = gl_WorkGroupID.y * TB;
-    uint nt = min(TB, p.T - t0);
-    uint ldx4 = p.ldx / 4u, xb = p.o1 / 4u + t0 * ldx4;
+    nt = min(TB, p.T - t0);
+    ldx4 = p.ldx / 4u, xb = p.o1 / 4u + t0 * ldx4;
     float acc[TB], acc2[TB];
     [[unroll]] for (uint t = 0u; t < TB; t++) acc[t] = 0.0, acc2[t] = 0.0;
     if (n < p.N) { // not returning: every invocation reaches the barrier

@@ -258,7 +258,7 @@ static void test_get_rows(void **state) {
 static void test_rms_norm(void **state) {
     (void)state;
     if (!have_vulkan()) skip();
-    static const int64_t ns[] = { 1, 33, 200, 2048 };
+    static const int64_t ns[] = { 1, 33, 200, 2048, 5000 };
     for (size_t i = 0; i < 4; i++)
         for (int with_w = 0; with_w < 2; with_w++) {
             em_graph g;

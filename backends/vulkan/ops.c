@@ -164,7 +164,8 @@ static int run_kv_store(em_vk_graph *vg, const em_tensor *t, em_vk_ref *r, uint3
     q[0] = (uint32_t)kv->k_row, q[1] = (uint32_t)v_row, q[2] = floats(k->nb[1]);
     q[3] = v ? floats(v->nb[1]) : 0, q[4] = (uint32_t)kv->k_bytes, q[5] = (uint32_t)kv->v_bytes;
     q[6] = (uint32_t)kv_v_base(kv);
-    int64_t groups = (kv->k_row + 31) / 32 + (v_row + 31) / 32;
+    int64_t per = kv->type == EMBER_TYPE_F32 ? 1 : kv->type == EMBER_TYPE_F16 ? 2 : 32;
+    int64_t groups = (kv->k_row + per - 1) / per + (v_row + per - 1) / per; /* invocations */
     em_vk_pipe p = by_kv_type(kv->type, EM_VK_KV_STORE_F32, EM_VK_KV_STORE_F16, EM_VK_KV_STORE_Q8_0);
     return em_vk_dispatch(vg->vk, p, r, push, 11 * 4, (uint32_t)((groups + 63) / 64),
                           (uint32_t)k->ne[1], 1);
