@@ -121,6 +121,16 @@ static em_tensor *rand_weight(em_graph *g, void **keep, uint32_t ty, int64_t k, 
 
 static void new_graph(em_graph *g) { assert_int_equal(em_graph_init(g, &alloc, 64), EMBER_OK); }
 
+/* Which product shaders the next Vulkan backend uses: 0 all (mul_mm
+ * tiles past 8 tokens, mul_mv below), 1 mul_mv for every product, 2 the
+ * portable matmul.comp for every product. */
+static void set_paths(int mode) {
+    if (mode >= 1) setenv("EMBER_VULKAN_NO_TILES", "1", 1);
+    else unsetenv("EMBER_VULKAN_NO_TILES");
+    if (mode == 2) setenv("EMBER_VULKAN_NO_SUBGROUPS", "1", 1);
+    else unsetenv("EMBER_VULKAN_NO_SUBGROUPS");
+}
+
 static const uint32_t wtypes[] = { EMBER_TYPE_F32, EMBER_TYPE_F16, EMBER_TYPE_Q8_0, EMBER_TYPE_Q4_0 };
 
 static void test_matmul(void **state) {
@@ -130,13 +140,16 @@ static void test_matmul(void **state) {
      * odd N (the last workgroup's rows), odd K for F32 */
     static const int64_t shapes[][3] = { { 64, 1, 1 }, { 96, 7, 3 }, { 256, 33, 5 }, { 37, 5, 2 },
                                          { 160, 19, 9 }, { 64, 130, 17 }, { 38, 3, 1 },
-                                         { 1024, 5, 2 }, { 4096, 3, 1 } };
+                                         { 1024, 5, 2 }, { 4096, 3, 1 }, { 96, 70, 65 },
+                                         { 256, 130, 130 } };
     enum { NS = sizeof shapes / sizeof shapes[0] };
-    for (int portable = 0; portable < 2; portable++) /* mul_mv, then matmul.comp */
+    static const char *const mode_names[] = { "", " (mul_mv)", " (portable)" };
+    /* mul_mm tiles past 8 tokens and mul_mv below; mul_mv for all; then
+     * matmul.comp for all */
+    for (int mode = 0; mode < 3; mode++)
     for (size_t ti = 0; ti < 4; ti++)
         for (size_t s = 0; s < NS; s++) {
-            if (portable) setenv("EMBER_VULKAN_NO_SUBGROUPS", "1", 1);
-            else unsetenv("EMBER_VULKAN_NO_SUBGROUPS");
+            set_paths(mode);
             int64_t K = shapes[s][0], N = shapes[s][1], T = shapes[s][2];
             if (K % 32 && wtypes[ti] != EMBER_TYPE_F32 && wtypes[ti] != EMBER_TYPE_F16) continue;
             em_graph g;
@@ -149,7 +162,7 @@ static void test_matmul(void **state) {
             char what[80];
             snprintf(what, sizeof what, "matmul %s K %lld N %lld T %lld%s",
                      ember_type_name((int)wtypes[ti]), (long long)K, (long long)N, (long long)T,
-                     portable ? " (portable)" : "");
+                     mode_names[mode]);
             /* quantized rows: the CPU multiplies with 16-bit activations */
             double tol = wtypes[ti] == EMBER_TYPE_Q8_0 || wtypes[ti] == EMBER_TYPE_Q4_0 ? 4e-5 : 1e-5;
             compare(&g, y, tol * sqrt((double)K), what);
@@ -157,7 +170,7 @@ static void test_matmul(void **state) {
             free(w);
             free(x);
         }
-    unsetenv("EMBER_VULKAN_NO_SUBGROUPS");
+    set_paths(0);
 }
 
 /* A product folded into its consumer (backends/vulkan/ops.c): W x + r,
@@ -193,7 +206,8 @@ static void test_fused(void **state) {
                 double tol = wtypes[ti] == EMBER_TYPE_Q8_0 || wtypes[ti] == EMBER_TYPE_Q4_0 ? 4e-5 : 1e-5;
                 run_out st;
                 compare_stats(&g, y, tol * sqrt((double)K) * (swiglu ? 4 : 1), what, &st);
-                uint64_t dispatches = portable ? (swiglu ? 3 : 2) : 1;
+                /* past 8 tokens the tiles run the products, unfolded */
+                uint64_t dispatches = portable || T > 8 ? (swiglu ? 3 : 2) : 1;
                 assert_int_equal(st.commands, dispatches + 1);
                 em_graph_free(&g, &alloc);
                 free(w1), free(w2), free(x), free(r);

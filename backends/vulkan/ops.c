@@ -227,13 +227,40 @@ static int run_mul_mv(em_vk *vk, const em_tensor *t, const em_tensor *y, int mod
     return em_vk_dispatch(vk, p, r, push, 11 * 4, lo, (uint32_t)((T + 7) / 8), hi);
 }
 
-/* Matrix products: mul_mv.comp where it fits, else matmul.comp (a
- * workgroup per row and token, no subgroup operations). */
+/* Whether mul_mm.comp's tiles run product t: more tokens than mul_mv.comp
+ * takes in one pass, K in whole blocks of 32, contiguous weight rows and
+ * 16-byte aligned x rows. */
+#define MV_MAX_TOKENS 8
+static bool mul_mm_fits(const em_tensor *t, const em_vk_ref *r) {
+    const em_tensor *a = t->src[0], *b = t->src[1];
+    return b->ne[1] > MV_MAX_TOKENS && a->ne[0] % 32 == 0 &&
+           a->nb[1] == ember_type_row_size(a->type, a->ne[0]) && r[0].off % 16 == 0 &&
+           r[1].off % 16 == 0 && b->nb[1] % 16 == 0;
+}
+
+static int run_mul_mm(em_vk *vk, const em_tensor *t, em_vk_ref *r, uint32_t *push) {
+    static const em_vk_pipe pipe_of[] = { [EMBER_TYPE_F32] = EM_VK_MUL_MM_F32,
+                                          [EMBER_TYPE_F16] = EM_VK_MUL_MM_F16,
+                                          [EMBER_TYPE_Q4_0] = EM_VK_MUL_MM_Q4_0,
+                                          [EMBER_TYPE_Q8_0] = EM_VK_MUL_MM_Q8_0 };
+    const em_tensor *a = t->src[0], *b = t->src[1];
+    int64_t N = a->ne[1], T = b->ne[1];
+    uint32_t *q = push + 4;
+    q[0] = (uint32_t)a->ne[0], q[1] = (uint32_t)N, q[2] = scales_words(&r[0]);
+    q[3] = floats(b->nb[1]), q[4] = floats(t->nb[1]), q[5] = (uint32_t)T;
+    return em_vk_dispatch(vk, pipe_of[a->type], r, push, 10 * 4, (uint32_t)((N + 63) / 64),
+                          (uint32_t)((T + 63) / 64), 1);
+}
+
+/* Matrix products: mul_mm.comp's tiles for many tokens, mul_mv.comp for
+ * few (or where tiles do not fit), else matmul.comp (a workgroup per row
+ * and token, no subgroup operations). */
 static int run_matmul(em_vk *vk, const em_tensor *t, em_vk_ref *r, uint32_t *push) {
     static const em_vk_pipe mm[] = { [EMBER_TYPE_F32] = EM_VK_MATMUL_F32,
                                      [EMBER_TYPE_F16] = EM_VK_MATMUL_F16,
                                      [EMBER_TYPE_Q4_0] = EM_VK_MATMUL_Q4_0,
                                      [EMBER_TYPE_Q8_0] = EM_VK_MATMUL_Q8_0 };
+    if (!vk->no_tiles && mul_mm_fits(t, r)) return run_mul_mm(vk, t, r, push);
     if (mul_mv_fits(vk, t, r)) return run_mul_mv(vk, t, t, 0, r, push);
     const em_tensor *a = t->src[0], *b = t->src[1];
     int64_t K = a->ne[0], N = a->ne[1], T = b->ne[1];
@@ -362,7 +389,7 @@ static bool foldable(const em_vk_graph *vg, const em_graph *g, const em_tensor *
     if (m->op != EM_OP_MATMUL || m->keep || vg->uses[m - g->nodes] != 1) return false;
     em_vk_ref r[2];
     return !ref_of(vg, g, m->src[0], &r[0]) && !ref_of(vg, g, m->src[1], &r[1]) &&
-           mul_mv_fits(vg->vk, m, r);
+           mul_mv_fits(vg->vk, m, r) && (vg->vk->no_tiles || !mul_mm_fits(m, r));
 }
 
 /* Whether t's output and x's bytes overlap: the folded op would write

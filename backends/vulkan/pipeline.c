@@ -11,6 +11,7 @@
 #include "get_rows.spv.h"
 #include "kv_store.spv.h"
 #include "matmul.spv.h"
+#include "mul_mm.spv.h"
 #include "mul_mv.spv.h"
 #include "rms_norm.spv.h"
 #include "rope.spv.h"
@@ -55,6 +56,10 @@ static const shader_info shader_of[EM_VK_MUL_MV] = {
     [EM_VK_ATTN_F32] = S(em_spv_attn, "attn_f32", TY_F32),
     [EM_VK_ATTN_F16] = S(em_spv_attn, "attn_f16", TY_F16),
     [EM_VK_ATTN_Q8_0] = S(em_spv_attn, "attn_q8_0", TY_Q8_0),
+    [EM_VK_MUL_MM_F32] = S(em_spv_mul_mm, "mul_mm_f32", TY_F32),
+    [EM_VK_MUL_MM_F16] = S(em_spv_mul_mm, "mul_mm_f16", TY_F16),
+    [EM_VK_MUL_MM_Q8_0] = S(em_spv_mul_mm, "mul_mm_q8_0", TY_Q8_0),
+    [EM_VK_MUL_MM_Q4_0] = S(em_spv_mul_mm, "mul_mm_q4_0", TY_Q4_0),
 #undef S
 };
 

@@ -25,6 +25,7 @@ typedef enum em_vk_pipe {
     EM_VK_SOFTMAX, EM_VK_ROPE,
     EM_VK_KV_STORE_F32, EM_VK_KV_STORE_F16, EM_VK_KV_STORE_Q8_0,
     EM_VK_ATTN_F32, EM_VK_ATTN_F16, EM_VK_ATTN_Q8_0,
+    EM_VK_MUL_MM_F32, EM_VK_MUL_MM_F16, EM_VK_MUL_MM_Q8_0, EM_VK_MUL_MM_Q4_0, /* tiles */
     /* mul_mv, made only where compute shaders have subgroup arithmetic:
      * EM_VK_MUL_MV + em_vk_mul_mv_variant(...) */
     EM_VK_MUL_MV,
@@ -118,6 +119,8 @@ typedef struct em_vk {
     bool subgroup_arith;  /* compute shaders have subgroup arithmetic */
     bool use_subgroups;   /* ... and EMBER_VULKAN_NO_SUBGROUPS is not set (tests
                              run the portable shaders on any device with it) */
+    bool no_tiles;        /* EMBER_VULKAN_NO_TILES: prompts through mul_mv too
+                             (for tests and measurements) */
     char name[VK_MAX_PHYSICAL_DEVICE_NAME_SIZE];
     VkCommandPool cmd_pool;
     VkCommandBuffer cmd;
