@@ -79,8 +79,8 @@ const char *em_vulkan_device_name(const em_backend *b);
 /* Runs that recorded a command buffer and runs that reused one (0 and 0
  * when b is not Vulkan). */
 void em_vulkan_record_stats(const em_backend *b, uint64_t *recorded, uint64_t *reused);
-/* The last recorded run's commands (dispatches and copies) and the
- * barriers between them (0 and 0 when b is not Vulkan). */
+/* The last run's commands (dispatches and copies) and the barriers
+ * between them (0 and 0 when b is not Vulkan). */
 void em_vulkan_run_stats(const em_backend *b, uint64_t *commands, uint64_t *barriers);
 /* The CPU levels allowed (ember_cpu_set_mask / EMBER_CPU_MASK). */
 uint32_t em_cpu_mask(void);

@@ -106,6 +106,7 @@ static void test_tiny_llama(void **state) {
      * down product fold into their residual adds and the gate and up
      * products into the SwiGLU (4 fewer dispatches per layer where the
      * device has subgroups); barriers only between dependent commands */
+    eval_rows(c, 0, r.seq, r.n_seq - 1, r.n_seq, V, got); /* one token */
     uint64_t commands, barriers;
     em_vulkan_run_stats(em_context_backend(c), &commands, &barriers);
     ember_placement pl = { .struct_size = sizeof pl };

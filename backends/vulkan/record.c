@@ -214,13 +214,13 @@ static int record(em_vk *vk, em_vk_cached *c) {
     if (vk->prof.on) vkCmdResetQueryPool(c->cmd, c->queries, 0, vk->n_rec + 1);
     stamp(vk, c, 0);
     hazards h = { 0 };
-    vk->barriers = 0;
+    c->barriers = 0;
     for (uint32_t i = 0; i < vk->n_rec && !rc; i++) {
         const em_vk_rec *r = &vk->rec[i];
         if (i > h.from && (vk->prof.on || needs_barrier(vk, &h, i))) {
             barrier(c->cmd, false);
             h.from = i;
-            vk->barriers++;
+            c->barriers++;
         }
         if (r->copy) {
             VkBufferCopy bc = { r->base[0], r->base[1], r->range[0] };
@@ -231,7 +231,6 @@ static int record(em_vk *vk, em_vk_cached *c) {
         stamp(vk, c, i + 1);
     }
     barrier(c->cmd, true);
-    vk->commands = vk->n_rec;
     VkResult r = vkEndCommandBuffer(c->cmd);
     if (rc) return rc;
     if (r != VK_SUCCESS) return em_vk_fail(vk->err, r, "vkEndCommandBuffer");
@@ -293,6 +292,7 @@ int em_vk_submit(em_vk *vk) {
         vk->recorded++;
     }
     c->used = ++vk->tick;
+    vk->commands = c->n, vk->barriers = c->barriers;
     int rc = em_vk_submit_wait(vk, c->cmd, "submitting the graph");
     if (!rc && vk->prof.on) profile_add(vk, c);
     return rc;

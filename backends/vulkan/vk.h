@@ -87,6 +87,7 @@ typedef struct em_vk_cached {
     em_vk_rec *list;
     uint32_t n, cap;
     uint64_t used;      /* tick of its last use; 0: empty */
+    uint64_t barriers;   /* recorded between its commands */
     VkQueryPool queries; /* profiling: a timestamp after each command */
     uint32_t n_queries;
 } em_vk_cached;
@@ -100,7 +101,7 @@ typedef struct em_vk_profile {
     double ns[EM_VK_PIPE_COUNT + 1]; /* the last slot: copies */
     uint64_t calls[EM_VK_PIPE_COUNT + 1];
     double run_ns;      /* first to last timestamp, summed over runs */
-    uint64_t runs, barriers, commands;
+    uint64_t runs;
 } em_vk_profile;
 
 typedef struct em_vk {
@@ -135,7 +136,7 @@ typedef struct em_vk {
     em_vk_cached cache[EM_VK_CACHED];
     uint64_t tick;
     uint64_t recorded, reused; /* runs recorded afresh / resubmitted */
-    uint64_t barriers, commands; /* in the last recorded run */
+    uint64_t barriers, commands; /* in the last run submitted */
     em_vk_profile prof;
     char *err;
 } em_vk;
