@@ -201,12 +201,18 @@ static uint32_t scales_words(const em_vk_ref *w) { return (uint32_t)(w->scales /
 
 /* Whether mul_mv.comp runs product t: subgroups, K in whole 16-byte
  * loads, rows of W contiguous and x's rows 16-byte aligned. */
-static bool mul_mv_fits(const em_vk *vk, const em_tensor *t, const em_vk_ref *r) {
+/* What both wide-load shaders need: K a multiple of `step` elements,
+ * contiguous weight rows, 16-byte aligned weights and x rows. */
+static bool wide_loads_fit(const em_tensor *t, const em_vk_ref *r, int64_t step) {
     const em_tensor *a = t->src[0], *b = t->src[1];
-    int64_t K = a->ne[0];
-    int64_t step = a->type == EMBER_TYPE_F32 ? 4 : a->type == EMBER_TYPE_F16 ? 8 : 32;
-    return vk->use_subgroups && K % step == 0 && a->nb[1] == ember_type_row_size(a->type, K) &&
+    return a->ne[0] % step == 0 && a->nb[1] == ember_type_row_size(a->type, a->ne[0]) &&
            r[0].off % 16 == 0 && r[1].off % 16 == 0 && b->nb[1] % 16 == 0;
+}
+
+static bool mul_mv_fits(const em_vk *vk, const em_tensor *t, const em_vk_ref *r) {
+    uint32_t ty = t->src[0]->type;
+    return vk->use_subgroups &&
+           wide_loads_fit(t, r, ty == EMBER_TYPE_F32 ? 4 : ty == EMBER_TYPE_F16 ? 8 : 32);
 }
 
 /* y = W x by mul_mv.comp, with `mode`'s op folded in: r[2] holds the
@@ -216,7 +222,7 @@ static int run_mul_mv(em_vk *vk, const em_tensor *t, const em_tensor *y, int mod
                       uint32_t *push) {
     const em_tensor *a = t->src[0], *b = t->src[1];
     int64_t N = a->ne[1], T = b->ne[1];
-    const int rows_per_group = 128 / (int)(vk->subgroup_size > 32 ? vk->subgroup_size : 32);
+    const int rows_per_group = 128 / (int)em_vk_mul_mv_tpr(vk->subgroup_size);
     uint32_t *q = push + 4, lo, hi;
     q[0] = (uint32_t)a->ne[0], q[1] = (uint32_t)N, q[2] = scales_words(&r[0]);
     q[3] = floats(b->nb[1]), q[4] = floats(y->nb[1]);
@@ -232,10 +238,7 @@ static int run_mul_mv(em_vk *vk, const em_tensor *t, const em_tensor *y, int mod
  * 16-byte aligned x rows. */
 #define MV_MAX_TOKENS 8
 static bool mul_mm_fits(const em_tensor *t, const em_vk_ref *r) {
-    const em_tensor *a = t->src[0], *b = t->src[1];
-    return b->ne[1] > MV_MAX_TOKENS && a->ne[0] % 32 == 0 &&
-           a->nb[1] == ember_type_row_size(a->type, a->ne[0]) && r[0].off % 16 == 0 &&
-           r[1].off % 16 == 0 && b->nb[1] % 16 == 0;
+    return t->src[1]->ne[1] > MV_MAX_TOKENS && wide_loads_fit(t, r, 32);
 }
 
 static int run_mul_mm(em_vk *vk, const em_tensor *t, em_vk_ref *r, uint32_t *push) {

@@ -106,16 +106,9 @@ static int make_layouts(em_vk *vk) {
     return EMBER_OK;
 }
 
-/* mul_mv's invocations per row: a multiple of the subgroup size (its
- * reduction adds whole subgroups), at least 32 so a row's 16-byte loads
- * cover 512 contiguous bytes. */
-static uint32_t mul_mv_tpr(const em_vk *vk) {
-    return vk->subgroup_size > 32 ? vk->subgroup_size : 32;
-}
-
 static int make_pipeline(em_vk *vk, em_vk_pipe p) {
     shader_info si_ = info_of(p);
-    if (p >= EM_VK_MUL_MV) si_.spec[2] = mul_mv_tpr(vk);
+    if (p >= EM_VK_MUL_MV) si_.spec[2] = em_vk_mul_mv_tpr(vk->subgroup_size);
     VkShaderModuleCreateInfo mi = { .sType = VK_STRUCTURE_TYPE_SHADER_MODULE_CREATE_INFO,
                                     .codeSize = si_.size,
                                     .pCode = si_.code };

@@ -91,25 +91,19 @@ int em_vk_copy(em_vk *vk, const em_vk_buf *src, size_t soff, const em_vk_buf *ds
     return EMBER_OK;
 }
 
-/* Hazards since the last barrier: the bytes written and read by the
- * commands recorded after it. */
-typedef struct hazards {
-    uint32_t from; /* first command after the last barrier */
-} hazards;
-
 static bool overlap(VkBuffer a, VkDeviceSize alo, VkDeviceSize ahi, VkBuffer b, VkDeviceSize blo,
                     VkDeviceSize bhi) {
     return a == b && alo < bhi && blo < ahi;
 }
 
-/* Whether command i must wait for a command in [h->from, i): it reads
- * what one wrote, or writes what one read or wrote. Scanning back over
- * the commands since the last barrier keeps no extra state: recording
- * happens once per graph shape. */
-static bool needs_barrier(const em_vk *vk, const hazards *h, uint32_t i) {
+/* Whether command i must wait for a command in [from, i), those recorded
+ * since the last barrier: it reads what one wrote, or writes what one
+ * read or wrote. Scanning back keeps no extra state: recording happens
+ * once per graph shape. */
+static bool needs_barrier(const em_vk *vk, uint32_t from, uint32_t i) {
     const em_vk_rec *c = &vk->rec[i];
     int n_read = c->copy ? 1 : 3;
-    for (uint32_t j = h->from; j < i; j++) {
+    for (uint32_t j = from; j < i; j++) {
         const em_vk_rec *e = &vk->rec[j];
         int e_read = e->copy ? 1 : 3;
         for (int a = 0; a < n_read; a++)
@@ -213,13 +207,13 @@ static int record(em_vk *vk, em_vk_cached *c) {
     VK_TRY(vkBeginCommandBuffer(c->cmd, &bi), "vkBeginCommandBuffer");
     if (vk->prof.on) vkCmdResetQueryPool(c->cmd, c->queries, 0, vk->n_rec + 1);
     stamp(vk, c, 0);
-    hazards h = { 0 };
+    uint32_t from = 0; /* first command after the last barrier */
     c->barriers = 0;
     for (uint32_t i = 0; i < vk->n_rec && !rc; i++) {
         const em_vk_rec *r = &vk->rec[i];
-        if (i > h.from && (vk->prof.on || needs_barrier(vk, &h, i))) {
+        if (i > from && (vk->prof.on || needs_barrier(vk, from, i))) {
             barrier(c->cmd, false);
-            h.from = i;
+            from = i;
             c->barriers++;
         }
         if (r->copy) {
@@ -241,23 +235,25 @@ static int record(em_vk *vk, em_vk_cached *c) {
     return EMBER_OK;
 }
 
-/* The run's timestamps into the profile's sums. */
+/* The run's timestamps into the profile's sums (skipped when there is
+ * no memory for them: a diagnostic never fails a run). */
 static void profile_add(em_vk *vk, const em_vk_cached *c) {
-    enum { MAX_Q = 8192 };
-    uint64_t ts[MAX_Q];
-    uint32_t n = c->n + 1 < MAX_Q ? c->n + 1 : MAX_Q;
-    if (vkGetQueryPoolResults(vk->dev, c->queries, 0, n, sizeof ts, ts, sizeof ts[0],
-                              VK_QUERY_RESULT_64_BIT | VK_QUERY_RESULT_WAIT_BIT) != VK_SUCCESS)
-        return;
-    em_vk_profile *p = &vk->prof;
-    for (uint32_t i = 1; i < n; i++) {
-        const em_vk_rec *r = &c->list[i - 1];
-        uint32_t slot = r->copy ? EM_VK_PIPE_COUNT : r->pipe;
-        p->ns[slot] += (double)(ts[i] - ts[i - 1]) * p->ns_per_tick;
-        p->calls[slot]++;
+    uint32_t n = c->n + 1;
+    uint64_t *ts = em_malloc(vk->alloc, (size_t)n * sizeof *ts);
+    if (!ts) return;
+    if (vkGetQueryPoolResults(vk->dev, c->queries, 0, n, (size_t)n * sizeof *ts, ts, sizeof *ts,
+                              VK_QUERY_RESULT_64_BIT | VK_QUERY_RESULT_WAIT_BIT) == VK_SUCCESS) {
+        em_vk_profile *p = &vk->prof;
+        for (uint32_t i = 1; i < n; i++) {
+            const em_vk_rec *r = &c->list[i - 1];
+            uint32_t slot = r->copy ? EM_VK_PIPE_COUNT : r->pipe;
+            p->ns[slot] += (double)(ts[i] - ts[i - 1]) * p->ns_per_tick;
+            p->calls[slot]++;
+        }
+        p->run_ns += (double)(ts[n - 1] - ts[0]) * p->ns_per_tick;
+        p->runs++;
     }
-    p->run_ns += (double)(ts[n - 1] - ts[0]) * p->ns_per_tick;
-    p->runs++;
+    em_free(vk->alloc, ts);
 }
 
 static em_vk_cached *find_equal(em_vk *vk) {
