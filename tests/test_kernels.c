@@ -15,6 +15,18 @@ static float frand(void) {
 }
 
 /* weights of type ty for n elements */
+/* Q8_0/Q4_0 block scales: mostly 0.01-0.05, and every few blocks a
+ * negative one, a zero and an fp16 subnormal (kernels that convert the
+ * scales themselves must get all three right) */
+static float block_scale(int i) {
+    switch (i % 11) {
+    case 3: return -(0.01f + 0.02f * (frand() + 1));
+    case 6: return 0.0f;
+    case 9: return 3e-6f * (frand() + 1.5f);
+    default: return 0.01f + 0.02f * (frand() + 1);
+    }
+}
+
 static void fill_weights(uint32_t ty, void *w, int n) {
     uint8_t *b = w;
     if (ty == EMBER_TYPE_F32) for (int i = 0; i < n; i++) ((float *)w)[i] = frand();
@@ -28,13 +40,13 @@ static void fill_weights(uint32_t ty, void *w, int n) {
         }
     if (ty == EMBER_TYPE_Q8_0)
         for (int i = 0; i < n / 32; i++, b += 34) {
-            uint16_t h = em_f32_to_f16(0.01f + 0.02f * (frand() + 1));
+            uint16_t h = em_f32_to_f16(block_scale(i));
             memcpy(b, &h, 2);
             for (int j = 0; j < 32; j++) b[2 + j] = (uint8_t)(rand() & 0xff);
         }
     if (ty == EMBER_TYPE_Q4_0)
         for (int i = 0; i < n / 32; i++, b += 18) {
-            uint16_t h = em_f32_to_f16(0.01f + 0.02f * (frand() + 1));
+            uint16_t h = em_f32_to_f16(block_scale(i));
             memcpy(b, &h, 2);
             for (int j = 0; j < 16; j++) b[2 + j] = (uint8_t)(rand() & 0xff);
         }
@@ -379,6 +391,7 @@ static void test_gemm_q8_few_variants(void **state) {
     static float dx[MAXT * LDD], dl[MAXB * LANES], dw[MAXR * MAXB], ya[MAXT * LDY], yb[MAXT * LDY];
     static float yT[MAXR * LANES];
     static int32_t xs[MAXT * LDD], sl[MAXB * LANES];
+    static _Alignas(64) char few[EM_Q8_FEW_SCRATCH(MAXB)];
     em_cpu_dsp ref;
     em_cpu_dsp_init(&ref, 0);
     const uint32_t types[] = { EMBER_TYPE_Q8_0, EMBER_TYPE_Q4_0 };
@@ -428,7 +441,7 @@ static void test_gemm_q8_few_variants(void **state) {
                         int nr = rows[ri];
                         for (int i = 0; i < MAXT * LDY; i++) ya[i] = yb[i] = frand();
                         em_gemm_q8_few_ref(ty, nb, nr, nt, raw, ldw, xq, LDQ, dx, xs, LDD, ya, LDY);
-                        simd.gemm_q8_few[ty](nb, nr, nt, raw, ldw, xq, LDQ, dx, xs, LDD, yb, LDY);
+                        simd.gemm_q8_few[ty](nb, nr, nt, raw, ldw, xq, LDQ, dx, xs, LDD, yb, LDY, few);
                         for (int t = 0; t < MAXT; t++)
                             for (int r = 0; r < LDY; r++) {
                                 float a = ya[t * LDY + r], b = yb[t * LDY + r];

@@ -83,10 +83,10 @@ void em_gemm_q8_ref(int64_t nb, int64_t nr, int64_t nt, const uint8_t *w, int64_
                     const float *dw, int64_t ldb, int32_t o, const int8_t *xq, const float *dx,
                     const int32_t *xs, int64_t ldx, float *yT, int64_t ldy);
 
-/* The same 8-bit product for a few tokens (decode of several sequences;
- * ops.c takes it for 4 to 8 tokens, the kernels take any count), where
- * unpacking a tile per call would cost as much as the products: weights read as stored, nr rows of Q8_0/Q4_0 blocks ldw
- * bytes apart, turned into the unsigned bytes u = w + o of em_unpack_q8_fn
+/* The same 8-bit product for a few tokens (decode; ops.c takes it for 1
+ * to 8 tokens under act_type Q8_0, the kernels take any count), where
+ * unpacking a tile per call would cost as much as the products: weights
+ * read as stored, nr rows of Q8_0/Q4_0 blocks ldw bytes apart, turned into the unsigned bytes u = w + o of em_unpack_q8_fn
  * in registers. Activations token-major: xq[t * ldq + k], dx[t * ldd + b],
  * xs[t * ldd + b] (same rounding as above).
  *   y[t * ldy + r] = sum over blocks b, in order, of
@@ -95,7 +95,12 @@ void em_gemm_q8_ref(int64_t nb, int64_t nr, int64_t nt, const uint8_t *w, int64_
  * gives the same bits through either. */
 typedef void (*em_gemm_q8_few_fn)(int64_t nb, int64_t nr, int64_t nt, const void *w, size_t ldw,
                                   const int8_t *xq, int64_t ldq, const float *dx,
-                                  const int32_t *xs, int64_t ldd, float *y, int64_t ldy);
+                                  const int32_t *xs, int64_t ldd, float *y, int64_t ldy,
+                                  void *scratch);
+/* The scratch gemm_q8_few may use: 64-byte aligned, this many bytes for nb
+ * blocks (the one-to-three-token kernels lay each token's activations out
+ * there once, instead of once per row). */
+#define EM_Q8_FEW_SCRATCH(nb) ((size_t)(nb) * 96 + 256)
 void em_gemm_q8_few_ref(uint32_t type, int64_t nb, int64_t nr, int64_t nt, const void *w,
                         size_t ldw, const int8_t *xq, int64_t ldq, const float *dx,
                         const int32_t *xs, int64_t ldd, float *y, int64_t ldy);

@@ -63,6 +63,7 @@ typedef struct q8x_area {
     float *d;
     int32_t *s;
     em_q8x_row *rows;
+    void *few; /* gemm_q8_few's scratch */
 } q8x_area;
 
 #define EM_Q8X_MAX_TOKENS 4 /* the integer path for T < this (see matmul_q8x) */
@@ -72,7 +73,7 @@ static size_t align64(size_t n) { return (n + 63) & ~(size_t)63; }
 static size_t q8x_area_bytes(int64_t K, int64_t T) {
     size_t nb = (size_t)K / 32;
     return 2 * align64((size_t)T * (size_t)K) + 2 * align64((size_t)T * nb * 4) +
-           align64((size_t)T * sizeof(em_q8x_row)) + 64;
+           align64((size_t)T * sizeof(em_q8x_row)) + align64(EM_Q8_FEW_SCRATCH(nb)) + 64;
 }
 
 static q8x_area q8x_carve(void *base, int64_t K, int64_t T) {
@@ -88,6 +89,8 @@ static q8x_area q8x_carve(void *base, int64_t K, int64_t T) {
     a.s = (int32_t *)p;
     p += align64((size_t)T * nb * 4);
     a.rows = (em_q8x_row *)p;
+    p += align64((size_t)T * sizeof(em_q8x_row));
+    a.few = p;
     return a;
 }
 
@@ -122,6 +125,7 @@ static void matmul_q8x(em_cpu *c, const em_tensor *w, const em_tensor *x, float 
         if (act8) { /* 8-bit activations as the GEMM rounds them: the low plane 0 */
             for (int64_t b = 0; b < nb; b++) /* one lane: the bytes come out in order */
                 c->dsp.quant_q8_lanes(xt, 0, 1, b, a.q + t * K, a.d + t * nb, a.s + t * nb, 1);
+            if (c->dsp.gemm_q8_few[w->type]) continue; /* one plane, below */
             memset(a.lo + t * K, 0, (size_t)K);
             for (int64_t b = 0; b < nb; b++) {
                 a.d[t * nb + b] /= 256.0f;
@@ -133,6 +137,12 @@ static void matmul_q8x(em_cpu *c, const em_tensor *w, const em_tensor *x, float 
         a.rows[t] = (em_q8x_row){ a.q + t * K, a.lo + t * K, a.d + t * nb, a.s + t * nb };
     }
     const char *wb = (const char *)w->data + (size_t)lo * w->nb[1];
+    if (act8 && c->dsp.gemm_q8_few[w->type]) { /* one plane: half the products */
+        if (hi > lo)
+            c->dsp.gemm_q8_few[w->type](nb, hi - lo, T, wb, w->nb[1], a.q, K, a.d, a.s, nb,
+                                        y + lo, N, a.few);
+        return;
+    }
     em_dot_q8x_fn dot = c->dsp.dot_q8x[w->type];
     for (int64_t n = lo; n < hi; n++, wb += w->nb[1]) /* each row once, for every token */
         for (int64_t t = 0; t < T; t++) y[t * N + n] = dot(K, wb, a.rows[t]);
@@ -166,7 +176,7 @@ static void matmul_q8_few(em_cpu *c, const em_tensor *w, const em_tensor *x, flo
     em_threadpool_barrier(c->pool);
     if (hi > lo)
         c->dsp.gemm_q8_few[w->type](nb, hi - lo, T, (const char *)w->data + (size_t)lo * w->nb[1],
-                                    w->nb[1], q, K, d, s, nb, y + lo, N);
+                                    w->nb[1], q, K, d, s, nb, y + lo, N, c->scratch[ith]);
 }
 
 static void op_matmul(em_cpu *c, em_tensor *t, int ith, int nth) {

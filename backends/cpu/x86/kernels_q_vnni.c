@@ -66,9 +66,11 @@ static __m512i q4_pair(const uint8_t *b) {
     __m256i two = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)(b + 2))),
                                           _mm_loadu_si128((const __m128i *)(b + 20)), 1);
     __m512i v = _mm512_shuffle_i64x2(_mm512_castsi256_si512(two), _mm512_castsi256_si512(two), 0x50);
-    const long long s4 = 0x0004000400040004ll;
-    const __m512i sh = _mm512_setr_epi64(0, 0, s4, s4, 0, 0, s4, s4);
-    return _mm512_and_si512(_mm512_srlv_epi16(v, sh), _mm512_set1_epi8(15));
+    /* a dword shift (one uop; the word shift VPSRLVW is three on
+     * Cascade Lake and was the kernel's bottleneck): the bits a byte gets
+     * from its neighbour are masked off */
+    const __m512i sh = _mm512_setr_epi32(0, 0, 0, 0, 4, 4, 4, 4, 0, 0, 0, 0, 4, 4, 4, 4);
+    return _mm512_and_si512(_mm512_srlv_epi32(v, sh), _mm512_set1_epi8(15));
 }
 
 /* Blocks this far ahead are prefetched: the scale gather needs each
@@ -243,12 +245,182 @@ static inline void few_tile(int64_t nb, int nt, int q4, __mmask16 m, __m512i idx
     for (int t = 0; t < nt; t++) _mm512_mask_storeu_ps(y + t * ldy, m, f[t]);
 }
 
+/* One to three tokens (decode): each row read as stored, one token at a
+ * time (the row's bytes stay in L1 for the next token), one activation
+ * plane. Rows in lanes (few_tile) would gather every 4 bytes; at one token
+ * that lost to a row dot by 12 to 20 tokens/s (docs/performance.md,
+ * session 6).
+ *
+ * Each token's activations are first laid out in the scratch for the
+ * rows' loop (O(K), against O(N K) for the rows), so that the loop spends
+ * no instruction on them:
+ * - the offset: each block's VPDPBUSD starts from -o sum(x) in one lane,
+ *   which gives sum(u x) - o sum(x) exactly;
+ * - Q4_0: four blocks per vector, their low nibbles against the first
+ *   16 activations of each block (xa) and the high ones against the last
+ *   16 (xb), so splitting nibbles takes one shift and two ANDs per four
+ *   blocks;
+ * - the weight scales are read as the dword at each block's start and
+ *   turned into floats with integer operations: the fp16 bits moved into
+ *   F32 position times 2^112 (folded into the activation scale, dxp)
+ *   is the same value, subnormals included (dx <= 65504, the fp16
+ *   maximum, so dx 2^112 stays finite). A gather of 16 scales at once
+ *   cost more than the rest of the loop here.
+ * llama-1b decode, 2 threads: Q4_0 18.4 -> 28.6-29.1 tokens/s (64% ->
+ * 96-98% of the read bandwidth); Q8_0 17.7 -> 18.6-18.8. */
+#define FEW_ROWDOT_TOKENS 4
+#define F16_REBIAS 5.192296858534828e33f /* 2^112 */
+
+/* The laid-out activations of one token, in the caller's scratch
+ * (EM_Q8_FEW_SCRATCH: 32 + 32 + 32 bytes per block) */
+typedef struct rowdot_x {
+    int8_t *x;    /* Q8_0: as is; Q4_0: per 4 blocks, xa then xb */
+    int32_t *off; /* per lane: -o sum(x) in a block's first lane, else 0 */
+    float *dxp;   /* per lane: the block's activation scale times 2^112 */
+} rowdot_x;
+
+static rowdot_x rowdot_carve(void *scratch, int64_t nb) {
+    char *p = (char *)(((uintptr_t)scratch + 63) & ~(uintptr_t)63);
+    size_t part = ((size_t)nb * 32 + 63) & ~(size_t)63; /* three parts, aligned */
+    rowdot_x r;
+    r.x = (int8_t *)p;
+    r.off = (int32_t *)(p + part);
+    r.dxp = (float *)(p + 2 * part);
+    return r;
+}
+
+/* Q8_0: 8 lanes per block; Q4_0: 4 lanes per block */
+static void rowdot_prepare(int q4, int64_t cn, const int8_t *x, const float *dx, const int32_t *xs,
+                           const rowdot_x *p) {
+    int lanes = q4 ? 4 : 8, o = q4 ? 8 : 128;
+    memset(p->off, 0, (size_t)cn * (size_t)lanes * sizeof *p->off);
+    for (int64_t b = 0; b < cn; b++) {
+        p->off[b * lanes] = -o * xs[b];
+        for (int l = 0; l < lanes; l++) p->dxp[b * lanes + l] = dx[b] * F16_REBIAS;
+    }
+    if (!q4) {
+        memcpy(p->x, x, (size_t)cn * 32);
+        return;
+    }
+    for (int64_t g = 0; g < cn / 4; g++)
+        for (int j = 0; j < 4; j++) {
+            memcpy(p->x + g * 128 + j * 16, x + (g * 4 + j) * 32, 16);
+            memcpy(p->x + g * 128 + 64 + j * 16, x + (g * 4 + j) * 32 + 16, 16);
+        }
+}
+
+/* The fp16 scale in the low half of each dword, as F32 / 2^112 */
+static inline __m512 f16_low_rebiased(__m512i d) {
+    __m512i t = _mm512_srai_epi32(_mm512_slli_epi32(d, 16), 3);
+    return _mm512_castsi512_ps(_mm512_and_si512(t, _mm512_set1_epi32((int32_t)0x8fffe000)));
+}
+
+static inline int32_t load32(const uint8_t *p) {
+    int32_t v;
+    memcpy(&v, p, 4);
+    return v;
+}
+
+/* Q4_0: the products of blocks b..b+3 (at b) times their scales */
+static inline __m512 quad_q4(const uint8_t *b, const int32_t *off, const int8_t *x,
+                             const float *dxp) {
+    const __m512i low = _mm512_set1_epi8(15);
+    __m512i v = _mm512_castsi128_si512(_mm_loadu_si128((const __m128i *)(b + 2)));
+    v = _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)(b + 20)), 1);
+    v = _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)(b + 38)), 2);
+    v = _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)(b + 56)), 3);
+    __m512i i = _mm512_dpbusd_epi32(_mm512_load_si512(off), _mm512_and_si512(v, low),
+                                    _mm512_load_si512(x));
+    i = _mm512_dpbusd_epi32(i, _mm512_and_si512(_mm512_srli_epi32(v, 4), low),
+                            _mm512_load_si512(x + 64));
+    __m512i d = _mm512_set1_epi32(load32(b));
+    d = _mm512_mask_set1_epi32(d, 0x00f0, load32(b + 18));
+    d = _mm512_mask_set1_epi32(d, 0x0f00, load32(b + 36));
+    d = _mm512_mask_set1_epi32(d, 0xf000, load32(b + 54));
+    return _mm512_mul_ps(_mm512_cvtepi32_ps(i),
+                         _mm512_mul_ps(f16_low_rebiased(d), _mm512_load_ps(dxp)));
+}
+
+/* Q4_0, blocks [0, cn), cn a multiple of 4 */
+static float rowdot_q4(int64_t cn, const uint8_t *w, const rowdot_x *p) {
+    __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
+    int64_t g = 0, ng = cn / 4;
+    for (; g + 2 <= ng; g += 2) {
+        const uint8_t *b = w + g * 72;
+        _mm_prefetch((const char *)b + EM_PREFETCH_BLOCKS * 18, _MM_HINT_T0);
+        _mm_prefetch((const char *)b + EM_PREFETCH_BLOCKS * 18 + 64, _MM_HINT_T0);
+        _mm_prefetch((const char *)b + EM_PREFETCH_BLOCKS * 18 + 128, _MM_HINT_T0);
+        acc0 = _mm512_add_ps(acc0, quad_q4(b, p->off + g * 16, p->x + g * 128, p->dxp + g * 16));
+        acc1 = _mm512_add_ps(acc1, quad_q4(b + 72, p->off + g * 16 + 16, p->x + g * 128 + 128,
+                                           p->dxp + g * 16 + 16));
+    }
+    if (g < ng)
+        acc0 = _mm512_add_ps(acc0, quad_q4(w + g * 72, p->off + g * 16, p->x + g * 128, p->dxp + g * 16));
+    return _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
+}
+
+/* Q8_0, blocks [0, cn), cn even: two blocks per vector */
+static float rowdot_q8(int64_t cn, const uint8_t *w, const rowdot_x *p) {
+    __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
+    for (int64_t g = 0; g < cn / 2; g++) {
+        const uint8_t *b = w + g * 68;
+        _mm_prefetch((const char *)b + EM_PREFETCH_BLOCKS * 34, _MM_HINT_T0);
+        _mm_prefetch((const char *)b + EM_PREFETCH_BLOCKS * 34 + 64, _MM_HINT_T0);
+        __m512i u = _mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(b + 2)));
+        u = _mm512_xor_si512(_mm512_inserti64x4(u, _mm256_loadu_si256((const __m256i *)(b + 36)), 1),
+                             _mm512_set1_epi8(-128));
+        __m512i i = _mm512_dpbusd_epi32(_mm512_load_si512(p->off + g * 16), u,
+                                        _mm512_load_si512(p->x + g * 64));
+        __m512i d = _mm512_set1_epi32(load32(b));
+        d = _mm512_mask_set1_epi32(d, 0xff00, load32(b + 34));
+        __m512 s = _mm512_mul_ps(f16_low_rebiased(d), _mm512_load_ps(p->dxp + g * 16));
+        if (g & 1) acc1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(i), s, acc1);
+        else acc0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(i), s, acc0);
+    }
+    return _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
+}
+
+/* y[t * ldy + r] for nt < FEW_ROWDOT_TOKENS tokens: per token and chunk,
+ * the activations laid out, then every row; the last blocks that do not
+ * fill a vector in C */
+static void few_rowdot(int q4, int64_t nb, int64_t nr, int64_t nt, const uint8_t *w, size_t ldw,
+                       const int8_t *xq, int64_t ldq, const float *dx, const int32_t *xs,
+                       int64_t ldd, float *y, int64_t ldy, void *scratch) {
+    rowdot_x p = rowdot_carve(scratch, nb);
+    int bsz = q4 ? 18 : 34;
+    int64_t nv = nb & ~(int64_t)(q4 ? 3 : 1); /* blocks in whole vectors */
+    for (int64_t t = 0; t < nt; t++) {
+        const int8_t *x = xq + t * ldq;
+        const float *d = dx + t * ldd;
+        const int32_t *s = xs + t * ldd;
+        rowdot_prepare(q4, nv, x, d, s, &p);
+        for (int64_t r = 0; r < nr; r++) {
+            const uint8_t *row = w + (size_t)r * ldw;
+            y[t * ldy + r] = q4 ? rowdot_q4(nv, row, &p) : rowdot_q8(nv, row, &p);
+        }
+        for (int64_t b = nv; b < nb; b++)
+            for (int64_t r = 0; r < nr; r++) {
+                uint8_t u[32];
+                float dw;
+                const uint8_t *blk = w + (size_t)r * ldw + (size_t)b * bsz;
+                int32_t ob = q4 ? em_unpack_q4_0_vnni(1, blk, u, &dw) : em_unpack_q8_0_vnni(1, blk, u, &dw);
+                int32_t is = 0;
+                for (int k = 0; k < 32; k++) is += (int32_t)u[k] * x[b * 32 + k];
+                y[t * ldy + r] += (float)(is - ob * s[b]) * dw * d[b];
+            }
+    }
+}
+
 static void gemm_q8_few(int q4, int64_t nb, int64_t nr, int64_t nt, const void *w, size_t ldw,
                         const int8_t *xq, int64_t ldq, const float *dx, const int32_t *xs,
-                        int64_t ldd, float *y, int64_t ldy) {
+                        int64_t ldd, float *y, int64_t ldy, void *scratch) {
     const __m512i idx = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11,
                                                              12, 13, 14, 15),
                                            _mm512_set1_epi32((int32_t)ldw));
+    if (nt < FEW_ROWDOT_TOKENS) {
+        few_rowdot(q4, nb, nr, nt, w, ldw, xq, ldq, dx, xs, ldd, y, ldy, scratch);
+        return;
+    }
     for (int64_t r0 = 0; r0 < nr; r0 += 16) {
         __mmask16 m = nr - r0 >= 16 ? 0xffff : (__mmask16)((1u << (nr - r0)) - 1);
         const uint8_t *wr = (const uint8_t *)w + (size_t)r0 * ldw;
@@ -271,14 +443,14 @@ static void gemm_q8_few(int q4, int64_t nb, int64_t nr, int64_t nt, const void *
 
 void em_gemm_q8_few_q8_0_vnni(int64_t nb, int64_t nr, int64_t nt, const void *w, size_t ldw,
                               const int8_t *xq, int64_t ldq, const float *dx, const int32_t *xs,
-                              int64_t ldd, float *y, int64_t ldy) {
-    gemm_q8_few(0, nb, nr, nt, w, ldw, xq, ldq, dx, xs, ldd, y, ldy);
+                              int64_t ldd, float *y, int64_t ldy, void *scratch) {
+    gemm_q8_few(0, nb, nr, nt, w, ldw, xq, ldq, dx, xs, ldd, y, ldy, scratch);
 }
 
 void em_gemm_q8_few_q4_0_vnni(int64_t nb, int64_t nr, int64_t nt, const void *w, size_t ldw,
                               const int8_t *xq, int64_t ldq, const float *dx, const int32_t *xs,
-                              int64_t ldd, float *y, int64_t ldy) {
-    gemm_q8_few(1, nb, nr, nt, w, ldw, xq, ldq, dx, xs, ldd, y, ldy);
+                              int64_t ldd, float *y, int64_t ldy, void *scratch) {
+    gemm_q8_few(1, nb, nr, nt, w, ldw, xq, ldq, dx, xs, ldd, y, ldy, scratch);
 }
 
 /* Unpacking, a block per step; the F16 scale through F16C. */

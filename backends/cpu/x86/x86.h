@@ -48,10 +48,10 @@ void em_quant_q8_lanes_vnni(const float *x, int64_t ldx, int64_t T, int64_t b, i
                             float *dx, int32_t *xs, int64_t ldq);
 void em_gemm_q8_few_q8_0_vnni(int64_t nb, int64_t nr, int64_t nt, const void *w, size_t ldw,
                               const int8_t *xq, int64_t ldq, const float *dx, const int32_t *xs,
-                              int64_t ldd, float *y, int64_t ldy);
+                              int64_t ldd, float *y, int64_t ldy, void *scratch);
 void em_gemm_q8_few_q4_0_vnni(int64_t nb, int64_t nr, int64_t nt, const void *w, size_t ldw,
                               const int8_t *xq, int64_t ldq, const float *dx, const int32_t *xs,
-                              int64_t ldd, float *y, int64_t ldy);
+                              int64_t ldd, float *y, int64_t ldy, void *scratch);
 int32_t em_unpack_q8_0_vnni(int64_t nb, const void *src, uint8_t *w, float *dw);
 int32_t em_unpack_q4_0_vnni(int64_t nb, const void *src, uint8_t *w, float *dw);
 
