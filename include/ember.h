@@ -568,8 +568,11 @@ typedef struct ember_quantize_params {
     uint32_t output_type;
     ember_quantize_tensor_fn on_tensor; /* optional progress / report */
     void *user;
-    uint32_t mix;         /* EMBER_QUANTIZE_MIX_* (0.4.0; was reserved, so 0) */
-    uint8_t reserved[60];
+    uint32_t mix;         /* EMBER_QUANTIZE_MIX_* (0.3.0; was reserved, so 0) */
+    /* Threads converting rows; 0 = one per online CPU. The file written
+     * is the same for every count. (0.3.0; was reserved, so 0.) */
+    uint32_t n_threads;
+    uint8_t reserved[56];
 } ember_quantize_params;
 
 EMBER_API void ember_quantize_default_params(ember_quantize_params *params);

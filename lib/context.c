@@ -4,10 +4,6 @@
 #include <stdio.h>
 #include <string.h>
 
-#if defined(__unix__) || defined(__APPLE__)
-#include <unistd.h>
-#endif
-
 #include "backend.h"
 #include "build.h"
 #include "kv.h"
@@ -63,14 +59,7 @@ static int resolve_params(ember_context *c, const ember_context_params *p) {
     c->n_batch = p->n_batch;
     c->n_seq = p->n_seq_max;
     c->n_threads = p->n_threads;
-    if (!c->n_threads) {
-#if defined(_SC_NPROCESSORS_ONLN)
-        long n = sysconf(_SC_NPROCESSORS_ONLN);
-        c->n_threads = n > 0 ? (uint32_t)n : 1;
-#else
-        c->n_threads = 1;
-#endif
-    }
+    if (!c->n_threads) c->n_threads = (uint32_t)em_online_cpus();
     c->kv_type = (uint32_t)p->kv_type;
     c->kv_blocks = p->kv_blocks;
     c->kv_block = p->kv_block_size ? p->kv_block_size : EMBER_KV_BLOCK;

@@ -2,12 +2,16 @@
  * quantized. The metadata entries are copied byte for byte (only
  * general.file_type is replaced), tensors keep their order and names, and
  * the data section is laid out with the source's alignment, so llama.cpp
- * reads the result. Tensors are converted one row at a time; nothing but
- * one row of floats and one output row is held in memory. */
+ * reads the result. Tensors are converted in batches of rows (at most
+ * QUANT_BATCH_BYTES of output), the rows of a batch split between
+ * threads; each row's result does not depend on the split, so the file is
+ * the same for any thread count. Memory: one batch of output rows and two
+ * rows of floats per thread. */
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
 
+#include "../backends/cpu/threadpool.h"
 #include "model.h"
 #include "quant.h"
 
@@ -160,37 +164,91 @@ static uint64_t n_elements(const em_gguf_tensor *t) {
     return (uint64_t)t->ne[0] * (uint64_t)t->ne[1] * (uint64_t)t->ne[2] * (uint64_t)t->ne[3];
 }
 
-/* Converts one tensor row by row; returns the relative error. */
-static int write_tensor(writer *w, const em_gguf_tensor *t, uint32_t to, float *row, float *back,
-                        void *out, double *rel) {
+#define QUANT_BATCH_BYTES ((size_t)4 << 20)
+#define QUANT_BATCH_ROWS 4096
+
+/* One batch of rows of one tensor, converted by every thread of the pool */
+typedef struct conv_batch {
+    const em_gguf_tensor *t;
+    uint32_t to;
+    int64_t K, r0, nr;
+    size_t in_bytes, out_bytes;
+    float *rows;       /* per thread: a row and its round trip, 2 K floats */
+    uint8_t *out;      /* nr output rows */
+    double *err, *ref; /* per row: sum (w - w')^2 and sum w^2 */
+    uint8_t *failed;   /* per thread */
+} conv_batch;
+
+static void conv_rows(void *arg, int ith, int nth) {
+    conv_batch *b = arg;
+    int64_t per = (b->nr + nth - 1) / nth, lo = per * ith, hi = lo + per < b->nr ? lo + per : b->nr;
+    float *row = b->rows + (size_t)ith * 2 * (size_t)b->K, *back = row + b->K;
+    for (int64_t i = lo; i < hi; i++) {
+        const uint8_t *src = b->t->data + (size_t)(b->r0 + i) * b->in_bytes;
+        void *out = b->out + (size_t)i * b->out_bytes;
+        if (!em_dequantize_row(b->t->type, src, b->K, row) || !em_quantize_row(b->to, row, b->K, out) ||
+            !em_dequantize_row(b->to, out, b->K, back)) {
+            b->failed[ith] = 1;
+            return;
+        }
+        double err = 0, ref = 0;
+        for (int64_t k = 0; k < b->K; k++) {
+            double d = (double)row[k] - back[k];
+            err += d * d;
+            ref += (double)row[k] * row[k];
+        }
+        b->err[i] = err;
+        b->ref[i] = ref;
+    }
+}
+
+/* The buffers of the conversion, for rows up to kmax and n threads */
+typedef struct conv_bufs {
+    em_threadpool *pool;
+    float *rows;
+    uint8_t *out;
+    double *err, *ref;
+    uint8_t *failed;
+} conv_bufs;
+
+/* Converts one tensor, batch by batch; returns the relative error. */
+static int write_tensor(writer *w, const em_gguf_tensor *t, uint32_t to, const conv_bufs *cb,
+                        double *rel) {
     const em_type_info *from_ti = em_type_info_get(t->type);
     int64_t K = t->ne[0], rows = (int64_t)(n_elements(t) / (uint64_t)K);
     size_t in_bytes = (size_t)(K / from_ti->block) * from_ti->size;
     size_t out_bytes = ember_type_row_size(to, K);
+    *rel = 0;
+    if (to == t->type) {
+        put(w, t->data, (size_t)rows * in_bytes);
+        return EMBER_OK;
+    }
+    int nth = em_threadpool_size(cb->pool);
+    int64_t batch = (int64_t)(QUANT_BATCH_BYTES / out_bytes);
+    batch = batch < 1 ? 1 : batch > QUANT_BATCH_ROWS ? QUANT_BATCH_ROWS : batch;
     double err = 0, ref = 0;
-    for (int64_t r = 0; r < rows; r++) {
-        const uint8_t *src = t->data + (size_t)r * in_bytes;
-        if (to == t->type) {
-            put(w, src, in_bytes);
-            continue;
+    for (int64_t r0 = 0; r0 < rows; r0 += batch) {
+        conv_batch b = { t, to, K, r0, rows - r0 < batch ? rows - r0 : batch, in_bytes, out_bytes,
+                         cb->rows, cb->out, cb->err, cb->ref, cb->failed };
+        memset(cb->failed, 0, (size_t)nth);
+        em_threadpool_run(cb->pool, conv_rows, &b);
+        for (int i = 0; i < nth; i++)
+            if (cb->failed[i])
+                return em_error(NULL, EMBER_ERR_UNSUPPORTED, "quantize: cannot convert '%s' from "
+                                "%s to %s", t->name, ember_type_name((int)t->type),
+                                ember_type_name((int)to));
+        for (int64_t i = 0; i < b.nr; i++) { /* in row order: the same sum for any split */
+            err += cb->err[i];
+            ref += cb->ref[i];
         }
-        if (!em_dequantize_row(t->type, src, K, row) || !em_quantize_row(to, row, K, out) ||
-            !em_dequantize_row(to, out, K, back))
-            return em_error(NULL, EMBER_ERR_UNSUPPORTED, "quantize: cannot convert '%s' from %s "
-                            "to %s", t->name, ember_type_name((int)t->type), ember_type_name((int)to));
-        for (int64_t i = 0; i < K; i++) {
-            double d = (double)row[i] - back[i];
-            err += d * d;
-            ref += (double)row[i] * row[i];
-        }
-        put(w, out, out_bytes);
+        put(w, cb->out, (size_t)b.nr * out_bytes);
     }
     *rel = ref > 0 ? sqrt(err / ref) : 0;
     return EMBER_OK;
 }
 
 static int write_model(writer *w, const em_gguf *g, const ember_quantize_params *p,
-                       const uint32_t *types, float *row, float *back, void *out) {
+                       const uint32_t *types, const conv_bufs *cb) {
     const em_gguf_kv *ft = em_gguf_find(g, "general.file_type");
     uint64_t n_kv = g->n_kv + (ft ? 0 : 1);
     put(w, "GGUF", 4);
@@ -222,7 +280,7 @@ static int write_model(writer *w, const em_gguf *g, const ember_quantize_params 
     for (uint64_t i = 0; i < g->n_tensors; i++) {
         const em_gguf_tensor *t = &g->tensors[i];
         double rel = 0;
-        int rc = write_tensor(w, t, types[i], row, back, out, &rel);
+        int rc = write_tensor(w, t, types[i], cb, &rel);
         if (rc) return rc;
         pad(w, g->alignment);
         if (p->on_tensor) p->on_tensor(p->user, t->name, t->type, types[i], (int64_t)n_elements(t), rel);
@@ -255,11 +313,24 @@ EMBER_API int ember_model_quantize(const ember_model *m, const char *out_path,
     int64_t kmax = 32;
     for (uint64_t i = 0; i < g->n_tensors; i++)
         if (g->tensors[i].ne[0] > kmax) kmax = g->tensors[i].ne[0];
-    float *row = em_malloc(a, (size_t)kmax * 4), *back = em_malloc(a, (size_t)kmax * 4);
-    void *out = em_malloc(a, (size_t)kmax * 4);
-    FILE *f = types && row && back && out ? fopen(out_path, "wb") : NULL;
-    if (!types || !row || !back || !out) {
-        rc = em_error(NULL, EMBER_ERR_NO_MEMORY, "quantize: no memory for rows of %lld", (long long)kmax);
+    int nth = p.n_threads ? (int)(p.n_threads < 256 ? p.n_threads : 256) : em_online_cpus();
+    conv_bufs cb = { 0 };
+    rc = em_threadpool_create(nth, a, &cb.pool);
+    if (rc == EMBER_OK) {
+        nth = em_threadpool_size(cb.pool);
+        /* a batch: QUANT_BATCH_BYTES, or one row where a row is larger */
+        size_t out_max = (size_t)kmax * 4 > QUANT_BATCH_BYTES ? (size_t)kmax * 4 : QUANT_BATCH_BYTES;
+        cb.rows = em_calloc(a, (size_t)nth * 2, (size_t)kmax * sizeof(float));
+        cb.out = em_malloc(a, out_max);
+        cb.err = em_calloc(a, QUANT_BATCH_ROWS, sizeof(double));
+        cb.ref = em_calloc(a, QUANT_BATCH_ROWS, sizeof(double));
+        cb.failed = em_calloc(a, (size_t)nth, 1);
+    }
+    bool have = types && cb.pool && cb.rows && cb.out && cb.err && cb.ref && cb.failed;
+    FILE *f = have ? fopen(out_path, "wb") : NULL;
+    if (!have) {
+        rc = em_error(NULL, EMBER_ERR_NO_MEMORY, "quantize: no memory for %d threads' rows of %lld",
+                      nth, (long long)kmax);
     } else if (!f) {
         rc = em_error(NULL, EMBER_ERR_IO, "quantize: cannot create '%s'", out_path);
     } else {
@@ -270,13 +341,16 @@ EMBER_API int ember_model_quantize(const ember_model *m, const char *out_path,
         }
         for (uint64_t i = 0; i < g->n_tensors; i++) types[i] = target_type(&g->tensors[i], &p, n_layer);
         writer w = { f, 0, false };
-        rc = write_model(&w, g, &p, types, row, back, out);
+        rc = write_model(&w, g, &p, types, &cb);
         if (fclose(f) != 0 && !rc) rc = em_error(NULL, EMBER_ERR_IO, "quantize: closing '%s' failed", out_path);
         if (rc) remove(out_path); /* nothing half-made stays behind */
     }
     em_free(a, types);
-    em_free(a, row);
-    em_free(a, back);
-    em_free(a, out);
+    em_free(a, cb.rows);
+    em_free(a, cb.out);
+    em_free(a, cb.err);
+    em_free(a, cb.ref);
+    em_free(a, cb.failed);
+    em_threadpool_free(&cb.pool, a);
     return rc;
 }

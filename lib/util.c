@@ -6,6 +6,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#if defined(__unix__) || defined(__APPLE__)
+#include <unistd.h>
+#endif
 
 /* ---- allocation ---- */
 
@@ -261,4 +264,13 @@ uint16_t em_f32_to_f16(float f) {
     }
     uint32_t r = a + 0xfff + ((a >> 13) & 1); /* round to nearest even */
     return (uint16_t)(sign | ((r - 0x38000000u) >> 13));
+}
+
+int em_online_cpus(void) {
+#if defined(_SC_NPROCESSORS_ONLN)
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? (int)(n < 1024 ? n : 1024) : 1;
+#else
+    return 1;
+#endif
 }

@@ -43,6 +43,8 @@ int em_read_params(void *dst, size_t dst_size, const void *src, size_t v1_size,
 
 /* ---- logging ---- */
 void em_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Online CPUs (1 where the platform cannot tell): the default thread count. */
+int em_online_cpus(void);
 
 /* ---- checked arithmetic: return false on overflow ---- */
 static inline bool em_mul_u64(uint64_t a, uint64_t b, uint64_t *out) {

@@ -250,6 +250,60 @@ static void test_moe_q4_k_m(void **state) {
     }
 }
 
+/* Threads split each batch of rows; the file and the reported errors must
+ * not depend on how many. tiny-llama's embedding (32000 rows) spans
+ * several batches. */
+typedef struct err_log { int n; double rel[64]; } err_log;
+
+static void log_err(void *user, const char *name, uint32_t from, uint32_t to, int64_t n,
+                    double rel) {
+    (void)name, (void)from, (void)to, (void)n;
+    err_log *l = user;
+    if (l->n < 64) l->rel[l->n] = rel;
+    l->n++;
+}
+
+static void test_quantize_threads(void **state) {
+    (void)state;
+    const char *src = testdata_path("models/tiny-llama/model-f16.gguf");
+    static const uint32_t threads[] = { 1, 3, 0 };
+    char *paths[3];
+    err_log logs[3];
+    for (int i = 0; i < 3; i++) {
+        ember_quantize_params p;
+        ember_quantize_default_params(&p);
+        p.type = EMBER_TYPE_Q4_K;
+        p.mix = EMBER_QUANTIZE_MIX_M;
+        p.n_threads = threads[i];
+        memset(&logs[i], 0, sizeof logs[i]);
+        p.on_tensor = log_err;
+        p.user = &logs[i];
+        paths[i] = quantize_to_temp_file(src, &p);
+    }
+    size_t n0 = 0;
+    char *f0 = read_file(paths[0], &n0);
+    assert_non_null(f0);
+    assert_true(n0 > 1000000);
+    for (int i = 1; i < 3; i++) {
+        size_t n = 0;
+        char *f = read_file(paths[i], &n);
+        assert_non_null(f);
+        assert_int_equal(n, n0);
+        assert_memory_equal(f, f0, n0);
+        free(f);
+        assert_int_equal(logs[i].n, logs[0].n);
+        for (int t = 0; t < logs[0].n && t < 64; t++)
+            assert_true(logs[i].rel[t] == logs[0].rel[t]);
+    }
+    print_message("q4_k_m with 1, 3 and all threads: %zu bytes, identical; %d tensors\n", n0,
+                  logs[0].n);
+    free(f0);
+    for (int i = 0; i < 3; i++) {
+        unlink(paths[i]);
+        free(paths[i]);
+    }
+}
+
 static void test_quantize_errors(void **state) {
     (void)state;
     ember_model *src = NULL;
@@ -274,6 +328,7 @@ int main(void) {
         cmocka_unit_test(test_tiny_llama_quantized),
         cmocka_unit_test(test_aidreams_q8_0_greedy),
         cmocka_unit_test(test_moe_q4_k_m),
+        cmocka_unit_test(test_quantize_threads),
         cmocka_unit_test(test_quantize_errors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,15 +1,17 @@
 /* ember-quantize: a GGUF model with F32/F16/BF16 weights -> a quantized one.
  *
- *   ember-quantize IN.gguf OUT.gguf TYPE [--output-type TYPE|f16|f32] [--quiet]
+ *   ember-quantize IN.gguf OUT.gguf TYPE [--output-type TYPE|f16|f32] [-t THREADS] [--quiet]
  *
  * TYPE: q8_0 q4_0 q4_1 q5_0 q5_1 q4_k q5_k q6_k, or the mixes q4_k_m and
  * q5_k_m (Q6_K for the sensitive tensors, as llama.cpp's files of those
- * names).
+ * names). -t: threads converting rows (default: one per online CPU); the
+ * output is the same for any count.
  *
  * Prints, per tensor, its type before and after and the relative error of
  * the stored weights, sqrt(sum (w - w')^2 / sum w^2); then the sizes. The
  * output is a normal GGUF file (llama.cpp reads it). */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
@@ -64,12 +66,14 @@ int main(int argc, char **argv) {
     if (argc < 4 || !parse_type(argv[3], &p.type, &p.mix, 0)) {
         fprintf(stderr, "usage: ember-quantize IN.gguf OUT.gguf "
                         "q8_0|q4_0|q4_1|q5_0|q5_1|q4_k|q5_k|q6_k|q4_k_m|q5_k_m "
-                        "[--output-type TYPE|f16|f32] [--quiet]\n");
+                        "[--output-type TYPE|f16|f32] [-t THREADS] [--quiet]\n");
         return 2;
     }
     for (int i = 4; i < argc; i++) {
         if (strcmp(argv[i], "--quiet") == 0) {
             r.quiet = 1;
+        } else if (strcmp(argv[i], "-t") == 0 && i + 1 < argc && atoi(argv[i + 1]) > 0) {
+            p.n_threads = (uint32_t)atoi(argv[++i]);
         } else if (strcmp(argv[i], "--output-type") == 0 && i + 1 < argc &&
                    parse_type(argv[i + 1], &p.output_type, NULL, 1)) {
             i++;
