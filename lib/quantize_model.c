@@ -11,7 +11,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "../backends/cpu/threadpool.h"
+#include "threadpool.h"
 #include "model.h"
 #include "quant.h"
 

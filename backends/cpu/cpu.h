@@ -5,7 +5,7 @@
 #include "../../lib/backend.h"
 #include "../../lib/kv.h"
 #include "dsp.h"
-#include "threadpool.h"
+#include "../../lib/threadpool.h"
 
 typedef struct em_cpu {
     em_cpu_dsp dsp;

@@ -54,9 +54,12 @@ static const shape shapes[] = {
     { "gate 5632x2048", 5632, 2048 }, { "down 2048x5632", 2048, 5632 },
 };
 
-static void fill(void *p, size_t bytes) {
-    unsigned char *b = p;
-    for (size_t i = 0; i < bytes; i++) b[i] = (unsigned char)(rand() & 0x3f);
+/* n elements: bytes below 64 (int8), or small floats (not random bit
+ * patterns, which could be NaN or subnormal) */
+static void fill(void *p, size_t n, int int8) {
+    for (size_t i = 0; i < n; i++)
+        if (int8) ((unsigned char *)p)[i] = (unsigned char)(rand() & 0x3f);
+        else ((float *)p)[i] = (float)(rand() % 100) / 100.0f;
 }
 
 /* One matmul, timed; returns G multiply-adds per second (median) */
@@ -80,12 +83,8 @@ static double run(dnnl_engine_t eng, dnnl_stream_t st, long T, long N, long K, i
     size_t es = int8 ? 1 : 4;
     void *src = malloc((size_t)(T * K) * es), *w = malloc((size_t)(K * N) * es);
     float *dst = malloc((size_t)(T * N) * sizeof *dst);
-    fill(src, (size_t)(T * K) * es);
-    fill(w, (size_t)(K * N) * es);
-    if (!int8) { /* small floats, not random bit patterns */
-        for (long i = 0; i < T * K; i++) ((float *)src)[i] = (float)(rand() % 100) / 100.0f;
-        for (long i = 0; i < K * N; i++) ((float *)w)[i] = (float)(rand() % 100) / 100.0f;
-    }
+    fill(src, (size_t)(T * K), int8);
+    fill(w, (size_t)(K * N), int8);
     dnnl_memory_t src_m, w_plain, w_m, dst_m;
     CHECK(dnnl_memory_create(&src_m, &src_md, eng, src));
     CHECK(dnnl_memory_create(&w_plain, &w_md, eng, w));

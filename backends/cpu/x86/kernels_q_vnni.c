@@ -380,9 +380,9 @@ static float rowdot_q8(int64_t cn, const uint8_t *w, const rowdot_x *p) {
     return _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
 }
 
-/* y[t * ldy + r] for nt < FEW_ROWDOT_TOKENS tokens: per token and chunk,
- * the activations laid out, then every row; the last blocks that do not
- * fill a vector in C */
+/* y[t * ldy + r] for nt < FEW_ROWDOT_TOKENS tokens: per token, the
+ * activations laid out in the scratch, then every row in one pass; the
+ * last blocks that do not fill a vector in C */
 static void few_rowdot(int q4, int64_t nb, int64_t nr, int64_t nt, const uint8_t *w, size_t ldw,
                        const int8_t *xq, int64_t ldq, const float *dx, const int32_t *xs,
                        int64_t ldd, float *y, int64_t ldy, void *scratch) {

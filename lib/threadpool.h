@@ -5,7 +5,7 @@
 #ifndef EMBER_THREADPOOL_H
 #define EMBER_THREADPOOL_H
 
-#include "../../lib/util.h"
+#include "util.h"
 
 typedef struct em_threadpool em_threadpool;
 typedef void (*em_task_fn)(void *arg, int ith, int nth);
