@@ -373,7 +373,7 @@ static void test_gemm_q8_variants(void **state) {
         }
     }
     print_message("%d 8-bit GEMM shapes checked (%d kernel variants)\n", checked, kernels);
-    if (have & EMBER_CPU_AVX512_VNNI) assert_true(checked > 0);
+    if (have & EMBER_CPU_AVX2) assert_true(checked > 0);
 }
 
 /* The few-token 8-bit product (dsp.h, gemm_q8_few): its reference gives
@@ -391,7 +391,7 @@ static void test_gemm_q8_few_variants(void **state) {
     static float dx[MAXT * LDD], dl[MAXB * LANES], dw[MAXR * MAXB], ya[MAXT * LDY], yb[MAXT * LDY];
     static float yT[MAXR * LANES];
     static int32_t xs[MAXT * LDD], sl[MAXB * LANES];
-    static _Alignas(64) char few[EM_Q8_FEW_SCRATCH(MAXB)];
+    static _Alignas(64) char few[EM_Q8_FEW_SCRATCH(MAXB, MAXT)];
     em_cpu_dsp ref;
     em_cpu_dsp_init(&ref, 0);
     const uint32_t types[] = { EMBER_TYPE_Q8_0, EMBER_TYPE_Q4_0 };
@@ -454,7 +454,7 @@ static void test_gemm_q8_few_variants(void **state) {
         }
     }
     print_message("%d few-token 8-bit shapes checked\n", checked);
-    if (have & EMBER_CPU_AVX512_VNNI) assert_true(checked > 0);
+    if (have & EMBER_CPU_AVX2) assert_true(checked > 0);
 }
 
 /* Block layouts as llama.cpp defines them: Q8_0 = fp16 scale + 32 int8;

@@ -97,10 +97,10 @@ typedef void (*em_gemm_q8_few_fn)(int64_t nb, int64_t nr, int64_t nt, const void
                                   const int8_t *xq, int64_t ldq, const float *dx,
                                   const int32_t *xs, int64_t ldd, float *y, int64_t ldy,
                                   void *scratch);
-/* The scratch gemm_q8_few may use: 64-byte aligned, this many bytes for nb
- * blocks (the one-to-three-token kernels lay each token's activations out
+/* The scratch gemm_q8_few may use for nt tokens of nb blocks: 64-byte
+ * aligned, this many bytes (the kernels lay each token's activations out
  * there once, instead of once per row). */
-#define EM_Q8_FEW_SCRATCH(nb) ((size_t)(nb) * 96 + 256)
+#define EM_Q8_FEW_SCRATCH(nb, nt) ((size_t)(nt) * ((size_t)(nb) * 96 + 192) + 256)
 void em_gemm_q8_few_ref(uint32_t type, int64_t nb, int64_t nr, int64_t nt, const void *w,
                         size_t ldw, const int8_t *xq, int64_t ldq, const float *dx,
                         const int32_t *xs, int64_t ldd, float *y, int64_t ldy);

@@ -73,7 +73,7 @@ static size_t align64(size_t n) { return (n + 63) & ~(size_t)63; }
 static size_t q8x_area_bytes(int64_t K, int64_t T) {
     size_t nb = (size_t)K / 32;
     return 2 * align64((size_t)T * (size_t)K) + 2 * align64((size_t)T * nb * 4) +
-           align64((size_t)T * sizeof(em_q8x_row)) + align64(EM_Q8_FEW_SCRATCH(nb)) + 64;
+           align64((size_t)T * sizeof(em_q8x_row)) + align64(EM_Q8_FEW_SCRATCH(nb, T)) + 64;
 }
 
 static q8x_area q8x_carve(void *base, int64_t K, int64_t T) {
@@ -550,7 +550,10 @@ size_t em_cpu_op_scratch(const em_tensor *t, const em_kv *kv) {
         size_t gemm = em_cpu_gemm_scratch(T);
         int64_t Tq = T < EM_Q8X_MAX_TOKENS ? T : EM_Q8X_MAX_TOKENS - 1;
         size_t q8x = (q8x_area_bytes(K, Tq) + 3) / 4;
-        return gemm > q8x ? gemm : q8x;
+        /* matmul_q8_few: gemm_q8_few's scratch for its token counts */
+        size_t few = T < EM_Q8_FEW_MAX_TOKENS ? (EM_Q8_FEW_SCRATCH(K / 32, T) + 3) / 4 : 0;
+        size_t most = gemm > q8x ? gemm : q8x;
+        return most > few ? most : few;
     }
     case EM_OP_ROPE: return (size_t)t->ip[0];
     case EM_OP_ATTN: { /* the larger of attend's and attend_f16's */

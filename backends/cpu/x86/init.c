@@ -27,6 +27,12 @@ void em_cpu_dsp_init_x86(em_cpu_dsp *c, uint32_t flags) {
     c->to_f32[TYPE] = em_##T##_to_f32_avx2;
     EM_UNPACKED_TYPES(SET_QK)
 #undef SET_QK
+    c->gemm_q8 = em_gemm_q8_avx2;
+    c->quant_q8_lanes = em_quant_q8_lanes_avx2;
+    c->unpack_q8[EMBER_TYPE_Q8_0] = em_unpack_q8_0_avx2;
+    c->unpack_q8[EMBER_TYPE_Q4_0] = em_unpack_q4_0_avx2;
+    c->gemm_q8_few[EMBER_TYPE_Q8_0] = em_gemm_q8_few_q8_0_avx2;
+    c->gemm_q8_few[EMBER_TYPE_Q4_0] = em_gemm_q8_few_q4_0_avx2;
     if (!(flags & EMBER_CPU_AVX512)) return;
     c->dot[EMBER_TYPE_F32] = em_dot_f32_avx512;
     c->dot[EMBER_TYPE_F16] = em_dot_f16_avx512;
@@ -38,8 +44,6 @@ void em_cpu_dsp_init_x86(em_cpu_dsp *c, uint32_t flags) {
     c->dot_q8x[EMBER_TYPE_Q4_0] = em_dot_q4_0_q8x_vnni;
     c->gemm_q8 = em_gemm_q8_vnni;
     c->quant_q8_lanes = em_quant_q8_lanes_vnni;
-    c->unpack_q8[EMBER_TYPE_Q8_0] = em_unpack_q8_0_vnni;
-    c->unpack_q8[EMBER_TYPE_Q4_0] = em_unpack_q4_0_vnni;
     c->gemm_q8_few[EMBER_TYPE_Q8_0] = em_gemm_q8_few_q8_0_vnni;
     c->gemm_q8_few[EMBER_TYPE_Q4_0] = em_gemm_q8_few_q4_0_vnni;
 }

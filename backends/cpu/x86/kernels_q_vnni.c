@@ -403,7 +403,7 @@ static void few_rowdot(int q4, int64_t nb, int64_t nr, int64_t nt, const uint8_t
                 uint8_t u[32];
                 float dw;
                 const uint8_t *blk = w + (size_t)r * ldw + (size_t)b * bsz;
-                int32_t ob = q4 ? em_unpack_q4_0_vnni(1, blk, u, &dw) : em_unpack_q8_0_vnni(1, blk, u, &dw);
+                int32_t ob = q4 ? em_unpack_q4_0_avx2(1, blk, u, &dw) : em_unpack_q8_0_avx2(1, blk, u, &dw);
                 int32_t is = 0;
                 for (int k = 0; k < 32; k++) is += (int32_t)u[k] * x[b * 32 + k];
                 y[t * ldy + r] += (float)(is - ob * s[b]) * dw * d[b];
@@ -451,34 +451,6 @@ void em_gemm_q8_few_q4_0_vnni(int64_t nb, int64_t nr, int64_t nt, const void *w,
                               const int8_t *xq, int64_t ldq, const float *dx, const int32_t *xs,
                               int64_t ldd, float *y, int64_t ldy, void *scratch) {
     gemm_q8_few(1, nb, nr, nt, w, ldw, xq, ldq, dx, xs, ldd, y, ldy, scratch);
-}
-
-/* Unpacking, a block per step; the F16 scale through F16C. */
-static inline float f16_scale(const uint8_t *p) {
-    return _cvtsh_ss((unsigned short)(p[0] | p[1] << 8));
-}
-
-int32_t em_unpack_q8_0_vnni(int64_t nb, const void *src, uint8_t *w, float *dw) {
-    const uint8_t *p = src;
-    const __m256i flip = _mm256_set1_epi8((char)0x80);
-    for (int64_t b = 0; b < nb; b++, p += 34) {
-        __m256i q = _mm256_loadu_si256((const __m256i *)(p + 2));
-        _mm256_storeu_si256((__m256i *)(w + b * 32), _mm256_xor_si256(q, flip));
-        dw[b] = f16_scale(p);
-    }
-    return 128;
-}
-
-int32_t em_unpack_q4_0_vnni(int64_t nb, const void *src, uint8_t *w, float *dw) {
-    const uint8_t *p = src;
-    const __m128i m = _mm_set1_epi8(15);
-    for (int64_t b = 0; b < nb; b++, p += 18) {
-        __m128i raw = _mm_loadu_si128((const __m128i *)(p + 2));
-        _mm_storeu_si128((__m128i *)(w + b * 32), _mm_and_si128(raw, m));
-        _mm_storeu_si128((__m128i *)(w + b * 32 + 16), _mm_and_si128(_mm_srli_epi16(raw, 4), m));
-        dw[b] = f16_scale(p);
-    }
-    return 8;
 }
 
 /* Activations into lanes (dsp.h): per token, the block's 32 values in

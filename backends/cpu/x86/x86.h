@@ -52,7 +52,19 @@ void em_gemm_q8_few_q8_0_vnni(int64_t nb, int64_t nr, int64_t nt, const void *w,
 void em_gemm_q8_few_q4_0_vnni(int64_t nb, int64_t nr, int64_t nt, const void *w, size_t ldw,
                               const int8_t *xq, int64_t ldq, const float *dx, const int32_t *xs,
                               int64_t ldd, float *y, int64_t ldy, void *scratch);
-int32_t em_unpack_q8_0_vnni(int64_t nb, const void *src, uint8_t *w, float *dw);
-int32_t em_unpack_q4_0_vnni(int64_t nb, const void *src, uint8_t *w, float *dw);
+/* the 8-bit path without VNNI (kernels_q8_avx2.c) */
+int32_t em_unpack_q8_0_avx2(int64_t nb, const void *src, uint8_t *w, float *dw);
+int32_t em_unpack_q4_0_avx2(int64_t nb, const void *src, uint8_t *w, float *dw);
+void em_quant_q8_lanes_avx2(const float *x, int64_t ldx, int64_t T, int64_t b, int8_t *xq,
+                            float *dx, int32_t *xs, int64_t ldq);
+void em_gemm_q8_avx2(int64_t nb, int64_t nr, int64_t nt, const uint8_t *w, int64_t ldw,
+                     const float *dw, int64_t ldb, int32_t o, const int8_t *xq, const float *dx,
+                     const int32_t *xs, int64_t ldx, float *yT, int64_t ldy);
+void em_gemm_q8_few_q8_0_avx2(int64_t nb, int64_t nr, int64_t nt, const void *w, size_t ldw,
+                              const int8_t *xq, int64_t ldq, const float *dx, const int32_t *xs,
+                              int64_t ldd, float *y, int64_t ldy, void *scratch);
+void em_gemm_q8_few_q4_0_avx2(int64_t nb, int64_t nr, int64_t nt, const void *w, size_t ldw,
+                              const int8_t *xq, int64_t ldq, const float *dx, const int32_t *xs,
+                              int64_t ldd, float *y, int64_t ldy, void *scratch);
 
 #endif
