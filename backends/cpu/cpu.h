@@ -62,14 +62,18 @@ void em_cpu_gemm_rows(const em_cpu *c, const em_wrows *w, int64_t lo, int64_t hi
 /* The 8-bit path of batched Q8_0/Q4_0 matmuls where the dsp has gemm_q8:
  * activations quantized once into the shared area (tokens in lanes, see
  * dsp.h), then tiles of unpacked int8 rows against every token. Same
- * scratch as em_cpu_gemm_rows; the shared area holds K * lanes bytes
- * and 8 per block and lane, less than the F32 path's transposed
- * activations. */
+ * scratch as em_cpu_gemm_rows; the shared area holds K * ld bytes and
+ * 8 per block and ld (ld <= 2 lanes), less than the F32 path's
+ * transposed activations (4 K lanes bytes). */
 typedef struct em_q8_in {
     int8_t *xq;
     float *dx;
     int32_t *xs;
     int64_t tp; /* lanes */
+    /* lanes apart (tp + 16): at a power-of-two stride a block's eight
+     * rows of 16 tokens fell into two L1 sets and were evicted within the
+     * tile (Zen 3, 512 tokens: the AVX2 tile 86 -> 95 G products/s) */
+    int64_t ld;
 } em_q8_in;
 em_q8_in em_cpu_q8_in(void *shared, int64_t T, int64_t K);
 /* Thread ith's share (by blocks); a barrier before the area is read. */

@@ -69,9 +69,9 @@ void em_cpu_gemm_rows(const em_cpu *c, const em_wrows *w, int64_t lo, int64_t hi
 /* ---- the 8-bit path (dsp.h, gemm_q8) ---- */
 
 em_q8_in em_cpu_q8_in(void *shared, int64_t T, int64_t K) {
-    int64_t tp = em_cpu_gemm_lanes(T), cells = (K / 32) * tp;
-    em_q8_in in = { shared, NULL, NULL, tp };
-    in.dx = (float *)((int8_t *)shared + (size_t)K * (size_t)tp);
+    int64_t tp = em_cpu_gemm_lanes(T), ld = tp + 16, cells = (K / 32) * ld;
+    em_q8_in in = { shared, NULL, NULL, tp, ld };
+    in.dx = (float *)((int8_t *)shared + (size_t)K * (size_t)ld);
     in.xs = (int32_t *)(in.dx + cells);
     return in;
 }
@@ -81,11 +81,11 @@ void em_cpu_quantize_in(const em_cpu *c, const float *x, int64_t ldx, int64_t T,
     int64_t nb = K / 32, per = (nb + nth - 1) / nth;
     int64_t lo = per * ith < nb ? per * ith : nb, hi = lo + per < nb ? lo + per : nb;
     for (int64_t b = lo; b < hi; b++) {
-        c->dsp.quant_q8_lanes(x, ldx, T, b, in.xq, in.dx, in.xs, in.tp);
+        c->dsp.quant_q8_lanes(x, ldx, T, b, in.xq, in.dx, in.xs, in.ld);
         for (int64_t t = T; t < in.tp; t++) { /* padding lanes: zeros */
-            for (int k4 = 0; k4 < 8; k4++) memset(in.xq + ((b * 8 + k4) * in.tp + t) * 4, 0, 4);
-            in.dx[b * in.tp + t] = 0;
-            in.xs[b * in.tp + t] = 0;
+            for (int k4 = 0; k4 < 8; k4++) memset(in.xq + ((b * 8 + k4) * in.ld + t) * 4, 0, 4);
+            in.dx[b * in.ld + t] = 0;
+            in.xs[b * in.ld + t] = 0;
         }
     }
 }
@@ -125,8 +125,8 @@ void em_cpu_gemm_q8_rows(const em_cpu *c, const em_wrows *w, int64_t lo, int64_t
                         em_prefetch_l2(next + (size_t)r * w->nb1 + i);
             }
             c->dsp.gemm_q8(nb, nr, tp, tw, EM_GEMM_KC, dw, kb, o,
-                           in.xq + (size_t)(b0 * 8) * (size_t)tp * 4, in.dx + b0 * tp,
-                           in.xs + b0 * tp, tp, yT, tp);
+                           in.xq + (size_t)(b0 * 8) * (size_t)in.ld * 4, in.dx + b0 * in.ld,
+                           in.xs + b0 * in.ld, in.ld, yT, tp);
         }
         store_tile(yT, tp, nr, T, y + r0 * sr, st, sr);
     }

@@ -83,6 +83,15 @@ void em_quant_q8_lanes_avx2(const float *x, int64_t ldx, int64_t T, int64_t b, i
 
 #define Q8A_ROWS 4
 
+/* GCC unrolls the eight steps fully by itself and then spills the tile
+ * (Q4_0 tile alone, one thread: 55-62 G products/s unrolled, 79-86 by
+ * two) */
+#if defined(__GNUC__) && !defined(__clang__)
+#define EM_UNROLL2 _Pragma("GCC unroll 2")
+#else
+#define EM_UNROLL2
+#endif
+
 static inline __m256i bcast4(const uint8_t *p) {
     int32_t v;
     memcpy(&v, p, 4);
@@ -113,6 +122,7 @@ static inline void tile_q4(int64_t nb, int nr, const uint8_t *w, int64_t ldw, co
         __m256i acc[Q8A_ROWS][2];
         for (int r = 0; r < nr; r++) acc[r][0] = acc[r][1] = _mm256_setzero_si256();
         const int8_t *xb = xq + (size_t)(b * 8) * (size_t)ldx * 4;
+        EM_UNROLL2
         for (int k4 = 0; k4 < 8; k4++) {
             const int8_t *xk = xb + (size_t)k4 * (size_t)ldx * 4;
             __m256i x0 = _mm256_loadu_si256((const __m256i *)xk);
@@ -144,6 +154,7 @@ static inline void tile_q8(int64_t nb, int nr, const uint8_t *w, int64_t ldw, co
         __m256i acc[Q8A_ROWS][2];
         for (int r = 0; r < nr; r++) acc[r][0] = acc[r][1] = zero;
         const int8_t *xb = xq + (size_t)(b * 8) * (size_t)ldx * 4;
+        EM_UNROLL2
         for (int k4 = 0; k4 < 8; k4++) {
             const int8_t *xk = xb + (size_t)k4 * (size_t)ldx * 4;
             __m256i x0 = _mm256_loadu_si256((const __m256i *)xk);
