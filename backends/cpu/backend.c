@@ -94,7 +94,7 @@ static int cpu_graph_compute(em_backend *b, em_graph *g) {
     int rc = ensure_scratch(b, c, g); /* no-op after graph_reserve */
     if (rc) return rc;
     c->graph = g;
-    c->shared_q8 = NULL;
+    c->shared_in = NULL;
     em_threadpool_run(c->pool, run_graph_task, c);
     c->graph = NULL;
     return EMBER_OK;

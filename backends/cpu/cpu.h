@@ -16,15 +16,20 @@ typedef struct em_cpu {
     size_t shared_floats;
     em_graph *graph;       /* the graph being run */
     bool act_q8;           /* 8-bit activations for batches (gemm_q8) */
-    /* The node whose 8-bit activations (em_cpu_quantize_in) the shared
-     * area holds, or NULL. Q, K and V (and gate and up) multiply the same
-     * input: the matmuls after the first reuse its quantization. A graph
-     * node's data is written once per run, so the pointer names the data
-     * for the rest of the run. Set by thread 0 after the barrier that
-     * ends the quantization, cleared at the start of a run and by every
-     * other user of the shared area; nodes are separated by barriers. */
-    const em_tensor *shared_q8;
+    /* The node whose activations the shared area holds, laid out for the
+     * matmuls (shared_layout: 8-bit lanes of em_cpu_quantize_in, or the
+     * f32 transpose of em_cpu_transpose_in), or NULL. Q, K and V (and
+     * gate and up) multiply the same input: the matmuls after the first
+     * reuse its layout. A graph node's data is written once per run, so
+     * the pointer names the data for the rest of the run. Set by thread 0
+     * after the barrier that ends the layout, cleared at the start of a
+     * run and by every other user of the shared area; nodes are separated
+     * by barriers. */
+    const em_tensor *shared_in;
+    int shared_layout;
 } em_cpu;
+
+enum { EM_SHARED_Q8 = 1, EM_SHARED_F32T = 2 };
 
 /* Rows of a matmul tile converted to f32 at once when the batch has
  * several tokens, so each weight row is read once per batch; a multiple

@@ -16,38 +16,75 @@ int64_t em_cpu_gemm_lanes(int64_t T) {
     return (T + EM_GEMM_LANES - 1) / EM_GEMM_LANES * EM_GEMM_LANES;
 }
 
+/* The row stride of a tile's results yT: the lanes plus 16 floats, so
+ * that the rows of yT do not fall a power of two apart -- store_tile
+ * reads a column of them per token, and at 128 or 512 tokens those
+ * lines shared one or two L1 sets. */
+static int64_t tile_ld(int64_t T) {
+    return em_cpu_gemm_lanes(T) + 16;
+}
+
 size_t em_cpu_gemm_scratch(int64_t T) {
-    return (size_t)EM_MATMUL_TILE * ((size_t)EM_GEMM_KC + (size_t)em_cpu_gemm_lanes(T)) + 16;
+    return (size_t)EM_MATMUL_TILE * ((size_t)EM_GEMM_KC + (size_t)tile_ld(T)) + 16;
 }
 
-/* A tile's results, [row][lane], into y[t * st + r * sr], along y's rows. */
-static void store_tile(const float *yT, int64_t tp, int64_t nr, int64_t T, float *y, int64_t st,
+/* A tile's results, [row][lane] with row stride ld, into
+ * y[t * st + r * sr]: for each token the tile's row of y is written in
+ * order, and the column of yT read for it stays in L1 for the next
+ * tokens (16 tokens to a line). */
+static void store_tile(const float *yT, int64_t ld, int64_t nr, int64_t T, float *y, int64_t st,
                        int64_t sr) {
-    for (int64_t t = 0; t < T; t++)
-        for (int64_t r = 0; r < nr; r++) y[t * st + r * sr] = yT[r * tp + t];
+    for (int64_t t0 = 0; t0 < T; t0 += 16) {
+        int64_t t1 = t0 + 16 < T ? t0 + 16 : T;
+        for (int64_t r = 0; r < nr; r++)
+            for (int64_t t = t0; t < t1; t++) y[t * st + r * sr] = yT[r * ld + t];
+    }
 }
 
+/* In blocks of 16 columns of x: the 16 rows of xT a block writes (one
+ * cache line per 16 tokens each) stay in L1 while t runs, where writing a
+ * whole row range per token touched a new line per element. */
 void em_cpu_transpose_in(const float *x, int64_t ldx, int64_t T, int64_t K, float *xT, int ith,
                          int nth) {
     int64_t tp = em_cpu_gemm_lanes(T), per = (K + nth - 1) / nth;
     int64_t lo = per * ith < K ? per * ith : K, hi = lo + per < K ? lo + per : K;
-    for (int64_t t = 0; t < tp; t++) {
-        if (t < T)
-            for (int64_t k = lo; k < hi; k++) xT[k * tp + t] = x[t * ldx + k];
-        else
-            for (int64_t k = lo; k < hi; k++) xT[k * tp + t] = 0;
+    for (int64_t k0 = lo; k0 < hi; k0 += 16) {
+        int64_t k1 = k0 + 16 < hi ? k0 + 16 : hi;
+        for (int64_t t = 0; t < T; t++)
+            for (int64_t k = k0; k < k1; k++) xT[k * tp + t] = x[t * ldx + k];
+        for (int64_t k = k0; k < k1; k++)
+            for (int64_t t = T; t < tp; t++) xT[k * tp + t] = 0;
     }
+}
+
+/* Hints into L2 row r's bytes of the tile after (r0, k0) -- the next
+ * columns of the same rows, or the first columns of the next rows -- so
+ * that they arrive while this tile is multiplied (the weights stream from
+ * memory once per matmul; unhinted, the dequantizing loads waited on it). */
+static void hint_next_tile(const em_wrows *w, const char *rows, int64_t r0, int64_t hi,
+                           int64_t k0, int64_t r) {
+    const em_type_info *ti = em_type_info_get(w->type);
+    size_t bytes = (size_t)(EM_GEMM_KC / ti->block) * ti->size;
+    const char *next;
+    if (k0 + EM_GEMM_KC < w->K) {
+        next = rows + (size_t)((k0 + EM_GEMM_KC) / ti->block) * ti->size;
+    } else {
+        if (r0 + EM_MATMUL_TILE + r >= hi) return;
+        next = rows + (size_t)EM_MATMUL_TILE * w->nb1;
+    }
+    next += (size_t)r * w->nb1;
+    for (size_t i = 0; i < bytes; i += 64) em_prefetch_l2(next + i);
 }
 
 void em_cpu_gemm_rows(const em_cpu *c, const em_wrows *w, int64_t lo, int64_t hi, const float *xT,
                       int64_t T, float *y, int64_t st, int64_t sr, float *scratch) {
-    int64_t K = w->K, tp = em_cpu_gemm_lanes(T);
+    int64_t K = w->K, tp = em_cpu_gemm_lanes(T), ly = tile_ld(T);
     const em_type_info *ti = em_type_info_get(w->type);
     float *tile = scratch, *yT = scratch + (size_t)EM_MATMUL_TILE * EM_GEMM_KC;
     for (int64_t r0 = lo; r0 < hi; r0 += EM_MATMUL_TILE) {
         int64_t nr = hi - r0 < EM_MATMUL_TILE ? hi - r0 : EM_MATMUL_TILE;
         const char *rows = w->data + (size_t)r0 * w->nb1;
-        memset(yT, 0, (size_t)(nr * tp) * sizeof *yT);
+        memset(yT, 0, (size_t)(nr * ly) * sizeof *yT);
         for (int64_t k0 = 0; k0 < K; k0 += EM_GEMM_KC) {
             int64_t kn = K - k0 < EM_GEMM_KC ? K - k0 : EM_GEMM_KC;
             const float *wp = tile;
@@ -57,12 +94,14 @@ void em_cpu_gemm_rows(const em_cpu *c, const em_wrows *w, int64_t lo, int64_t hi
                 ldw = (int64_t)(w->nb1 / sizeof(float));
             } else {
                 size_t off = (size_t)(k0 / ti->block) * ti->size;
-                for (int64_t r = 0; r < nr; r++)
+                for (int64_t r = 0; r < nr; r++) {
                     c->dsp.to_f32[w->type](kn, rows + (size_t)r * w->nb1 + off, tile + r * EM_GEMM_KC);
+                    hint_next_tile(w, rows, r0, hi, k0, r);
+                }
             }
-            c->dsp.gemm_f32(kn, nr, tp, wp, ldw, xT + k0 * tp, tp, yT, tp);
+            c->dsp.gemm_f32(kn, nr, tp, wp, ldw, xT + k0 * tp, tp, yT, ly);
         }
-        store_tile(yT, tp, nr, T, y + r0 * sr, st, sr);
+        store_tile(yT, ly, nr, T, y + r0 * sr, st, sr);
     }
 }
 
@@ -92,42 +131,28 @@ void em_cpu_quantize_in(const em_cpu *c, const float *x, int64_t ldx, int64_t T,
 
 void em_cpu_gemm_q8_rows(const em_cpu *c, const em_wrows *w, int64_t lo, int64_t hi, em_q8_in in,
                          int64_t T, float *y, int64_t st, int64_t sr, float *scratch) {
-    int64_t K = w->K, tp = in.tp, kb = EM_GEMM_KC / 32;
+    int64_t K = w->K, tp = in.tp, kb = EM_GEMM_KC / 32, ly = tile_ld(T);
     const em_type_info *ti = em_type_info_get(w->type);
     /* the scratch of the F32 path, carved: yT, then the unpacked tile */
-    float *yT = scratch, *dw = yT + (size_t)EM_MATMUL_TILE * (size_t)tp;
+    float *yT = scratch, *dw = yT + (size_t)EM_MATMUL_TILE * (size_t)ly;
     uint8_t *tw = (uint8_t *)(dw + (size_t)EM_MATMUL_TILE * (size_t)kb);
     em_unpack_q8_fn unpack = c->dsp.unpack_q8[w->type];
     for (int64_t r0 = lo; r0 < hi; r0 += EM_MATMUL_TILE) {
         int64_t nr = hi - r0 < EM_MATMUL_TILE ? hi - r0 : EM_MATMUL_TILE;
         const char *rows = w->data + (size_t)r0 * w->nb1;
-        memset(yT, 0, (size_t)(nr * tp) * sizeof *yT);
+        memset(yT, 0, (size_t)(nr * ly) * sizeof *yT);
         for (int64_t k0 = 0; k0 < K; k0 += EM_GEMM_KC) {
             int64_t nb = (K - k0 < EM_GEMM_KC ? K - k0 : EM_GEMM_KC) / 32, b0 = k0 / 32;
             int32_t o = 0;
-            /* the next tile's bytes of each row: hinted into L2 now, they
-             * arrive while this tile is multiplied */
-            const char *next = NULL;
-            int64_t next_rows = 0;
-            if (k0 + EM_GEMM_KC < K) {
-                next = rows + (size_t)(b0 + kb) * ti->size;
-                next_rows = nr;
-            } else if (r0 + EM_MATMUL_TILE < hi) {
-                next = rows + (size_t)EM_MATMUL_TILE * w->nb1;
-                next_rows = hi - r0 - EM_MATMUL_TILE;
-            }
-            size_t next_bytes = (size_t)kb * ti->size;
             for (int64_t r = 0; r < nr; r++) {
                 o = unpack(nb, rows + (size_t)r * w->nb1 + (size_t)b0 * ti->size,
                            tw + r * EM_GEMM_KC, dw + r * kb);
-                if (r < next_rows)
-                    for (size_t i = 0; i < next_bytes; i += 64)
-                        em_prefetch_l2(next + (size_t)r * w->nb1 + i);
+                hint_next_tile(w, rows, r0, hi, k0, r);
             }
             c->dsp.gemm_q8(nb, nr, tp, tw, EM_GEMM_KC, dw, kb, o,
                            in.xq + (size_t)(b0 * 8) * (size_t)in.ld * 4, in.dx + b0 * in.ld,
-                           in.xs + b0 * in.ld, in.ld, yT, tp);
+                           in.xs + b0 * in.ld, in.ld, yT, ly);
         }
-        store_tile(yT, tp, nr, T, y + r0 * sr, st, sr);
+        store_tile(yT, ly, nr, T, y + r0 * sr, st, sr);
     }
 }

@@ -163,7 +163,7 @@ static void matmul_q8_few(em_cpu *c, const em_tensor *w, const em_tensor *x, flo
                           int64_t lo, int64_t hi, int ith, int nth) {
     int64_t K = w->ne[0], N = w->ne[1], T = x->ne[1], nb = K / 32, cells = T * nb;
     int8_t *q = (int8_t *)c->shared; /* K x 16 floats: room for T < 16 token rows */
-    if (ith == 0) c->shared_q8 = NULL;
+    if (ith == 0) c->shared_in = NULL;
     float *d = (float *)(q + align64((size_t)(T * K)));
     int32_t *s = (int32_t *)(d + cells);
     int64_t per = (cells + nth - 1) / nth;
@@ -177,6 +177,22 @@ static void matmul_q8_few(em_cpu *c, const em_tensor *w, const em_tensor *x, flo
     if (hi > lo)
         c->dsp.gemm_q8_few[w->type](nb, hi - lo, T, (const char *)w->data + (size_t)lo * w->nb[1],
                                     w->nb[1], q, K, d, s, nb, y + lo, N, c->scratch[ith]);
+}
+
+/* Read by all threads before the barrier that follows, so all take the
+ * same branch. */
+static bool shared_holds(const em_cpu *c, const em_tensor *x, int layout) {
+    return c->shared_in == x && c->shared_layout == layout;
+}
+
+/* Ends a layout of x in the shared area: the barrier, then thread 0 marks
+ * it (no thread reads the mark before the next node's barrier). */
+static void shared_now_holds(em_cpu *c, const em_tensor *x, int layout, int ith) {
+    em_threadpool_barrier(c->pool);
+    if (ith == 0) {
+        c->shared_in = x;
+        c->shared_layout = layout;
+    }
 }
 
 static void op_matmul(em_cpu *c, em_tensor *t, int ith, int nth) {
@@ -201,11 +217,10 @@ static void op_matmul(em_cpu *c, em_tensor *t, int ith, int nth) {
     }
     if (uses_act8(c, w) && T >= EM_Q8X_MAX_TOKENS) {
         em_q8_in in = em_cpu_q8_in(c->shared, T, K);
-        if (c->shared_q8 != x) { /* read by all threads before the barrier */
+        if (!shared_holds(c, x, EM_SHARED_Q8)) {
             em_cpu_quantize_in(c, x->data, (int64_t)(x->nb[1] / sizeof(float)), T, K, in, ith,
                                nth);
-            em_threadpool_barrier(c->pool);
-            if (ith == 0) c->shared_q8 = x;
+            shared_now_holds(c, x, EM_SHARED_Q8, ith);
         }
         em_cpu_gemm_q8_rows(c, &wr, lo, hi, in, T, y, N, 1, c->scratch[ith]);
         return;
@@ -221,9 +236,10 @@ static void op_matmul(em_cpu *c, em_tensor *t, int ith, int nth) {
         return;
     }
     float *xT = c->shared;
-    if (ith == 0) c->shared_q8 = NULL;
-    em_cpu_transpose_in(x->data, (int64_t)(x->nb[1] / sizeof(float)), T, K, xT, ith, nth);
-    em_threadpool_barrier(c->pool);
+    if (!shared_holds(c, x, EM_SHARED_F32T)) {
+        em_cpu_transpose_in(x->data, (int64_t)(x->nb[1] / sizeof(float)), T, K, xT, ith, nth);
+        shared_now_holds(c, x, EM_SHARED_F32T, ith);
+    }
     em_cpu_gemm_rows(c, &wr, lo, hi, xT, T, y, N, 1, c->scratch[ith]);
 }
 

@@ -165,7 +165,7 @@ void em_cpu_moe_ffn(em_cpu *c, em_tensor *t, int ith, int nth) {
     int64_t E = x->ne[0], T = x->ne[1], F = gate->ne[1], n_expert = gate->ne[2], lo, hi;
     moe_area a = area(c->shared, n_expert, T, E, F);
     if (ith == 0) {
-        c->shared_q8 = NULL; /* the area is the experts' now */
+        c->shared_in = NULL; /* the area is the experts' now */
         uint64_t *stats = c->graph->expert_counts && c->graph->stats_n_expert == n_expert
                               ? c->graph->expert_counts + (size_t)t->ip[1] * (size_t)n_expert
                               : NULL;
