@@ -263,6 +263,65 @@ static void test_q8x_variants(void **state) {
     assert_true(checked > 0);
 }
 
+/* The one-plane dot of the unpacked types under act_type Q8_0 (dot_q8):
+ * every level that has one against em_dot_q8_ref on random weights and
+ * activations (all-zero blocks, large values and odd block counts), and
+ * the reference against the float product of the dequantized weights and
+ * the dequantized activations. Required on AVX2 machines. */
+static void test_dot_q8_variants(void **state) {
+    (void)state;
+    em_cpu_dsp ref, simd;
+    em_cpu_dsp_init(&ref, 0);
+    uint32_t have = em_cpu_detect();
+    enum { MAXK = 1024, MAXR = 7, MAXT = 4 };
+    const uint32_t types[] = { EMBER_TYPE_Q4_1, EMBER_TYPE_Q5_0, EMBER_TYPE_Q5_1,
+                               EMBER_TYPE_Q4_K, EMBER_TYPE_Q5_K, EMBER_TYPE_Q6_K };
+    static float x[MAXK], wf[MAXK];
+    static int8_t q[MAXK];
+    static float d[MAXK / 32];
+    static int32_t sx[MAXK / 32];
+    static uint8_t w[MAXR * 34 * (MAXK / 32)];
+    int checked = 0;
+    for (size_t l = 0; l < sizeof levels / sizeof levels[0]; l++) {
+        if ((levels[l] & have) != levels[l]) continue;
+        em_cpu_dsp_init(&simd, levels[l]);
+        for (int K = 32; K <= MAXK; K += 32 * (K < 160 ? 1 : 9)) {
+            for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++) {
+                uint32_t ty = types[ti];
+                if (K % block_elems(ty) || !simd.dot_q8[ty]) continue;
+                size_t stride = ember_type_row_size(ty, K);
+                fill_weights(ty, w, K * MAXR);
+                for (int t = 0; t < MAXT; t++) {
+                    for (int i = 0; i < K; i++) x[i] = frand() * (t == 2 ? 1000.0f : 1.0f);
+                    if (t == 3) for (int i = 0; i < 32; i++) x[i] = 0; /* an all-zero block */
+                    for (int b = 0; b < K / 32; b++) simd.quant_q8_lanes(x, 0, 1, b, q, d, sx, 1);
+                    em_q8x_row row = { q, NULL, d, sx };
+                    for (int r = 0; r < MAXR; r++) {
+                        float a = em_dot_q8_ref(ty, K, w + r * stride, row);
+                        float b = simd.dot_q8[ty](K, w + r * stride, row);
+                        ref.to_f32[ty](K, w + r * stride, wf);
+                        double wx = 0, exact = 0;
+                        for (int i = 0; i < K; i++) {
+                            double xq = (double)q[i] * d[i / 32];
+                            wx += fabs((double)wf[i] * xq);
+                            exact += (double)wf[i] * xq;
+                        }
+                        float tol = 4e-6f * (float)wx + 1e-6f;
+                        if (fabsf(a - b) > tol || fabs(a - exact) > 1e-5 * wx + 1e-6)
+                            print_error("level %u type %u K %d: dot_q8 ref %g simd %g exact %g\n",
+                                        levels[l], ty, K, a, b, exact);
+                        assert_true(fabsf(a - b) <= tol);
+                        assert_true(fabs(a - exact) <= 1e-5 * wx + 1e-6);
+                    }
+                }
+                checked++;
+            }
+        }
+    }
+    print_message("%d one-plane (type, K) cases checked\n", checked);
+    if (have & EMBER_CPU_AVX2) assert_true(checked > 0);
+}
+
 /* The 8-bit GEMM (dsp.h): every level's unpack bit-exact against the
  * reference, which must be the dequantized row; every gemm_q8 against
  * em_gemm_q8_ref (integer sums exact, float sums to rounding) on odd row
@@ -622,6 +681,7 @@ int main(void) {
         cmocka_unit_test(test_f16_variants),
         cmocka_unit_test(test_gemm_variants),
         cmocka_unit_test(test_q8x_variants),
+        cmocka_unit_test(test_dot_q8_variants),
         cmocka_unit_test(test_gemm_q8_variants),
         cmocka_unit_test(test_gemm_q8_few_variants),
         cmocka_unit_test(test_attn_chunk_variants),

@@ -18,7 +18,7 @@ typedef struct em_cpu {
     bool act_q8;           /* 8-bit activations for batches (gemm_q8) */
     /* The node whose activations the shared area holds, laid out for the
      * matmuls (shared_layout: 8-bit lanes of em_cpu_quantize_in, or the
-     * f32 transpose of em_cpu_transpose_in), or NULL. Q, K and V (and
+     * f32 transpose of em_cpu_transpose_in or _q8), or NULL. Q, K and V (and
      * gate and up) multiply the same input: the matmuls after the first
      * reuse its layout. A graph node's data is written once per run, so
      * the pointer names the data for the rest of the run. Set by thread 0
@@ -29,7 +29,7 @@ typedef struct em_cpu {
     int shared_layout;
 } em_cpu;
 
-enum { EM_SHARED_Q8 = 1, EM_SHARED_F32T = 2 };
+enum { EM_SHARED_Q8 = 1, EM_SHARED_F32T = 2, EM_SHARED_F32T_Q8 = 3 };
 
 /* Rows of a matmul tile converted to f32 at once when the batch has
  * several tokens, so each weight row is read once per batch; a multiple
@@ -59,6 +59,12 @@ size_t em_cpu_gemm_scratch(int64_t T);
  * threads must run it and meet at a barrier before xT is read. */
 void em_cpu_transpose_in(const float *x, int64_t ldx, int64_t T, int64_t K, float *xT, int ith,
                          int nth);
+/* The same, of x rounded as act_type Q8_0 rounds it (quant_q8_lanes, then
+ * q * d, exact in float), split by blocks of 32: a batch of K-quant
+ * matmuls then sees the activations its decode steps see (dot_q8), and
+ * a sequence's results do not depend on the batch beyond float order. */
+void em_cpu_transpose_in_q8(const em_cpu *c, const float *x, int64_t ldx, int64_t T,
+                            int64_t K, float *xT, int ith, int nth);
 /* Rows [lo, hi) of w times the T transposed activations:
  * y[t * st + r * sr] = sum_k w[r][k] x[t][k]. */
 void em_cpu_gemm_rows(const em_cpu *c, const em_wrows *w, int64_t lo, int64_t hi, const float *xT,

@@ -49,6 +49,15 @@ typedef void (*em_quant_q8x_fn)(int64_t n, const float *x, int8_t *hi, int8_t *l
 /* out = sum_i w[i] * x[i] with x quantized: block by block, an exact
  * integer dot product (256 w.hi + w.lo) scaled by the two block scales. */
 typedef float (*em_dot_q8x_fn)(int64_t n, const void *w, em_q8x_row x);
+/* The same dot with one 8-bit plane (act_type Q8_0, llama.cpp's
+ * arithmetic): x ~ d q per block of 32, the activations of
+ * em_quant_q8_lanes_fn taken one token at a time; x.lo is not read.
+ *   out = sum over blocks, in order, of
+ *         d (a0 sum_{j<16} w.q x.q + a1 sum_{j>=16} w.q x.q + c s)
+ * in the unpacked form below (w = a[j / 16] q + c), the integer sums
+ * exact. For the unpacked types only (decode of K-quant files: one plane
+ * reads half the activation bytes and does half the products). */
+typedef em_dot_q8x_fn em_dot_q8_fn;
 /* The block types computed through the unpacked form of lib/quant.h
  * (w = a[j / 16] q + c per 32 weights). Every kernel table fills their
  * slots from this one list: X(suffix, EMBER_TYPE_...). */
@@ -105,6 +114,9 @@ void em_gemm_q8_few_ref(uint32_t type, int64_t nb, int64_t nr, int64_t nt, const
                         size_t ldw, const int8_t *xq, int64_t ldq, const float *dx,
                         const int32_t *xs, int64_t ldd, float *y, int64_t ldy);
 
+/* The C reference of dot_q8 (for the kernel checks). */
+float em_dot_q8_ref(uint32_t type, int64_t n, const void *w, em_q8x_row x);
+
 /* One step of causal attention with an online softmax: n <= EM_ATTN_CHUNK
  * cached positions (K rows k[i], V rows v[i], F32) for the G query heads
  * q[g * ldq ...] that share one KV head (GQA), so each K and V row is read
@@ -147,6 +159,9 @@ typedef struct em_cpu_dsp {
     em_quant_q8_lanes_fn quant_q8_lanes;
     em_unpack_q8_fn unpack_q8[EMBER_TYPE_COUNT]; /* Q8_0, Q4_0 */
     em_gemm_q8_few_fn gemm_q8_few[EMBER_TYPE_COUNT]; /* Q8_0, Q4_0; NULL: gemm_q8 */
+    /* the unpacked types under act_type Q8_0 (NULL: two planes, dot_q8x);
+     * like gemm_q8, only where a fast kernel exists */
+    em_dot_q8_fn dot_q8[EMBER_TYPE_COUNT];
     em_attn_chunk_fn attn_chunk;
     em_swiglu_fn swiglu;
     /* y[i] += a * (float)x_f16[i] */

@@ -57,6 +57,26 @@ void em_cpu_transpose_in(const float *x, int64_t ldx, int64_t T, int64_t K, floa
     }
 }
 
+void em_cpu_transpose_in_q8(const em_cpu *c, const float *x, int64_t ldx, int64_t T, int64_t K,
+                            float *xT, int ith, int nth) {
+    enum { CHUNK = 16 }; /* blocks quantized per call, on the stack */
+    int8_t q[CHUNK * 32];
+    float d[CHUNK];
+    int32_t s[CHUNK];
+    int64_t tp = em_cpu_gemm_lanes(T), nb = K / 32, per = (nb + nth - 1) / nth;
+    int64_t lo = per * ith < nb ? per * ith : nb, hi = lo + per < nb ? lo + per : nb;
+    for (int64_t b0 = lo; b0 < hi; b0 += CHUNK) {
+        int64_t n = hi - b0 < CHUNK ? hi - b0 : CHUNK;
+        for (int64_t t = 0; t < T; t++) {
+            const float *xt = x + t * ldx + b0 * 32; /* block indices from b0 */
+            for (int64_t b = 0; b < n; b++) c->dsp.quant_q8_lanes(xt, 0, 1, b, q, d, s, 1);
+            for (int64_t k = 0; k < n * 32; k++) xT[(b0 * 32 + k) * tp + t] = (float)q[k] * d[k / 32];
+        }
+        for (int64_t k = b0 * 32; k < (b0 + n) * 32; k++)
+            for (int64_t t = T; t < tp; t++) xT[k * tp + t] = 0;
+    }
+}
+
 /* Hints into L2 row r's bytes of the tile after (r0, k0) -- the next
  * columns of the same rows, or the first columns of the next rows -- so
  * that they arrive while this tile is multiplied (the weights stream from

@@ -104,6 +104,13 @@ static bool uses_act8(const em_cpu *c, const em_tensor *w) {
     return c->act_q8 && c->dsp.unpack_q8[w->type] != NULL && w->ne[0] % 32 == 0;
 }
 
+/* act_type Q8_0 in force for one of the unpacked types (the K-quants):
+ * one 8-bit plane through dot_q8 for decode, and batches multiply the
+ * same 8-bit activations, dequantized, in the F32 tiles */
+static bool uses_dot_q8(const em_cpu *c, const em_tensor *w) {
+    return c->act_q8 && c->dsp.dot_q8[w->type] != NULL && w->ne[0] % 32 == 0;
+}
+
 /* Block-quantized weights with a few tokens (decode): activations quantized
  * per block of 32 to two 8-bit planes (each thread its own copy: T x K is
  * small next to the weights), then integer dot products, each weight row
@@ -119,13 +126,15 @@ static void matmul_q8x(em_cpu *c, const em_tensor *w, const em_tensor *x, float 
                        int64_t hi, int ith) {
     int64_t K = w->ne[0], N = w->ne[1], T = x->ne[1], nb = K / 32;
     q8x_area a = q8x_carve(c->scratch[ith], K, T);
-    bool act8 = uses_act8(c, w);
+    bool one_plane = uses_dot_q8(c, w), act8 = uses_act8(c, w) || one_plane;
+    one_plane = one_plane || (act8 && c->dsp.gemm_q8_few[w->type]);
     for (int64_t t = 0; t < T; t++) {
         const float *xt = (const float *)((const char *)x->data + (size_t)t * x->nb[1]);
+        a.rows[t] = (em_q8x_row){ a.q + t * K, a.lo + t * K, a.d + t * nb, a.s + t * nb };
         if (act8) { /* 8-bit activations as the GEMM rounds them: the low plane 0 */
             for (int64_t b = 0; b < nb; b++) /* one lane: the bytes come out in order */
                 c->dsp.quant_q8_lanes(xt, 0, 1, b, a.q + t * K, a.d + t * nb, a.s + t * nb, 1);
-            if (c->dsp.gemm_q8_few[w->type]) continue; /* one plane, below */
+            if (one_plane) continue; /* below */
             memset(a.lo + t * K, 0, (size_t)K);
             for (int64_t b = 0; b < nb; b++) {
                 a.d[t * nb + b] /= 256.0f;
@@ -134,7 +143,6 @@ static void matmul_q8x(em_cpu *c, const em_tensor *w, const em_tensor *x, float 
         } else {
             c->dsp.quant_q8x(K, xt, a.q + t * K, a.lo + t * K, a.d + t * nb, a.s + t * nb);
         }
-        a.rows[t] = (em_q8x_row){ a.q + t * K, a.lo + t * K, a.d + t * nb, a.s + t * nb };
     }
     const char *wb = (const char *)w->data + (size_t)lo * w->nb[1];
     if (act8 && c->dsp.gemm_q8_few[w->type]) { /* one plane: half the products */
@@ -143,7 +151,7 @@ static void matmul_q8x(em_cpu *c, const em_tensor *w, const em_tensor *x, float 
                                         y + lo, N, a.few);
         return;
     }
-    em_dot_q8x_fn dot = c->dsp.dot_q8x[w->type];
+    em_dot_q8x_fn dot = one_plane ? c->dsp.dot_q8[w->type] : c->dsp.dot_q8x[w->type];
     for (int64_t n = lo; n < hi; n++, wb += w->nb[1]) /* each row once, for every token */
         for (int64_t t = 0; t < T; t++) y[t * N + n] = dot(K, wb, a.rows[t]);
 }
@@ -236,8 +244,14 @@ static void op_matmul(em_cpu *c, em_tensor *t, int ith, int nth) {
         return;
     }
     float *xT = c->shared;
-    if (!shared_holds(c, x, EM_SHARED_F32T)) {
-        em_cpu_transpose_in(x->data, (int64_t)(x->nb[1] / sizeof(float)), T, K, xT, ith, nth);
+    int64_t ldx = (int64_t)(x->nb[1] / sizeof(float));
+    if (uses_dot_q8(c, w)) { /* the decode's 8-bit activations, dequantized */
+        if (!shared_holds(c, x, EM_SHARED_F32T_Q8)) {
+            em_cpu_transpose_in_q8(c, x->data, ldx, T, K, xT, ith, nth);
+            shared_now_holds(c, x, EM_SHARED_F32T_Q8, ith);
+        }
+    } else if (!shared_holds(c, x, EM_SHARED_F32T)) {
+        em_cpu_transpose_in(x->data, ldx, T, K, xT, ith, nth);
         shared_now_holds(c, x, EM_SHARED_F32T, ith);
     }
     em_cpu_gemm_rows(c, &wr, lo, hi, xT, T, y, N, 1, c->scratch[ith]);

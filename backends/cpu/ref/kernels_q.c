@@ -90,6 +90,23 @@ static float dot_unpacked(uint32_t type, int64_t n, const void *w, em_q8x_row x)
     return sum;
 }
 
+float em_dot_q8_ref(uint32_t type, int64_t n, const void *w, em_q8x_row x) {
+    const uint8_t *b = w;
+    size_t unit = em_unit_bytes(type);
+    em_block32 u[8];
+    float sum = 0;
+    for (int64_t i = 0; i < n / 32; b += unit) {
+        int nb = em_unpack_blocks(type, b, u);
+        for (int k = 0; k < nb; k++, i++) {
+            int32_t part[2] = { 0, 0 };
+            for (int j = 0; j < 32; j++) part[j / 16] += (int32_t)u[k].q[j] * x.q[i * 32 + j];
+            sum += x.d[i] * (u[k].a[0] * (float)part[0] + u[k].a[1] * (float)part[1] +
+                             u[k].c * (float)x.s[i]);
+        }
+    }
+    return sum;
+}
+
 #define DOT_UNPACKED(T, type)                                                \
     static float dot_##T(int64_t n, const void *w, em_q8x_row x) {           \
         return dot_unpacked(type, n, w, x);                                  \

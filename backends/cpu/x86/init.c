@@ -23,6 +23,7 @@ void em_cpu_dsp_init_x86(em_cpu_dsp *c, uint32_t flags) {
     c->dot_q8x[EMBER_TYPE_Q4_0] = em_dot_q4_0_q8x_avx2;
 #define SET_QK(T, TYPE)                                                                     \
     c->dot_q8x[TYPE] = em_dot_##T##_q8x_avx2;                                                \
+    c->dot_q8[TYPE] = em_dot_##T##_q8_avx2;                                                  \
     c->dot[TYPE] = em_dot_##T##_avx2;                                                        \
     c->to_f32[TYPE] = em_##T##_to_f32_avx2;
     EM_UNPACKED_TYPES(SET_QK)

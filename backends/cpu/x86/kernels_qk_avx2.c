@@ -139,6 +139,17 @@ static inline __m256 block_sums(__m256i q, const int8_t *hi, const int8_t *lo, i
     return _mm256_cvtepi32_ps(_mm256_add_epi32(_mm256_slli_epi32(h, 8), l));
 }
 
+/* sum over 32 weights of q * x.q, one plane (act_type Q8_0), lanes as in
+ * block_sums. A VPMADDUBSW pair is at most 2 * 32 * 127, exact in int16. */
+static inline __m256 block_sums_q8(__m256i q, const int8_t *xq, int unsigned_q) {
+    __m256i x = _mm256_loadu_si256((const __m256i *)xq), uq = q;
+    if (!unsigned_q) {
+        uq = _mm256_sign_epi8(q, q);
+        x = _mm256_sign_epi8(x, q);
+    }
+    return _mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_maddubs_epi16(uq, x), _mm256_set1_epi16(1)));
+}
+
 /* flags of each type's kernels: AFFINE, its q are unsigned and it has a
  * min c (Q4_1, Q5_1, Q4_K, Q5_K; the others have c = 0); SPLIT_SCALES, its
  * two halves of 16 have their own scales (Q6_K) */
@@ -154,6 +165,25 @@ static inline __m256 block_sums(__m256i q, const int8_t *hi, const int8_t *lo, i
             int nb = unpack_##T(b, &u);                                                        \
             for (int k = 0; k < nb; k++, i++) {                                                \
                 __m256 s = block_sums(u.q[k], x.q + i * 32, x.lo + i * 32, (flags) & AFFINE); \
+                __m256 f = (flags) & SPLIT_SCALES                                              \
+                               ? _mm256_setr_m128(_mm_set1_ps(u.a0[k] * x.d[i]),               \
+                                                  _mm_set1_ps(u.a1[k] * x.d[i]))               \
+                               : _mm256_set1_ps(u.a0[k] * x.d[i]);                             \
+                acc = _mm256_fmadd_ps(s, f, acc);                                              \
+                if ((flags) & AFFINE) cterm += u.c[k] * x.d[i] * (float)x.s[i];                \
+            }                                                                                  \
+        }                                                                                      \
+        return hsum256(acc) + cterm;                                                           \
+    }                                                                                          \
+    float em_dot_##T##_q8_avx2(int64_t n, const void *w, em_q8x_row x) {                       \
+        const uint8_t *b = w;                                                                  \
+        __m256 acc = _mm256_setzero_ps();                                                      \
+        float cterm = 0;                                                                       \
+        unit u;                                                                                \
+        for (int64_t i = 0; i < n / 32; b += (unit_bytes)) {                                   \
+            int nb = unpack_##T(b, &u);                                                        \
+            for (int k = 0; k < nb; k++, i++) {                                                \
+                __m256 s = block_sums_q8(u.q[k], x.q + i * 32, (flags) & AFFINE);              \
                 __m256 f = (flags) & SPLIT_SCALES                                              \
                                ? _mm256_setr_m128(_mm_set1_ps(u.a0[k] * x.d[i]),               \
                                                   _mm_set1_ps(u.a1[k] * x.d[i]))               \

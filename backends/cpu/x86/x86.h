@@ -36,6 +36,7 @@ float em_dot_q8_0_q8x_avx2(int64_t n, const void *w, em_q8x_row x);
 float em_dot_q4_0_q8x_avx2(int64_t n, const void *w, em_q8x_row x);
 #define EM_QK_AVX2(T, type)                                                                \
     float em_dot_##T##_q8x_avx2(int64_t n, const void *w, em_q8x_row x);                     \
+    float em_dot_##T##_q8_avx2(int64_t n, const void *w, em_q8x_row x);                      \
     float em_dot_##T##_avx2(int64_t n, const void *w, const float *x);                        \
     void em_##T##_to_f32_avx2(int64_t n, const void *src, float *dst);
 EM_UNPACKED_TYPES(EM_QK_AVX2)
