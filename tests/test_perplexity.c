@@ -108,14 +108,18 @@ static double quantized_perplexity(uint32_t type, uint32_t mix) {
 /* 8-bit activations (act_type Q8_0) are llama.cpp's arithmetic: on the
  * same Q8_0 blocks the perplexity lands within 0.01 of llama.cpp's
  * 32.7613; llama.cpp's Q4_0 file keeps its output matrix at Q6_K, so
- * there ours (all Q4_0) must only be no worse than its 33.0998. */
+ * there ours (all Q4_0) must only be no worse than its 33.0998. Q4_K_M
+ * (Q4_K and Q6_K through dot_q8): llama.cpp rounds K-quant activations
+ * with one scale per 256 (Q8_K), ours per 32, so no worse than its
+ * 32.8857. */
 static void test_act_q8(void **state) {
     (void)state;
-    const struct { uint32_t type; double llama_cpp; } files[] = {
-        { EMBER_TYPE_Q8_0, 32.7613 }, { EMBER_TYPE_Q4_0, 33.0998 },
+    const struct { uint32_t type, mix; double llama_cpp; } files[] = {
+        { EMBER_TYPE_Q8_0, 0, 32.7613 }, { EMBER_TYPE_Q4_0, 0, 33.0998 },
+        { EMBER_TYPE_Q4_K, EMBER_QUANTIZE_MIX_M, 32.8857 },
     };
-    for (size_t f = 0; f < 2; f++) {
-        char *path = quantize_kjv(files[f].type, 0);
+    for (size_t f = 0; f < sizeof files / sizeof files[0]; f++) {
+        char *path = quantize_kjv(files[f].type, files[f].mix);
         double a8 = perplexity_chunks(path, EMBER_TYPE_F32, EMBER_TYPE_Q8_0, 19);
         /* whether the 8-bit path ran: 2 chunks against F32 activations */
         double s16 = perplexity_chunks(path, EMBER_TYPE_F32, EMBER_TYPE_F32, 2);
@@ -135,12 +139,20 @@ static void test_act_q8(void **state) {
 
 /* Decode (one token per call: the integer dot products of every block
  * type in the file) gives the logits that the prompt path (dequantized
- * tiles, F32 GEMM) gives for the same positions. */
+ * tiles, F32 GEMM) gives for the same positions. Under act_type Q8_0
+ * (decode: one 8-bit plane, dot_q8; prompt: the same rounding, then F32
+ * tiles) the two agree only to the activations' 8-bit step: the prompt's
+ * attention sums in another order, and a last-bit difference before a
+ * rounding moves a value by a whole step (measured 4e-3 to 1.2e-2, as
+ * for Q8_0 files, whose two paths are both integer GEMMs), so the bound
+ * there is 2e-2: it catches a wrong kernel or scale, not the flips. */
 static void test_decode_matches_prompt(void **state) {
     (void)state;
-    const struct { uint32_t type, mix; } files[] = {
-        { EMBER_TYPE_Q4_K, EMBER_QUANTIZE_MIX_M }, { EMBER_TYPE_Q5_K, 0 }, { EMBER_TYPE_Q4_1, 0 },
-        { EMBER_TYPE_Q5_0, 0 }, { EMBER_TYPE_Q5_1, 0 },
+    const struct { uint32_t type, mix; int32_t act; } files[] = {
+        { EMBER_TYPE_Q4_K, EMBER_QUANTIZE_MIX_M, EMBER_TYPE_F32 }, { EMBER_TYPE_Q5_K, 0, EMBER_TYPE_F32 },
+        { EMBER_TYPE_Q4_1, 0, EMBER_TYPE_F32 }, { EMBER_TYPE_Q5_0, 0, EMBER_TYPE_F32 },
+        { EMBER_TYPE_Q5_1, 0, EMBER_TYPE_F32 }, { EMBER_TYPE_Q4_K, EMBER_QUANTIZE_MIX_M, EMBER_TYPE_Q8_0 },
+        { EMBER_TYPE_Q5_K, 0, EMBER_TYPE_Q8_0 },
     };
     enum { N = 24 };
     int32_t *ids = NULL;
@@ -154,6 +166,7 @@ static void test_decode_matches_prompt(void **state) {
         ember_context_params cp;
         ember_context_default_params(&cp);
         cp.n_ctx = cp.n_batch = 64;
+        cp.act_type = files[f].act;
         ember_context *ctx = NULL;
         assert_int_equal(ember_context_create(m, &cp, &ctx), EMBER_OK);
         ember_batch_entry b[N];
@@ -173,9 +186,10 @@ static void test_decode_matches_prompt(void **state) {
             }
             worst = fmax(worst, sqrt(e / ref));
         }
-        print_message("%s%s: decode vs prompt logits, worst relative L2 %.2e\n",
-                      ember_type_name((int)files[f].type), files[f].mix ? " (_M mix)" : "", worst);
-        assert_true(worst < 1e-3);
+        print_message("%s%s, %s activations: decode vs prompt logits, worst relative L2 %.2e\n",
+                      ember_type_name((int)files[f].type), files[f].mix ? " (_M mix)" : "",
+                      ember_type_name(files[f].act), worst);
+        assert_true(worst < (files[f].act == EMBER_TYPE_Q8_0 ? 2e-2 : 1e-3));
         free(prompt);
         ember_context_free(&ctx);
         ember_model_free(&m);

@@ -61,8 +61,8 @@ void em_cpu_transpose_in(const float *x, int64_t ldx, int64_t T, int64_t K, floa
                          int nth);
 /* The same, of x rounded as act_type Q8_0 rounds it (quant_q8_lanes, then
  * q * d, exact in float), split by blocks of 32: a batch of K-quant
- * matmuls then sees the activations its decode steps see (dot_q8), and
- * a sequence's results do not depend on the batch beyond float order. */
+ * matmuls then rounds its activations by the rule its decode steps use
+ * (dot_q8), as Q8_0/Q4_0 batches do through gemm_q8. */
 void em_cpu_transpose_in_q8(const em_cpu *c, const float *x, int64_t ldx, int64_t T,
                             int64_t K, float *xT, int ith, int nth);
 /* Rows [lo, hi) of w times the T transposed activations:

@@ -175,7 +175,7 @@ static inline __m256 block_sums_q8(__m256i q, const int8_t *xq, int unsigned_q) 
         }                                                                                      \
         return hsum256(acc) + cterm;                                                           \
     }                                                                                          \
-    float em_dot_##T##_q8_avx2(int64_t n, const void *w, em_q8x_row x) {                       \
+    static inline float dot_##T##_q8_units(int64_t n, const void *w, em_q8x_row x) {           \
         const uint8_t *b = w;                                                                  \
         __m256 acc = _mm256_setzero_ps();                                                      \
         float cterm = 0;                                                                       \
@@ -237,9 +237,75 @@ static inline __m256 block_sums_q8(__m256i q, const int8_t *xq, int unsigned_q) 
         }                                                                                      \
     }
 
+/* Eight blocks' int32 lanes to one vector of their eight totals (lane k
+ * block k): pairwise sums within 128-bit halves, then the halves. */
+static inline __m256i sum8_blocks(const __m256i s[8]) {
+    __m256i a = _mm256_hadd_epi32(_mm256_hadd_epi32(s[0], s[1]), _mm256_hadd_epi32(s[2], s[3]));
+    __m256i b = _mm256_hadd_epi32(_mm256_hadd_epi32(s[4], s[5]), _mm256_hadd_epi32(s[6], s[7]));
+    return _mm256_add_epi32(_mm256_permute2x128_si256(a, b, 0x20),
+                            _mm256_permute2x128_si256(a, b, 0x31));
+}
+
+/* Q4_K, one plane, a super-block at a time: the 6-bit scales and mins
+ * unpacked as bytes with 32-bit masks (the layout of em_k_scale_min), the
+ * products times the integer scale inside VPMADDWD (at most
+ * 32 * 15 * 127 * 63, exact), the eight block totals gathered into one
+ * vector, then one multiply by d * the activations' eight scales; the
+ * mins' term is one vector FMA per super-block. The unpacked-form loop
+ * spent most of its time converting scales one by one. */
+static float dot_q4_k_q8(int64_t n, const void *w, em_q8x_row x) {
+    const uint8_t *b = w;
+    const __m256i low4 = _mm256_set1_epi8(15);
+    __m256 acc = _mm256_setzero_ps(), cacc = _mm256_setzero_ps();
+    for (int64_t i = 0; i < n / 32; i += 8, b += 144) {
+        uint32_t u0, u1, u2;
+        memcpy(&u0, b + 4, 4);
+        memcpy(&u1, b + 8, 4);
+        memcpy(&u2, b + 12, 4);
+        uint32_t sc_lo = u0 & 0x3f3f3f3fu, m_lo = u1 & 0x3f3f3f3fu;
+        uint32_t sc_hi = (u2 & 0x0f0f0f0fu) | ((u0 >> 2) & 0x30303030u);
+        uint32_t m_hi = ((u2 >> 4) & 0x0f0f0f0fu) | ((u1 >> 2) & 0x30303030u);
+        __m256i sc = _mm256_cvtepu8_epi32(_mm_setr_epi32((int)sc_lo, (int)sc_hi, 0, 0));
+        __m256i mn = _mm256_cvtepu8_epi32(_mm_setr_epi32((int)m_lo, (int)m_hi, 0, 0));
+        __m256i sums[8];
+        for (int c = 0; c < 4; c++) {
+            __m256i raw = _mm256_loadu_si256((const __m256i *)(b + 16 + 32 * c));
+            __m256i q0 = _mm256_and_si256(raw, low4);
+            __m256i q1 = _mm256_and_si256(_mm256_srli_epi16(raw, 4), low4);
+            const int8_t *xq = x.q + (i + 2 * c) * 32;
+            __m256i p0 = _mm256_maddubs_epi16(q0, _mm256_loadu_si256((const __m256i *)xq));
+            __m256i p1 = _mm256_maddubs_epi16(q1, _mm256_loadu_si256((const __m256i *)(xq + 32)));
+            sums[2 * c] = _mm256_madd_epi16(p0, _mm256_set1_epi16((short)_mm256_extract_epi32(sc, 2 * c)));
+            sums[2 * c + 1] =
+                _mm256_madd_epi16(p1, _mm256_set1_epi16((short)_mm256_extract_epi32(sc, 2 * c + 1)));
+        }
+        __m256 dx = _mm256_loadu_ps(x.d + i);
+        __m256 tot = _mm256_cvtepi32_ps(sum8_blocks(sums));
+        acc = _mm256_fmadd_ps(_mm256_mul_ps(tot, dx), _mm256_set1_ps(f16_at(b)), acc);
+        __m256 xs = _mm256_cvtepi32_ps(_mm256_loadu_si256((const __m256i *)(x.s + i)));
+        __m256 mterm = _mm256_mul_ps(_mm256_cvtepi32_ps(mn), _mm256_mul_ps(dx, xs));
+        cacc = _mm256_fmadd_ps(mterm, _mm256_set1_ps(f16_at(b + 2)), cacc);
+    }
+    return hsum256(_mm256_sub_ps(acc, cacc));
+}
+
 DEFINE_KERNELS(q4_1, 20, AFFINE)
 DEFINE_KERNELS(q5_0, 22, 0)
 DEFINE_KERNELS(q5_1, 24, AFFINE)
 DEFINE_KERNELS(q4_k, 144, AFFINE)
 DEFINE_KERNELS(q5_k, 176, AFFINE)
 DEFINE_KERNELS(q6_k, 210, SPLIT_SCALES)
+
+/* the one-plane dots: Q4_K its own loop, the others the unpacked form */
+float em_dot_q4_k_q8_avx2(int64_t n, const void *w, em_q8x_row x) {
+    return dot_q4_k_q8(n, w, x);
+}
+#define FORWARD_Q8(T)                                                                          \
+    float em_dot_##T##_q8_avx2(int64_t n, const void *w, em_q8x_row x) {                       \
+        return dot_##T##_q8_units(n, w, x);                                                    \
+    }
+FORWARD_Q8(q4_1)
+FORWARD_Q8(q5_0)
+FORWARD_Q8(q5_1)
+FORWARD_Q8(q5_k)
+FORWARD_Q8(q6_k)
