@@ -267,13 +267,14 @@ typedef struct ember_context_params {
      * sequences (0 = enough for every sequence to reach n_ctx). Memory is
      * n_blocks * ember_kv_info.bytes_per_block, allocated at creation. */
     uint32_t kv_blocks;
-    /* Activations of matmuls with Q8_0/Q4_0 weights: EMBER_TYPE_F32
+    /* Activations of matmuls with block-quantized weights: EMBER_TYPE_F32
      * (default: F32 products, or 16-bit integer ones, errors ~1e-5 of the
      * weights' own) or EMBER_TYPE_Q8_0 (llama.cpp's arithmetic: blocks of
      * 32 bytes with an F16 scale; on x86 CPUs with AVX2 (or AVX512-VNNI)
-     * prompts then run 1.2-2x faster and decode reads one 8-bit plane;
-     * logits error about doubles on tiny models, kjv-7m's perplexity is
-     * unchanged to 0.01). Elsewhere EMBER_TYPE_Q8_0 changes nothing. */
+     * Q8_0/Q4_0 prompts then run 1.2-2x faster, and decode of every block
+     * type (K-quants included) reads one 8-bit plane; logits error about
+     * doubles on tiny models, kjv-7m's perplexity is unchanged to 0.01).
+     * Elsewhere EMBER_TYPE_Q8_0 changes nothing. */
     int32_t act_type;
     /* Positions per KV block: a power of two from 4 to 256 (0 = default,
      * EMBER_KV_BLOCK). Smaller blocks waste less of each sequence's last,
