@@ -18,8 +18,8 @@
  * reports compute efficiency = tokens/s x multiply-adds per token / that
  * peak (multiply-adds per token: the matmul weights a token meets; the
  * attention's share is left out, small at these lengths). -act q8_0
- * quantizes the activations of Q8_0/Q4_0 matmuls to 8 bits (the context
- * parameter act_type). With -o json: one object per line and test.
+ * quantizes the activations of block-quantized matmuls to 8 bits (the
+ * context parameter act_type). With -o json: one object per line and test.
  */
 #include <pthread.h>
 #include <stdio.h>
