@@ -289,6 +289,50 @@ static float dot_q4_k_q8(int64_t n, const void *w, em_q8x_row x) {
     return hsum256(_mm256_sub_ps(acc, cacc));
 }
 
+/* Q6_K, one plane, a super-block at a time, the same shape as Q4_K:
+ * unsigned 6-bit q times x minus 32 times x (two VPMADDUBSW, pairs at
+ * most 2 * 63 * 127, exact in int16, their difference too), the signed
+ * 8-bit scale of each half block applied inside VPMADDWD (the scale bytes
+ * picked into 16-bit lanes by VPSHUFB), the eight block totals into one
+ * vector, one float multiply by d * the activations' scales. */
+static float dot_q6_k_q8(int64_t n, const void *w, em_q8x_row x) {
+    const uint8_t *b = w;
+    const __m256i low4 = _mm256_set1_epi8(15), three = _mm256_set1_epi8(3);
+    const __m256i off = _mm256_set1_epi8(32), step = _mm256_set1_epi16(0x0200);
+    /* scale byte 2k in the high byte of each 16-bit lane of the low half,
+     * 2k + 1 in the high half; the low byte zero (0x80 selects zero) */
+    const __m256i pick0 = _mm256_setr_epi8(-128, 0, -128, 0, -128, 0, -128, 0, -128, 0, -128, 0,
+                                           -128, 0, -128, 0, -128, 1, -128, 1, -128, 1, -128, 1,
+                                           -128, 1, -128, 1, -128, 1, -128, 1);
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t i = 0; i < n / 32; i += 8, b += 210) {
+        __m256i sc8 = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(b + 192)));
+        __m256i pick = pick0, sums[8];
+        for (int h = 0; h < 2; h++) {
+            __m256i ql0 = _mm256_loadu_si256((const __m256i *)(b + 64 * h));
+            __m256i ql1 = _mm256_loadu_si256((const __m256i *)(b + 64 * h + 32));
+            __m256i qh = _mm256_loadu_si256((const __m256i *)(b + 128 + 32 * h));
+            const __m256i nib[4] = { _mm256_and_si256(ql0, low4), _mm256_and_si256(ql1, low4),
+                                     _mm256_and_si256(_mm256_srli_epi16(ql0, 4), low4),
+                                     _mm256_and_si256(_mm256_srli_epi16(ql1, 4), low4) };
+            for (int part = 0; part < 4; part++) {
+                int k = 4 * h + part;
+                __m256i top = _mm256_and_si256(_mm256_srli_epi16(qh, 2 * part), three);
+                __m256i q = _mm256_or_si256(nib[part], _mm256_slli_epi16(top, 4));
+                __m256i xq = _mm256_loadu_si256((const __m256i *)(x.q + (i + k) * 32));
+                __m256i p = _mm256_sub_epi16(_mm256_maddubs_epi16(q, xq), _mm256_maddubs_epi16(off, xq));
+                __m256i sc = _mm256_srai_epi16(_mm256_shuffle_epi8(sc8, pick), 8);
+                sums[k] = _mm256_madd_epi16(p, sc);
+                pick = _mm256_add_epi16(pick, step);
+            }
+        }
+        __m256 tot = _mm256_cvtepi32_ps(sum8_blocks(sums));
+        __m256 dx = _mm256_loadu_ps(x.d + i);
+        acc = _mm256_fmadd_ps(_mm256_mul_ps(tot, dx), _mm256_set1_ps(f16_at(b + 208)), acc);
+    }
+    return hsum256(acc);
+}
+
 DEFINE_KERNELS(q4_1, 20, AFFINE)
 DEFINE_KERNELS(q5_0, 22, 0)
 DEFINE_KERNELS(q5_1, 24, AFFINE)
@@ -296,9 +340,13 @@ DEFINE_KERNELS(q4_k, 144, AFFINE)
 DEFINE_KERNELS(q5_k, 176, AFFINE)
 DEFINE_KERNELS(q6_k, 210, SPLIT_SCALES)
 
-/* the one-plane dots: Q4_K its own loop, the others the unpacked form */
+/* the one-plane dots: Q4_K and Q6_K (the _M mixes) their own loops, the
+ * others the unpacked form */
 float em_dot_q4_k_q8_avx2(int64_t n, const void *w, em_q8x_row x) {
     return dot_q4_k_q8(n, w, x);
+}
+float em_dot_q6_k_q8_avx2(int64_t n, const void *w, em_q8x_row x) {
+    return dot_q6_k_q8(n, w, x);
 }
 #define FORWARD_Q8(T)                                                                          \
     float em_dot_##T##_q8_avx2(int64_t n, const void *w, em_q8x_row x) {                       \
@@ -308,4 +356,3 @@ FORWARD_Q8(q4_1)
 FORWARD_Q8(q5_0)
 FORWARD_Q8(q5_1)
 FORWARD_Q8(q5_k)
-FORWARD_Q8(q6_k)
