@@ -247,15 +247,15 @@ static inline __m256i sum8_blocks(const __m256i s[8]) {
 }
 
 /* Q4_K, one plane, a super-block at a time: the 6-bit scales and mins
- * unpacked as bytes with 32-bit masks (the layout of em_k_scale_min), the
- * products times the integer scale inside VPMADDWD (at most
- * 32 * 15 * 127 * 63, exact), the eight block totals gathered into one
- * vector, then one multiply by d * the activations' eight scales; the
+ * unpacked as bytes with 32-bit masks (the layout of em_k_scale_min);
+ * each block's products summed to int32 lanes, the eight block totals
+ * gathered into one vector (VPHADDD), then scaled as floats: a total is
+ * at most 32 * 15 * 127 and a scale 63, so the product is exact. The
  * mins' term is one vector FMA per super-block. The unpacked-form loop
- * spent most of its time converting scales one by one. */
+ * spent most of its time converting scales one block at a time. */
 static float dot_q4_k_q8(int64_t n, const void *w, em_q8x_row x) {
     const uint8_t *b = w;
-    const __m256i low4 = _mm256_set1_epi8(15);
+    const __m256i low4 = _mm256_set1_epi8(15), ones = _mm256_set1_epi16(1);
     __m256 acc = _mm256_setzero_ps(), cacc = _mm256_setzero_ps();
     for (int64_t i = 0; i < n / 32; i += 8, b += 144) {
         uint32_t u0, u1, u2;
@@ -275,12 +275,11 @@ static float dot_q4_k_q8(int64_t n, const void *w, em_q8x_row x) {
             const int8_t *xq = x.q + (i + 2 * c) * 32;
             __m256i p0 = _mm256_maddubs_epi16(q0, _mm256_loadu_si256((const __m256i *)xq));
             __m256i p1 = _mm256_maddubs_epi16(q1, _mm256_loadu_si256((const __m256i *)(xq + 32)));
-            sums[2 * c] = _mm256_madd_epi16(p0, _mm256_set1_epi16((short)_mm256_extract_epi32(sc, 2 * c)));
-            sums[2 * c + 1] =
-                _mm256_madd_epi16(p1, _mm256_set1_epi16((short)_mm256_extract_epi32(sc, 2 * c + 1)));
+            sums[2 * c] = _mm256_madd_epi16(p0, ones);
+            sums[2 * c + 1] = _mm256_madd_epi16(p1, ones);
         }
         __m256 dx = _mm256_loadu_ps(x.d + i);
-        __m256 tot = _mm256_cvtepi32_ps(sum8_blocks(sums));
+        __m256 tot = _mm256_mul_ps(_mm256_cvtepi32_ps(sum8_blocks(sums)), _mm256_cvtepi32_ps(sc));
         acc = _mm256_fmadd_ps(_mm256_mul_ps(tot, dx), _mm256_set1_ps(f16_at(b)), acc);
         __m256 xs = _mm256_cvtepi32_ps(_mm256_loadu_si256((const __m256i *)(x.s + i)));
         __m256 mterm = _mm256_mul_ps(_mm256_cvtepi32_ps(mn), _mm256_mul_ps(dx, xs));
@@ -289,25 +288,26 @@ static float dot_q4_k_q8(int64_t n, const void *w, em_q8x_row x) {
     return hsum256(_mm256_sub_ps(acc, cacc));
 }
 
-/* Q6_K, one plane, a super-block at a time, the same shape as Q4_K:
- * unsigned 6-bit q times x minus 32 times x (two VPMADDUBSW, pairs at
- * most 2 * 63 * 127, exact in int16, their difference too), the signed
- * 8-bit scale of each half block applied inside VPMADDWD (the scale bytes
- * picked into 16-bit lanes by VPSHUFB), the eight block totals into one
- * vector, one float multiply by d * the activations' scales. */
+/* Q6_K, one plane, the same shape: unsigned 6-bit q times x minus 32
+ * times x (two VPMADDUBSW, pairs at most 2 * 63 * 127, exact in int16,
+ * their difference too), summed to int32 lanes per block. Four blocks'
+ * lanes reduce by two VPHADDD rounds to [first halves | second halves],
+ * so each half block's total meets its own signed 8-bit scale in one
+ * float multiply per four blocks (totals at most 16 * 32 * 127, times
+ * 128: exact). */
 static float dot_q6_k_q8(int64_t n, const void *w, em_q8x_row x) {
     const uint8_t *b = w;
     const __m256i low4 = _mm256_set1_epi8(15), three = _mm256_set1_epi8(3);
-    const __m256i off = _mm256_set1_epi8(32), step = _mm256_set1_epi16(0x0200);
-    /* scale byte 2k in the high byte of each 16-bit lane of the low half,
-     * 2k + 1 in the high half; the low byte zero (0x80 selects zero) */
-    const __m256i pick0 = _mm256_setr_epi8(-128, 0, -128, 0, -128, 0, -128, 0, -128, 0, -128, 0,
-                                           -128, 0, -128, 0, -128, 1, -128, 1, -128, 1, -128, 1,
-                                           -128, 1, -128, 1, -128, 1, -128, 1);
+    const __m256i off = _mm256_set1_epi8(32), ones = _mm256_set1_epi16(1);
+    /* scales [0 2 4 6 1 3 5 7 | 8 10 12 14 9 11 13 15]: half 0 of blocks
+     * 0-3, half 1 of blocks 0-3, then blocks 4-7 */
+    const __m128i order = _mm_setr_epi8(0, 2, 4, 6, 1, 3, 5, 7, 8, 10, 12, 14, 9, 11, 13, 15);
     __m256 acc = _mm256_setzero_ps();
     for (int64_t i = 0; i < n / 32; i += 8, b += 210) {
-        __m256i sc8 = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(b + 192)));
-        __m256i pick = pick0, sums[8];
+        __m128i sc = _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)(b + 192)), order);
+        __m256 sc03 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(sc));
+        __m256 sc47 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(sc, 8)));
+        __m256i sums[8];
         for (int h = 0; h < 2; h++) {
             __m256i ql0 = _mm256_loadu_si256((const __m256i *)(b + 64 * h));
             __m256i ql1 = _mm256_loadu_si256((const __m256i *)(b + 64 * h + 32));
@@ -321,14 +321,19 @@ static float dot_q6_k_q8(int64_t n, const void *w, em_q8x_row x) {
                 __m256i q = _mm256_or_si256(nib[part], _mm256_slli_epi16(top, 4));
                 __m256i xq = _mm256_loadu_si256((const __m256i *)(x.q + (i + k) * 32));
                 __m256i p = _mm256_sub_epi16(_mm256_maddubs_epi16(q, xq), _mm256_maddubs_epi16(off, xq));
-                __m256i sc = _mm256_srai_epi16(_mm256_shuffle_epi8(sc8, pick), 8);
-                sums[k] = _mm256_madd_epi16(p, sc);
-                pick = _mm256_add_epi16(pick, step);
+                sums[k] = _mm256_madd_epi16(p, ones);
             }
         }
-        __m256 tot = _mm256_cvtepi32_ps(sum8_blocks(sums));
-        __m256 dx = _mm256_loadu_ps(x.d + i);
-        acc = _mm256_fmadd_ps(_mm256_mul_ps(tot, dx), _mm256_set1_ps(f16_at(b + 208)), acc);
+        /* [half 0 of blocks 0-3 | half 1 of blocks 0-3], then blocks 4-7 */
+        __m256i t03 = _mm256_hadd_epi32(_mm256_hadd_epi32(sums[0], sums[1]),
+                                        _mm256_hadd_epi32(sums[2], sums[3]));
+        __m256i t47 = _mm256_hadd_epi32(_mm256_hadd_epi32(sums[4], sums[5]),
+                                        _mm256_hadd_epi32(sums[6], sums[7]));
+        __m256 dx03 = _mm256_broadcast_ps((const __m128 *)(x.d + i));
+        __m256 dx47 = _mm256_broadcast_ps((const __m128 *)(x.d + i + 4));
+        __m256 f = _mm256_mul_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(t03), sc03), dx03);
+        f = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(t47), sc47), dx47, f);
+        acc = _mm256_fmadd_ps(f, _mm256_set1_ps(f16_at(b + 208)), acc);
     }
     return hsum256(acc);
 }
