@@ -246,18 +246,21 @@ static inline __m256i sum8_blocks(const __m256i s[8]) {
                             _mm256_permute2x128_si256(a, b, 0x31));
 }
 
-/* Q4_K, one plane, a super-block at a time: the 6-bit scales and mins
- * unpacked as bytes with 32-bit masks (the layout of em_k_scale_min);
- * each block's products summed to int32 lanes, the eight block totals
- * gathered into one vector (VPHADDD), then scaled as floats: a total is
- * at most 32 * 15 * 127 and a scale 63, so the product is exact. The
- * mins' term is one vector FMA per super-block. The unpacked-form loop
- * spent most of its time converting scales one block at a time. */
-static float dot_q4_k_q8(int64_t n, const void *w, em_q8x_row x) {
+/* Q4_K and Q5_K, one plane, a super-block at a time: the 6-bit scales
+ * and mins unpacked as bytes with 32-bit masks (the layout of
+ * em_k_scale_min); each block's products summed to int32 lanes, the eight
+ * block totals gathered into one vector (VPHADDD), then scaled as floats:
+ * a total is at most 32 * 31 * 127 and a scale 63, so the product is
+ * exact. The mins' term is one vector FMA per super-block. The
+ * unpacked-form loop spent most of its time converting scales one block
+ * at a time. Q5_K: the fifth bits of block 2c and 2c + 1 are bits 2c and
+ * 2c + 1 of the 32 qh bytes. */
+static inline float dot_q45_k_q8(int64_t n, const void *w, em_q8x_row x, int five) {
     const uint8_t *b = w;
-    const __m256i low4 = _mm256_set1_epi8(15), ones = _mm256_set1_epi16(1);
+    const size_t unit = five ? 176 : 144, qs = five ? 48 : 16;
+    const __m256i low4 = _mm256_set1_epi8(15), ones = _mm256_set1_epi16(1), one = _mm256_set1_epi8(1);
     __m256 acc = _mm256_setzero_ps(), cacc = _mm256_setzero_ps();
-    for (int64_t i = 0; i < n / 32; i += 8, b += 144) {
+    for (int64_t i = 0; i < n / 32; i += 8, b += unit) {
         uint32_t u0, u1, u2;
         memcpy(&u0, b + 4, 4);
         memcpy(&u1, b + 8, 4);
@@ -269,9 +272,16 @@ static float dot_q4_k_q8(int64_t n, const void *w, em_q8x_row x) {
         __m256i mn = _mm256_cvtepu8_epi32(_mm_setr_epi32((int)m_lo, (int)m_hi, 0, 0));
         __m256i sums[8];
         for (int c = 0; c < 4; c++) {
-            __m256i raw = _mm256_loadu_si256((const __m256i *)(b + 16 + 32 * c));
+            __m256i raw = _mm256_loadu_si256((const __m256i *)(b + qs + 32 * c));
             __m256i q0 = _mm256_and_si256(raw, low4);
             __m256i q1 = _mm256_and_si256(_mm256_srli_epi16(raw, 4), low4);
+            if (five) {
+                __m256i qh = _mm256_loadu_si256((const __m256i *)(b + 16));
+                __m256i h0 = _mm256_and_si256(_mm256_srli_epi16(qh, 2 * c), one);
+                __m256i h1 = _mm256_and_si256(_mm256_srli_epi16(qh, 2 * c + 1), one);
+                q0 = _mm256_or_si256(q0, _mm256_slli_epi16(h0, 4));
+                q1 = _mm256_or_si256(q1, _mm256_slli_epi16(h1, 4));
+            }
             const int8_t *xq = x.q + (i + 2 * c) * 32;
             __m256i p0 = _mm256_maddubs_epi16(q0, _mm256_loadu_si256((const __m256i *)xq));
             __m256i p1 = _mm256_maddubs_epi16(q1, _mm256_loadu_si256((const __m256i *)(xq + 32)));
@@ -345,10 +355,13 @@ DEFINE_KERNELS(q4_k, 144, AFFINE)
 DEFINE_KERNELS(q5_k, 176, AFFINE)
 DEFINE_KERNELS(q6_k, 210, SPLIT_SCALES)
 
-/* the one-plane dots: Q4_K and Q6_K (the _M mixes) their own loops, the
- * others the unpacked form */
+/* the one-plane dots: the K-quants their own loops, the others the
+ * unpacked form */
 float em_dot_q4_k_q8_avx2(int64_t n, const void *w, em_q8x_row x) {
-    return dot_q4_k_q8(n, w, x);
+    return dot_q45_k_q8(n, w, x, 0);
+}
+float em_dot_q5_k_q8_avx2(int64_t n, const void *w, em_q8x_row x) {
+    return dot_q45_k_q8(n, w, x, 1);
 }
 float em_dot_q6_k_q8_avx2(int64_t n, const void *w, em_q8x_row x) {
     return dot_q6_k_q8(n, w, x);
@@ -360,4 +373,3 @@ float em_dot_q6_k_q8_avx2(int64_t n, const void *w, em_q8x_row x) {
 FORWARD_Q8(q4_1)
 FORWARD_Q8(q5_0)
 FORWARD_Q8(q5_1)
-FORWARD_Q8(q5_k)
