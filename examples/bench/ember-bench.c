@@ -9,7 +9,8 @@
  * one by one) runs -r times on a cleared cache; it reports the median and
  * the spread. Decode efficiency = tokens/s x bytes read per token / the
  * read bandwidth. On the CPU the bandwidth is measured at the start and
- * again before each decode repetition, and the efficiency is taken
+ * again before each decode repetition and after the last, and the
+ * efficiency is taken
  * against the best of those: shared machines' bandwidth moves by up to 2x
  * over seconds, and a single early figure made decodes read as >100%.
  * Prompts are bound by arithmetic instead, so the same run
@@ -85,7 +86,7 @@ static int run_once(ember_context *ctx, int32_t n_vocab, int n, int decode, doub
 typedef struct result {
     double med, min, max;
     /* CPU decode only: the read bandwidth measured right before each
-     * repetition (median, min, max) */
+     * repetition and after the last (median, min, max) */
     double bw_med, bw_min, bw_max;
 } result;
 
@@ -102,14 +103,15 @@ static void summarize(double *v, int n, double *med, double *min, double *max) {
  * memory. */
 static int run_test(ember_context *ctx, int32_t n_vocab, int n, int decode, int reps,
                     bw_probe *probe, result *r) {
-    double v[64], bw[64];
+    double v[64], bw[65];
     if (reps > 64) reps = 64;
     for (int i = 0; i < reps; i++) {
         bw[i] = probe ? bw_probe_read(probe, 3) : 0;
         int rc = run_once(ctx, n_vocab, n, decode, &v[i]);
         if (rc) return rc;
     }
-    summarize(bw, reps, &r->bw_med, &r->bw_min, &r->bw_max);
+    bw[reps] = probe ? bw_probe_read(probe, 3) : 0; /* and after the last */
+    summarize(bw, reps + 1, &r->bw_med, &r->bw_min, &r->bw_max);
     summarize(v, reps, &r->med, &r->min, &r->max);
     return EMBER_OK;
 }
@@ -263,7 +265,7 @@ int main(int argc, char **argv) {
                    r.max, reps);
             if (decode && probe)
                 printf("  %.1f GB/s of weights = %.0f%% of the bandwidth\n"
-                       "       (the best seen in this run, %.1f GB/s; measured before each "
+                       "       (the best seen in this run, %.1f GB/s; measured around each "
                        "repetition: median %.1f, %.1f-%.1f)",
                        r.med * read_bytes / 1e9, 100 * eff, test_bw, r.bw_med, r.bw_min,
                        r.bw_max);
