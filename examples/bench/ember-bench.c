@@ -10,10 +10,10 @@
  * the spread. Decode efficiency = tokens/s x bytes read per token / the
  * read bandwidth. On the CPU the bandwidth is measured at the start and
  * again before each decode repetition and after the last, and the
- * efficiency is taken
- * against the best of those: shared machines' bandwidth moves by up to 2x
- * over seconds, and a single early figure made decodes read as >100%.
- * Prompts are bound by arithmetic instead, so the same run
+ * efficiency is taken against the best of those: shared machines'
+ * bandwidth moves by up to 2x over seconds, and a single early figure
+ * made decodes read as >100%. Prompts are bound by arithmetic instead,
+ * so the same run
  * also measures the multiply-add peak of the instruction the prompt path
  * uses (8-bit dot products with -act q8_0, F32 FMAs otherwise) and
  * reports compute efficiency = tokens/s x multiply-adds per token / that
