@@ -272,7 +272,8 @@ typedef struct ember_context_params {
      * weights' own) or EMBER_TYPE_Q8_0 (llama.cpp's arithmetic: blocks of
      * 32 bytes with an F16 scale; on x86 CPUs with AVX2 (or AVX512-VNNI)
      * Q8_0/Q4_0 prompts then run 1.2-2x faster, and decode of every block
-     * type (K-quants included) reads one 8-bit plane; logits error about
+     * type (K-quants included; MoE experts excepted, they keep F32
+     * activations) reads one 8-bit plane; logits error about
      * doubles on tiny models, kjv-7m's perplexity is unchanged to 0.01).
      * Elsewhere EMBER_TYPE_Q8_0 changes nothing. */
     int32_t act_type;
