@@ -47,4 +47,5 @@ void em_cpu_dsp_init_x86(em_cpu_dsp *c, uint32_t flags) {
     c->quant_q8_lanes = em_quant_q8_lanes_vnni;
     c->gemm_q8_few[EMBER_TYPE_Q8_0] = em_gemm_q8_few_q8_0_vnni;
     c->gemm_q8_few[EMBER_TYPE_Q4_0] = em_gemm_q8_few_q4_0_vnni;
+    c->dot_q8[EMBER_TYPE_Q6_K] = em_dot_q6_k_q8_vnni;
 }

@@ -41,6 +41,7 @@ float em_dot_q4_0_q8x_avx2(int64_t n, const void *w, em_q8x_row x);
     void em_##T##_to_f32_avx2(int64_t n, const void *src, float *dst);
 EM_UNPACKED_TYPES(EM_QK_AVX2)
 float em_dot_q8_0_q8x_vnni(int64_t n, const void *w, em_q8x_row x);
+float em_dot_q6_k_q8_vnni(int64_t n, const void *w, em_q8x_row x);
 float em_dot_q4_0_q8x_vnni(int64_t n, const void *w, em_q8x_row x);
 void em_gemm_q8_vnni(int64_t nb, int64_t nr, int64_t nt, const uint8_t *w, int64_t ldw,
                      const float *dw, int64_t ldb, int32_t o, const int8_t *xq, const float *dx,
