@@ -70,9 +70,11 @@ static float dot_q4_0(int64_t n, const void *w, em_q8x_row x) {
 /* The other block types through their unpacked form: per block of 32,
  * a[0] times the integer dot of its first 16 weights, a[1] of the other
  * 16, plus c times the activations' integer sum, all times the block's
- * activation scale. The integer parts in 64 bits (the SIMD kernels keep
- * them in 32-bit lanes and apply the scales in float). */
-static float dot_unpacked(uint32_t type, int64_t n, const void *w, em_q8x_row x) {
+ * activation scale. The activations' integers are 256 hi + lo with two
+ * planes (dot_q8x), hi alone with one (dot_q8, x.lo not read). The
+ * integer parts in 64 bits (the SIMD kernels keep them in 32-bit lanes
+ * and apply the scales in float). */
+static float dot_unpacked(uint32_t type, int64_t n, const void *w, em_q8x_row x, bool one_plane) {
     const uint8_t *b = w;
     size_t unit = em_unit_bytes(type);
     em_block32 u[8];
@@ -81,8 +83,10 @@ static float dot_unpacked(uint32_t type, int64_t n, const void *w, em_q8x_row x)
         int nb = em_unpack_blocks(type, b, u);
         for (int k = 0; k < nb; k++, i++) {
             int64_t part[2] = { 0, 0 };
-            for (int j = 0; j < 32; j++)
-                part[j / 16] += (int64_t)u[k].q[j] * (256 * x.q[i * 32 + j] + x.lo[i * 32 + j]);
+            for (int j = 0; j < 32; j++) {
+                int32_t xv = one_plane ? x.q[i * 32 + j] : 256 * x.q[i * 32 + j] + x.lo[i * 32 + j];
+                part[j / 16] += (int64_t)u[k].q[j] * xv;
+            }
             sum += x.d[i] * (u[k].a[0] * (float)part[0] + u[k].a[1] * (float)part[1] +
                              u[k].c * (float)x.s[i]);
         }
@@ -91,25 +95,12 @@ static float dot_unpacked(uint32_t type, int64_t n, const void *w, em_q8x_row x)
 }
 
 float em_dot_q8_ref(uint32_t type, int64_t n, const void *w, em_q8x_row x) {
-    const uint8_t *b = w;
-    size_t unit = em_unit_bytes(type);
-    em_block32 u[8];
-    float sum = 0;
-    for (int64_t i = 0; i < n / 32; b += unit) {
-        int nb = em_unpack_blocks(type, b, u);
-        for (int k = 0; k < nb; k++, i++) {
-            int32_t part[2] = { 0, 0 };
-            for (int j = 0; j < 32; j++) part[j / 16] += (int32_t)u[k].q[j] * x.q[i * 32 + j];
-            sum += x.d[i] * (u[k].a[0] * (float)part[0] + u[k].a[1] * (float)part[1] +
-                             u[k].c * (float)x.s[i]);
-        }
-    }
-    return sum;
+    return dot_unpacked(type, n, w, x, true);
 }
 
 #define DOT_UNPACKED(T, type)                                                \
     static float dot_##T(int64_t n, const void *w, em_q8x_row x) {           \
-        return dot_unpacked(type, n, w, x);                                  \
+        return dot_unpacked(type, n, w, x, false);                           \
     }
 EM_UNPACKED_TYPES(DOT_UNPACKED)
 

@@ -156,7 +156,9 @@ static inline __m256 block_sums_q8(__m256i q, const int8_t *xq, int unsigned_q) 
 #define AFFINE 1
 #define SPLIT_SCALES 2
 #define DEFINE_KERNELS(T, unit_bytes, flags)                                                   \
-    float em_dot_##T##_q8x_avx2(int64_t n, const void *w, em_q8x_row x) {                      \
+    /* the integer-path dot in the unpacked form: two activation planes     \
+       (dot_q8x), or one (dot_q8, act_type Q8_0) */                          \
+    static inline float dot_##T##_units(int64_t n, const void *w, em_q8x_row x, int one_plane) { \
         const uint8_t *b = w;                                                                  \
         __m256 acc = _mm256_setzero_ps();                                                      \
         float cterm = 0;                                                                       \
@@ -164,7 +166,9 @@ static inline __m256 block_sums_q8(__m256i q, const int8_t *xq, int unsigned_q) 
         for (int64_t i = 0; i < n / 32; b += (unit_bytes)) {                                   \
             int nb = unpack_##T(b, &u);                                                        \
             for (int k = 0; k < nb; k++, i++) {                                                \
-                __m256 s = block_sums(u.q[k], x.q + i * 32, x.lo + i * 32, (flags) & AFFINE); \
+                __m256 s = one_plane                                                           \
+                               ? block_sums_q8(u.q[k], x.q + i * 32, (flags) & AFFINE)         \
+                               : block_sums(u.q[k], x.q + i * 32, x.lo + i * 32, (flags) & AFFINE); \
                 __m256 f = (flags) & SPLIT_SCALES                                              \
                                ? _mm256_setr_m128(_mm_set1_ps(u.a0[k] * x.d[i]),               \
                                                   _mm_set1_ps(u.a1[k] * x.d[i]))               \
@@ -175,24 +179,8 @@ static inline __m256 block_sums_q8(__m256i q, const int8_t *xq, int unsigned_q) 
         }                                                                                      \
         return hsum256(acc) + cterm;                                                           \
     }                                                                                          \
-    static inline float dot_##T##_q8_units(int64_t n, const void *w, em_q8x_row x) {           \
-        const uint8_t *b = w;                                                                  \
-        __m256 acc = _mm256_setzero_ps();                                                      \
-        float cterm = 0;                                                                       \
-        unit u;                                                                                \
-        for (int64_t i = 0; i < n / 32; b += (unit_bytes)) {                                   \
-            int nb = unpack_##T(b, &u);                                                        \
-            for (int k = 0; k < nb; k++, i++) {                                                \
-                __m256 s = block_sums_q8(u.q[k], x.q + i * 32, (flags) & AFFINE);              \
-                __m256 f = (flags) & SPLIT_SCALES                                              \
-                               ? _mm256_setr_m128(_mm_set1_ps(u.a0[k] * x.d[i]),               \
-                                                  _mm_set1_ps(u.a1[k] * x.d[i]))               \
-                               : _mm256_set1_ps(u.a0[k] * x.d[i]);                             \
-                acc = _mm256_fmadd_ps(s, f, acc);                                              \
-                if ((flags) & AFFINE) cterm += u.c[k] * x.d[i] * (float)x.s[i];                \
-            }                                                                                  \
-        }                                                                                      \
-        return hsum256(acc) + cterm;                                                           \
+    float em_dot_##T##_q8x_avx2(int64_t n, const void *w, em_q8x_row x) {                      \
+        return dot_##T##_units(n, w, x, 0);                                                    \
     }                                                                                          \
     /* the F32-activation dot (MoE experts, the LM head): weights                                  \
        converted in registers, a[j / 16] and c applied per block */                                \
@@ -368,7 +356,7 @@ float em_dot_q6_k_q8_avx2(int64_t n, const void *w, em_q8x_row x) {
 }
 #define FORWARD_Q8(T)                                                                          \
     float em_dot_##T##_q8_avx2(int64_t n, const void *w, em_q8x_row x) {                       \
-        return dot_##T##_q8_units(n, w, x);                                                    \
+        return dot_##T##_units(n, w, x, 1);                                                    \
     }
 FORWARD_Q8(q4_1)
 FORWARD_Q8(q5_0)
