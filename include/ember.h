@@ -227,6 +227,7 @@ EMBER_API int ember_backend_available(int kind);
 #define EMBER_CPU_AVX2 (1u << 0)   /* AVX2 + FMA + F16C */
 #define EMBER_CPU_AVX512 (1u << 1) /* AVX-512 F/BW/VL    */
 #define EMBER_CPU_AVX512_VNNI (1u << 2) /* + int8 dot products (VPDPBUSD) */
+#define EMBER_CPU_AVX512_BF16 (1u << 3) /* + BF16 dot products (VDPBF16PS) */
 #define EMBER_CPU_NEON (1u << 8)    /* AArch64 Advanced SIMD           */
 #define EMBER_CPU_DOTPROD (1u << 9) /* + int8 dot products (SDOT)       */
 #define EMBER_CPU_RVV (1u << 16)    /* RISC-V vector extension 1.0      */
@@ -275,7 +276,12 @@ typedef struct ember_context_params {
      * type (K-quants included; MoE experts excepted, they keep F32
      * activations) reads one 8-bit plane; logits error about
      * doubles on tiny models, kjv-7m's perplexity is unchanged to 0.01).
-     * Elsewhere EMBER_TYPE_Q8_0 changes nothing. */
+     * Elsewhere EMBER_TYPE_Q8_0 changes nothing. EMBER_TYPE_BF16 (0.3.0):
+     * matmuls with BF16 weights round their activations to BF16, as
+     * llama.cpp does for BF16 models, and prompts run two BF16 products
+     * per F32 lane (VDPBF16PS, about 2x the F32 rate); on x86 CPUs with
+     * AVX512-BF16 only, elsewhere it changes nothing. MoE experts keep
+     * F32 activations. */
     int32_t act_type;
     /* Positions per KV block: a power of two from 4 to 256 (0 = default,
      * EMBER_KV_BLOCK). Smaller blocks waste less of each sequence's last,
@@ -560,13 +566,15 @@ typedef void (*ember_quantize_tensor_fn)(void *user, const char *name, uint32_t 
 typedef struct ember_quantize_params {
     size_t struct_size;   /* sizeof(ember_quantize_params) */
     /* Type of the weight matrices: EMBER_TYPE_Q8_0, Q4_0, Q4_1, Q5_0, Q5_1,
-     * Q4_K, Q5_K or Q6_K. Norms, biases and the MoE router stay as they
+     * Q4_K, Q5_K or Q6_K, or a float type (F32, F16, BF16; rounded to
+     * nearest even: a conversion, 0.3.0). Norms, biases and the MoE router stay as they
      * are; a tensor whose rows are not whole blocks of the type falls back
      * to a type with smaller blocks (Q4_K -> Q5_0, Q5_K -> Q5_1,
      * Q6_K -> Q8_0) or, failing that, stays as it is. */
     uint32_t type;
     /* Type of output.weight, the matrix most sensitive to quantization;
-     * 0 chooses Q6_K for K-quant types and for the _M mix, else Q8_0. */
+     * 0 chooses Q6_K for K-quant types and for the _M mix, the type
+     * itself for float types, else Q8_0. */
     uint32_t output_type;
     ember_quantize_tensor_fn on_tensor; /* optional progress / report */
     void *user;

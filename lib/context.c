@@ -66,9 +66,10 @@ static int resolve_params(ember_context *c, const ember_context_params *p) {
     if (c->kv_block < 4 || c->kv_block > 256 || (c->kv_block & (c->kv_block - 1)))
         return em_error(NULL, EMBER_ERR_INVALID_ARGUMENT, "context: kv_block_size %u is not a "
                         "power of two from 4 to 256", p->kv_block_size);
-    if (p->act_type != EMBER_TYPE_F32 && p->act_type != EMBER_TYPE_Q8_0)
+    if (p->act_type != EMBER_TYPE_F32 && p->act_type != EMBER_TYPE_Q8_0 &&
+        p->act_type != EMBER_TYPE_BF16)
         return em_error(NULL, EMBER_ERR_INVALID_ARGUMENT, "context: act_type %d is not "
-                        "EMBER_TYPE_F32 or EMBER_TYPE_Q8_0", p->act_type);
+                        "EMBER_TYPE_F32, EMBER_TYPE_Q8_0 or EMBER_TYPE_BF16", p->act_type);
     if (c->kv_type != EMBER_TYPE_F32 && c->kv_type != EMBER_TYPE_F16 &&
         c->kv_type != EMBER_TYPE_Q8_0)
         return em_error(NULL, EMBER_ERR_INVALID_ARGUMENT, "context: kv_type %d is not "

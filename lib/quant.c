@@ -137,6 +137,9 @@ bool em_quantize_row(uint32_t type, const float *src, int64_t n, void *dst) {
     case EMBER_TYPE_F16:
         for (int64_t i = 0; i < n; i++) ((uint16_t *)dst)[i] = em_f32_to_f16(src[i]);
         return true;
+    case EMBER_TYPE_BF16:
+        for (int64_t i = 0; i < n; i++) ((uint16_t *)dst)[i] = em_f32_to_bf16(src[i]);
+        return true;
     case EMBER_TYPE_F32: memcpy(dst, src, (size_t)n * 4); return true;
     default: return false;
     }

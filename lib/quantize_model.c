@@ -60,6 +60,12 @@ static bool is_quant_type(uint32_t t) {
     }
 }
 
+/* Float targets: conversion, not quantization (a BF16 copy of an F16 or
+ * F32 file for act_type BF16, say) */
+static bool is_float_type(uint32_t t) {
+    return t == EMBER_TYPE_F32 || t == EMBER_TYPE_F16 || t == EMBER_TYPE_BF16;
+}
+
 static bool is_k_type(uint32_t t) {
     return t == EMBER_TYPE_Q4_K || t == EMBER_TYPE_Q5_K || t == EMBER_TYPE_Q6_K;
 }
@@ -81,6 +87,7 @@ static bool more_bits(int i, int n) {
 
 /* A type whose blocks fit rows of k, starting from t. */
 static uint32_t fitting_type(uint32_t t, int64_t k) {
+    if (is_float_type(t)) return t;
     if (is_k_type(t) && k % 256 != 0)
         t = t == EMBER_TYPE_Q4_K ? EMBER_TYPE_Q5_0 : t == EMBER_TYPE_Q5_K ? EMBER_TYPE_Q5_1 : EMBER_TYPE_Q8_0;
     return k % 32 == 0 ? t : 0;
@@ -88,8 +95,7 @@ static uint32_t fitting_type(uint32_t t, int64_t k) {
 
 /* The type a tensor is written in. */
 static uint32_t target_type(const em_gguf_tensor *t, const ember_quantize_params *p, int n_layer) {
-    bool float_src = t->type == EMBER_TYPE_F32 || t->type == EMBER_TYPE_F16 ||
-                     t->type == EMBER_TYPE_BF16;
+    bool float_src = is_float_type(t->type);
     /* attn_kv_b (DeepSeek's MLA) is read as F16 and split at load time */
     if (!float_src || t->n_dims < 2 || !ends_with(t->name, ".weight") ||
         strstr(t->name, "ffn_gate_inp") || strstr(t->name, "attn_kv_b"))
@@ -116,6 +122,9 @@ static uint32_t file_type(const ember_quantize_params *p) {
     case EMBER_TYPE_Q5_1: return 9;
     case EMBER_TYPE_Q4_K: return p->mix ? 15 : 14; /* Q4_K_M : Q4_K_S */
     case EMBER_TYPE_Q5_K: return p->mix ? 17 : 16;
+    case EMBER_TYPE_F32: return 0;
+    case EMBER_TYPE_F16: return 1;
+    case EMBER_TYPE_BF16: return 32;
     default: return 18; /* Q6_K */
     }
 }
@@ -296,13 +305,13 @@ EMBER_API int ember_model_quantize(const ember_model *m, const char *out_path,
     int rc = em_read_params(&p, sizeof p, params, PARAMS_V1_SIZE, "quantize params");
     if (rc) return rc;
     bool k_mix = is_k_type(p.type) || p.mix;
-    if (p.output_type == 0) p.output_type = k_mix ? EMBER_TYPE_Q6_K : EMBER_TYPE_Q8_0;
-    if (!is_quant_type(p.type) ||
-        (!is_quant_type(p.output_type) && p.output_type != EMBER_TYPE_F16 &&
-         p.output_type != EMBER_TYPE_F32))
+    if (p.output_type == 0)
+        p.output_type = is_float_type(p.type) ? p.type : k_mix ? EMBER_TYPE_Q6_K : EMBER_TYPE_Q8_0;
+    if ((!is_quant_type(p.type) && !is_float_type(p.type)) ||
+        (!is_quant_type(p.output_type) && !is_float_type(p.output_type)))
         return em_error(NULL, EMBER_ERR_INVALID_ARGUMENT, "quantize: type %u / output_type %u "
-                        "not supported (Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K; output "
-                        "also F16, F32)", p.type, p.output_type);
+                        "not supported (Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K, F32, "
+                        "F16, BF16)", p.type, p.output_type);
     if (p.mix > EMBER_QUANTIZE_MIX_M ||
         (p.mix == EMBER_QUANTIZE_MIX_M && p.type != EMBER_TYPE_Q4_K && p.type != EMBER_TYPE_Q5_K))
         return em_error(NULL, EMBER_ERR_INVALID_ARGUMENT, "quantize: mix %u needs type Q4_K or "

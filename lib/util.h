@@ -89,5 +89,13 @@ static inline float em_bf16_to_f32(uint16_t b) {
     union { uint32_t u; float f; } v = { (uint32_t)b << 16 };
     return v.f;
 }
+/* Round to nearest even (as VCVTNEPS2BF16 and PyTorch do); NaN stays NaN. */
+static inline uint16_t em_f32_to_bf16(float f) {
+    union { float f; uint32_t u; } v = { f };
+    if ((v.u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((v.u >> 16) | 0x40);
+    return (uint16_t)((v.u + 0x7fffu + ((v.u >> 16) & 1)) >> 16);
+}
+/* f rounded to the nearest BF16 value, as a float */
+static inline float em_round_bf16(float f) { return em_bf16_to_f32(em_f32_to_bf16(f)); }
 
 #endif

@@ -81,6 +81,7 @@ static int block_elems(uint32_t ty) {
 /* every dispatch level of every architecture; those this CPU lacks are skipped */
 static const uint32_t levels[] = { 0, EMBER_CPU_AVX2, EMBER_CPU_AVX2 | EMBER_CPU_AVX512,
                                    EMBER_CPU_AVX2 | EMBER_CPU_AVX512 | EMBER_CPU_AVX512_VNNI,
+                                   EMBER_CPU_AVX2 | EMBER_CPU_AVX512 | EMBER_CPU_AVX512_BF16,
                                    EMBER_CPU_NEON, EMBER_CPU_NEON | EMBER_CPU_DOTPROD,
                                    EMBER_CPU_RVV };
 
@@ -189,6 +190,72 @@ static void test_gemm_variants(void **state) {
     free(x);
     free(ya);
     free(yb);
+}
+
+/* The BF16 tile: the reference against the exact sum (the pair products
+ * are exact in float, so a double sum of them is the true value), every
+ * level's kernel against the reference, on random BF16 inputs with
+ * subnormal-free magnitudes (VDPBF16PS flushes those), odd row counts and
+ * K down to one pair. Only levels with a kernel have the slot. */
+static void test_gemm_bf16_variants(void **state) {
+    (void)state;
+    em_cpu_dsp simd;
+    uint32_t have = em_cpu_detect();
+    enum { MAXK = 600, MAXR = 29, MAXT = 64, LDW = MAXK + 6, LDX = MAXT + 16, LDY = MAXT + 16 };
+    uint16_t *w = malloc(LDW * MAXR * 2);
+    uint32_t *x = malloc((MAXK / 2) * LDX * 4);
+    float *ya = malloc(MAXR * LDY * 4), *yb = malloc(MAXR * LDY * 4), *y0 = malloc(MAXR * LDY * 4);
+    int checked = 0, kernels = 0;
+    for (int K = 2; K <= MAXK; K += 46) {
+        for (int i = 0; i < LDW * MAXR; i++) w[i] = em_f32_to_bf16(frand());
+        for (int i = 0; i < (MAXK / 2) * LDX; i++)
+            x[i] = (uint32_t)em_f32_to_bf16(frand()) | (uint32_t)em_f32_to_bf16(frand() * 4) << 16;
+        for (int i = 0; i < MAXR * LDY; i++) y0[i] = frand();
+        for (int nr = 1; nr <= MAXR; nr += 4)
+            for (int nt = 16; nt <= MAXT; nt += 16) {
+                memcpy(ya, y0, MAXR * LDY * 4);
+                em_gemm_bf16_ref(K, nr, nt, w, LDW, x, LDX, ya, LDY);
+                for (int r = 0; r < nr; r++)
+                    for (int t = 0; t < nt; t++) {
+                        double e = y0[r * LDY + t], mag = fabs(e);
+                        for (int p = 0; p < K / 2; p++) {
+                            uint32_t v = x[p * LDX + t];
+                            double a = (double)em_bf16_to_f32(w[r * LDW + 2 * p]) * em_bf16_to_f32((uint16_t)v);
+                            double b = (double)em_bf16_to_f32(w[r * LDW + 2 * p + 1]) * em_bf16_to_f32((uint16_t)(v >> 16));
+                            e += a + b;
+                            mag += fabs(a) + fabs(b);
+                        }
+                        assert_true(fabs(ya[r * LDY + t] - e) <= 1e-6 * mag * (K + 2));
+                    }
+                for (size_t l = 0; l < sizeof levels / sizeof levels[0]; l++) {
+                    if ((levels[l] & have) != levels[l]) continue;
+                    em_cpu_dsp_init(&simd, levels[l]);
+                    if (!simd.gemm_bf16) continue;
+                    memcpy(yb, y0, MAXR * LDY * 4);
+                    simd.gemm_bf16(K, nr, nt, w, LDW, x, LDX, yb, LDY);
+                    for (int r = 0; r < MAXR; r++)
+                        for (int t = 0; t < LDY; t++) {
+                            float a = ya[r * LDY + t], b = yb[r * LDY + t];
+                            if (r >= nr || t >= nt) assert_true(a == b); /* untouched */
+                            else if (!(fabsf(a - b) <= 2e-5f * (float)(K + 2))) {
+                                print_error("level %u K %d nr %d nt %d r %d t %d: ref %g simd %g\n",
+                                            levels[l], K, nr, nt, r, t, a, b);
+                                fail();
+                            }
+                        }
+                    kernels++;
+                }
+                checked++;
+            }
+    }
+    print_message("%d BF16 GEMM shapes checked, %d kernel runs\n", checked, kernels);
+    assert_true(checked > 0);
+    if (have & EMBER_CPU_AVX512_BF16) assert_true(kernels > 0);
+    free(w);
+    free(x);
+    free(ya);
+    free(yb);
+    free(y0);
 }
 
 /* Activations of n values quantized by the reference into storage for row t. */
@@ -662,6 +729,16 @@ static void test_half_roundtrip(void **state) {
     }
     assert_int_equal(em_f32_to_f16(1.0f + 1.0f / 4096), 0x3c00); /* tie to even */
     assert_int_equal(em_f32_to_f16(1e6f), 0x7c00);
+    /* BF16: every BF16 value back to itself, ties to even, NaN kept */
+    for (uint32_t h = 0; h < 65536; h++) {
+        float f = em_bf16_to_f32((uint16_t)h);
+        if (!isnan(f)) assert_int_equal(em_f32_to_bf16(f), h);
+        else assert_true(isnan(em_bf16_to_f32(em_f32_to_bf16(f))));
+    }
+    assert_int_equal(em_f32_to_bf16(1.0f + 1.0f / 256), 0x3f80);     /* tie, to even (down) */
+    assert_int_equal(em_f32_to_bf16(1.0f + 3.0f / 256), 0x3f82);     /* tie, to even (up) */
+    assert_int_equal(em_f32_to_bf16(1.0f + 1.0f / 256 + 1e-6f), 0x3f81); /* past the tie */
+    assert_int_equal(em_f32_to_bf16(3.4e38f), 0x7f80);               /* rounds to infinity */
 }
 
 /* The mask restricts what the dispatcher picks. */
@@ -682,6 +759,7 @@ int main(void) {
         cmocka_unit_test(test_dot_variants),
         cmocka_unit_test(test_f16_variants),
         cmocka_unit_test(test_gemm_variants),
+        cmocka_unit_test(test_gemm_bf16_variants),
         cmocka_unit_test(test_q8x_variants),
         cmocka_unit_test(test_dot_q8_variants),
         cmocka_unit_test(test_gemm_q8_variants),

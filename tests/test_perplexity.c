@@ -137,6 +137,29 @@ static void test_act_q8(void **state) {
     }
 }
 
+/* BF16 weights (converted by ember_model_quantize, nearest even) with
+ * F32 activations land next to the F16 file's perplexity; act_type BF16
+ * (activations rounded to BF16, VDPBF16PS prompts) moves it a little
+ * more. It must run where the CPU (and the mask) has AVX512-BF16 and
+ * change nothing elsewhere. */
+static void test_act_bf16(void **state) {
+    (void)state;
+    char *path = quantize_kjv(EMBER_TYPE_BF16, 0);
+    double w16 = perplexity_chunks(path, EMBER_TYPE_F32, EMBER_TYPE_F32, 19);
+    double a16 = perplexity_chunks(path, EMBER_TYPE_F32, EMBER_TYPE_BF16, 19);
+    print_message("BF16 weights: perplexity %.4f with F32 activations, %.4f with BF16 ones "
+                  "(F16 file, llama.cpp: 32.7565)\n", w16, a16);
+    assert_true(fabs(w16 - 32.7565) < 0.02);
+    assert_true(fabs(a16 - w16) < 0.02);
+    const char *mask = getenv("EMBER_CPU_MASK");
+    uint32_t on = ember_cpu_features() & (mask && *mask ? (uint32_t)strtoul(mask, NULL, 0) : ~0u);
+    uint32_t bf16 = EMBER_CPU_AVX2 | EMBER_CPU_AVX512 | EMBER_CPU_AVX512_BF16;
+    if ((on & bf16) == bf16) assert_true(a16 != w16);
+    else assert_true(a16 == w16);
+    unlink(path);
+    free(path);
+}
+
 /* Decode (one token per call: the integer dot products of every block
  * type in the file) gives the logits that the prompt path (dequantized
  * tiles, F32 GEMM) gives for the same positions. Under act_type Q8_0
@@ -145,14 +168,17 @@ static void test_act_q8(void **state) {
  * attention sums in another order, and a last-bit difference before a
  * rounding moves a value by a whole step (measured 4e-3 to 1.2e-2, as
  * for Q8_0 files, whose two paths are both integer GEMMs), so the bound
- * there is 2e-2: it catches a wrong kernel or scale, not the flips. */
+ * there is 2e-2: it catches a wrong kernel or scale, not the flips. The
+ * same holds for BF16 weights under act_type BF16 (decode: F32 dots of
+ * the rounded token; prompt: VDPBF16PS tiles), whose step is 2^-8
+ * (measured 2e-3). */
 static void test_decode_matches_prompt(void **state) {
     (void)state;
     const struct { uint32_t type, mix; int32_t act; } files[] = {
         { EMBER_TYPE_Q4_K, EMBER_QUANTIZE_MIX_M, EMBER_TYPE_F32 }, { EMBER_TYPE_Q5_K, 0, EMBER_TYPE_F32 },
         { EMBER_TYPE_Q4_1, 0, EMBER_TYPE_F32 }, { EMBER_TYPE_Q5_0, 0, EMBER_TYPE_F32 },
         { EMBER_TYPE_Q5_1, 0, EMBER_TYPE_F32 }, { EMBER_TYPE_Q4_K, EMBER_QUANTIZE_MIX_M, EMBER_TYPE_Q8_0 },
-        { EMBER_TYPE_Q5_K, 0, EMBER_TYPE_Q8_0 },
+        { EMBER_TYPE_Q5_K, 0, EMBER_TYPE_Q8_0 }, { EMBER_TYPE_BF16, 0, EMBER_TYPE_BF16 },
     };
     enum { N = 24 };
     int32_t *ids = NULL;
@@ -189,7 +215,7 @@ static void test_decode_matches_prompt(void **state) {
         print_message("%s%s, %s activations: decode vs prompt logits, worst relative L2 %.2e\n",
                       ember_type_name((int)files[f].type), files[f].mix ? " (_M mix)" : "",
                       ember_type_name(files[f].act), worst);
-        assert_true(worst < (files[f].act == EMBER_TYPE_Q8_0 ? 2e-2 : 1e-3));
+        assert_true(worst < (files[f].act != EMBER_TYPE_F32 ? 2e-2 : 1e-3));
         free(prompt);
         ember_context_free(&ctx);
         ember_model_free(&m);
@@ -218,6 +244,7 @@ int main(void) {
         cmocka_unit_test(test_f16),
         cmocka_unit_test(test_kv_types),
         cmocka_unit_test(test_act_q8),
+        cmocka_unit_test(test_act_bf16),
         cmocka_unit_test(test_tokenizer_ids),
         cmocka_unit_test(test_quantized),
         cmocka_unit_test(test_decode_matches_prompt),

@@ -136,6 +136,7 @@ int em_cpu_backend_create(const em_backend_config *cfg, const em_alloc *a, char 
     b->impl = c;
     em_cpu_dsp_init(&c->dsp, em_cpu_detect() & cfg->cpu_mask);
     c->act_q8 = cfg->act_type == EMBER_TYPE_Q8_0 && c->dsp.gemm_q8;
+    c->act_bf16 = cfg->act_type == EMBER_TYPE_BF16 && c->dsp.gemm_bf16;
     if (em_threadpool_create(cfg->n_threads, a, &c->pool)) {
         em_free(a, c);
         em_free(a, b);

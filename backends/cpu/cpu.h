@@ -16,6 +16,7 @@ typedef struct em_cpu {
     size_t shared_floats;
     em_graph *graph;       /* the graph being run */
     bool act_q8;           /* 8-bit activations for batches (gemm_q8) */
+    bool act_bf16;         /* BF16 activations for BF16 weights (gemm_bf16) */
     /* The node whose activations the shared area holds, laid out for the
      * matmuls (shared_layout: 8-bit lanes of em_cpu_quantize_in, or the
      * f32 transpose of em_cpu_transpose_in or _q8), or NULL. Q, K and V (and
@@ -29,7 +30,7 @@ typedef struct em_cpu {
     int shared_layout;
 } em_cpu;
 
-enum { EM_SHARED_Q8 = 1, EM_SHARED_F32T = 2, EM_SHARED_F32T_Q8 = 3 };
+enum { EM_SHARED_Q8 = 1, EM_SHARED_F32T = 2, EM_SHARED_F32T_Q8 = 3, EM_SHARED_BF16P = 4 };
 
 /* Rows of a matmul tile converted to f32 at once when the batch has
  * several tokens, so each weight row is read once per batch; a multiple
@@ -69,6 +70,18 @@ void em_cpu_transpose_in_q8(const em_cpu *c, const float *x, int64_t ldx, int64_
  * y[t * st + r * sr] = sum_k w[r][k] x[t][k]. */
 void em_cpu_gemm_rows(const em_cpu *c, const em_wrows *w, int64_t lo, int64_t hi, const float *xT,
                       int64_t T, float *y, int64_t st, int64_t sr, float *scratch);
+
+/* The BF16 path (act_type BF16, BF16 weights, where the dsp has
+ * gemm_bf16): x rounded to BF16 and transposed into pairs,
+ * xT2[p * tp + t] = (x[t][2p], x[t][2p + 1]) (the layout of dsp.h), by
+ * thread ith's share of the pairs; a barrier before it is read. K even. */
+void em_cpu_transpose_in_bf16(const float *x, int64_t ldx, int64_t T, int64_t K, uint32_t *xT2,
+                              int ith, int nth);
+/* Rows [lo, hi) of BF16 w times those activations, read as stored (no
+ * dequantized tile); scratch as em_cpu_gemm_rows. */
+void em_cpu_gemm_bf16_rows(const em_cpu *c, const em_wrows *w, int64_t lo, int64_t hi,
+                           const uint32_t *xT2, int64_t T, float *y, int64_t st, int64_t sr,
+                           float *scratch);
 
 /* The 8-bit path of batched Q8_0/Q4_0 matmuls where the dsp has gemm_q8:
  * activations quantized once into the shared area (tokens in lanes, see

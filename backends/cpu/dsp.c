@@ -48,6 +48,8 @@ uint32_t em_cpu_detect(void) {
         if (zmm && avx512f && avx512bw && avx512vl) {
             f |= EMBER_CPU_AVX512;
             if ((c >> 11) & 1) f |= EMBER_CPU_AVX512_VNNI; /* leaf 7 ECX bit 11 */
+            if (__get_cpuid_count(7, 1, &a, &b, &c, &d) && ((a >> 5) & 1))
+                f |= EMBER_CPU_AVX512_BF16; /* leaf 7 subleaf 1 EAX bit 5 */
         }
     }
 #elif defined(EMBER_HAVE_ARM_KERNELS)

@@ -28,6 +28,24 @@ typedef void (*em_axpy_fn)(int64_t n, float a, const float *x, float *y);
 typedef void (*em_gemm_fn)(int64_t kn, int64_t nr, int64_t nt, const float *w, int64_t ldw,
                            const float *xT, int64_t ldx, float *yT, int64_t ldy);
 
+/* The BF16 tile (act_type BF16, BF16 weights): the F32 tile with k taken
+ * in pairs, for VDPBF16PS (two BF16 products per F32 lane per step):
+ *   yT[r * ldy + t] += sum over pairs p < kn / 2, in order, of
+ *                      w[r][2p] x[t][2p] + w[r][2p + 1] x[t][2p + 1]
+ * w: BF16 weight rows as stored, ldw elements apart (no dequantized
+ * copy: a pair is one 32-bit broadcast). xT2[p * ldx + t]: token t's pair
+ * p, BF16 x[t][2p] in the low half and x[t][2p + 1] in the high half.
+ * Each product is exact in F32 (8-bit by 8-bit significands); the
+ * reference adds the even one first, kernels in their own order (and
+ * VDPBF16PS flushes subnormals). kn even, nt a multiple of 16. */
+typedef void (*em_gemm_bf16_fn)(int64_t kn, int64_t nr, int64_t nt, const uint16_t *w,
+                                int64_t ldw, const uint32_t *xT2, int64_t ldx, float *yT,
+                                int64_t ldy);
+/* The C reference of gemm_bf16 (for the kernel checks and the fallback
+ * when no CPU level has the instruction). */
+void em_gemm_bf16_ref(int64_t kn, int64_t nr, int64_t nt, const uint16_t *w, int64_t ldw,
+                      const uint32_t *xT2, int64_t ldx, float *yT, int64_t ldy);
+
 /* Activations quantized for the integer dot products, as 16-bit values
  * held in two 8-bit planes (the 8-bit VNNI/maddubs products are the fast
  * ones; a single 8-bit plane alone costs ~0.6% error per element, as much
@@ -162,6 +180,9 @@ typedef struct em_cpu_dsp {
     /* the unpacked types under act_type Q8_0 (NULL: two planes, dot_q8x);
      * like gemm_q8, only where a fast kernel exists */
     em_dot_q8_fn dot_q8[EMBER_TYPE_COUNT];
+    /* BF16 weights under act_type BF16 (NULL: no fast kernel; batches
+     * then multiply the rounded activations in the F32 tiles) */
+    em_gemm_bf16_fn gemm_bf16;
     em_attn_chunk_fn attn_chunk;
     em_swiglu_fn swiglu;
     /* y[i] += a * (float)x_f16[i] */

@@ -126,6 +126,46 @@ void em_cpu_gemm_rows(const em_cpu *c, const em_wrows *w, int64_t lo, int64_t hi
     }
 }
 
+/* ---- the BF16 path (dsp.h, gemm_bf16) ---- */
+
+static uint32_t bf16_pair(const float *x) {
+    return (uint32_t)em_f32_to_bf16(x[0]) | (uint32_t)em_f32_to_bf16(x[1]) << 16;
+}
+
+/* In blocks of 16 pairs, as em_cpu_transpose_in. */
+void em_cpu_transpose_in_bf16(const float *x, int64_t ldx, int64_t T, int64_t K, uint32_t *xT2,
+                              int ith, int nth) {
+    int64_t tp = em_cpu_gemm_lanes(T), np = K / 2, per = (np + nth - 1) / nth;
+    int64_t lo = per * ith < np ? per * ith : np, hi = lo + per < np ? lo + per : np;
+    for (int64_t p0 = lo; p0 < hi; p0 += 16) {
+        int64_t p1 = p0 + 16 < hi ? p0 + 16 : hi;
+        for (int64_t t = 0; t < T; t++)
+            for (int64_t p = p0; p < p1; p++) xT2[p * tp + t] = bf16_pair(x + t * ldx + 2 * p);
+        for (int64_t p = p0; p < p1; p++)
+            for (int64_t t = T; t < tp; t++) xT2[p * tp + t] = 0;
+    }
+}
+
+void em_cpu_gemm_bf16_rows(const em_cpu *c, const em_wrows *w, int64_t lo, int64_t hi,
+                           const uint32_t *xT2, int64_t T, float *y, int64_t st, int64_t sr,
+                           float *scratch) {
+    int64_t K = w->K, tp = em_cpu_gemm_lanes(T), ly = tile_ld(T);
+    int64_t ldw = (int64_t)(w->nb1 / sizeof(uint16_t));
+    float *yT = scratch;
+    for (int64_t r0 = lo; r0 < hi; r0 += EM_MATMUL_TILE) {
+        int64_t nr = hi - r0 < EM_MATMUL_TILE ? hi - r0 : EM_MATMUL_TILE;
+        const char *rows = w->data + (size_t)r0 * w->nb1;
+        memset(yT, 0, (size_t)(nr * ly) * sizeof *yT);
+        for (int64_t k0 = 0; k0 < K; k0 += EM_GEMM_KC) {
+            int64_t kn = K - k0 < EM_GEMM_KC ? K - k0 : EM_GEMM_KC;
+            for (int64_t r = 0; r < nr; r++) hint_next_tile(w, rows, r0, hi, k0, r);
+            c->dsp.gemm_bf16(kn, nr, tp, (const uint16_t *)rows + k0, ldw, xT2 + (k0 / 2) * tp, tp,
+                             yT, ly);
+        }
+        store_tile(yT, ly, nr, T, y + r0 * sr, st, sr);
+    }
+}
+
 /* ---- the 8-bit path (dsp.h, gemm_q8) ---- */
 
 em_q8_in em_cpu_q8_in(void *shared, int64_t T, int64_t K) {

@@ -111,6 +111,11 @@ static bool uses_dot_q8(const em_cpu *c, const em_tensor *w) {
     return c->act_q8 && c->dsp.dot_q8[w->type] != NULL && w->ne[0] % 32 == 0;
 }
 
+/* act_type BF16 in force for w (BF16 weights, a CPU with gemm_bf16) */
+static bool uses_bf16(const em_cpu *c, const em_tensor *w) {
+    return c->act_bf16 && w->type == EMBER_TYPE_BF16 && w->ne[0] % 2 == 0;
+}
+
 /* Block-quantized weights with a few tokens (decode): activations quantized
  * per block of 32 to two 8-bit planes (each thread its own copy: T x K is
  * small next to the weights), then integer dot products, each weight row
@@ -203,6 +208,30 @@ static void shared_now_holds(em_cpu *c, const em_tensor *x, int layout, int ith)
     }
 }
 
+/* BF16 weights under act_type BF16: the activations rounded to BF16 as
+ * llama.cpp rounds them for BF16 models. One token: each thread rounds
+ * its own copy, then the F32 dot (the products exact, as VDPBF16PS's);
+ * more: pairs in the shared area, then gemm_bf16 on the stored rows. */
+static void matmul_bf16(em_cpu *c, const em_tensor *w, const em_tensor *x, float *y, int64_t lo,
+                        int64_t hi, int ith, int nth) {
+    int64_t K = w->ne[0], N = w->ne[1], T = x->ne[1];
+    if (T == 1) {
+        float *xr = c->scratch[ith];
+        const float *xs = x->data;
+        for (int64_t k = 0; k < K; k++) xr[k] = em_round_bf16(xs[k]);
+        for (int64_t n = lo; n < hi; n++)
+            y[n] = c->dsp.dot[EMBER_TYPE_BF16](K, (const char *)w->data + (size_t)n * w->nb[1], xr);
+        return;
+    }
+    uint32_t *xT2 = (uint32_t *)c->shared;
+    if (!shared_holds(c, x, EM_SHARED_BF16P)) {
+        em_cpu_transpose_in_bf16(x->data, (int64_t)(x->nb[1] / sizeof(float)), T, K, xT2, ith, nth);
+        shared_now_holds(c, x, EM_SHARED_BF16P, ith);
+    }
+    em_wrows wr = { w->data, w->type, K, w->nb[1] };
+    em_cpu_gemm_bf16_rows(c, &wr, lo, hi, xT2, T, y, N, 1, c->scratch[ith]);
+}
+
 static void op_matmul(em_cpu *c, em_tensor *t, int ith, int nth) {
     const em_tensor *w = t->src[0], *x = t->src[1];
     int64_t K = w->ne[0], N = w->ne[1], T = x->ne[1], lo, hi;
@@ -231,6 +260,10 @@ static void op_matmul(em_cpu *c, em_tensor *t, int ith, int nth) {
             shared_now_holds(c, x, EM_SHARED_Q8, ith);
         }
         em_cpu_gemm_q8_rows(c, &wr, lo, hi, in, T, y, N, 1, c->scratch[ith]);
+        return;
+    }
+    if (uses_bf16(c, w)) {
+        matmul_bf16(c, w, x, y, lo, hi, ith, nth);
         return;
     }
     if (uses_q8x(c, w) && T < EM_Q8X_MAX_TOKENS) {
@@ -583,6 +616,7 @@ size_t em_cpu_op_scratch(const em_tensor *t, const em_kv *kv) {
         /* matmul_q8_few: gemm_q8_few's scratch for its token counts */
         size_t few = T < EM_Q8_FEW_MAX_TOKENS ? (EM_Q8_FEW_SCRATCH(K / 32, T) + 3) / 4 : 0;
         size_t most = gemm > q8x ? gemm : q8x;
+        most = most > (size_t)K ? most : (size_t)K; /* matmul_bf16's rounded token */
         return most > few ? most : few;
     }
     case EM_OP_ROPE: return (size_t)t->ip[0];

@@ -151,8 +151,8 @@ int main(int argc, char **argv) {
     const char *env = getenv("OMP_NUM_THREADS");
     int threads = env ? atoi(env) : 0;
     const char *what8, *what32;
-    double p8 = peak_gmacs(threads > 0 ? threads : 1, 1, &what8);
-    double p32 = peak_gmacs(threads > 0 ? threads : 1, 0, &what32);
+    double p8 = peak_gmacs(threads > 0 ? threads : 1, PEAK_INT8, &what8);
+    double p32 = peak_gmacs(threads > 0 ? threads : 1, PEAK_F32, &what32);
     printf("oneDNN %d.%d.%d (%s), OMP_NUM_THREADS=%s\n", v->major, v->minor, v->patch,
            v->cpu_runtime == DNNL_RUNTIME_OMP ? "OpenMP" : "other runtime", env ? env : "(unset)");
     printf("multiply-add peak, same run, %d thread(s): int8 %.1f G/s (%s), F32 %.1f G/s (%s)\n",

@@ -2,7 +2,7 @@
  * machine's memory read bandwidth measured in the same run (decode reads
  * every weight once per token, so it is bound by that bandwidth).
  *
- *   ember-bench [-m MODEL.gguf] [-p 128,512] [-n 64] [-t 2] [-r 5] [-act f32|q8_0]
+ *   ember-bench [-m MODEL.gguf] [-p 128,512] [-n 64] [-t 2] [-r 5] [-act f32|q8_0|bf16]
  *               [-o text|json]
  *
  * Each test (pp<N>: one batch of N prompt tokens; tg<N>: N tokens decoded
@@ -139,7 +139,7 @@ static int parse_list(const char *s, int *out, int max) {
 
 static int usage(void) {
     fprintf(stderr, "usage: ember-bench [-m MODEL] [-p 128,512] [-n 64] [-t THREADS] [-r 5] "
-                    "[-act f32|q8_0] [-b cpu|vulkan] [-dev N] [-o text|json]\n"
+                    "[-act f32|q8_0|bf16] [-b cpu|vulkan] [-dev N] [-o text|json]\n"
                     "  -b vulkan: runs on Vulkan device N (default 0); the bandwidth is then the "
                     "device's\n  memory copy bandwidth (bytes read + written per second), "
                     "measured in the same run\n");
@@ -149,7 +149,7 @@ static int usage(void) {
 int main(int argc, char **argv) {
     const char *path = NULL;
     int prompts[16] = { 128 }, n_prompts = 1, n_decode = 64, threads = 0, reps = 5, json = 0;
-    int act8 = 0, backend = EMBER_BACKEND_CPU, device = 0;
+    int act = EMBER_TYPE_F32, backend = EMBER_BACKEND_CPU, device = 0;
     for (int i = 1; i + 1 < argc; i += 2) {
         if (!strcmp(argv[i], "-m")) path = argv[i + 1];
         else if (!strcmp(argv[i], "-p")) { if (!(n_prompts = parse_list(argv[i + 1], prompts, 16))) return usage(); }
@@ -157,8 +157,9 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "-t")) threads = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "-r")) reps = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "-o")) json = !strcmp(argv[i + 1], "json");
-        else if (!strcmp(argv[i], "-act") && !strcmp(argv[i + 1], "q8_0")) act8 = 1;
-        else if (!strcmp(argv[i], "-act") && !strcmp(argv[i + 1], "f32")) act8 = 0;
+        else if (!strcmp(argv[i], "-act") && !strcmp(argv[i + 1], "q8_0")) act = EMBER_TYPE_Q8_0;
+        else if (!strcmp(argv[i], "-act") && !strcmp(argv[i + 1], "bf16")) act = EMBER_TYPE_BF16;
+        else if (!strcmp(argv[i], "-act") && !strcmp(argv[i + 1], "f32")) act = EMBER_TYPE_F32;
         else if (!strcmp(argv[i], "-b") && !strcmp(argv[i + 1], "cpu")) backend = EMBER_BACKEND_CPU;
         else if (!strcmp(argv[i], "-b") && !strcmp(argv[i + 1], "vulkan")) backend = EMBER_BACKEND_VULKAN;
         else if (!strcmp(argv[i], "-dev")) device = atoi(argv[i + 1]);
@@ -184,7 +185,7 @@ int main(int argc, char **argv) {
     cp.n_ctx = (uint32_t)(max_p > n_decode ? max_p : n_decode);
     cp.n_batch = (uint32_t)max_p;
     cp.n_threads = (uint32_t)threads;
-    cp.act_type = act8 ? EMBER_TYPE_Q8_0 : EMBER_TYPE_F32;
+    cp.act_type = act;
     cp.backend = backend;
     cp.device = device;
     ember_context *ctx;
@@ -210,8 +211,10 @@ int main(int argc, char **argv) {
     /* the 8-bit peak applies where the prompt path runs 8-bit products;
      * no GPU peak is measured yet */
     const char *ty = main_type(m), *peak_what = "none";
-    int int8 = act8 && (!strcmp(ty, "q8_0") || !strcmp(ty, "q4_0"));
-    double peak = gpu ? 0 : peak_gmacs(nt, int8, &peak_what);
+    int kind = act == EMBER_TYPE_Q8_0 && (!strcmp(ty, "q8_0") || !strcmp(ty, "q4_0")) ? PEAK_INT8
+             : act == EMBER_TYPE_BF16 && !strcmp(ty, "bf16")                      ? PEAK_BF16
+                                                                                   : PEAK_F32;
+    double peak = gpu ? 0 : peak_gmacs(nt, kind, &peak_what);
     /* multiply-adds per token: every weight but the embedding table's
      * (a lookup), of the active experts only */
     double macs = ((double)ember_model_n_params(m) -
@@ -254,7 +257,7 @@ int main(int argc, char **argv) {
                    "\"peak_kind\": \"%s\", \"backend\": \"%s\", \"device\": \"%s\", "
                    "\"ops\": %u, \"ops_on_backend\": %u, \"ops_on_cpu\": %u, "
                    "\"compute_efficiency\": ", name, ty, test, nt,
-                   r.med, r.min, r.max, test_bw, act8 ? "q8_0" : "f32", peak, peak_what,
+                   r.med, r.min, r.max, test_bw, act == EMBER_TYPE_Q8_0 ? "q8_0" : act == EMBER_TYPE_BF16 ? "bf16" : "f32", peak, peak_what,
                    gpu ? "vulkan" : "cpu", pl.device, pl.n_ops, pl.n_ops_backend, pl.n_ops_cpu);
             if (decode || peak <= 0) printf("null, ");
             else printf("%.3f, ", ceff);

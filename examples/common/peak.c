@@ -46,6 +46,22 @@ CHAIN_RUNNER(run_fma512, "avx512f", __m512, _mm512_set1_ps, 0.999f, 0.001f, _mm5
 CHAIN_RUNNER(run_fma256, "avx2,fma", __m256, _mm256_set1_ps, 0.999f, 0.001f, _mm256_fmadd_ps,
              _mm256_cvtss_f32)
 
+/* VDPBF16PS's accumulators are F32 and its sources BF16 pairs: its own
+ * runner, the same shape as CHAIN_RUNNER's */
+__attribute__((target("avx512f,avx512bf16"))) static void *run_bf16(void *out) {
+    __m512 a[12];
+    __m512bh x = (__m512bh)_mm512_set1_epi32(0x3f7f3f7f), y = (__m512bh)_mm512_set1_epi32(0x3a833a83);
+    for (int j = 0; j < 12; j++) a[j] = _mm512_set1_ps((float)j);
+    HIDE12(a);
+    for (long i = 0; i < PEAK_ITERS; i++)
+        for (int j = 0; j < 12; j++) a[j] = _mm512_dpbf16_ps(a[j], x, y);
+    HIDE12(a);
+    double s = 0;
+    for (int j = 0; j < 12; j++) s += (double)_mm512_cvtss_f32(a[j]);
+    *(int *)out = (int)s;
+    return NULL;
+}
+
 static double timed(void *(*fn)(void *), int threads) {
     pthread_t th[64];
     int out[64], n = threads < 1 ? 1 : threads > 64 ? 64 : threads, started = 0;
@@ -57,9 +73,13 @@ static double timed(void *(*fn)(void *), int threads) {
     return t > 0 ? (double)n * (double)PEAK_ITERS * 12.0 / t : 0;
 }
 
-double peak_gmacs(int threads, int int8, const char **what) {
+double peak_gmacs(int threads, int kind, const char **what) {
     __builtin_cpu_init();
-    if (int8 && __builtin_cpu_supports("avx512vnni")) {
+    if (kind == PEAK_BF16 && __builtin_cpu_supports("avx512bf16")) {
+        *what = "bf16 VDPBF16PS zmm";
+        return timed(run_bf16, threads) * 32 / 1e9;
+    }
+    if (kind == PEAK_INT8 && __builtin_cpu_supports("avx512vnni")) {
         *what = "int8 VPDPBUSD zmm";
         return timed(run_vnni, threads) * 64 / 1e9;
     }
@@ -75,9 +95,9 @@ double peak_gmacs(int threads, int int8, const char **what) {
     return 0;
 }
 #else
-double peak_gmacs(int threads, int int8, const char **what) {
+double peak_gmacs(int threads, int kind, const char **what) {
     (void)threads;
-    (void)int8;
+    (void)kind;
     *what = "not measured";
     return 0;
 }

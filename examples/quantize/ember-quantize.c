@@ -1,10 +1,11 @@
 /* ember-quantize: a GGUF model with F32/F16/BF16 weights -> a quantized one.
  *
- *   ember-quantize IN.gguf OUT.gguf TYPE [--output-type TYPE|f16|f32] [-t THREADS] [--quiet]
+ *   ember-quantize IN.gguf OUT.gguf TYPE [--output-type TYPE] [-t THREADS] [--quiet]
  *
  * TYPE: q8_0 q4_0 q4_1 q5_0 q5_1 q4_k q5_k q6_k, or the mixes q4_k_m and
  * q5_k_m (Q6_K for the sensitive tensors, as llama.cpp's files of those
- * names). -t: threads converting rows (default: one per online CPU); the
+ * names), or a float type, f16 bf16 f32 (converted, rounded to nearest
+ * even; output.weight too unless --output-type says otherwise). -t: threads converting rows (default: one per online CPU); the
  * output is the same for any count.
  *
  * Prints, per tensor, its type before and after and the relative error of
@@ -38,14 +39,13 @@ static const struct { const char *name; uint32_t type, mix; } types[] = {
     { "q5_0", EMBER_TYPE_Q5_0, 0 }, { "q5_1", EMBER_TYPE_Q5_1, 0 }, { "q4_k", EMBER_TYPE_Q4_K, 0 },
     { "q5_k", EMBER_TYPE_Q5_K, 0 }, { "q6_k", EMBER_TYPE_Q6_K, 0 },
     { "q4_k_m", EMBER_TYPE_Q4_K, EMBER_QUANTIZE_MIX_M }, { "q5_k_m", EMBER_TYPE_Q5_K, EMBER_QUANTIZE_MIX_M },
-    { "f16", EMBER_TYPE_F16, 0 }, { "f32", EMBER_TYPE_F32, 0 },
+    { "f16", EMBER_TYPE_F16, 0 }, { "f32", EMBER_TYPE_F32, 0 }, { "bf16", EMBER_TYPE_BF16, 0 },
 };
 
-/* allow_float: F16/F32 (output type only); mix: NULL where no mix may be named */
-static int parse_type(const char *s, uint32_t *t, uint32_t *mix, int allow_float) {
+/* mix: NULL where no mix may be named */
+static int parse_type(const char *s, uint32_t *t, uint32_t *mix) {
     for (size_t i = 0; i < sizeof types / sizeof types[0]; i++) {
         if (strcasecmp(s, types[i].name) != 0) continue;
-        if (!allow_float && (types[i].type == EMBER_TYPE_F16 || types[i].type == EMBER_TYPE_F32)) return 0;
         if (types[i].mix && !mix) return 0;
         *t = types[i].type;
         if (mix) *mix = types[i].mix;
@@ -63,10 +63,10 @@ int main(int argc, char **argv) {
     ember_quantize_params p;
     ember_quantize_default_params(&p);
     report r = { 0, 0, NULL, 0 };
-    if (argc < 4 || !parse_type(argv[3], &p.type, &p.mix, 0)) {
+    if (argc < 4 || !parse_type(argv[3], &p.type, &p.mix)) {
         fprintf(stderr, "usage: ember-quantize IN.gguf OUT.gguf "
-                        "q8_0|q4_0|q4_1|q5_0|q5_1|q4_k|q5_k|q6_k|q4_k_m|q5_k_m "
-                        "[--output-type TYPE|f16|f32] [-t THREADS] [--quiet]\n");
+                        "q8_0|q4_0|q4_1|q5_0|q5_1|q4_k|q5_k|q6_k|q4_k_m|q5_k_m|f16|bf16|f32 "
+                        "[--output-type TYPE] [-t THREADS] [--quiet]\n");
         return 2;
     }
     for (int i = 4; i < argc; i++) {
@@ -75,7 +75,7 @@ int main(int argc, char **argv) {
         } else if (strcmp(argv[i], "-t") == 0 && i + 1 < argc && atoi(argv[i + 1]) > 0) {
             p.n_threads = (uint32_t)atoi(argv[++i]);
         } else if (strcmp(argv[i], "--output-type") == 0 && i + 1 < argc &&
-                   parse_type(argv[i + 1], &p.output_type, NULL, 1)) {
+                   parse_type(argv[i + 1], &p.output_type, NULL)) {
             i++;
         } else {
             fprintf(stderr, "ember-quantize: unknown argument '%s'\n", argv[i]);

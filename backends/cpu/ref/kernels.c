@@ -126,6 +126,20 @@ static void gemm_f32(int64_t kn, int64_t nr, int64_t nt, const float *w, int64_t
         }
 }
 
+void em_gemm_bf16_ref(int64_t kn, int64_t nr, int64_t nt, const uint16_t *w, int64_t ldw,
+                      const uint32_t *xT2, int64_t ldx, float *yT, int64_t ldy) {
+    for (int64_t r = 0; r < nr; r++)
+        for (int64_t t = 0; t < nt; t++) {
+            float s = yT[r * ldy + t];
+            for (int64_t p = 0; p < kn / 2; p++) {
+                uint32_t x = xT2[p * ldx + t];
+                s += em_bf16_to_f32(w[r * ldw + 2 * p]) * em_bf16_to_f32((uint16_t)x);
+                s += em_bf16_to_f32(w[r * ldw + 2 * p + 1]) * em_bf16_to_f32((uint16_t)(x >> 16));
+            }
+            yT[r * ldy + t] = s;
+        }
+}
+
 static void attn_chunk(int64_t D, int64_t Dv, int64_t G, const float *q, int64_t ldq,
                        float scale, int n, const float *const *k, const float *const *v,
                        float *m, float *l, float *acc, int64_t lda) {

@@ -40,6 +40,11 @@ void em_cpu_dsp_init_x86(em_cpu_dsp *c, uint32_t flags) {
     c->gemm_f32 = em_gemm_f32_avx512;
     c->attn_chunk = em_attn_chunk_avx512;
     c->swiglu = em_swiglu_avx512;
+#if defined(EMBER_HAVE_X86_BF16)
+    /* beside VNNI, not above it: Ice Lake has VNNI alone, Cooper Lake and
+     * Zen 4 both */
+    if (flags & EMBER_CPU_AVX512_BF16) c->gemm_bf16 = em_gemm_bf16_avx512bf16;
+#endif
     if (!(flags & EMBER_CPU_AVX512_VNNI)) return;
     c->dot_q8x[EMBER_TYPE_Q8_0] = em_dot_q8_0_q8x_vnni;
     c->dot_q8x[EMBER_TYPE_Q4_0] = em_dot_q4_0_q8x_vnni;

@@ -27,6 +27,9 @@ void em_gemm_f32_avx2(int64_t kn, int64_t nr, int64_t nt, const float *w, int64_
 void em_gemm_f32_avx512(int64_t kn, int64_t nr, int64_t nt, const float *w, int64_t ldw,
                         const float *xT, int64_t ldx, float *yT, int64_t ldy);
 
+void em_gemm_bf16_avx512bf16(int64_t kn, int64_t nr, int64_t nt, const uint16_t *w, int64_t ldw,
+                             const uint32_t *xT2, int64_t ldx, float *yT, int64_t ldy);
+
 /* integer path (kernels_q_avx2.c, kernels_q_vnni.c) */
 #include "../dsp.h"
 void em_quant_q8x_avx2(int64_t n, const float *x, int8_t *hi, int8_t *lo, float *d, int32_t *s);
