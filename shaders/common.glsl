@@ -9,11 +9,22 @@
 // element j in the low nibble of byte j, j + 16 in the high one, value
 // nibble - 8), then, `soff` words past the tensor's start, the blocks'
 // fp16 scales. Quants of a block are 16-byte aligned, so a shader can read
-// them with uvec4 loads.
+// them with uvec4 loads. The other block types (unpacked.glsl) follow the
+// same plan: each block's quant bytes in a stream, the rest of it (scales,
+// mins, high bits) in a meta stream at `soff`.
+// (GGUF's type numbers)
 #define TY_F32 0u
 #define TY_F16 1u
 #define TY_Q4_0 2u
+#define TY_Q4_1 3u
+#define TY_Q5_0 6u
+#define TY_Q5_1 7u
 #define TY_Q8_0 8u
+#define TY_Q4_K 12u
+#define TY_Q5_K 13u
+#define TY_Q6_K 14u
+// The types read through the unpacked form (unpacked.glsl)
+#define UNPACKED(ty) ((ty) == TY_Q4_1 || (ty) == TY_Q5_0 || (ty) == TY_Q5_1 || (ty) >= TY_Q4_K)
 
 // Needs `w` (uint words) and the binding's word offset `WOFF` in scope.
 #define BYTE_AT(off) ((w[WOFF + ((off) >> 2)] >> (((off) & 3u) * 8u)) & 0xffu)

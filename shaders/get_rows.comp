@@ -3,6 +3,7 @@
 // one workgroup per token, invocations over the row's elements. Block
 // types are in the device layout (common.glsl).
 #extension GL_GOOGLE_include_directive : require
+#extension GL_EXT_control_flow_attributes : require
 #include "common.glsl"
 
 layout(local_size_x = 64) in;
@@ -16,9 +17,20 @@ layout(push_constant) uniform P {
 } p;
 #define WOFF p.o0
 #define SOFF p.soff
+#include "unpacked.glsl"
 
 void main() {
     uint t = gl_WorkGroupID.x;
+    if (UNPACKED(TYPE)) { // a block per invocation and step
+        uint nbk = p.C / 32u, b0 = uint(ids[p.o1 + t]) * nbk;
+        for (uint bl = gl_LocalInvocationID.x; bl < nbk; bl += 64u) {
+            vec2 a, c;
+            uint q[8];
+            UBLOCK(w, WOFF, WOFF + SOFF, b0 + bl, a, c, q)
+            for (uint j = 0u; j < 32u; j++) y[p.o3 + t * p.ldy + 32u * bl + j] = ublock_at(a, c, q, j);
+        }
+        return;
+    }
     uint row = uint(ids[p.o1 + t]) * p.row_bytes;
     for (uint c = gl_LocalInvocationID.x; c < p.C; c += 64u) {
         float v;

@@ -5,6 +5,7 @@
 // of common.glsl) and reduce in shared memory. Rows past 32768 fold into
 // the z dimension. The portable path: no subgroup operations.
 #extension GL_GOOGLE_include_directive : require
+#extension GL_EXT_control_flow_attributes : require
 #include "common.glsl"
 
 layout(local_size_x = 64) in;
@@ -20,6 +21,7 @@ layout(push_constant) uniform P {
 shared float part[64];
 #define WOFF p.o0
 #define SOFF p.soff
+#include "unpacked.glsl"
 
 void main() {
     uint n = gl_WorkGroupID.x + gl_WorkGroupID.z * 32768u, t = gl_WorkGroupID.y;
@@ -31,6 +33,14 @@ void main() {
         for (uint k = l; k < p.K; k += 64u) s += uintBitsToFloat(w[WOFF + row / 4u + k]) * x[xb + k];
     } else if (TYPE == TY_F16) {
         for (uint k = l; k < p.K; k += 64u) s += HALF_AT(row + 2u * k) * x[xb + k];
+    } else if (UNPACKED(TYPE)) {
+        for (uint b = n * (p.K / 32u) + l; b < (n + 1u) * (p.K / 32u); b += 64u) {
+            uint xk = xb + (b - n * (p.K / 32u)) * 32u;
+            vec2 a, c;
+            uint q[8];
+            UBLOCK(w, WOFF, WOFF + SOFF, b, a, c, q)
+            for (uint j = 0u; j < 32u; j++) s += ublock_at(a, c, q, j) * x[xk + j];
+        }
     } else { // blocks: row n starts at block n * K / 32
         for (uint b = n * (p.K / 32u) + l; b < (n + 1u) * (p.K / 32u); b += 64u) {
             uint xk = xb + (b - n * (p.K / 32u)) * 32u;

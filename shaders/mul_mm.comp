@@ -24,6 +24,7 @@ layout(push_constant) uniform P {
 } p;
 #define WOFF p.o0
 #define SOFF p.soff
+#include "unpacked.glsl"
 
 const uint BM = 64u, BN = 64u, BK = 32u;
 shared float ws[BK][BM + 1u]; // +1: rows written by different invocations hit different banks
@@ -46,6 +47,11 @@ void unpack8(uint n, uint b, uint j, out float v[8]) {
         float d = SCALE_AT(blk);
         uint i = WOFF + blk * 8u + 2u * j;
         [[unroll]] for (uint k = 0u; k < 8u; k++) v[k] = d * float(s8((w[i + k / 4u] >> (8u * (k & 3u))) & 0xffu));
+    } else if (UNPACKED(TYPE)) {
+        vec2 a, c;
+        uint q[8];
+        UBLOCK(w, WOFF, WOFF + SOFF, blk, a, c, q)
+        [[unroll]] for (uint k = 0u; k < 8u; k++) v[k] = ublock_at(a, c, q, 8u * j + k);
     } else { // Q4_0: elements 8 j .. 8 j + 7 are nibbles of bytes (8 j) & 15 ..
         float d = SCALE_AT(blk);
         uint i = WOFF + blk * 4u + (j & 1u) * 2u, sh = j >= 2u ? 4u : 0u;

@@ -13,7 +13,8 @@
 //   0: y = W x;  1: y = W x + r (binding 2, a residual);
 //   2: y = silu(W x) * (U x) with U at binding 2 (a SwiGLU's gate and up).
 // Host checks: K a multiple of 4 (F32), 8 (F16) or 32 (blocks); x rows
-// 16-byte aligned.
+// 16-byte aligned. The unpacked types (unpacked.glsl) take a block of 32
+// per invocation and step instead of a 16-byte load.
 #extension GL_GOOGLE_include_directive : require
 #extension GL_KHR_shader_subgroup_basic : require
 #extension GL_KHR_shader_subgroup_arithmetic : require
@@ -38,6 +39,7 @@ layout(push_constant) uniform P {
     uint o0, o1, o2, o3;
     uint K, N, soff, ldx, ldy, ldr, T; // soff: the scales' word offset; ld*: floats
 } p;
+#include "unpacked.glsl"
 
 // the 4 signed bytes of q as floats
 vec4 s8x4(uint q) { return vec4(ivec4(uvec4(q) << uvec4(24u, 16u, 8u, 0u)) >> 24); }
@@ -105,6 +107,32 @@ const uint LOADS_PER_BLOCK = TYPE == TY_Q8_0 ? 2u : 1u;
         }                                                                                    \
     }
 
+// The same for the unpacked types (unpacked.glsl): a block of 32 per
+// invocation and step, decoded once for all tokens of the pass.
+#define ROW_DOT_U(BUF, BOFF, ACC)                                                           \
+    {                                                                                        \
+        uint nbk = p.K / 32u;                                                                \
+        for (uint bl = l; bl < nbk; bl += TPR) {                                             \
+            vec2 a, c;                                                                       \
+            uint q[8];                                                                       \
+            UBLOCK(BUF, BOFF, (BOFF) + p.soff, n * nbk + bl, a, c, q)                        \
+            vec4 q0 = u8x4(q[0]), q1 = u8x4(q[1]), q2 = u8x4(q[2]), q3 = u8x4(q[3]);         \
+            vec4 q4 = u8x4(q[4]), q5 = u8x4(q[5]), q6 = u8x4(q[6]), q7 = u8x4(q[7]);         \
+            [[unroll]] for (uint t = 0u; t < TB; t++)                                        \
+                if (t < nt) {                                                                \
+                    uint k = 8u * bl;                                                        \
+                    vec4 x0 = X4(t, k), x1 = X4(t, k + 1u), x2 = X4(t, k + 2u),              \
+                         x3 = X4(t, k + 3u), x4_ = X4(t, k + 4u), x5 = X4(t, k + 5u),        \
+                         x6 = X4(t, k + 6u), x7 = X4(t, k + 7u);                             \
+                    float lo = dot(q0, x0) + dot(q1, x1) + dot(q2, x2) + dot(q3, x3);        \
+                    float hi = dot(q4, x4_) + dot(q5, x5) + dot(q6, x6) + dot(q7, x7);       \
+                    vec4 one = vec4(1.0);                                                    \
+                    float slo = dot(x0 + x1 + x2 + x3, one), shi = dot(x4_ + x5 + x6 + x7, one); \
+                    ACC[t] += a.x * lo + (c.x - UO * a.x) * slo + a.y * hi + (c.y - UO * a.y) * shi; \
+                }                                                                            \
+        }                                                                                    \
+    }
+
 shared float part[2][TB][128]; // per subgroup: the sums of W x (and U x)
 
 void main() {
@@ -116,7 +144,10 @@ void main() {
     ldx4 = p.ldx / 4u, xb = p.o1 / 4u + t0 * ldx4;
     float acc[TB], acc2[TB];
     [[unroll]] for (uint t = 0u; t < TB; t++) acc[t] = 0.0, acc2[t] = 0.0;
-    if (n < p.N) { // not returning: every invocation reaches the barrier
+    if (n < p.N && UNPACKED(TYPE)) { // not returning: every invocation reaches the barrier
+        ROW_DOT_U(w, p.o0, acc)
+        if (MODE == 2u) { ROW_DOT_U(u, p.o2, acc2) }
+    } else if (n < p.N) {
         ROW_DOT(w4, w, p.o0, acc)
         if (MODE == 2u) { ROW_DOT(u4, u, p.o2, acc2) }
     }

@@ -131,7 +131,26 @@ static void set_paths(int mode) {
     else unsetenv("EMBER_VULKAN_NO_SUBGROUPS");
 }
 
-static const uint32_t wtypes[] = { EMBER_TYPE_F32, EMBER_TYPE_F16, EMBER_TYPE_Q8_0, EMBER_TYPE_Q4_0 };
+static const uint32_t wtypes[] = { EMBER_TYPE_F32,  EMBER_TYPE_F16,  EMBER_TYPE_Q8_0,
+                                   EMBER_TYPE_Q4_0, EMBER_TYPE_Q4_1, EMBER_TYPE_Q5_0,
+                                   EMBER_TYPE_Q5_1, EMBER_TYPE_Q4_K, EMBER_TYPE_Q5_K,
+                                   EMBER_TYPE_Q6_K };
+#define N_WTYPES (sizeof wtypes / sizeof wtypes[0])
+
+/* Whether rows of k elements are whole blocks of type ty. */
+static bool fits_blocks(uint32_t ty, int64_t k) { return ember_type_row_size(ty, k) != 0; }
+
+/* The bound per sqrt(K) of a product's error against the CPU. The CPU is
+ * the reference, and its own error is what the bound must allow: F32
+ * products; block types at fewer than 4 tokens through its 16-bit integer
+ * activations (~4e-5), ~1.5e-4 for the unpacked types (Q4_1 ... Q6_K)
+ * whose offsets multiply the activations' sum; past that, F32 tiles
+ * (errors ~2e-6). A wrong decode of a block is off by ~1e-1. */
+static double product_tol(uint32_t ty, int64_t T) {
+    if (ty == EMBER_TYPE_F32 || ty == EMBER_TYPE_F16) return 1e-5;
+    if (ty == EMBER_TYPE_Q8_0 || ty == EMBER_TYPE_Q4_0 || T >= 4) return 4e-5;
+    return 1.5e-4;
+}
 
 static void test_matmul(void **state) {
     (void)state;
@@ -147,11 +166,11 @@ static void test_matmul(void **state) {
     /* mul_mm tiles past 8 tokens and mul_mv below; mul_mv for all; then
      * matmul.comp for all */
     for (int mode = 0; mode < 3; mode++)
-    for (size_t ti = 0; ti < 4; ti++)
+    for (size_t ti = 0; ti < N_WTYPES; ti++)
         for (size_t s = 0; s < NS; s++) {
             set_paths(mode);
             int64_t K = shapes[s][0], N = shapes[s][1], T = shapes[s][2];
-            if (K % 32 && wtypes[ti] != EMBER_TYPE_F32 && wtypes[ti] != EMBER_TYPE_F16) continue;
+            if (!fits_blocks(wtypes[ti], K)) continue;
             em_graph g;
             new_graph(&g);
             void *w;
@@ -163,9 +182,7 @@ static void test_matmul(void **state) {
             snprintf(what, sizeof what, "matmul %s K %lld N %lld T %lld%s",
                      ember_type_name((int)wtypes[ti]), (long long)K, (long long)N, (long long)T,
                      mode_names[mode]);
-            /* quantized rows: the CPU multiplies with 16-bit activations */
-            double tol = wtypes[ti] == EMBER_TYPE_Q8_0 || wtypes[ti] == EMBER_TYPE_Q4_0 ? 4e-5 : 1e-5;
-            compare(&g, y, tol * sqrt((double)K), what);
+            compare(&g, y, product_tol(wtypes[ti], T) * sqrt((double)K), what);
             em_graph_free(&g, &alloc);
             free(w);
             free(x);
@@ -182,12 +199,13 @@ static void test_fused(void **state) {
     if (!have_vulkan()) skip();
     static const int64_t shapes[][3] = { { 64, 33, 1 }, { 256, 130, 3 }, { 96, 7, 9 } };
     for (int portable = 0; portable < 2; portable++)
-    for (size_t ti = 0; ti < 4; ti++)
+    for (size_t ti = 0; ti < N_WTYPES; ti++)
         for (size_t s = 0; s < 3; s++)
             for (int swiglu = 0; swiglu < 2; swiglu++) {
                 if (portable) setenv("EMBER_VULKAN_NO_SUBGROUPS", "1", 1);
                 else unsetenv("EMBER_VULKAN_NO_SUBGROUPS");
                 int64_t K = shapes[s][0], N = shapes[s][1], T = shapes[s][2];
+                if (!fits_blocks(wtypes[ti], K)) continue;
                 em_graph g;
                 new_graph(&g);
                 void *w1, *w2;
@@ -203,9 +221,9 @@ static void test_fused(void **state) {
                          swiglu ? "swiglu(Wg x, Wu x)" : "r + W x",
                          ember_type_name((int)wtypes[ti]), (long long)K, (long long)N,
                          (long long)T, portable ? " (portable)" : "");
-                double tol = wtypes[ti] == EMBER_TYPE_Q8_0 || wtypes[ti] == EMBER_TYPE_Q4_0 ? 4e-5 : 1e-5;
                 run_out st;
-                compare_stats(&g, y, tol * sqrt((double)K) * (swiglu ? 4 : 1), what, &st);
+                compare_stats(&g, y, product_tol(wtypes[ti], T) * sqrt((double)K) * (swiglu ? 4 : 1),
+                              what, &st);
                 /* past 8 tokens the tiles run the products, unfolded */
                 uint64_t dispatches = portable || T > 8 ? (swiglu ? 3 : 2) : 1;
                 assert_int_equal(st.commands, dispatches + 1);
@@ -253,12 +271,13 @@ static void test_barriers(void **state) {
 static void test_get_rows(void **state) {
     (void)state;
     if (!have_vulkan()) skip();
-    for (size_t ti = 0; ti < 4; ti++) {
+    for (size_t ti = 0; ti < N_WTYPES; ti++) {
         em_graph g;
         new_graph(&g);
         void *w;
         static int32_t ids[] = { 3, 0, 9, 3, 5 };
-        em_tensor *tab = rand_weight(&g, &w, wtypes[ti], 96, 10);
+        int64_t C = fits_blocks(wtypes[ti], 96) ? 96 : 512; /* K-quants: two units per row */
+        em_tensor *tab = rand_weight(&g, &w, wtypes[ti], C, 10);
         em_tensor *it = em_leaf(&g, EM_TYPE_I32, 1, (int64_t[]){ 5 }, ids);
         em_tensor *y = em_get_rows(&g, tab, it);
         char what[80];

@@ -142,6 +142,23 @@ static int make_device(em_vk *vk) {
 
 int em_vk_pipelines_create(em_vk *vk); /* pipeline.c */
 void em_vk_pipelines_destroy(em_vk *vk);
+int em_vk_pipeline_make(em_vk *vk, em_vk_pipe p);
+
+int em_vk_pipeline(em_vk *vk, em_vk_pipe p) {
+    if (vk->pipes[p]) return EMBER_OK;
+    /* users of one device may record on several threads */
+    pthread_mutex_lock(&lock);
+    em_vk_shared *sh = vk->shared;
+    int rc = EMBER_OK;
+    if (sh->pipes[p]) {
+        vk->pipes[p] = sh->pipes[p];
+    } else {
+        rc = em_vk_pipeline_make(vk, p);
+        if (!rc) sh->pipes[p] = vk->pipes[p];
+    }
+    pthread_mutex_unlock(&lock);
+    return rc;
+}
 
 /* The shared pieces into vk, and back. */
 static void adopt(em_vk *vk, const em_vk_shared *sh) {
@@ -198,6 +215,7 @@ static void device_release(em_vk *vk) {
     em_vk_shared *sh = vk->shared;
     if (--sh->refs > 0) return;
     vkDeviceWaitIdle(sh->dev);
+    memcpy(vk->pipes, sh->pipes, sizeof vk->pipes); /* others may have made some */
     em_vk_pipelines_destroy(vk);
     vkDestroyDevice(sh->dev, NULL);
     pthread_mutex_destroy(&sh->queue_lock);

@@ -17,10 +17,7 @@ bool em_vk_in_arena(const em_vk_graph *vg, const em_tensor *t) {
 
 static int64_t rows_of(const em_tensor *t) { return t->ne[1] * t->ne[2] * t->ne[3]; }
 
-static bool weight_type_ok(uint32_t ty) {
-    return ty == EMBER_TYPE_F32 || ty == EMBER_TYPE_F16 || ty == EMBER_TYPE_Q8_0 ||
-           ty == EMBER_TYPE_Q4_0;
-}
+static bool weight_type_ok(uint32_t ty) { return em_vk_wtype_index(ty) >= 0; }
 
 /* The attention shader keeps a query head and each invocation's share of
  * the output columns in fixed arrays (shaders/attn.comp MAXD). */
@@ -193,10 +190,6 @@ static int run_attn(em_vk_graph *vg, const em_graph *g, const em_tensor *t, em_v
     return em_vk_dispatch(vg->vk, p, r, push, 22 * 4, (uint32_t)H, (uint32_t)T, 1);
 }
 
-static int type_index(uint32_t ty) {
-    return ty == EMBER_TYPE_F32 ? 0 : ty == EMBER_TYPE_F16 ? 1 : ty == EMBER_TYPE_Q8_0 ? 2 : 3;
-}
-
 static uint32_t scales_words(const em_vk_ref *w) { return (uint32_t)(w->scales / 4); }
 
 /* Whether mul_mv.comp runs product t: subgroups, K in whole 16-byte
@@ -229,7 +222,7 @@ static int run_mul_mv(em_vk *vk, const em_tensor *t, const em_tensor *y, int mod
     q[5] = mode == 1 ? floats(y->src[0] == t ? y->src[1]->nb[1] : y->src[0]->nb[1]) : 0;
     q[6] = (uint32_t)T;
     fold((N + rows_per_group - 1) / rows_per_group, &lo, &hi);
-    em_vk_pipe p = EM_VK_MUL_MV + em_vk_mul_mv_variant(type_index(a->type), T == 1, mode);
+    em_vk_pipe p = EM_VK_MUL_MV + em_vk_mul_mv_variant(em_vk_wtype_index(a->type), T == 1, mode);
     return em_vk_dispatch(vk, p, r, push, 11 * 4, lo, (uint32_t)((T + 7) / 8), hi);
 }
 
@@ -242,16 +235,13 @@ static bool mul_mm_fits(const em_tensor *t, const em_vk_ref *r) {
 }
 
 static int run_mul_mm(em_vk *vk, const em_tensor *t, em_vk_ref *r, uint32_t *push) {
-    static const em_vk_pipe pipe_of[] = { [EMBER_TYPE_F32] = EM_VK_MUL_MM_F32,
-                                          [EMBER_TYPE_F16] = EM_VK_MUL_MM_F16,
-                                          [EMBER_TYPE_Q4_0] = EM_VK_MUL_MM_Q4_0,
-                                          [EMBER_TYPE_Q8_0] = EM_VK_MUL_MM_Q8_0 };
     const em_tensor *a = t->src[0], *b = t->src[1];
     int64_t N = a->ne[1], T = b->ne[1];
     uint32_t *q = push + 4;
     q[0] = (uint32_t)a->ne[0], q[1] = (uint32_t)N, q[2] = scales_words(&r[0]);
     q[3] = floats(b->nb[1]), q[4] = floats(t->nb[1]), q[5] = (uint32_t)T;
-    return em_vk_dispatch(vk, pipe_of[a->type], r, push, 10 * 4, (uint32_t)((N + 63) / 64),
+    return em_vk_dispatch(vk, EM_VK_MUL_MM + em_vk_wtype_index(a->type), r, push, 10 * 4,
+                          (uint32_t)((N + 63) / 64),
                           (uint32_t)((T + 63) / 64), 1);
 }
 
@@ -259,10 +249,6 @@ static int run_mul_mm(em_vk *vk, const em_tensor *t, em_vk_ref *r, uint32_t *pus
  * few (or where tiles do not fit), else matmul.comp (a workgroup per row
  * and token, no subgroup operations). */
 static int run_matmul(em_vk *vk, const em_tensor *t, em_vk_ref *r, uint32_t *push) {
-    static const em_vk_pipe mm[] = { [EMBER_TYPE_F32] = EM_VK_MATMUL_F32,
-                                     [EMBER_TYPE_F16] = EM_VK_MATMUL_F16,
-                                     [EMBER_TYPE_Q4_0] = EM_VK_MATMUL_Q4_0,
-                                     [EMBER_TYPE_Q8_0] = EM_VK_MATMUL_Q8_0 };
     if (!vk->no_tiles && mul_mm_fits(t, r)) return run_mul_mm(vk, t, r, push);
     if (mul_mv_fits(vk, t, r)) return run_mul_mv(vk, t, t, 0, r, push);
     const em_tensor *a = t->src[0], *b = t->src[1];
@@ -271,7 +257,8 @@ static int run_matmul(em_vk *vk, const em_tensor *t, em_vk_ref *r, uint32_t *pus
     q[0] = (uint32_t)K, q[1] = (uint32_t)N, q[2] = (uint32_t)a->nb[1];
     q[3] = floats(b->nb[1]), q[4] = floats(t->nb[1]), q[5] = scales_words(&r[0]);
     fold(N, &lo, &hi);
-    return em_vk_dispatch(vk, mm[a->type], r, push, 10 * 4, lo, (uint32_t)T, hi);
+    return em_vk_dispatch(vk, EM_VK_MATMUL + em_vk_wtype_index(a->type), r, push, 10 * 4, lo,
+                          (uint32_t)T, hi);
 }
 
 static int run_node(em_vk_graph *vg, const em_graph *g, const em_tensor *t) {
@@ -294,13 +281,10 @@ static int run_node(em_vk_graph *vg, const em_graph *g, const em_tensor *t) {
     case EM_OP_MATMUL:
         return run_matmul(vk, t, r, push);
     case EM_OP_GET_ROWS: {
-        static const em_vk_pipe pipe_of[] = { [EMBER_TYPE_F32] = EM_VK_GET_ROWS_F32,
-                                              [EMBER_TYPE_F16] = EM_VK_GET_ROWS_F16,
-                                              [EMBER_TYPE_Q4_0] = EM_VK_GET_ROWS_Q4_0,
-                                              [EMBER_TYPE_Q8_0] = EM_VK_GET_ROWS_Q8_0 };
         q[0] = (uint32_t)a->ne[0], q[1] = (uint32_t)a->nb[1], q[2] = floats(t->nb[1]);
         q[3] = scales_words(&r[0]);
-        return em_vk_dispatch(vk, pipe_of[a->type], r, push, 8 * 4, (uint32_t)t->ne[1], 1, 1);
+        return em_vk_dispatch(vk, EM_VK_GET_ROWS + em_vk_wtype_index(a->type), r, push, 8 * 4,
+                              (uint32_t)t->ne[1], 1, 1);
     }
     case EM_OP_RMS_NORM: {
         float eps = t->fp[0];

@@ -2,6 +2,7 @@
  * embedded by meson), one per shader and variant: a variant is the
  * shader's specialization constant 0 (weight type, or which binary or
  * unary op), never a copy of the source. Recording is in record.c. */
+#include <stdio.h>
 #include <string.h>
 
 #include "vk.h"
@@ -18,13 +19,26 @@
 #include "softmax.spv.h"
 #include "unary.spv.h"
 
-/* Weight-type codes the shaders switch on (specialization constant 0). */
-enum { TY_F32 = 0, TY_F16 = 1, TY_Q4_0 = 2, TY_Q8_0 = 8 };
+/* The weight types in em_vk_wtype_index's order, as the codes the
+ * shaders switch on (specialization constant 0: GGUF's type numbers, see
+ * shaders/common.glsl), and as names. */
+static const uint32_t wtypes[EM_VK_WTYPES] = {
+    EMBER_TYPE_F32, EMBER_TYPE_F16, EMBER_TYPE_Q8_0, EMBER_TYPE_Q4_0, EMBER_TYPE_Q4_1,
+    EMBER_TYPE_Q5_0, EMBER_TYPE_Q5_1, EMBER_TYPE_Q4_K, EMBER_TYPE_Q5_K, EMBER_TYPE_Q6_K,
+};
+static const char *const wnames[EM_VK_WTYPES] = { "f32",  "f16",  "q8_0", "q4_0", "q4_1",
+                                                  "q5_0", "q5_1", "q4_K", "q5_K", "q6_K" };
+
+int em_vk_wtype_index(uint32_t type) {
+    for (int i = 0; i < EM_VK_WTYPES; i++)
+        if (wtypes[i] == type) return i;
+    return -1;
+}
 
 /* Each pipeline: its shader, name and specialization constants 0
  * (variant), 1 (mul_mv's tokens per pass) and 3 (mul_mv's folded op);
  * constant 2 (mul_mv's invocations per row) is the device's (see
- * make_pipeline). mul_mv's 24 variants are filled in by mul_mv_shader. */
+ * make_pipeline). */
 typedef struct shader_info {
     const uint32_t *code;
     size_t size;
@@ -32,56 +46,55 @@ typedef struct shader_info {
     uint32_t spec[4];
 } shader_info;
 
-static const shader_info shader_of[EM_VK_MUL_MV] = {
-#define S(arr, nm, v) { arr, sizeof arr, nm, { v, 0, 0, 0 } }
-    [EM_VK_MATMUL_F32] = S(em_spv_matmul, "matmul_f32", TY_F32),
-    [EM_VK_MATMUL_F16] = S(em_spv_matmul, "matmul_f16", TY_F16),
-    [EM_VK_MATMUL_Q8_0] = S(em_spv_matmul, "matmul_q8_0", TY_Q8_0),
-    [EM_VK_MATMUL_Q4_0] = S(em_spv_matmul, "matmul_q4_0", TY_Q4_0),
-    [EM_VK_GET_ROWS_F32] = S(em_spv_get_rows, "get_rows_f32", TY_F32),
-    [EM_VK_GET_ROWS_F16] = S(em_spv_get_rows, "get_rows_f16", TY_F16),
-    [EM_VK_GET_ROWS_Q8_0] = S(em_spv_get_rows, "get_rows_q8_0", TY_Q8_0),
-    [EM_VK_GET_ROWS_Q4_0] = S(em_spv_get_rows, "get_rows_q4_0", TY_Q4_0),
-    [EM_VK_RMS_NORM] = S(em_spv_rms_norm, "rms_norm", 0),
-    [EM_VK_ADD] = S(em_spv_binary, "add", 0),
-    [EM_VK_MUL] = S(em_spv_binary, "mul", 1),
-    [EM_VK_SWIGLU] = S(em_spv_unary, "swiglu", 0),
-    [EM_VK_SCALE] = S(em_spv_unary, "scale", 1),
-    [EM_VK_SIGMOID] = S(em_spv_unary, "sigmoid", 2),
-    [EM_VK_SOFTMAX] = S(em_spv_softmax, "softmax", 0),
-    [EM_VK_ROPE] = S(em_spv_rope, "rope", 0),
-    [EM_VK_KV_STORE_F32] = S(em_spv_kv_store, "kv_store_f32", TY_F32),
-    [EM_VK_KV_STORE_F16] = S(em_spv_kv_store, "kv_store_f16", TY_F16),
-    [EM_VK_KV_STORE_Q8_0] = S(em_spv_kv_store, "kv_store_q8_0", TY_Q8_0),
-    [EM_VK_ATTN_F32] = S(em_spv_attn, "attn_f32", TY_F32),
-    [EM_VK_ATTN_F16] = S(em_spv_attn, "attn_f16", TY_F16),
-    [EM_VK_ATTN_Q8_0] = S(em_spv_attn, "attn_q8_0", TY_Q8_0),
-    [EM_VK_MUL_MM_F32] = S(em_spv_mul_mm, "mul_mm_f32", TY_F32),
-    [EM_VK_MUL_MM_F16] = S(em_spv_mul_mm, "mul_mm_f16", TY_F16),
-    [EM_VK_MUL_MM_Q8_0] = S(em_spv_mul_mm, "mul_mm_q8_0", TY_Q8_0),
-    [EM_VK_MUL_MM_Q4_0] = S(em_spv_mul_mm, "mul_mm_q4_0", TY_Q4_0),
+/* the pipelines that are not per weight type */
+static const shader_info shader_of[EM_VK_MUL_MM - EM_VK_RMS_NORM] = {
+#define S(p, arr, nm, v) [p - EM_VK_RMS_NORM] = { arr, sizeof arr, nm, { v, 0, 0, 0 } }
+    S(EM_VK_RMS_NORM, em_spv_rms_norm, "rms_norm", 0),
+    S(EM_VK_ADD, em_spv_binary, "add", 0),
+    S(EM_VK_MUL, em_spv_binary, "mul", 1),
+    S(EM_VK_SWIGLU, em_spv_unary, "swiglu", 0),
+    S(EM_VK_SCALE, em_spv_unary, "scale", 1),
+    S(EM_VK_SIGMOID, em_spv_unary, "sigmoid", 2),
+    S(EM_VK_SOFTMAX, em_spv_softmax, "softmax", 0),
+    S(EM_VK_ROPE, em_spv_rope, "rope", 0),
+    S(EM_VK_KV_STORE_F32, em_spv_kv_store, "kv_store_f32", EMBER_TYPE_F32),
+    S(EM_VK_KV_STORE_F16, em_spv_kv_store, "kv_store_f16", EMBER_TYPE_F16),
+    S(EM_VK_KV_STORE_Q8_0, em_spv_kv_store, "kv_store_q8_0", EMBER_TYPE_Q8_0),
+    S(EM_VK_ATTN_F32, em_spv_attn, "attn_f32", EMBER_TYPE_F32),
+    S(EM_VK_ATTN_F16, em_spv_attn, "attn_f16", EMBER_TYPE_F16),
+    S(EM_VK_ATTN_Q8_0, em_spv_attn, "attn_q8_0", EMBER_TYPE_Q8_0),
 #undef S
 };
 
-static const uint32_t mv_types[4] = { TY_F32, TY_F16, TY_Q8_0, TY_Q4_0 };
-static const char *const mv_names[24] = {
-    "mul_mv8_f32", "mul_mv8_f16", "mul_mv8_q8_0", "mul_mv8_q4_0",
-    "mul_mv1_f32", "mul_mv1_f16", "mul_mv1_q8_0", "mul_mv1_q4_0",
-    "mul_mv8_add_f32", "mul_mv8_add_f16", "mul_mv8_add_q8_0", "mul_mv8_add_q4_0",
-    "mul_mv1_add_f32", "mul_mv1_add_f16", "mul_mv1_add_q8_0", "mul_mv1_add_q4_0",
-    "mul_mv8_swiglu_f32", "mul_mv8_swiglu_f16", "mul_mv8_swiglu_q8_0", "mul_mv8_swiglu_q4_0",
-    "mul_mv1_swiglu_f32", "mul_mv1_swiglu_f16", "mul_mv1_swiglu_q8_0", "mul_mv1_swiglu_q4_0",
-};
-
-static shader_info info_of(int p) {
-    if (p < EM_VK_MUL_MV) return shader_of[p];
-    int v = p - EM_VK_MUL_MV, type = v % 4, one = (v / 4) % 2, mode = v / 8;
-    return (shader_info){ em_spv_mul_mv, sizeof em_spv_mul_mv, mv_names[v],
-                          { mv_types[type], one ? 1u : 8u, 0, (uint32_t)mode } };
+/* p's shader; its name into nm (32 bytes) where it is per type */
+static shader_info info_of(int p, char *nm) {
+    shader_info si = { 0 };
+    if (p >= EM_VK_RMS_NORM && p < EM_VK_MUL_MM) return shader_of[p - EM_VK_RMS_NORM];
+    if (p < EM_VK_GET_ROWS || (p >= EM_VK_MUL_MM && p < EM_VK_MUL_MV)) {
+        int t = p < EM_VK_GET_ROWS ? p - EM_VK_MATMUL : p - EM_VK_MUL_MM;
+        bool mm = p >= EM_VK_MUL_MM;
+        si = (shader_info){ mm ? em_spv_mul_mm : em_spv_matmul,
+                            mm ? sizeof em_spv_mul_mm : sizeof em_spv_matmul, nm,
+                            { wtypes[t], 0, 0, 0 } };
+        snprintf(nm, 32, "%s_%s", mm ? "mul_mm" : "matmul", wnames[t]);
+    } else if (p < EM_VK_RMS_NORM) {
+        int t = p - EM_VK_GET_ROWS;
+        si = (shader_info){ em_spv_get_rows, sizeof em_spv_get_rows, nm, { wtypes[t], 0, 0, 0 } };
+        snprintf(nm, 32, "get_rows_%s", wnames[t]);
+    } else {
+        static const char *const modes[3] = { "", "_add", "_swiglu" };
+        int v = p - EM_VK_MUL_MV, t = v % EM_VK_WTYPES, one = (v / EM_VK_WTYPES) % 2,
+            mode = v / (2 * EM_VK_WTYPES);
+        si = (shader_info){ em_spv_mul_mv, sizeof em_spv_mul_mv, nm,
+                            { wtypes[t], one ? 1u : 8u, 0, (uint32_t)mode } };
+        snprintf(nm, 32, "mul_mv%d%s_%s", one ? 1 : 8, modes[mode], wnames[t]);
+    }
+    return si;
 }
 
-const char *em_vk_pipe_name(int p) {
-    return p >= 0 && p < EM_VK_PIPE_COUNT ? info_of(p).name : "copy";
+const char *em_vk_pipe_name(int p, char buf[32]) {
+    if (p < 0 || p >= EM_VK_PIPE_COUNT) return "copy";
+    return info_of(p, buf).name;
 }
 
 static int make_layouts(em_vk *vk) {
@@ -107,7 +120,8 @@ static int make_layouts(em_vk *vk) {
 }
 
 static int make_pipeline(em_vk *vk, em_vk_pipe p) {
-    shader_info si_ = info_of(p);
+    char nm[32];
+    shader_info si_ = info_of(p, nm);
     if (p >= EM_VK_MUL_MV) si_.spec[2] = em_vk_mul_mv_tpr(vk->subgroup_size);
     VkShaderModuleCreateInfo mi = { .sType = VK_STRUCTURE_TYPE_SHADER_MODULE_CREATE_INFO,
                                     .codeSize = si_.size,
@@ -134,14 +148,16 @@ static int make_pipeline(em_vk *vk, em_vk_pipe p) {
 
 int em_vk_pipelines_create(em_vk *vk);
 void em_vk_pipelines_destroy(em_vk *vk);
+int em_vk_pipeline_make(em_vk *vk, em_vk_pipe p);
 
-int em_vk_pipelines_create(em_vk *vk) {
-    int rc = make_layouts(vk);
-    for (int p = 0; !rc && p < EM_VK_PIPE_COUNT; p++) {
-        bool needs_subgroups = p >= EM_VK_MUL_MV;
-        if (!needs_subgroups || vk->subgroup_arith) rc = make_pipeline(vk, (em_vk_pipe)p);
-    }
-    return rc;
+/* The layouts now; the pipelines on first use (em_vk_pipeline_make). */
+int em_vk_pipelines_create(em_vk *vk) { return make_layouts(vk); }
+
+int em_vk_pipeline_make(em_vk *vk, em_vk_pipe p) {
+    if (p >= EM_VK_MUL_MV && !vk->subgroup_arith)
+        return em_error(vk->err, EMBER_ERR_INTERNAL, "vulkan: %s needs subgroup arithmetic",
+                        em_vk_pipe_name(p, (char[32]){ 0 }));
+    return make_pipeline(vk, p);
 }
 
 void em_vk_pipelines_destroy(em_vk *vk) {

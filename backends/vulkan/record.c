@@ -57,6 +57,8 @@ int em_vk_dispatch(em_vk *vk, em_vk_pipe pipe, const em_vk_ref refs[EM_VK_BINDIN
         return em_error(vk->err, EMBER_ERR_UNSUPPORTED,
                         "vulkan: %u x %u x %u workgroups exceed the device's limits", gx, gy, gz);
     if (gx == 0 || gy == 0 || gz == 0) return EMBER_OK; /* nothing to do */
+    int rc = em_vk_pipeline(vk, pipe);
+    if (rc) return rc;
     em_vk_rec *r = next_rec(vk);
     if (!r) return vk->recording ? EMBER_ERR_INTERNAL : EMBER_ERR_BAD_STATE;
     r->pipe = (uint32_t)pipe;
@@ -318,9 +320,10 @@ void em_vk_profile_print(const em_vk *vk) {
     fprintf(stderr, "ember vulkan profile: %llu runs, %.1f us of GPU time per run (each "
             "command behind a full barrier)\n", (unsigned long long)p->runs,
             p->run_ns / 1e3 / (double)p->runs);
+    char nm[32];
     for (int i = 0; i <= EM_VK_PIPE_COUNT; i++)
         if (p->calls[i])
             fprintf(stderr, "  %-14s %8.1f us per run, %6.2f us per call, %llu calls\n",
-                    em_vk_pipe_name(i), p->ns[i] / 1e3 / (double)p->runs, p->ns[i] / 1e3 / (double)p->calls[i],
+                    em_vk_pipe_name(i, nm), p->ns[i] / 1e3 / (double)p->runs, p->ns[i] / 1e3 / (double)p->calls[i],
                     (unsigned long long)p->calls[i]);
 }

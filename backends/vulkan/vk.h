@@ -17,26 +17,36 @@
 
 #include "../../lib/util.h"
 
-/* The compute shaders (shaders/NAME.comp), one pipeline per variant. */
+/* Weight types the product and get_rows shaders take, in this order:
+ * F32, F16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K. A family's
+ * pipeline for a type is its first plus the type's index. */
+#define EM_VK_WTYPES 10
+/* The index of ember type `type` in that list, -1 where it has none. */
+int em_vk_wtype_index(uint32_t type);
+
+/* The compute shaders (shaders/NAME.comp), one pipeline per variant.
+ * Pipelines are made on first use (device.c, em_vk_pipeline): a model
+ * needs the variants of its weight types only, and making the ~90 others
+ * cost seconds per device on lavapipe. */
 typedef enum em_vk_pipe {
-    EM_VK_MATMUL_F32, EM_VK_MATMUL_F16, EM_VK_MATMUL_Q8_0, EM_VK_MATMUL_Q4_0,
-    EM_VK_GET_ROWS_F32, EM_VK_GET_ROWS_F16, EM_VK_GET_ROWS_Q8_0, EM_VK_GET_ROWS_Q4_0,
-    EM_VK_RMS_NORM, EM_VK_ADD, EM_VK_MUL, EM_VK_SWIGLU, EM_VK_SCALE, EM_VK_SIGMOID,
-    EM_VK_SOFTMAX, EM_VK_ROPE,
+    EM_VK_MATMUL = 0, /* + weight type index */
+    EM_VK_GET_ROWS = EM_VK_MATMUL + EM_VK_WTYPES,
+    EM_VK_RMS_NORM = EM_VK_GET_ROWS + EM_VK_WTYPES,
+    EM_VK_ADD, EM_VK_MUL, EM_VK_SWIGLU, EM_VK_SCALE, EM_VK_SIGMOID, EM_VK_SOFTMAX, EM_VK_ROPE,
     EM_VK_KV_STORE_F32, EM_VK_KV_STORE_F16, EM_VK_KV_STORE_Q8_0,
     EM_VK_ATTN_F32, EM_VK_ATTN_F16, EM_VK_ATTN_Q8_0,
-    EM_VK_MUL_MM_F32, EM_VK_MUL_MM_F16, EM_VK_MUL_MM_Q8_0, EM_VK_MUL_MM_Q4_0, /* tiles */
-    /* mul_mv, made only where compute shaders have subgroup arithmetic:
+    EM_VK_MUL_MM, /* tiles, + weight type index */
+    /* mul_mv, only where compute shaders have subgroup arithmetic:
      * EM_VK_MUL_MV + em_vk_mul_mv_variant(...) */
-    EM_VK_MUL_MV,
-    EM_VK_PIPE_COUNT = EM_VK_MUL_MV + 24
+    EM_VK_MUL_MV = EM_VK_MUL_MM + EM_VK_WTYPES,
+    EM_VK_PIPE_COUNT = EM_VK_MUL_MV + 6 * EM_VK_WTYPES
 } em_vk_pipe;
 
-/* mul_mv's variants: weight type (F32, F16, Q8_0, Q4_0: 0-3), one token
- * or eight per pass, and the op folded in (0 none, 1 a residual add, 2 a
- * SwiGLU of two products; shaders/mul_mv.comp). */
+/* mul_mv's variants: weight type index, one token or eight per pass, and
+ * the op folded in (0 none, 1 a residual add, 2 a SwiGLU of two
+ * products; shaders/mul_mv.comp). */
 static inline int em_vk_mul_mv_variant(int type_index, int one_token, int mode) {
-    return (mode * 2 + one_token) * 4 + type_index;
+    return (mode * 2 + one_token) * EM_VK_WTYPES + type_index;
 }
 /* mul_mv's invocations per weight row: a multiple of the subgroup size
  * (its reduction adds whole subgroups), at least 32 so a row's 16-byte
@@ -45,7 +55,7 @@ static inline uint32_t em_vk_mul_mv_tpr(uint32_t subgroup_size) {
     return subgroup_size > 32 ? subgroup_size : 32;
 }
 /* A pipeline's name, for the profile. */
-const char *em_vk_pipe_name(int pipe);
+const char *em_vk_pipe_name(int pipe, char buf[32]);
 
 #define EM_VK_BINDINGS 4
 #define EM_VK_PUSH_BYTES 128
@@ -191,6 +201,8 @@ typedef struct em_vk_ref {
  * op's own constants after the four offset words (the caller leaves
  * room). */
 int em_vk_begin(em_vk *vk, uint32_t max_commands);
+/* Makes pipeline p on first use (once per device; device.c). */
+int em_vk_pipeline(em_vk *vk, em_vk_pipe p);
 int em_vk_dispatch(em_vk *vk, em_vk_pipe pipe, const em_vk_ref refs[EM_VK_BINDINGS],
                    uint32_t *push, size_t push_bytes, uint32_t gx, uint32_t gy, uint32_t gz);
 int em_vk_copy(em_vk *vk, const em_vk_buf *src, size_t soff, const em_vk_buf *dst, size_t doff,

@@ -1,8 +1,8 @@
 /* Device copies of a backend's constant leaves (weights, model tables),
- * made once and found by host address. Q8_0 and Q4_0 tensors are written
- * in the device layout of shaders/common.glsl (quants apart from scales,
- * so the shaders read quants with aligned 16-byte loads; GGUF's 34- and
- * 18-byte blocks allow no wide aligned load). Copies go into slabs of up to
+ * made once and found by host address. Block-quantized tensors are
+ * written in the device layout of shaders/common.glsl (quants apart from
+ * scales, so the shaders read quants with aligned 16-byte loads; GGUF's
+ * 18- to 210-byte blocks allow no wide aligned load). Copies go into slabs of up to
  * SLAB bytes (a tensor larger than that gets a slab of its own), so no
  * single allocation approaches the device's allocation limit. */
 #include <string.h>
@@ -36,38 +36,81 @@ bool em_vk_weights_find(const em_vk_weights *w, const void *host, size_t bytes, 
     return true;
 }
 
-/* Block types written in the device layout: bytes of quants per block. */
-static size_t quant_bytes(uint32_t type) {
-    return type == EMBER_TYPE_Q8_0 ? 32 : type == EMBER_TYPE_Q4_0 ? 16 : 0;
+/* The device layout of a block type (shaders/common.glsl): per GGUF block
+ * (unit), `qlen` bytes of quants from `qoff` go to the quants stream (a
+ * multiple of 16 bytes, so every unit's quants stay 16-byte aligned), and
+ * the rest -- scales, mins, high bits -- to the meta stream, `mstride`
+ * bytes per unit, rearranged by pack_meta so that every field the shaders
+ * read as a word is word-aligned. */
+typedef struct dev_layout {
+    size_t unit;    /* GGUF bytes per block */
+    size_t qoff, qlen;
+    size_t mstride; /* meta bytes per block on the device */
+} dev_layout;
+
+static bool layout_of(uint32_t type, dev_layout *l) {
+    switch (type) {
+    case EMBER_TYPE_Q8_0: *l = (dev_layout){ 34, 2, 32, 2 }; return true;
+    case EMBER_TYPE_Q4_0: *l = (dev_layout){ 18, 2, 16, 2 }; return true;
+    case EMBER_TYPE_Q4_1: *l = (dev_layout){ 20, 4, 16, 4 }; return true;
+    case EMBER_TYPE_Q5_0: *l = (dev_layout){ 22, 6, 16, 8 }; return true;
+    case EMBER_TYPE_Q5_1: *l = (dev_layout){ 24, 8, 16, 8 }; return true;
+    case EMBER_TYPE_Q4_K: *l = (dev_layout){ 144, 16, 128, 16 }; return true;
+    case EMBER_TYPE_Q5_K: *l = (dev_layout){ 176, 16, 160, 16 }; return true;
+    case EMBER_TYPE_Q6_K: *l = (dev_layout){ 210, 0, 192, 20 }; return true;
+    default: return false;
+    }
+}
+
+/* A block's meta bytes in their device order: Q5_0's d, 2 bytes of zeros,
+ * qh (word 1); Q6_K's scales[16] then d and 2 zeros; the others' header
+ * bytes as stored (Q8_0/Q4_0 d, Q4_1 d m, Q5_1 d m qh, Q4_K/Q5_K d dmin
+ * scales[12]). */
+static void pack_meta(uint32_t type, const dev_layout *l, const uint8_t *b, uint8_t *m) {
+    memset(m, 0, l->mstride);
+    if (type == EMBER_TYPE_Q5_0) {
+        memcpy(m, b, 2);
+        memcpy(m + 4, b + 2, 4);
+    } else if (type == EMBER_TYPE_Q6_K) {
+        memcpy(m, b + 192, 18);
+    } else {
+        memcpy(m, b, l->unit - l->qlen);
+    }
 }
 
 static size_t align16(size_t n) { return (n + 15) / 16 * 16; }
 
-/* t's size on the device, and where its scales start (0: not a block type) */
+/* t's size on the device, and where its meta stream starts (0: not a
+ * block type) */
 static size_t device_bytes(const em_tensor *t, size_t *scales) {
-    size_t qb = quant_bytes(t->type), n = em_nbytes(t);
+    dev_layout l;
+    size_t n = em_nbytes(t);
     *scales = 0;
-    if (!qb) return n;
-    size_t blocks = n / (qb + 2);
-    *scales = align16(blocks * qb);
-    return *scales + blocks * 2;
+    if (!layout_of(t->type, &l)) return n;
+    size_t blocks = n / l.unit;
+    *scales = align16(blocks * l.qlen);
+    return *scales + blocks * l.mstride;
 }
 
 /* Uploads t's blocks in the device layout through a bounded host buffer. */
 static int upload_blocks(em_vk *vk, em_vk_buf *slab, size_t off, const em_tensor *t,
                          size_t scales) {
-    enum { CHUNK = 1 << 16 }; /* blocks per step */
-    size_t qb = quant_bytes(t->type), bb = qb + 2, blocks = em_nbytes(t) / bb;
-    uint8_t *tmp = em_malloc(vk->alloc, CHUNK * qb);
+    enum { CHUNK = 1 << 14 }; /* blocks per step */
+    dev_layout l;
+    if (!layout_of(t->type, &l))
+        return em_error(vk->err, EMBER_ERR_INTERNAL, "vulkan: type %u has no device layout", t->type);
+    size_t blocks = em_nbytes(t) / l.unit;
+    uint8_t *tmp = em_malloc(vk->alloc, CHUNK * l.qlen); /* mstride <= qlen for each type */
     if (!tmp) return em_error(vk->err, EMBER_ERR_NO_MEMORY, "vulkan: no memory to repack weights");
     const uint8_t *src = t->data;
     int rc = EMBER_OK;
     for (size_t b0 = 0; b0 < blocks && !rc; b0 += CHUNK) {
         size_t nb = blocks - b0 < CHUNK ? blocks - b0 : CHUNK;
-        for (size_t i = 0; i < nb; i++) memcpy(tmp + i * qb, src + (b0 + i) * bb + 2, qb);
-        rc = em_vk_upload(vk, slab, off + b0 * qb, tmp, nb * qb);
-        for (size_t i = 0; i < nb && !rc; i++) memcpy(tmp + i * 2, src + (b0 + i) * bb, 2);
-        if (!rc) rc = em_vk_upload(vk, slab, off + scales + b0 * 2, tmp, nb * 2);
+        for (size_t i = 0; i < nb; i++) memcpy(tmp + i * l.qlen, src + (b0 + i) * l.unit + l.qoff, l.qlen);
+        rc = em_vk_upload(vk, slab, off + b0 * l.qlen, tmp, nb * l.qlen);
+        for (size_t i = 0; i < nb && !rc; i++)
+            pack_meta(t->type, &l, src + (b0 + i) * l.unit, tmp + i * l.mstride);
+        if (!rc) rc = em_vk_upload(vk, slab, off + scales + b0 * l.mstride, tmp, nb * l.mstride);
     }
     em_free(vk->alloc, tmp);
     return rc;
