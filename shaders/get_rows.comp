@@ -9,6 +9,7 @@
 layout(local_size_x = 64) in;
 layout(constant_id = 0) const uint TYPE = 0;
 layout(binding = 0) readonly buffer Wb { uint w[]; };
+layout(binding = 0) readonly buffer W4b { uvec4 w4[]; };
 layout(binding = 1) readonly buffer Ib { int ids[]; };
 layout(binding = 3) writeonly buffer Yb { float y[]; };
 layout(push_constant) uniform P {
@@ -26,7 +27,7 @@ void main() {
         for (uint bl = gl_LocalInvocationID.x; bl < nbk; bl += 64u) {
             vec2 a, c;
             uint q[8];
-            UBLOCK(w, WOFF, WOFF + SOFF, b0 + bl, a, c, q)
+            UBLOCK(w, w4, WOFF, WOFF + SOFF, b0 + bl, a, c, q)
             for (uint j = 0u; j < 32u; j++) y[p.o3 + t * p.ldy + 32u * bl + j] = ublock_at(a, c, q, j);
         }
         return;

@@ -11,6 +11,7 @@
 layout(local_size_x = 64) in;
 layout(constant_id = 0) const uint TYPE = 0;
 layout(binding = 0) readonly buffer Wb { uint w[]; };
+layout(binding = 0) readonly buffer W4b { uvec4 w4[]; };
 layout(binding = 1) readonly buffer Xb { float x[]; };
 layout(binding = 3) writeonly buffer Yb { float y[]; };
 layout(push_constant) uniform P {
@@ -38,7 +39,7 @@ void main() {
             uint xk = xb + (b - n * (p.K / 32u)) * 32u;
             vec2 a, c;
             uint q[8];
-            UBLOCK(w, WOFF, WOFF + SOFF, b, a, c, q)
+            UBLOCK(w, w4, WOFF, WOFF + SOFF, b, a, c, q)
             for (uint j = 0u; j < 32u; j++) s += ublock_at(a, c, q, j) * x[xk + j];
         }
     } else { // blocks: row n starts at block n * K / 32

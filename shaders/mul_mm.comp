@@ -50,7 +50,7 @@ void unpack8(uint n, uint b, uint j, out float v[8]) {
     } else if (UNPACKED(TYPE)) {
         vec2 a, c;
         uint q[8];
-        UBLOCK(w, WOFF, WOFF + SOFF, blk, a, c, q)
+        UBLOCK(w, w4, WOFF, WOFF + SOFF, blk, a, c, q)
         [[unroll]] for (uint k = 0u; k < 8u; k++) v[k] = ublock_at(a, c, q, 8u * j + k);
     } else { // Q4_0: elements 8 j .. 8 j + 7 are nibbles of bytes (8 j) & 15 ..
         float d = SCALE_AT(blk);

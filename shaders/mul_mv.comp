@@ -109,13 +109,13 @@ const uint LOADS_PER_BLOCK = TYPE == TY_Q8_0 ? 2u : 1u;
 
 // The same for the unpacked types (unpacked.glsl): a block of 32 per
 // invocation and step, decoded once for all tokens of the pass.
-#define ROW_DOT_U(BUF, BOFF, ACC)                                                           \
+#define ROW_DOT_U(BUF, BUF4, BOFF, ACC)                                                           \
     {                                                                                        \
         uint nbk = p.K / 32u;                                                                \
         for (uint bl = l; bl < nbk; bl += TPR) {                                             \
             vec2 a, c;                                                                       \
             uint q[8];                                                                       \
-            UBLOCK(BUF, BOFF, (BOFF) + p.soff, n * nbk + bl, a, c, q)                        \
+            UBLOCK(BUF, BUF4, BOFF, (BOFF) + p.soff, n * nbk + bl, a, c, q)                 \
             vec4 q0 = u8x4(q[0]), q1 = u8x4(q[1]), q2 = u8x4(q[2]), q3 = u8x4(q[3]);         \
             vec4 q4 = u8x4(q[4]), q5 = u8x4(q[5]), q6 = u8x4(q[6]), q7 = u8x4(q[7]);         \
             [[unroll]] for (uint t = 0u; t < TB; t++)                                        \
@@ -145,8 +145,8 @@ void main() {
     float acc[TB], acc2[TB];
     [[unroll]] for (uint t = 0u; t < TB; t++) acc[t] = 0.0, acc2[t] = 0.0;
     if (n < p.N && UNPACKED(TYPE)) { // not returning: every invocation reaches the barrier
-        ROW_DOT_U(w, p.o0, acc)
-        if (MODE == 2u) { ROW_DOT_U(u, p.o2, acc2) }
+        ROW_DOT_U(w, w4, p.o0, acc)
+        if (MODE == 2u) { ROW_DOT_U(u, u4, p.o2, acc2) }
     } else if (n < p.N) {
         ROW_DOT(w4, w, p.o0, acc)
         if (MODE == 2u) { ROW_DOT(u4, u, p.o2, acc2) }
