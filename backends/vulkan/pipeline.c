@@ -3,6 +3,7 @@
  * shader's specialization constant 0 (weight type, or which binary or
  * unary op), never a copy of the source. Recording is in record.c. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "vk.h"
@@ -28,6 +29,15 @@ static const uint32_t wtypes[EM_VK_WTYPES] = {
 };
 static const char *const wnames[EM_VK_WTYPES] = { "f32",  "f16",  "q8_0", "q4_0", "q4_1",
                                                   "q5_0", "q5_1", "q4_K", "q5_K", "q6_K" };
+
+uint32_t em_vk_mul_mv_tpr(uint32_t subgroup_size) {
+    uint32_t tpr = subgroup_size > 32 ? subgroup_size : 32;
+    const char *e = getenv("EMBER_VULKAN_MV_TPR");
+    unsigned long v = e && *e ? strtoul(e, NULL, 10) : 0;
+    if ((v == 32 || v == 64 || v == 128) && v >= subgroup_size && v % subgroup_size == 0)
+        tpr = (uint32_t)v;
+    return tpr;
+}
 
 int em_vk_wtype_index(uint32_t type) {
     for (int i = 0; i < EM_VK_WTYPES; i++)

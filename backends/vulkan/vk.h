@@ -50,10 +50,10 @@ static inline int em_vk_mul_mv_variant(int type_index, int one_token, int mode) 
 }
 /* mul_mv's invocations per weight row: a multiple of the subgroup size
  * (its reduction adds whole subgroups), at least 32 so a row's 16-byte
- * loads cover 512 contiguous bytes; 128 / this rows per workgroup. */
-static inline uint32_t em_vk_mul_mv_tpr(uint32_t subgroup_size) {
-    return subgroup_size > 32 ? subgroup_size : 32;
-}
+ * loads cover 512 contiguous bytes; 128 / this rows per workgroup.
+ * EMBER_VULKAN_MV_TPR (32, 64 or 128, a multiple of the subgroup size)
+ * overrides it, for measurements. */
+uint32_t em_vk_mul_mv_tpr(uint32_t subgroup_size);
 /* A pipeline's name, for the profile. */
 const char *em_vk_pipe_name(int pipe, char buf[32]);
 
