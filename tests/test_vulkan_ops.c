@@ -12,6 +12,7 @@
 #include "common.h"
 #include "lib/backend.h"
 #include "lib/graph.h"
+#include "lib/kv.h"
 #include "lib/quant.h"
 
 static uint64_t rng = 0x9e3779b97f4a7c15ull;
@@ -385,6 +386,92 @@ static void test_rope(void **state) {
 }
 
 /* Device selection errors come back as statuses. */
+
+/* The KV ops: one batch holding every position of two sequences (5 and 37
+ * tokens: partial chunks, several KV blocks of 16), stored with kv_store
+ * into a paged cache of the given type, then causal attention over it,
+ * four query heads on two KV heads (GQA). Each backend gets its own cache,
+ * prepared identically, so both have the same block tables. */
+enum { ATT_T = 42 };
+static int run_attn_on(int kind, uint32_t kv_type, int64_t D, const float *q, const float *k,
+                       const float *v, float *out) {
+    em_backend_config cfg = { kind, 0, 2, em_cpu_mask(), EMBER_TYPE_F32 };
+    em_backend *b = NULL;
+    int rc = em_backend_create(&cfg, &alloc, err, &b);
+    if (rc) return rc;
+    em_kv kv;
+    const int64_t H = 4, Hkv = 2;
+    assert_int_equal(em_kv_init(&kv, &alloc, 1, D * Hkv, D * Hkv, 64, 2, 0, 16, kv_type,
+                                em_backend_kv_storage(b)), EMBER_OK);
+    static int32_t pos[ATT_T], seq[ATT_T], slots[ATT_T];
+    em_kv_prepare(&kv, 0, 0, 5);
+    em_kv_prepare(&kv, 1, 0, 37);
+    for (int t = 0; t < ATT_T; t++) {
+        seq[t] = t < 5 ? 0 : 1;
+        pos[t] = t < 5 ? t : t - 5;
+        slots[t] = (int32_t)em_kv_slot(&kv, seq[t], pos[t]);
+    }
+    rc = em_backend_kv_attach(b, &kv);
+    em_graph g;
+    new_graph(&g);
+    g.kv = &kv;
+    em_tensor *qt = em_leaf(&g, EMBER_TYPE_F32, 3, (int64_t[]){ D, H, ATT_T }, q);
+    em_tensor *kt = em_leaf(&g, EMBER_TYPE_F32, 2, (int64_t[]){ D * Hkv, ATT_T }, k);
+    em_tensor *vt = em_leaf(&g, EMBER_TYPE_F32, 2, (int64_t[]){ D * Hkv, ATT_T }, v);
+    em_tensor *st = em_input(&g, EM_TYPE_I32, 1, (int64_t[]){ ATT_T }, slots);
+    em_tensor *pt = em_input(&g, EM_TYPE_I32, 1, (int64_t[]){ ATT_T }, pos);
+    em_tensor *sq = em_input(&g, EM_TYPE_I32, 1, (int64_t[]){ ATT_T }, seq);
+    em_tensor *stored = em_kv_store(&g, kt, vt, st, 0);
+    em_tensor *y = em_attn(&g, qt, pt, sq, stored, 0, D, 1.0f / sqrtf((float)D));
+    y->keep = 1;
+    em_plan p;
+    em_buffer buf = { 0 };
+    if (!rc && !(rc = em_plan_make(&p, &g, &alloc))) {
+        if (!(rc = em_backend_buffer_alloc(b, p.arena_size, &buf)) &&
+            !(rc = em_plan_apply(&p, &g, buf.base, err)) && !(rc = em_backend_graph_reserve(b, &g)) &&
+            !(rc = em_backend_graph_compute(b, &g)))
+            for (int64_t t = 0; t < ATT_T; t++)
+                memcpy(out + t * D * H, (char *)y->data + t * y->nb[1], (size_t)(D * H) * 4);
+        em_backend_buffer_free(b, &buf);
+        em_plan_free(&p, &alloc);
+    }
+    em_graph_free(&g, &alloc);
+    em_backend_destroy(&b);
+    em_kv_free(&kv, &alloc);
+    return rc;
+}
+
+static void test_attention(void **state) {
+    (void)state;
+    if (!have_vulkan()) skip();
+    const struct { uint32_t type; int64_t D; double tol; } cases[] = {
+        { EMBER_TYPE_F32, 64, 1e-5 }, { EMBER_TYPE_F32, 36, 1e-5 }, { EMBER_TYPE_F16, 64, 1e-4 },
+        { EMBER_TYPE_F16, 36, 1e-4 }, { EMBER_TYPE_Q8_0, 64, 1e-4 },
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        int64_t D = cases[c].D, n = D * 4 * ATT_T, nkv = D * 2 * ATT_T;
+        float *q = malloc(sizeof(float) * (size_t)n), *k = malloc(sizeof(float) * (size_t)nkv);
+        float *v = malloc(sizeof(float) * (size_t)nkv);
+        float *yc = malloc(sizeof(float) * (size_t)n), *yv = malloc(sizeof(float) * (size_t)n);
+        for (int64_t i = 0; i < n; i++) q[i] = frand();
+        for (int64_t i = 0; i < nkv; i++) k[i] = frand(), v[i] = frand();
+        assert_int_equal(run_attn_on(EMBER_BACKEND_CPU, cases[c].type, D, q, k, v, yc), EMBER_OK);
+        int rc = run_attn_on(EMBER_BACKEND_VULKAN, cases[c].type, D, q, k, v, yv);
+        if (rc) print_error("attention: %s\n", err);
+        assert_int_equal(rc, EMBER_OK);
+        double worst = 0;
+        for (int64_t i = 0; i < n; i++) {
+            double d = fabs((double)yc[i] - yv[i]) / (1 + fabs((double)yc[i]));
+            worst = d > worst ? d : worst;
+        }
+        print_message("kv_store + attention, %s cache, D %lld: %lld values, worst %.2e (bound %.0e)\n",
+                      ember_type_name((int)cases[c].type), (long long)D, (long long)n, worst,
+                      cases[c].tol);
+        assert_true(worst <= cases[c].tol);
+        free(q), free(k), free(v), free(yc), free(yv);
+    }
+}
+
 static void test_bad_device(void **state) {
     (void)state;
     if (!have_vulkan()) skip();
@@ -423,6 +510,7 @@ int main(void) {
         cmocka_unit_test(test_matmul),  cmocka_unit_test(test_get_rows),
         cmocka_unit_test(test_rms_norm), cmocka_unit_test(test_binary),
         cmocka_unit_test(test_unary),   cmocka_unit_test(test_rope),
+        cmocka_unit_test(test_attention),
         cmocka_unit_test(test_bad_device), cmocka_unit_test(test_many_backends),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
