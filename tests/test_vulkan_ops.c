@@ -441,12 +441,16 @@ static int run_attn_on(int kind, uint32_t kv_type, int64_t D, const float *q, co
     return rc;
 }
 
+/* Bounds: F32 and Q8_0 caches hold the same values on both backends, so
+ * only the order of float sums differs; with an F16 cache both round the
+ * query and each probability to F16, and a last-bit difference before a
+ * rounding moves a value by a whole F16 step (seen up to 9e-5). */
 static void test_attention(void **state) {
     (void)state;
     if (!have_vulkan()) skip();
     const struct { uint32_t type; int64_t D; double tol; } cases[] = {
-        { EMBER_TYPE_F32, 64, 1e-5 }, { EMBER_TYPE_F32, 36, 1e-5 }, { EMBER_TYPE_F16, 64, 1e-4 },
-        { EMBER_TYPE_F16, 36, 1e-4 }, { EMBER_TYPE_Q8_0, 64, 1e-4 },
+        { EMBER_TYPE_F32, 64, 1e-5 }, { EMBER_TYPE_F32, 36, 1e-5 }, { EMBER_TYPE_F16, 64, 5e-4 },
+        { EMBER_TYPE_F16, 36, 5e-4 }, { EMBER_TYPE_Q8_0, 64, 1e-4 }, { EMBER_TYPE_F32, 160, 1e-5 },
     };
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
         int64_t D = cases[c].D, n = D * 4 * ATT_T, nkv = D * 2 * ATT_T;
