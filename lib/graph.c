@@ -284,20 +284,24 @@ static void give_block(free_block *fb, int32_t *n_free, size_t off, size_t size)
 }
 
 /* What node t reads, for liveness: its sources and, where t is an add or
- * a SwiGLU, the sources of those of its sources that are products. A
- * backend may fold a product into the op that consumes it (the Vulkan
- * backend does: backends/vulkan/ops.c), and that op then reads the
- * product's inputs while writing its own output, so they must outlive it.
- * Returns the count written to r (at most 3 * EM_MAX_SRC). */
+ * a SwiGLU, the sources of those of its sources that are products, and
+ * where t is a KV store or attention, the input of a RoPE it reads. A
+ * backend may fold a product into the op that consumes it, or a RoPE into
+ * the KV op that reads its output (the Vulkan backend does both:
+ * backends/vulkan/ops.c), and that op then reads the folded op's inputs
+ * while writing its own output, so they must outlive it. Returns the
+ * count written to r (at most 3 * EM_MAX_SRC). */
 static int reads_of(const em_tensor *t, const em_tensor **r) {
     int n = 0;
     bool folds = t->op == EM_OP_ADD || t->op == EM_OP_SWIGLU;
+    bool ropes = t->op == EM_OP_KV_STORE || t->op == EM_OP_ATTN;
     for (int s = 0; s < EM_MAX_SRC; s++) {
         const em_tensor *src = t->src[s];
         if (!src) continue;
         r[n++] = src;
         if (folds && src->op == EM_OP_MATMUL)
             for (int k = 0; k < 2; k++) r[n++] = src->src[k];
+        if (ropes && s == 0 && view_root(src)->op == EM_OP_ROPE) r[n++] = view_root(src)->src[0];
     }
     return n;
 }

@@ -10,6 +10,10 @@
 // and weights V, which takes a first pass for the max and the sum. A
 // cache without V rows (mla = 1) keeps the value as the first Dv elements
 // of the K row.
+//
+// rope = 1 folds the query's RoPE in (backends/vulkan/ops.c plan_fusion):
+// q is read un-rotated and rotated as it is loaded, with rope.comp's
+// cos/sin table in the io buffer (binding 2).
 #extension GL_GOOGLE_include_directive : require
 #include "common.glsl"
 
@@ -20,6 +24,7 @@ layout(binding = 1) readonly buffer Cb { uint w[]; }; // this layer: K rows, the
 layout(binding = 1) readonly buffer C2b { uvec2 w2[]; };
 layout(binding = 1) readonly buffer C4b { uvec4 w4[]; };
 layout(binding = 2) readonly buffer Ib { int ib[]; }; // pos, seq, block tables
+layout(binding = 2) readonly buffer Ifb { float csf[]; }; // and RoPE tables
 layout(binding = 3) writeonly buffer Ob { float o[]; };
 layout(push_constant) uniform P {
     uint o0, o1, o2, o3;
@@ -28,6 +33,7 @@ layout(push_constant) uniform P {
     uint pos_off, seq_off, tab_off, blocks_per_seq, block_shift;
     uint mla;
     float scale;
+    uint rope, n_rot, mode, cs_off; // cs_off: the query's table, in floats
 } p;
 
 #define WOFF p.o1
@@ -95,8 +101,16 @@ void main() {
     int pos = ib[p.o2 + p.pos_off + t], seq = ib[p.o2 + p.seq_off + t];
     uint tab = p.o2 + p.tab_off + uint(seq) * p.blocks_per_seq;
     uint qb = p.o0 + t * p.ldq2 + h * p.ldq1;
+    uint half_ = p.n_rot / 2u, cb = p.o2 + p.cs_off + t * p.n_rot;
     for (uint i = l; i < p.D; i += 64u) {
         float v = q[qb + i];
+        if (p.rope != 0u && i < p.n_rot) { // rope.comp's arithmetic
+            uint j = p.mode == 0u ? i / 2u : i % half_;
+            uint i0 = p.mode == 0u ? 2u * j : j, i1 = i0 + (p.mode == 0u ? 1u : half_);
+            bool second = p.mode == 0u ? (i & 1u) == 1u : i >= half_;
+            float a0 = q[qb + i0], a1 = q[qb + i1], c = csf[cb + j], s = csf[cb + half_ + j];
+            v = second ? a0 * s + a1 * c : a0 * c - a1 * s;
+        }
         qs[i] = TYPE == TY_F16 ? f16_rne(v) : v;
     }
     barrier();

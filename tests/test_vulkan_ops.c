@@ -393,8 +393,8 @@ static void test_rope(void **state) {
  * four query heads on two KV heads (GQA). Each backend gets its own cache,
  * prepared identically, so both have the same block tables. */
 enum { ATT_T = 42 };
-static int run_attn_on(int kind, uint32_t kv_type, int64_t D, const float *q, const float *k,
-                       const float *v, float *out) {
+static int run_attn_on(int kind, uint32_t kv_type, int64_t D, int rope_mode, const float *q,
+                       const float *k, const float *v, float *out) {
     em_backend_config cfg = { kind, 0, 2, em_cpu_mask(), EMBER_TYPE_F32 };
     em_backend *b = NULL;
     int rc = em_backend_create(&cfg, &alloc, err, &b);
@@ -420,6 +420,16 @@ static int run_attn_on(int kind, uint32_t kv_type, int64_t D, const float *q, co
     em_tensor *vt = em_leaf(&g, EMBER_TYPE_F32, 2, (int64_t[]){ D * Hkv, ATT_T }, v);
     em_tensor *st = em_input(&g, EM_TYPE_I32, 1, (int64_t[]){ ATT_T }, slots);
     em_tensor *pt = em_input(&g, EM_TYPE_I32, 1, (int64_t[]){ ATT_T }, pos);
+    static float inv[64];
+    int n_rot = (int)(D - D / 4) & ~1; /* a partial rotation: the rest is copied */
+    if (rope_mode >= 0) { /* RoPE on Q and K, which Vulkan folds into attention and the store */
+        for (int i = 0; i < n_rot / 2; i++) inv[i] = powf(10000.0f, -2.0f * (float)i / (float)n_rot);
+        em_tensor *ft = em_leaf(&g, EMBER_TYPE_F32, 1, (int64_t[]){ n_rot / 2 }, inv);
+        qt = em_rope(&g, qt, pt, ft, n_rot, rope_mode, 1.0f);
+        em_tensor *k3 = em_reshape(&g, kt, 3, (int64_t[]){ D, Hkv, ATT_T });
+        kt = em_reshape(&g, em_rope(&g, k3, pt, ft, n_rot, rope_mode, 1.0f), 2,
+                        (int64_t[]){ D * Hkv, ATT_T });
+    }
     em_tensor *sq = em_input(&g, EM_TYPE_I32, 1, (int64_t[]){ ATT_T }, seq);
     em_tensor *stored = em_kv_store(&g, kt, vt, st, 0);
     em_tensor *y = em_attn(&g, qt, pt, sq, stored, 0, D, 1.0f / sqrtf((float)D));
@@ -429,9 +439,16 @@ static int run_attn_on(int kind, uint32_t kv_type, int64_t D, const float *q, co
     if (!rc && !(rc = em_plan_make(&p, &g, &alloc))) {
         if (!(rc = em_backend_buffer_alloc(b, p.arena_size, &buf)) &&
             !(rc = em_plan_apply(&p, &g, buf.base, err)) && !(rc = em_backend_graph_reserve(b, &g)) &&
-            !(rc = em_backend_graph_compute(b, &g)))
+            !(rc = em_backend_graph_compute(b, &g))) {
             for (int64_t t = 0; t < ATT_T; t++)
                 memcpy(out + t * D * H, (char *)y->data + t * y->nb[1], (size_t)(D * H) * 4);
+            uint64_t commands = 0, barriers = 0;
+            em_vulkan_run_stats(b, &commands, &barriers);
+            const char *nf = getenv("EMBER_VULKAN_NO_ROPE_FOLD");
+            /* the store, the attention and the copy out: both RoPEs folded */
+            if (kind == EMBER_BACKEND_VULKAN && rope_mode >= 0 && !(nf && *nf))
+                assert_int_equal(commands, 3);
+        }
         em_backend_buffer_free(b, &buf);
         em_plan_free(&p, &alloc);
     }
@@ -448,9 +465,13 @@ static int run_attn_on(int kind, uint32_t kv_type, int64_t D, const float *q, co
 static void test_attention(void **state) {
     (void)state;
     if (!have_vulkan()) skip();
-    const struct { uint32_t type; int64_t D; double tol; } cases[] = {
-        { EMBER_TYPE_F32, 64, 1e-5 }, { EMBER_TYPE_F32, 36, 1e-5 }, { EMBER_TYPE_F16, 64, 5e-4 },
-        { EMBER_TYPE_F16, 36, 5e-4 }, { EMBER_TYPE_Q8_0, 64, 1e-4 }, { EMBER_TYPE_F32, 160, 1e-5 },
+    /* rope: -1 none, else RoPE's mode (0 adjacent pairs, 2 halves) on Q and K */
+    const struct { uint32_t type; int64_t D; double tol; int rope; } cases[] = {
+        { EMBER_TYPE_F32, 64, 1e-5, -1 }, { EMBER_TYPE_F32, 36, 1e-5, -1 },
+        { EMBER_TYPE_F16, 64, 5e-4, -1 }, { EMBER_TYPE_F16, 36, 5e-4, -1 },
+        { EMBER_TYPE_Q8_0, 64, 1e-4, -1 }, { EMBER_TYPE_F32, 160, 1e-5, -1 },
+        { EMBER_TYPE_F32, 64, 1e-5, 0 },  { EMBER_TYPE_F32, 36, 1e-5, 2 },
+        { EMBER_TYPE_F16, 64, 5e-4, 2 },  { EMBER_TYPE_Q8_0, 64, 1e-4, 0 },
     };
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
         int64_t D = cases[c].D, n = D * 4 * ATT_T, nkv = D * 2 * ATT_T;
@@ -459,8 +480,9 @@ static void test_attention(void **state) {
         float *yc = malloc(sizeof(float) * (size_t)n), *yv = malloc(sizeof(float) * (size_t)n);
         for (int64_t i = 0; i < n; i++) q[i] = frand();
         for (int64_t i = 0; i < nkv; i++) k[i] = frand(), v[i] = frand();
-        assert_int_equal(run_attn_on(EMBER_BACKEND_CPU, cases[c].type, D, q, k, v, yc), EMBER_OK);
-        int rc = run_attn_on(EMBER_BACKEND_VULKAN, cases[c].type, D, q, k, v, yv);
+        assert_int_equal(run_attn_on(EMBER_BACKEND_CPU, cases[c].type, D, cases[c].rope, q, k, v, yc),
+                         EMBER_OK);
+        int rc = run_attn_on(EMBER_BACKEND_VULKAN, cases[c].type, D, cases[c].rope, q, k, v, yv);
         if (rc) print_error("attention: %s\n", err);
         assert_int_equal(rc, EMBER_OK);
         double worst = 0;
@@ -468,9 +490,10 @@ static void test_attention(void **state) {
             double d = fabs((double)yc[i] - yv[i]) / (1 + fabs((double)yc[i]));
             worst = d > worst ? d : worst;
         }
-        print_message("kv_store + attention, %s cache, D %lld: %lld values, worst %.2e (bound %.0e)\n",
-                      ember_type_name((int)cases[c].type), (long long)D, (long long)n, worst,
-                      cases[c].tol);
+        print_message("%skv_store + attention, %s cache, D %lld: %lld values, worst %.2e "
+                      "(bound %.0e)\n", cases[c].rope < 0 ? "" : cases[c].rope ? "rope halves + "
+                      : "rope pairs + ", ember_type_name((int)cases[c].type), (long long)D,
+                      (long long)n, worst, cases[c].tol);
         assert_true(worst <= cases[c].tol);
         free(q), free(k), free(v), free(yc), free(yv);
     }

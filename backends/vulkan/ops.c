@@ -151,34 +151,60 @@ static em_vk_pipe by_kv_type(uint32_t ty, em_vk_pipe f32, em_vk_pipe f16, em_vk_
     return ty == EMBER_TYPE_F16 ? f16 : ty == EMBER_TYPE_Q8_0 ? q8 : f32;
 }
 
-static int run_kv_store(em_vk_graph *vg, const em_tensor *t, em_vk_ref *r, uint32_t *push) {
+/* The RoPE node folded into KV node t (plan_fusion), or NULL. */
+static const em_tensor *folded_rope(const em_vk_graph *vg, const em_graph *g, const em_tensor *t);
+
+static int run_kv_store(em_vk_graph *vg, const em_graph *g, const em_tensor *t, em_vk_ref *r,
+                        uint32_t *push) {
     const em_kv *kv = vg->kv;
-    const em_tensor *k = t->src[0], *v = t->src[1];
+    const em_tensor *k = t->src[0], *v = t->src[1], *rope = folded_rope(vg, g, t);
     uint32_t *q = push + 4;
     int64_t v_row = v ? kv->v_row : 0;
+    size_t ldk = k->nb[1];
+    if (rope) { /* K un-rotated: the RoPE's input, heads contiguous */
+        int rc = ref_of(vg, g, rope->src[0], &r[0]);
+        if (rc) return rc;
+        ldk = rope->src[0]->nb[2];
+        q[8] = 1, q[9] = (uint32_t)rope->src[0]->ne[0], q[10] = (uint32_t)rope->ip[0];
+        q[11] = (uint32_t)rope->ip[1], q[12] = floats(vg->io_off[rope - g->nodes]);
+    }
     if (!v) r[1] = r[0];
+    r[2] = (em_vk_ref){ vg->io, 0, 0, 0 };
     r[3] = kv_layer(vg, t->ip[0]);
-    q[0] = (uint32_t)kv->k_row, q[1] = (uint32_t)v_row, q[2] = floats(k->nb[1]);
+    q[0] = (uint32_t)kv->k_row, q[1] = (uint32_t)v_row, q[2] = floats(ldk);
     q[3] = v ? floats(v->nb[1]) : 0, q[4] = (uint32_t)kv->k_bytes, q[5] = (uint32_t)kv->v_bytes;
-    q[6] = (uint32_t)kv_v_base(kv);
+    q[6] = (uint32_t)kv_v_base(kv), q[7] = floats(vg->io_off[t->src[2] - g->nodes]);
     int64_t per = kv->type == EMBER_TYPE_F32 ? 1 : kv->type == EMBER_TYPE_F16 ? 2 : 32;
     int64_t groups = (kv->k_row + per - 1) / per + (v_row + per - 1) / per; /* invocations */
     em_vk_pipe p = by_kv_type(kv->type, EM_VK_KV_STORE_F32, EM_VK_KV_STORE_F16, EM_VK_KV_STORE_Q8_0);
-    return em_vk_dispatch(vg->vk, p, r, push, 11 * 4, (uint32_t)((groups + 63) / 64),
+    return em_vk_dispatch(vg->vk, p, r, push, 17 * 4, (uint32_t)((groups + 63) / 64),
                           (uint32_t)k->ne[1], 1);
+}
+
+/* attn.comp's RoPE words: rope, n_rot, mode, the table's offset */
+static void q_rope(uint32_t *q, const em_vk_graph *vg, const em_graph *g, const em_tensor *rope) {
+    q[18] = 1, q[19] = (uint32_t)rope->ip[0], q[20] = (uint32_t)rope->ip[1];
+    q[21] = floats(vg->io_off[rope - g->nodes]);
 }
 
 static int run_attn(em_vk_graph *vg, const em_graph *g, const em_tensor *t, em_vk_ref *r,
                     uint32_t *push) {
     const em_kv *kv = vg->kv;
-    const em_tensor *qt = t->src[0];
+    const em_tensor *qt = t->src[0], *rope = folded_rope(vg, g, t);
     int64_t D = qt->ne[0], H = qt->ne[1], T = qt->ne[2], Dv = t->ne[0] / H;
+    size_t ldq1 = qt->nb[1], ldq2 = qt->nb[2];
+    if (rope) { /* the query un-rotated: the RoPE's input */
+        int rc = ref_of(vg, g, rope->src[0], &r[0]);
+        if (rc) return rc;
+        ldq1 = rope->src[0]->nb[1], ldq2 = rope->src[0]->nb[2];
+        q_rope(push + 4, vg, g, rope);
+    }
     int64_t Hkv = kv->k_row / D;
     uint32_t *q = push + 4;
     r[1] = kv_layer(vg, t->ip[0]);
     r[2] = (em_vk_ref){ vg->io, 0, 0, 0 };
     q[0] = (uint32_t)D, q[1] = (uint32_t)Dv, q[2] = (uint32_t)(H / Hkv);
-    q[3] = floats(qt->nb[1]), q[4] = floats(qt->nb[2]), q[5] = floats(t->nb[1]);
+    q[3] = floats(ldq1), q[4] = floats(ldq2), q[5] = floats(t->nb[1]);
     q[6] = (uint32_t)kv->k_bytes, q[7] = (uint32_t)kv->v_bytes, q[8] = (uint32_t)kv_v_base(kv);
     q[9] = (uint32_t)(kv->k_bytes / (size_t)Hkv);
     q[10] = kv->v_row ? (uint32_t)(kv->v_bytes / (size_t)Hkv) : 0;
@@ -187,7 +213,7 @@ static int run_attn(em_vk_graph *vg, const em_graph *g, const em_tensor *t, em_v
     q[15] = (uint32_t)kv->block_shift, q[16] = kv->v_row == 0;
     memcpy(&q[17], &t->fp[0], 4);
     em_vk_pipe p = by_kv_type(kv->type, EM_VK_ATTN_F32, EM_VK_ATTN_F16, EM_VK_ATTN_Q8_0);
-    return em_vk_dispatch(vg->vk, p, r, push, 22 * 4, (uint32_t)H, (uint32_t)T, 1);
+    return em_vk_dispatch(vg->vk, p, r, push, 26 * 4, (uint32_t)H, (uint32_t)T, 1);
 }
 
 static uint32_t scales_words(const em_vk_ref *w) { return (uint32_t)(w->scales / 4); }
@@ -318,7 +344,7 @@ static int run_node(em_vk_graph *vg, const em_graph *g, const em_tensor *t) {
         fold(rows, &lo, &hi);
         return em_vk_dispatch(vk, EM_VK_SOFTMAX, r, push, 7 * 4, lo, hi, 1);
     case EM_OP_KV_STORE:
-        return run_kv_store(vg, t, r, push);
+        return run_kv_store(vg, g, t, r, push);
     case EM_OP_ATTN:
         return run_attn(vg, g, t, r, push);
     case EM_OP_ROPE:
@@ -364,7 +390,41 @@ static size_t kept_bytes(const em_graph *g) {
  * that runs its product (a residual: W x + r), FUSE_SWIGLU for a SwiGLU
  * that runs both of its products (gate and up of one input). A product
  * folds only when nothing else reads it and mul_mv.comp would run it. */
-enum { FUSE_NONE = 0, FUSE_SKIP = -1, FUSE_ADD = 1, FUSE_SWIGLU = 2 };
+enum { FUSE_NONE = 0, FUSE_SKIP = -1, FUSE_ADD = 1, FUSE_SWIGLU = 2, FUSE_ROPE = 3 };
+
+/* src0 of node t through views (reshapes), and whether each view on the
+ * way is read once and not kept */
+static const em_tensor *through_views(const em_vk_graph *vg, const em_graph *g,
+                                      const em_tensor *t, bool *single) {
+    const em_tensor *x = t->src[0];
+    *single = true;
+    while (x && x->op == EM_OP_NONE && x->src[0]) {
+        *single = *single && !x->keep && vg->uses[x - g->nodes] == 1;
+        x = x->src[0];
+    }
+    return x;
+}
+
+/* A RoPE folds into the KV op that is its only reader (the query into
+ * attention, K into the KV store; kv_store.comp and attn.comp rotate as
+ * they read): rope.comp's modes, its input's elements contiguous, and for
+ * K its heads too (the store reads K as rows of heads). */
+static bool rope_folds(const em_vk_graph *vg, const em_graph *g, const em_tensor *t) {
+    bool single;
+    const em_tensor *r = through_views(vg, g, t, &single);
+    if (!r || r->op != EM_OP_ROPE || r->keep || !single || vg->uses[r - g->nodes] != 1 ||
+        (r->ip[1] != 0 && r->ip[1] != 2) || r->src[0]->nb[0] != sizeof(float))
+        return false;
+    const em_tensor *x = r->src[0];
+    return t->op == EM_OP_ATTN ||
+           (x->nb[1] == (size_t)x->ne[0] * sizeof(float) && x->ne[3] == 1 &&
+            t->src[0]->ne[0] == x->ne[0] * x->ne[1]);
+}
+
+static const em_tensor *folded_rope(const em_vk_graph *vg, const em_graph *g, const em_tensor *t) {
+    bool single;
+    return vg->fuse[t - g->nodes] == FUSE_ROPE ? through_views(vg, g, t, &single) : NULL;
+}
 
 static bool same_shape(const em_tensor *a, const em_tensor *b) {
     return memcmp(a->ne, b->ne, sizeof a->ne) == 0 && memcmp(a->nb, b->nb, sizeof a->nb) == 0;
@@ -399,7 +459,12 @@ static void plan_fusion(em_vk_graph *vg, const em_graph *g) {
     vg->vk->err = err;
     for (int32_t i = 0; i < g->n_nodes; i++) {
         const em_tensor *t = &g->nodes[i], *a = t->src[0], *b = t->src[1];
-        if (t->op == EM_OP_ADD && same_shape(a, t) && same_shape(b, t)) {
+        if ((t->op == EM_OP_KV_STORE || t->op == EM_OP_ATTN) && !vg->vk->no_rope_fold &&
+            rope_folds(vg, g, t)) {
+            bool single;
+            vg->fuse[through_views(vg, g, t, &single) - g->nodes] = FUSE_SKIP;
+            vg->fuse[i] = FUSE_ROPE;
+        } else if (t->op == EM_OP_ADD && same_shape(a, t) && same_shape(b, t)) {
             const em_tensor *m = foldable(vg, g, b) ? b : foldable(vg, g, a) ? a : NULL;
             if (m && !overlaps(vg, t, m->src[1]))
                 vg->fuse[m - g->nodes] = FUSE_SKIP, vg->fuse[i] = FUSE_ADD;
@@ -441,7 +506,8 @@ int em_vk_run(em_vk_graph *vg, const em_graph *g, bool *staged) {
     plan_fusion(vg, g);
     for (int32_t i = 0; i < g->n_nodes && !rc; i++) {
         if (g->nodes[i].op == EM_OP_NONE || vg->fuse[i] == FUSE_SKIP) continue;
-        rc = vg->fuse[i] ? run_fused(vg, g, &g->nodes[i]) : run_node(vg, g, &g->nodes[i]);
+        rc = vg->fuse[i] == FUSE_ADD || vg->fuse[i] == FUSE_SWIGLU ? run_fused(vg, g, &g->nodes[i])
+                                                                  : run_node(vg, g, &g->nodes[i]);
     }
     size_t at = 0;
     for (int32_t i = 0; i < g->n_nodes && !rc && *staged; i++) {

@@ -136,6 +136,8 @@ typedef struct em_vk {
     bool subgroup_arith;  /* compute shaders have subgroup arithmetic */
     bool use_subgroups;   /* ... and EMBER_VULKAN_NO_SUBGROUPS is not set (tests
                              run the portable shaders on any device with it) */
+    bool no_rope_fold;    /* EMBER_VULKAN_NO_ROPE_FOLD: RoPE as its own dispatch
+                             (for tests and measurements) */
     bool no_tiles;        /* EMBER_VULKAN_NO_TILES: prompts through mul_mv too
                              (for tests and measurements) */
     char name[VK_MAX_PHYSICAL_DEVICE_NAME_SIZE];
