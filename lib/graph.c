@@ -285,9 +285,11 @@ static void give_block(free_block *fb, int32_t *n_free, size_t off, size_t size)
 
 /* What node t reads, for liveness: its sources and, where t is an add or
  * a SwiGLU, the sources of those of its sources that are products, and
- * where t is a KV store or attention, the input of a RoPE it reads. A
- * backend may fold a product into the op that consumes it, or a RoPE into
- * the KV op that reads its output (the Vulkan backend does both:
+ * where t is a KV store or attention, the input of a RoPE it reads, and
+ * where t is a product of an RMS norm, the norm's input and weight. A
+ * backend may fold a product into the op that consumes it, a RoPE into
+ * the KV op that reads its output, or a norm into the products that read
+ * it (the Vulkan backend does all three:
  * backends/vulkan/ops.c), and that op then reads the folded op's inputs
  * while writing its own output, so they must outlive it. Returns the
  * count written to r (at most 3 * EM_MAX_SRC). */
@@ -302,6 +304,9 @@ static int reads_of(const em_tensor *t, const em_tensor **r) {
         if (folds && src->op == EM_OP_MATMUL)
             for (int k = 0; k < 2; k++) r[n++] = src->src[k];
         if (ropes && s == 0 && view_root(src)->op == EM_OP_ROPE) r[n++] = view_root(src)->src[0];
+        if (t->op == EM_OP_MATMUL && s == 1 && src->op == EM_OP_RMS_NORM)
+            for (int k = 0; k < 2; k++)
+                if (src->src[k]) r[n++] = src->src[k];
     }
     return n;
 }

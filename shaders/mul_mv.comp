@@ -26,6 +26,11 @@ layout(constant_id = 0) const uint TYPE = 0;
 layout(constant_id = 1) const uint TB = 8u;
 layout(constant_id = 2) const uint TPR = 32u;
 layout(constant_id = 3) const uint MODE = 0u;
+// NORM = 1 (with MODE 0): x is an RMS norm's input and binding 2 its
+// weight g; the product is W (x g) scaled by 1 / sqrt(mean(x^2) + eps),
+// each workgroup summing x^2 itself, so the norm needs no dispatch of its
+// own (backends/vulkan/ops.c plan_fusion).
+layout(constant_id = 4) const uint NORM = 0u;
 const uint RPW = 128u / TPR;
 
 layout(binding = 0) readonly buffer Wb { uint w[]; };
@@ -34,10 +39,12 @@ layout(binding = 1) readonly buffer Xb { vec4 x4[]; };
 layout(binding = 2) readonly buffer Rb { float r[]; };
 layout(binding = 2) readonly buffer Ub { uint u[]; };
 layout(binding = 2) readonly buffer U4b { uvec4 u4[]; };
+layout(binding = 2) readonly buffer G4b { vec4 g4[]; };
 layout(binding = 3) writeonly buffer Yb { float y[]; };
 layout(push_constant) uniform P {
     uint o0, o1, o2, o3;
     uint K, N, soff, ldx, ldy, ldr, T; // soff: the scales' word offset; ld*: floats
+    float eps;                         // NORM's
 } p;
 #include "unpacked.glsl"
 
@@ -48,7 +55,7 @@ vec4 q4x4(uint q, uint sh) { return vec4((uvec4(q) >> (uvec4(0u, 8u, 16u, 24u) +
 
 // this pass's x: word offset (in vec4s) and row stride, tokens in it
 uint xb, ldx4, nt;
-#define X4(t, c) x4[xb + (t) * ldx4 + (c)]
+#define X4(t, c) (NORM == 1u ? x4[xb + (t) * ldx4 + (c)] * g4[p.o2 / 4u + (c)] : x4[xb + (t) * ldx4 + (c)])
 
 // acc[t] += the products of one 16-byte load q at load index c of the
 // row (its element offset depends on the type) and its block scale d
@@ -135,6 +142,28 @@ const uint LOADS_PER_BLOCK = TYPE == TY_Q8_0 ? 2u : 1u;
 
 shared float part[2][TB][128]; // per subgroup: the sums of W x (and U x)
 
+// NORM: 1 / sqrt(mean(x_t^2) + eps) for the pass's tokens, summed by the
+// whole workgroup (part[0] holds the subgroups' shares, then is free again)
+void norm_scales(uint tid, out float sc[TB]) {
+    [[unroll]] for (uint t = 0u; t < TB; t++) {
+        float ss = 0.0;
+        if (t < nt)
+            for (uint c = tid; c < p.K / 4u; c += 128u) {
+                vec4 v = x4[xb + t * ldx4 + c];
+                ss += dot(v, v);
+            }
+        ss = subgroupAdd(ss);
+        if (subgroupElect()) part[0][t][gl_SubgroupID] = ss;
+    }
+    barrier();
+    [[unroll]] for (uint t = 0u; t < TB; t++) {
+        float ss = 0.0;
+        for (uint i = 0u; i < gl_NumSubgroups; i++) ss += part[0][t][i];
+        sc[t] = 1.0 / sqrt(ss / float(p.K) + p.eps);
+    }
+    barrier();
+}
+
 void main() {
     uint tid = gl_LocalInvocationID.x, l = tid % TPR, rr = tid / TPR;
     uint wg = gl_WorkGroupID.x + gl_WorkGroupID.z * 32768u;
@@ -142,8 +171,9 @@ void main() {
     uint t0 = gl_WorkGroupID.y * TB;
     nt = min(TB, p.T - t0);
     ldx4 = p.ldx / 4u, xb = p.o1 / 4u + t0 * ldx4;
-    float acc[TB], acc2[TB];
-    [[unroll]] for (uint t = 0u; t < TB; t++) acc[t] = 0.0, acc2[t] = 0.0;
+    float acc[TB], acc2[TB], nsc[TB];
+    [[unroll]] for (uint t = 0u; t < TB; t++) acc[t] = 0.0, acc2[t] = 0.0, nsc[t] = 1.0;
+    if (NORM == 1u) norm_scales(tid, nsc);
     if (n < p.N && UNPACKED(TYPE)) { // not returning: every invocation reaches the barrier
         ROW_DOT_U(w, w4, p.o0, acc)
         if (MODE == 2u) { ROW_DOT_U(u, u4, p.o2, acc2) }
@@ -163,6 +193,7 @@ void main() {
         float s = 0.0, s2 = 0.0;
         for (uint i = 0u; i < spr; i++) s += part[0][l][first + i], s2 += part[1][l][first + i];
         uint t = t0 + l;
+        if (NORM == 1u) s *= nsc[l];
         if (MODE == 1u) s += r[p.o2 + t * p.ldr + n];
         if (MODE == 2u) s = s / (1.0 + exp(-s)) * s2;
         y[p.o3 + t * p.ldy + n] = s;

@@ -499,6 +499,38 @@ static void test_attention(void **state) {
     }
 }
 
+/* An RMS norm read only by a product runs inside it (mul_mv.comp NORM):
+ * y = W rms_norm(x) g against the CPU's two ops, for decode-sized
+ * batches; one dispatch plus the copy out. */
+static void test_norm_fold(void **state) {
+    (void)state;
+    if (!have_vulkan()) skip();
+    static const uint32_t types[] = { EMBER_TYPE_F16, EMBER_TYPE_Q8_0, EMBER_TYPE_Q4_K };
+    static const int64_t tokens[] = { 1, 3, 8 };
+    for (size_t ti = 0; ti < 3; ti++)
+        for (size_t k = 0; k < 3; k++) {
+            int64_t K = 512, N = 67, T = tokens[k];
+            em_graph g;
+            new_graph(&g);
+            void *w;
+            float *x, *gw;
+            em_tensor *wt = rand_weight(&g, &w, types[ti], K, N);
+            em_tensor *xt = em_reshape(&g, rand_f32(&g, &x, K, T, 1, 3), 2, (int64_t[]){ K, T });
+            em_tensor *gt = em_reshape(&g, rand_f32(&g, &gw, K, 1, 1, 1), 1, (int64_t[]){ K });
+            em_tensor *y = em_matmul(&g, wt, em_rms_norm(&g, xt, gt, 1e-5f));
+            char what[80];
+            snprintf(what, sizeof what, "W rms_norm(x) %s T %lld", ember_type_name((int)types[ti]),
+                     (long long)T);
+            run_out st;
+            compare_stats(&g, y, product_tol(types[ti], T) * sqrt((double)K), what, &st);
+            const char *nf = getenv("EMBER_VULKAN_NO_NORM_FOLD");
+            const char *ns = getenv("EMBER_VULKAN_NO_SUBGROUPS"); /* no mul_mv */
+            if (!(nf && *nf) && !(ns && *ns)) assert_int_equal(st.commands, 2);
+            em_graph_free(&g, &alloc);
+            free(w), free(x), free(gw);
+        }
+}
+
 static void test_bad_device(void **state) {
     (void)state;
     if (!have_vulkan()) skip();
@@ -537,7 +569,7 @@ int main(void) {
         cmocka_unit_test(test_matmul),  cmocka_unit_test(test_get_rows),
         cmocka_unit_test(test_rms_norm), cmocka_unit_test(test_binary),
         cmocka_unit_test(test_unary),   cmocka_unit_test(test_rope),
-        cmocka_unit_test(test_attention),
+        cmocka_unit_test(test_attention), cmocka_unit_test(test_norm_fold),
         cmocka_unit_test(test_bad_device), cmocka_unit_test(test_many_backends),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -235,21 +235,23 @@ static bool mul_mv_fits(const em_vk *vk, const em_tensor *t, const em_vk_ref *r)
 }
 
 /* y = W x by mul_mv.comp, with `mode`'s op folded in: r[2] holds the
- * residual (1) or the up projection's weights (2); `y` is the tensor
- * written (the add's or the SwiGLU's). */
+ * residual (1), the up projection's weights (2) or the RMS norm's weight
+ * (3: r[1] and x are the norm's input, `eps` its epsilon); `y` is the
+ * tensor written (the add's or the SwiGLU's). */
 static int run_mul_mv(em_vk *vk, const em_tensor *t, const em_tensor *y, int mode, em_vk_ref *r,
-                      uint32_t *push) {
+                      uint32_t *push, const em_tensor *x, float eps) {
     const em_tensor *a = t->src[0], *b = t->src[1];
     int64_t N = a->ne[1], T = b->ne[1];
     const int rows_per_group = 128 / (int)em_vk_mul_mv_tpr(vk->subgroup_size);
     uint32_t *q = push + 4, lo, hi;
     q[0] = (uint32_t)a->ne[0], q[1] = (uint32_t)N, q[2] = scales_words(&r[0]);
-    q[3] = floats(b->nb[1]), q[4] = floats(y->nb[1]);
+    q[3] = floats(x->nb[1]), q[4] = floats(y->nb[1]);
     q[5] = mode == 1 ? floats(y->src[0] == t ? y->src[1]->nb[1] : y->src[0]->nb[1]) : 0;
     q[6] = (uint32_t)T;
+    memcpy(&q[7], &eps, 4);
     fold((N + rows_per_group - 1) / rows_per_group, &lo, &hi);
     em_vk_pipe p = EM_VK_MUL_MV + em_vk_mul_mv_variant(em_vk_wtype_index(a->type), T == 1, mode);
-    return em_vk_dispatch(vk, p, r, push, 11 * 4, lo, (uint32_t)((T + 7) / 8), hi);
+    return em_vk_dispatch(vk, p, r, push, 12 * 4, lo, (uint32_t)((T + 7) / 8), hi);
 }
 
 /* Whether mul_mm.comp's tiles run product t: more tokens than mul_mv.comp
@@ -276,7 +278,7 @@ static int run_mul_mm(em_vk *vk, const em_tensor *t, em_vk_ref *r, uint32_t *pus
  * and token, no subgroup operations). */
 static int run_matmul(em_vk *vk, const em_tensor *t, em_vk_ref *r, uint32_t *push) {
     if (!vk->no_tiles && mul_mm_fits(t, r)) return run_mul_mm(vk, t, r, push);
-    if (mul_mv_fits(vk, t, r)) return run_mul_mv(vk, t, t, 0, r, push);
+    if (mul_mv_fits(vk, t, r)) return run_mul_mv(vk, t, t, 0, r, push, t->src[1], 0.0f);
     const em_tensor *a = t->src[0], *b = t->src[1];
     int64_t K = a->ne[0], N = a->ne[1], T = b->ne[1];
     uint32_t *q = push + 4, lo, hi;
@@ -390,7 +392,7 @@ static size_t kept_bytes(const em_graph *g) {
  * that runs its product (a residual: W x + r), FUSE_SWIGLU for a SwiGLU
  * that runs both of its products (gate and up of one input). A product
  * folds only when nothing else reads it and mul_mv.comp would run it. */
-enum { FUSE_NONE = 0, FUSE_SKIP = -1, FUSE_ADD = 1, FUSE_SWIGLU = 2, FUSE_ROPE = 3 };
+enum { FUSE_NONE = 0, FUSE_SKIP = -1, FUSE_ADD = 1, FUSE_SWIGLU = 2, FUSE_ROPE = 3, FUSE_NORM = 4 };
 
 /* src0 of node t through views (reshapes), and whether each view on the
  * way is read once and not kept */
@@ -449,6 +451,40 @@ static bool overlaps(const em_vk_graph *vg, const em_tensor *t, const em_tensor 
     return a < b + extent(x) && b < a + extent(t);
 }
 
+/* An RMS norm (weighted, not kept) folds into the products that read it
+ * when they are all it has, none is itself folded into an add or a
+ * SwiGLU (mul_mv.comp's NORM goes with MODE 0 only: the weight takes
+ * binding 2), and mul_mv.comp runs each on the norm's input: Q, K and V
+ * (and the output matmul) then sum x^2 themselves and the norm's dispatch
+ * and barrier level go. */
+static void plan_norm_fold(em_vk_graph *vg, const em_graph *g, int32_t ni) {
+    const em_tensor *n = &g->nodes[ni], *x = n->src[0], *w = n->src[1];
+    if (!w || n->keep || w->type != EMBER_TYPE_F32 || em_nelements(w) != n->ne[0] ||
+        x->nb[0] != sizeof(float) || n->ne[2] != 1 || n->ne[3] != 1)
+        return;
+    em_vk_ref rx, rw;
+    if (ref_of(vg, g, x, &rx) || ref_of(vg, g, w, &rw) || rx.off % 16 || rw.off % 16 ||
+        x->nb[1] % 16)
+        return;
+    int32_t readers = 0;
+    for (int32_t i = ni + 1; i < g->n_nodes; i++) {
+        const em_tensor *m = &g->nodes[i];
+        bool reads = false;
+        for (int s = 0; s < EM_MAX_SRC; s++) reads = reads || m->src[s] == n;
+        if (!reads) continue;
+        em_vk_ref r[2];
+        if (m->op != EM_OP_MATMUL || m->src[1] != n || m->src[0] == n || vg->fuse[i] != FUSE_NONE ||
+            ref_of(vg, g, m->src[0], &r[0]) || ref_of(vg, g, n, &r[1]) ||
+            !mul_mv_fits(vg->vk, m, r) || (!vg->vk->no_tiles && mul_mm_fits(m, r)))
+            return;
+        readers++;
+    }
+    if (readers == 0 || readers != vg->uses[ni]) return;
+    for (int32_t i = ni + 1; i < g->n_nodes; i++)
+        if (g->nodes[i].op == EM_OP_MATMUL && g->nodes[i].src[1] == n) vg->fuse[i] = FUSE_NORM;
+    vg->fuse[ni] = FUSE_SKIP;
+}
+
 static void plan_fusion(em_vk_graph *vg, const em_graph *g) {
     for (int32_t i = 0; i < g->n_nodes; i++) vg->uses[i] = g->nodes[i].keep ? 1 : 0, vg->fuse[i] = 0;
     for (int32_t i = 0; i < g->n_nodes; i++)
@@ -477,7 +513,22 @@ static void plan_fusion(em_vk_graph *vg, const em_graph *g) {
             vg->fuse[i] = FUSE_SWIGLU;
         }
     }
+    for (int32_t i = 0; i < g->n_nodes; i++)
+        if (g->nodes[i].op == EM_OP_RMS_NORM && !vg->vk->no_norm_fold) plan_norm_fold(vg, g, i);
     vg->vk->err = saved;
+}
+
+/* Product t run with its input's RMS norm folded in (FUSE_NORM). */
+static int run_norm_product(em_vk_graph *vg, const em_graph *g, const em_tensor *t) {
+    em_vk_ref r[EM_VK_BINDINGS] = { { 0 } };
+    uint32_t push[EM_VK_PUSH_BYTES / 4] = { 0 };
+    const em_tensor *nrm = t->src[1];
+    int rc = ref_of(vg, g, t->src[0], &r[0]);
+    if (!rc) rc = ref_of(vg, g, nrm->src[0], &r[1]);
+    if (!rc) rc = ref_of(vg, g, nrm->src[1], &r[2]);
+    if (!rc) rc = ref_of(vg, g, t, &r[3]);
+    if (rc) return rc;
+    return run_mul_mv(vg->vk, t, t, 3, r, push, nrm->src[0], nrm->fp[0]);
 }
 
 /* Node t (an add or a SwiGLU) with its product(s) folded in. */
@@ -493,7 +544,7 @@ static int run_fused(em_vk_graph *vg, const em_graph *g, const em_tensor *t) {
     if (!rc) rc = ref_of(vg, g, mode == FUSE_ADD ? other : other->src[0], &r[2]);
     if (!rc) rc = ref_of(vg, g, t, &r[3]);
     if (rc) return rc;
-    return run_mul_mv(vg->vk, m, t, mode, r, push);
+    return run_mul_mv(vg->vk, m, t, mode, r, push, m->src[1], 0.0f);
 }
 
 int em_vk_run(em_vk_graph *vg, const em_graph *g, bool *staged) {
@@ -506,8 +557,10 @@ int em_vk_run(em_vk_graph *vg, const em_graph *g, bool *staged) {
     plan_fusion(vg, g);
     for (int32_t i = 0; i < g->n_nodes && !rc; i++) {
         if (g->nodes[i].op == EM_OP_NONE || vg->fuse[i] == FUSE_SKIP) continue;
-        rc = vg->fuse[i] == FUSE_ADD || vg->fuse[i] == FUSE_SWIGLU ? run_fused(vg, g, &g->nodes[i])
-                                                                  : run_node(vg, g, &g->nodes[i]);
+        const em_tensor *t = &g->nodes[i];
+        if (vg->fuse[i] == FUSE_ADD || vg->fuse[i] == FUSE_SWIGLU) rc = run_fused(vg, g, t);
+        else if (vg->fuse[i] == FUSE_NORM) rc = run_norm_product(vg, g, t);
+        else rc = run_node(vg, g, t);
     }
     size_t at = 0;
     for (int32_t i = 0; i < g->n_nodes && !rc && *staged; i++) {

@@ -46,19 +46,20 @@ int em_vk_wtype_index(uint32_t type) {
 }
 
 /* Each pipeline: its shader, name and specialization constants 0
- * (variant), 1 (mul_mv's tokens per pass) and 3 (mul_mv's folded op);
- * constant 2 (mul_mv's invocations per row) is the device's (see
- * make_pipeline). */
+ * (variant), 1 (mul_mv's tokens per pass), 3 (mul_mv's folded op) and 4
+ * (mul_mv's folded norm); constant 2 (mul_mv's invocations per row) is
+ * the device's (see make_pipeline). */
+#define N_SPEC 5
 typedef struct shader_info {
     const uint32_t *code;
     size_t size;
     const char *name;
-    uint32_t spec[4];
+    uint32_t spec[N_SPEC];
 } shader_info;
 
 /* the pipelines that are not per weight type */
 static const shader_info shader_of[EM_VK_MUL_MM - EM_VK_RMS_NORM] = {
-#define S(p, arr, nm, v) [p - EM_VK_RMS_NORM] = { arr, sizeof arr, nm, { v, 0, 0, 0 } }
+#define S(p, arr, nm, v) [p - EM_VK_RMS_NORM] = { arr, sizeof arr, nm, { v, 0, 0, 0, 0 } }
     S(EM_VK_RMS_NORM, em_spv_rms_norm, "rms_norm", 0),
     S(EM_VK_ADD, em_spv_binary, "add", 0),
     S(EM_VK_MUL, em_spv_binary, "mul", 1),
@@ -85,18 +86,20 @@ static shader_info info_of(int p, char *nm) {
         bool mm = p >= EM_VK_MUL_MM;
         si = (shader_info){ mm ? em_spv_mul_mm : em_spv_matmul,
                             mm ? sizeof em_spv_mul_mm : sizeof em_spv_matmul, nm,
-                            { wtypes[t], 0, 0, 0 } };
+                            { wtypes[t], 0, 0, 0, 0 } };
         snprintf(nm, 32, "%s_%s", mm ? "mul_mm" : "matmul", wnames[t]);
     } else if (p < EM_VK_RMS_NORM) {
         int t = p - EM_VK_GET_ROWS;
-        si = (shader_info){ em_spv_get_rows, sizeof em_spv_get_rows, nm, { wtypes[t], 0, 0, 0 } };
+        si = (shader_info){ em_spv_get_rows, sizeof em_spv_get_rows, nm,
+                            { wtypes[t], 0, 0, 0, 0 } };
         snprintf(nm, 32, "get_rows_%s", wnames[t]);
     } else {
-        static const char *const modes[3] = { "", "_add", "_swiglu" };
+        static const char *const modes[4] = { "", "_add", "_swiglu", "_norm" };
         int v = p - EM_VK_MUL_MV, t = v % EM_VK_WTYPES, one = (v / EM_VK_WTYPES) % 2,
             mode = v / (2 * EM_VK_WTYPES);
         si = (shader_info){ em_spv_mul_mv, sizeof em_spv_mul_mv, nm,
-                            { wtypes[t], one ? 1u : 8u, 0, (uint32_t)mode } };
+                            { wtypes[t], one ? 1u : 8u, 0, mode == 3 ? 0u : (uint32_t)mode,
+                              mode == 3 } };
         snprintf(nm, 32, "mul_mv%d%s_%s", one ? 1 : 8, modes[mode], wnames[t]);
     }
     return si;
@@ -138,9 +141,9 @@ static int make_pipeline(em_vk *vk, em_vk_pipe p) {
                                     .pCode = si_.code };
     VkShaderModule mod;
     VK_TRY(vkCreateShaderModule(vk->dev, &mi, NULL, &mod), "vkCreateShaderModule");
-    VkSpecializationMapEntry e[4];
-    for (uint32_t i = 0; i < 4; i++) e[i] = (VkSpecializationMapEntry){ i, i * 4, 4 };
-    VkSpecializationInfo si = { 4, e, sizeof si_.spec, si_.spec };
+    VkSpecializationMapEntry e[N_SPEC];
+    for (uint32_t i = 0; i < N_SPEC; i++) e[i] = (VkSpecializationMapEntry){ i, i * 4, 4 };
+    VkSpecializationInfo si = { N_SPEC, e, sizeof si_.spec, si_.spec };
     VkComputePipelineCreateInfo ci = {
         .sType = VK_STRUCTURE_TYPE_COMPUTE_PIPELINE_CREATE_INFO,
         .stage = { .sType = VK_STRUCTURE_TYPE_PIPELINE_SHADER_STAGE_CREATE_INFO,

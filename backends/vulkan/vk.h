@@ -39,12 +39,12 @@ typedef enum em_vk_pipe {
     /* mul_mv, only where compute shaders have subgroup arithmetic:
      * EM_VK_MUL_MV + em_vk_mul_mv_variant(...) */
     EM_VK_MUL_MV = EM_VK_MUL_MM + EM_VK_WTYPES,
-    EM_VK_PIPE_COUNT = EM_VK_MUL_MV + 6 * EM_VK_WTYPES
+    EM_VK_PIPE_COUNT = EM_VK_MUL_MV + 8 * EM_VK_WTYPES
 } em_vk_pipe;
 
 /* mul_mv's variants: weight type index, one token or eight per pass, and
  * the op folded in (0 none, 1 a residual add, 2 a SwiGLU of two
- * products; shaders/mul_mv.comp). */
+ * products, 3 the RMS norm of the input; shaders/mul_mv.comp). */
 static inline int em_vk_mul_mv_variant(int type_index, int one_token, int mode) {
     return (mode * 2 + one_token) * EM_VK_WTYPES + type_index;
 }
@@ -138,6 +138,7 @@ typedef struct em_vk {
                              run the portable shaders on any device with it) */
     bool no_rope_fold;    /* EMBER_VULKAN_NO_ROPE_FOLD: RoPE as its own dispatch
                              (for tests and measurements) */
+    bool no_norm_fold;    /* EMBER_VULKAN_NO_NORM_FOLD: the same for RMS norm */
     bool no_tiles;        /* EMBER_VULKAN_NO_TILES: prompts through mul_mv too
                              (for tests and measurements) */
     char name[VK_MAX_PHYSICAL_DEVICE_NAME_SIZE];
