@@ -147,11 +147,20 @@ shared float part[2][TB][128]; // per subgroup: the sums of W x (and U x)
 void norm_scales(uint tid, out float sc[TB]) {
     [[unroll]] for (uint t = 0u; t < TB; t++) {
         float ss = 0.0;
-        if (t < nt)
-            for (uint c = tid; c < p.K / 4u; c += 128u) {
+        if (t < nt) {
+            // the first 4096 elements in one unrolled batch: all their loads
+            // in flight at once (a strided loop took a trip to memory per
+            // step and made the fold cost more than the norm's dispatch)
+            [[unroll]] for (uint j = 0u; j < 8u; j++) {
+                uint c = tid + 128u * j;
+                vec4 v = c < p.K / 4u ? x4[xb + t * ldx4 + c] : vec4(0.0);
+                ss += dot(v, v);
+            }
+            for (uint c = tid + 1024u; c < p.K / 4u; c += 128u) {
                 vec4 v = x4[xb + t * ldx4 + c];
                 ss += dot(v, v);
             }
+        }
         ss = subgroupAdd(ss);
         if (subgroupElect()) part[0][t][gl_SubgroupID] = ss;
     }

@@ -100,8 +100,8 @@ static int pick_device(em_vk *vk, int index) {
     vk->use_subgroups = vk->subgroup_arith && !(no_sg && *no_sg && strcmp(no_sg, "0"));
     const char *no_rope = getenv("EMBER_VULKAN_NO_ROPE_FOLD");
     vk->no_rope_fold = no_rope && *no_rope && strcmp(no_rope, "0");
-    const char *no_norm = getenv("EMBER_VULKAN_NO_NORM_FOLD");
-    vk->no_norm_fold = no_norm && *no_norm && strcmp(no_norm, "0");
+    const char *norm = getenv("EMBER_VULKAN_NORM_FOLD");
+    vk->norm_fold = norm && *norm && strcmp(norm, "0");
     const char *no_tiles = getenv("EMBER_VULKAN_NO_TILES");
     vk->no_tiles = no_tiles && *no_tiles && strcmp(no_tiles, "0");
     memcpy(vk->name, p.deviceName, sizeof vk->name);

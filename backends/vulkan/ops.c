@@ -456,7 +456,10 @@ static bool overlaps(const em_vk_graph *vg, const em_tensor *t, const em_tensor 
  * SwiGLU (mul_mv.comp's NORM goes with MODE 0 only: the weight takes
  * binding 2), and mul_mv.comp runs each on the norm's input: Q, K and V
  * (and the output matmul) then sum x^2 themselves and the norm's dispatch
- * and barrier level go. */
+ * and barrier level go. Only with EMBER_VULKAN_NORM_FOLD=1: on the H100
+ * each folded product took ~4 us longer (15 against 11 us for llama-3b's
+ * Q), three per layer, against 7.6 us for the norm's dispatch, so decode
+ * was 2-6% slower (docs/performance.md, session 14). */
 static void plan_norm_fold(em_vk_graph *vg, const em_graph *g, int32_t ni) {
     const em_tensor *n = &g->nodes[ni], *x = n->src[0], *w = n->src[1];
     if (!w || n->keep || w->type != EMBER_TYPE_F32 || em_nelements(w) != n->ne[0] ||
@@ -514,7 +517,7 @@ static void plan_fusion(em_vk_graph *vg, const em_graph *g) {
         }
     }
     for (int32_t i = 0; i < g->n_nodes; i++)
-        if (g->nodes[i].op == EM_OP_RMS_NORM && !vg->vk->no_norm_fold) plan_norm_fold(vg, g, i);
+        if (g->nodes[i].op == EM_OP_RMS_NORM && vg->vk->norm_fold) plan_norm_fold(vg, g, i);
     vg->vk->err = saved;
 }
 

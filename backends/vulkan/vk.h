@@ -138,7 +138,9 @@ typedef struct em_vk {
                              run the portable shaders on any device with it) */
     bool no_rope_fold;    /* EMBER_VULKAN_NO_ROPE_FOLD: RoPE as its own dispatch
                              (for tests and measurements) */
-    bool no_norm_fold;    /* EMBER_VULKAN_NO_NORM_FOLD: the same for RMS norm */
+    bool norm_fold;       /* EMBER_VULKAN_NORM_FOLD=1: RMS norms folded into the
+                             products that read them (off by default: on the
+                             H100 it cost more than it saved, see ops.c) */
     bool no_tiles;        /* EMBER_VULKAN_NO_TILES: prompts through mul_mv too
                              (for tests and measurements) */
     char name[VK_MAX_PHYSICAL_DEVICE_NAME_SIZE];
