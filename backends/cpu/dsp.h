@@ -41,8 +41,9 @@ typedef void (*em_gemm_fn)(int64_t kn, int64_t nr, int64_t nt, const float *w, i
 typedef void (*em_gemm_bf16_fn)(int64_t kn, int64_t nr, int64_t nt, const uint16_t *w,
                                 int64_t ldw, const uint32_t *xT2, int64_t ldx, float *yT,
                                 int64_t ldy);
-/* The C reference of gemm_bf16 (for the kernel checks and the fallback
- * when no CPU level has the instruction). */
+/* The C reference of gemm_bf16 (for the kernel checks; like gemm_q8, the
+ * dsp table holds gemm_bf16 only where a fast kernel exists, and
+ * act_type BF16 changes nothing elsewhere). */
 void em_gemm_bf16_ref(int64_t kn, int64_t nr, int64_t nt, const uint16_t *w, int64_t ldw,
                       const uint32_t *xT2, int64_t ldx, float *yT, int64_t ldy);
 
