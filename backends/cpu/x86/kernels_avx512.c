@@ -3,6 +3,7 @@
 #include <immintrin.h>
 #include <math.h>
 
+#include "tile512.h"
 #include "x86.h"
 
 float em_dot_f32_avx512(int64_t n, const void *w, const float *x) {
@@ -49,11 +50,8 @@ float em_dot_f16_avx512(int64_t n, const void *w, const float *x) {
 static inline __attribute__((always_inline)) void tile(int mr, int nv, int64_t kn, const float *w,
                                                        int64_t ldw, const float *xT, int64_t ldx,
                                                        float *yT, int64_t ldy) {
-    __m512 acc[12][2];
-#pragma GCC unroll 12
-    for (int r = 0; r < mr; r++)
-#pragma GCC unroll 2
-        for (int v = 0; v < nv; v++) acc[r][v] = _mm512_loadu_ps(yT + r * ldy + 16 * v);
+    __m512 acc[EM_TILE_MR][2];
+    em_tile_load(mr, nv, acc, yT, ldy);
     for (int64_t k = 0; k < kn; k++) {
         __m512 a[2];
 #pragma GCC unroll 2
@@ -65,27 +63,14 @@ static inline __attribute__((always_inline)) void tile(int mr, int nv, int64_t k
             for (int v = 0; v < nv; v++) acc[r][v] = _mm512_fmadd_ps(a[v], b, acc[r][v]);
         }
     }
-#pragma GCC unroll 12
-    for (int r = 0; r < mr; r++)
-#pragma GCC unroll 2
-        for (int v = 0; v < nv; v++) _mm512_storeu_ps(yT + r * ldy + 16 * v, acc[r][v]);
+    em_tile_store(mr, nv, acc, yT, ldy);
 }
-
-#define ROWS_LOOP(NV)                                                                          \
-    do {                                                                                       \
-        int64_t r = 0;                                                                         \
-        for (; r + 12 <= nr; r += 12)                                                          \
-            tile(12, NV, kn, w + r * ldw, ldw, xT + t, ldx, yT + r * ldy + t, ldy);            \
-        for (; r + 4 <= nr; r += 4)                                                            \
-            tile(4, NV, kn, w + r * ldw, ldw, xT + t, ldx, yT + r * ldy + t, ldy);             \
-        for (; r < nr; r++) tile(1, NV, kn, w + r * ldw, ldw, xT + t, ldx, yT + r * ldy + t, ldy); \
-    } while (0)
 
 void em_gemm_f32_avx512(int64_t kn, int64_t nr, int64_t nt, const float *w, int64_t ldw,
                         const float *xT, int64_t ldx, float *yT, int64_t ldy) {
-    int64_t t = 0;
-    for (; t + 32 <= nt; t += 32) ROWS_LOOP(2);
-    for (; t < nt; t += 16) ROWS_LOOP(1);
+#define F32_TILE(MR, NV, r, t) tile(MR, NV, kn, w + (r) * ldw, ldw, xT + (t), ldx, yT + (r) * ldy + (t), ldy)
+    EM_TILE_WALK(F32_TILE, nr, nt);
+#undef F32_TILE
 }
 
 /* e^x for x <= ~88 (attention only needs x <= 0): x = n ln2 + r with

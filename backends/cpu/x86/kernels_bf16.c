@@ -5,6 +5,7 @@
 #include <immintrin.h>
 #include <string.h>
 
+#include "tile512.h"
 #include "x86.h"
 
 /* The F32 tile of kernels_avx512.c with k in pairs: MR weight rows x NV
@@ -14,11 +15,8 @@ static inline __attribute__((always_inline)) void tile(int mr, int nv, int64_t n
                                                        const uint16_t *w, int64_t ldw,
                                                        const uint32_t *xT2, int64_t ldx,
                                                        float *yT, int64_t ldy) {
-    __m512 acc[12][2];
-#pragma GCC unroll 12
-    for (int r = 0; r < mr; r++)
-#pragma GCC unroll 2
-        for (int v = 0; v < nv; v++) acc[r][v] = _mm512_loadu_ps(yT + r * ldy + 16 * v);
+    __m512 acc[EM_TILE_MR][2];
+    em_tile_load(mr, nv, acc, yT, ldy);
     for (int64_t p = 0; p < np; p++) {
         __m512bh a[2];
 #pragma GCC unroll 2
@@ -33,25 +31,14 @@ static inline __attribute__((always_inline)) void tile(int mr, int nv, int64_t n
             for (int v = 0; v < nv; v++) acc[r][v] = _mm512_dpbf16_ps(acc[r][v], a[v], b);
         }
     }
-#pragma GCC unroll 12
-    for (int r = 0; r < mr; r++)
-#pragma GCC unroll 2
-        for (int v = 0; v < nv; v++) _mm512_storeu_ps(yT + r * ldy + 16 * v, acc[r][v]);
+    em_tile_store(mr, nv, acc, yT, ldy);
 }
-
-#define ROWS_LOOP(NV)                                                                          \
-    do {                                                                                       \
-        int64_t r = 0;                                                                         \
-        for (; r + 12 <= nr; r += 12)                                                          \
-            tile(12, NV, np, w + r * ldw, ldw, xT2 + t, ldx, yT + r * ldy + t, ldy);           \
-        for (; r + 4 <= nr; r += 4)                                                            \
-            tile(4, NV, np, w + r * ldw, ldw, xT2 + t, ldx, yT + r * ldy + t, ldy);            \
-        for (; r < nr; r++) tile(1, NV, np, w + r * ldw, ldw, xT2 + t, ldx, yT + r * ldy + t, ldy); \
-    } while (0)
 
 void em_gemm_bf16_avx512bf16(int64_t kn, int64_t nr, int64_t nt, const uint16_t *w, int64_t ldw,
                              const uint32_t *xT2, int64_t ldx, float *yT, int64_t ldy) {
-    int64_t np = kn / 2, t = 0;
-    for (; t + 32 <= nt; t += 32) ROWS_LOOP(2);
-    for (; t < nt; t += 16) ROWS_LOOP(1);
+    int64_t np = kn / 2;
+#define BF16_TILE(MR, NV, r, t)                                                                \
+    tile(MR, NV, np, w + (r) * ldw, ldw, xT2 + (t), ldx, yT + (r) * ldy + (t), ldy)
+    EM_TILE_WALK(BF16_TILE, nr, nt);
+#undef BF16_TILE
 }
