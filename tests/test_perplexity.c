@@ -22,6 +22,8 @@
 /* Over the first `chunks` chunks of 256 (19 = the whole eval text, as
  * llama.cpp scored it; fewer where only a comparison between our own
  * settings is needed, which keeps the sanitizer builds' run short). */
+static int ppl_backend = EMBER_BACKEND_CPU; /* the next contexts' */
+
 static double perplexity_chunks(const char *path, int32_t kv_type, int32_t act_type, int chunks) {
     ember_model *m = NULL;
     assert_int_equal(ember_model_load_file(path, NULL, &m), EMBER_OK);
@@ -30,6 +32,7 @@ static double perplexity_chunks(const char *path, int32_t kv_type, int32_t act_t
     cp.n_ctx = cp.n_batch = 256;
     cp.kv_type = kv_type;
     cp.act_type = act_type;
+    cp.backend = ppl_backend;
     ember_context *ctx = NULL;
     assert_int_equal(ember_context_create(m, &cp, &ctx), EMBER_OK);
     int32_t *ids = NULL;
@@ -132,6 +135,35 @@ static void test_act_q8(void **state) {
         uint32_t on = ember_cpu_features() & (mask && *mask ? (uint32_t)strtoul(mask, NULL, 0) : ~0u);
         if (on & EMBER_CPU_AVX2) assert_true(s8 != s16); /* it ran (AVX2 or VNNI GEMM) */
         else assert_true(s8 == s16); /* elsewhere it changes nothing */
+        unlink(path);
+        free(path);
+    }
+}
+
+/* The same on the Vulkan backend, where a device exists (lavapipe in CI):
+ * prompts round their products' inputs in place (round_act) as the CPU's
+ * batches do, so the perplexity lands on the CPU's and llama.cpp's. */
+static void test_vulkan_act_q8(void **state) {
+    (void)state;
+    if (ember_backend_available(EMBER_BACKEND_VULKAN) != EMBER_OK) {
+        print_message("no Vulkan device (%s): skipped\n", ember_last_error());
+        skip();
+    }
+    const struct { uint32_t type; double llama_cpp; } files[] = { { EMBER_TYPE_Q8_0, 32.7613 } };
+    for (size_t f = 0; f < sizeof files / sizeof files[0]; f++) {
+        char *path = quantize_kjv(files[f].type, 0);
+        ppl_backend = EMBER_BACKEND_VULKAN;
+        double a8 = perplexity_chunks(path, EMBER_TYPE_F32, EMBER_TYPE_Q8_0, 19);
+        double a32 = perplexity_chunks(path, EMBER_TYPE_F32, EMBER_TYPE_F32, 19);
+        ppl_backend = EMBER_BACKEND_CPU;
+        double cpu = perplexity_chunks(path, EMBER_TYPE_F32, EMBER_TYPE_Q8_0, 19);
+        print_message("type %u on vulkan: perplexity with 8-bit activations %.4f, F32 ones %.4f "
+                      "(cpu, 8-bit: %.4f; llama.cpp %.4f)\n", files[f].type, a8, a32, cpu,
+                      files[f].llama_cpp);
+        assert_true(fabs(a8 - files[f].llama_cpp) < 0.01);
+        /* apart by where float order moved a value across a rounding step */
+        assert_true(fabs(a8 - cpu) < 5e-3);
+        assert_true(a8 != a32); /* the rounding ran */
         unlink(path);
         free(path);
     }
@@ -243,7 +275,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_f16),
         cmocka_unit_test(test_kv_types),
-        cmocka_unit_test(test_act_q8),
+        cmocka_unit_test(test_act_q8), cmocka_unit_test(test_vulkan_act_q8),
         cmocka_unit_test(test_act_bf16),
         cmocka_unit_test(test_tokenizer_ids),
         cmocka_unit_test(test_quantized),

@@ -31,9 +31,14 @@ typedef struct run_out {
     uint64_t commands, barriers; /* Vulkan: the run's recorded commands */
 } run_out;
 
+/* The Vulkan runs' act_type (the CPU's stays F32: test_act_q8 gives it
+ * activations already rounded) */
+static int vk_act = EMBER_TYPE_F32;
+
 /* Runs g on a backend of `kind` and copies out's values. */
 static int run_on(int kind, em_graph *g, em_tensor *out, run_out *r) {
-    em_backend_config cfg = { kind, 0, 2, em_cpu_mask(), EMBER_TYPE_F32 };
+    em_backend_config cfg = { kind, 0, 2, em_cpu_mask(),
+                              kind == EMBER_BACKEND_VULKAN ? (uint32_t)vk_act : EMBER_TYPE_F32 };
     em_backend *b = NULL;
     int rc = em_backend_create(&cfg, &alloc, err, &b);
     if (rc) return rc;
@@ -232,6 +237,103 @@ static void test_fused(void **state) {
                 free(w1), free(w2), free(x), free(r);
             }
     unsetenv("EMBER_VULKAN_NO_SUBGROUPS");
+}
+
+/* x rounded in place as act_type Q8_0 rounds activations (quant_act.comp,
+ * the CPU's quant_q8_lanes): per block of 32, q = nearest-even of
+ * v * 127 / amax, times d = amax / 127 rounded to F16. */
+static void round_q8(float *x, int64_t n) {
+    for (int64_t b = 0; b < n / 32; b++) {
+        float *v = x + b * 32, amax = 0;
+        for (int j = 0; j < 32; j++) amax = fabsf(v[j]) > amax ? fabsf(v[j]) : amax;
+        float ie = amax != 0 ? 127.0f / amax : 0;
+        float d = em_f16_to_f32(em_f32_to_f16(amax / 127.0f));
+        for (int j = 0; j < 32; j++) v[j] = nearbyintf(v[j] * ie) * d; /* ties to even */
+    }
+}
+
+/* y = W x, W x + r or swiglu(Wg x, Wu x) from the given data */
+static em_tensor *act_case(em_graph *g, uint32_t ty, int64_t K, int64_t N, int64_t T, int op,
+                           void *w1, void *w2, float *x, float *r) {
+    em_tensor *wa = em_leaf(g, ty, 2, (int64_t[]){ K, N }, w1);
+    em_tensor *wb = em_leaf(g, ty, 2, (int64_t[]){ K, N }, w2);
+    /* x computed (scaled by 1), as activations are: prompts round it in place */
+    em_tensor *xt = em_scale(g, em_leaf(g, EMBER_TYPE_F32, 2, (int64_t[]){ K, T }, x), 1.0f);
+    em_tensor *rt = em_leaf(g, EMBER_TYPE_F32, 2, (int64_t[]){ N, T }, r);
+    return op == 0 ? em_matmul(g, wa, xt)
+         : op == 1 ? em_add(g, rt, em_matmul(g, wa, xt))
+                   : em_swiglu(g, em_matmul(g, wa, xt), em_matmul(g, wb, xt));
+}
+
+/* act_type Q8_0 on Vulkan: few-token products of block-quantized weights
+ * round x to 8 bits once (quant_act.comp) and take integer dot products
+ * (mul_mvq.comp), folds included; with the device's dot product
+ * instruction and with the emulated one (EMBER_VULKAN_NO_IDOT). Past 8
+ * tokens x is rounded in place (round_act) for the F32 tiles. The
+ * reference is the CPU's F32 product of x rounded by the same rule, so
+ * the bound is the F32 one: what is left is summation order and the
+ * rare value a division's last bit rounds the other way. */
+static void test_act_q8(void **state) {
+    (void)state;
+    if (!have_vulkan()) skip();
+    static const int64_t shapes[][3] = { { 64, 33, 1 }, { 256, 130, 3 }, { 96, 7, 8 },
+                                         { 512, 70, 5 }, { 4096, 3, 1 }, { 96, 70, 9 },
+                                         { 256, 130, 67 } };
+    static const char *const ops[] = { "W x", "r + W x", "swiglu(Wg x, Wu x)" };
+    vk_act = EMBER_TYPE_Q8_0;
+    for (int emulated = 0; emulated < 2; emulated++)
+    for (size_t ti = 2; ti < N_WTYPES; ti++)
+        for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
+            for (int op = 0; op < 3; op++) {
+                if (emulated) setenv("EMBER_VULKAN_NO_IDOT", "1", 1);
+                else unsetenv("EMBER_VULKAN_NO_IDOT");
+                uint32_t ty = wtypes[ti];
+                int64_t K = shapes[s][0], N = shapes[s][1], T = shapes[s][2];
+                if (!fits_blocks(ty, K) || (emulated && T > 8)) continue;
+                em_graph g;
+                new_graph(&g);
+                void *w1, *w2;
+                float *x, *r;
+                rand_weight(&g, &w1, ty, K, N);
+                rand_weight(&g, &w2, ty, K, N);
+                rand_f32(&g, &x, K, T, 1, 1);
+                rand_f32(&g, &r, N, T, 1, 4);
+                em_graph_free(&g, &alloc);
+                float *xr = malloc((size_t)(K * T) * sizeof *xr);
+                memcpy(xr, x, (size_t)(K * T) * sizeof *xr);
+                round_q8(xr, K * T);
+                run_out c = { 0 }, v = { 0 };
+                new_graph(&g);
+                em_tensor *y = act_case(&g, ty, K, N, T, op, w1, w2, xr, r);
+                assert_int_equal(run_on(EMBER_BACKEND_CPU, &g, y, &c), EMBER_OK);
+                em_graph_free(&g, &alloc);
+                new_graph(&g);
+                y = act_case(&g, ty, K, N, T, op, w1, w2, x, r);
+                int rc = run_on(EMBER_BACKEND_VULKAN, &g, y, &v);
+                if (rc) print_error("%s\n", err);
+                assert_int_equal(rc, EMBER_OK);
+                em_graph_free(&g, &alloc);
+                double tol = 1e-5 * sqrt((double)K) * (op == 2 ? 4 : 1), worst = 0;
+                for (size_t i = 0; i < c.n; i++) {
+                    double d = fabs((double)c.y[i] - v.y[i]) / (1 + fabs((double)c.y[i]));
+                    if (!(d <= tol)) {
+                        print_error("%s %s: element %zu: cpu %.9g vulkan %.9g\n", ops[op],
+                                    ember_type_name((int)ty), i, c.y[i], v.y[i]);
+                        fail();
+                    }
+                    worst = d > worst ? d : worst;
+                }
+                print_message("act q8 %-18s %-4s K %4lld N %3lld T %lld%s: worst %.2e (bound %.0e)\n",
+                              ops[op], ember_type_name((int)ty), (long long)K, (long long)N,
+                              (long long)T, emulated ? " (emulated dot)" : "", worst, tol);
+                /* the scale, quant_act and the one mul_mvq dispatch; past 8
+                 * tokens the scale, round_act, the tiles' product(s) and the
+                 * add or SwiGLU; then the output's copy */
+                assert_int_equal(v.commands, T <= 8 ? 4 : op == 0 ? 4 : op == 1 ? 5 : 6);
+                free(c.y), free(v.y), free(w1), free(w2), free(x), free(xr), free(r);
+            }
+    unsetenv("EMBER_VULKAN_NO_IDOT");
+    vk_act = EMBER_TYPE_F32;
 }
 
 /* Barriers only between dependent commands: three products of one input
@@ -566,7 +668,7 @@ static void test_many_backends(void **state) {
 int main(void) {
     em_alloc_init(&alloc, NULL);
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_fused),
+        cmocka_unit_test(test_fused),   cmocka_unit_test(test_act_q8),
         cmocka_unit_test(test_barriers),
         cmocka_unit_test(test_matmul),  cmocka_unit_test(test_get_rows),
         cmocka_unit_test(test_rms_norm), cmocka_unit_test(test_binary),

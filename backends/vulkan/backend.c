@@ -22,7 +22,9 @@ typedef struct vk_backend {
     em_vk_weights weights;
     em_vk_buf io;     /* host-visible: per-run data */
     size_t *io_off;   /* per node */
-    int32_t *scratch; /* 2 per node: em_vk_graph's uses and fuse */
+    int32_t *scratch; /* 3 per node: em_vk_graph's uses, fuse and xq_done */
+    size_t *xq_off;   /* per node */
+    em_vk_buf xq;     /* device: 8-bit activations (act_type Q8_0) */
     int32_t io_cap;   /* entries of io_off */
     em_kv *kv;        /* attached cache, or NULL */
     em_vk_buf kv_buf;
@@ -77,7 +79,9 @@ static em_vk_graph graph_view(vk_backend *v, const em_graph *g) {
                           .arena = &v->arena, .weights = &v->weights, .io = &v->io,
                           .io_off = v->io_off, .uses = v->scratch,
                           .fuse = v->scratch ? v->scratch + v->io_cap : NULL, .kv = g->kv,
-                          .kv_buf = &v->kv_buf };
+                          .kv_buf = &v->kv_buf, .xq_off = v->xq_off,
+                          .xq_done = v->scratch ? v->scratch + 2 * (size_t)v->io_cap : NULL,
+                          .xq = &v->xq };
 }
 
 /* Room for g's per-node table and per-run data (laid out in vg), and its
@@ -88,15 +92,19 @@ static int prepare(em_backend *b, const em_graph *g, em_vk_graph *vg) {
     vk_backend *v = b->impl;
     if (g->n_nodes > v->io_cap) {
         size_t *o = em_calloc(&b->alloc, (size_t)g->n_nodes, sizeof *o);
-        int32_t *sc = em_calloc(&b->alloc, 2 * (size_t)g->n_nodes, sizeof *sc);
-        if (!o || !sc) {
+        size_t *xo = em_calloc(&b->alloc, (size_t)g->n_nodes, sizeof *xo);
+        int32_t *sc = em_calloc(&b->alloc, 3 * (size_t)g->n_nodes, sizeof *sc);
+        if (!o || !xo || !sc) {
             em_free(&b->alloc, o);
+            em_free(&b->alloc, xo);
             em_free(&b->alloc, sc);
             return em_error(b->err, EMBER_ERR_NO_MEMORY, "vulkan: no memory for the node tables");
         }
         em_free(&b->alloc, v->io_off);
+        em_free(&b->alloc, v->xq_off);
         em_free(&b->alloc, v->scratch);
         v->io_off = o;
+        v->xq_off = xo;
         v->scratch = sc;
         v->io_cap = g->n_nodes;
     }
@@ -108,7 +116,15 @@ static int prepare(em_backend *b, const em_graph *g, em_vk_graph *vg) {
         int rc = em_vk_buf_create(&v->vk, need < 4096 ? 4096 : need, true, &v->io);
         if (rc) return rc;
     }
-    return em_vk_weights_add(vg, g);
+    int rc = em_vk_weights_add(vg, g);
+    if (rc) return rc;
+    need = em_vk_xq_layout(vg, g);
+    if (need > v->xq.size) {
+        em_vk_cache_clear(&v->vk);
+        em_vk_buf_destroy(&v->vk, &v->xq);
+        if ((rc = em_vk_buf_create(&v->vk, need, false, &v->xq))) return rc;
+    }
+    return EMBER_OK;
 }
 
 static int vk_graph_reserve(em_backend *b, const em_graph *g) {
@@ -170,9 +186,11 @@ static void vk_destroy(em_backend *b) {
     em_vk_weights_free(&v->vk, &v->weights);
     em_vk_buf_destroy(&v->vk, &v->io);
     em_vk_buf_destroy(&v->vk, &v->kv_buf);
+    em_vk_buf_destroy(&v->vk, &v->xq);
     em_vk_buf_destroy(&v->vk, &v->arena);
     em_free_aligned(&b->alloc, v->shadow);
     em_free(&b->alloc, v->io_off);
+    em_free(&b->alloc, v->xq_off);
     em_free(&b->alloc, v->scratch);
     em_vk_close(&v->vk);
     em_alloc a = b->alloc;
@@ -222,6 +240,7 @@ int em_vulkan_backend_create(const em_backend_config *cfg, const em_alloc *a, ch
         em_free(a, v);
         return rc;
     }
+    v->vk.act_q8 = cfg->act_type == EMBER_TYPE_Q8_0;
     *out = b;
     return EMBER_OK;
 }

@@ -12,6 +12,7 @@ struct em_vk_shared {
     VkPhysicalDevice phys;
     VkQueue queue;
     uint32_t queue_family;
+    bool has_idot;
     VkDescriptorSetLayout set_layout;
     VkPipelineLayout pipe_layout;
     VkPipeline pipes[EM_VK_PIPE_COUNT];
@@ -130,15 +131,43 @@ static int pick_device(em_vk *vk, int index) {
     return em_error(vk->err, EMBER_ERR_UNSUPPORTED, "vulkan: %s has no compute queue", vk->name);
 }
 
+/* Whether the physical device offers extension `name`. */
+static bool has_extension(VkPhysicalDevice phys, const char *name) {
+    uint32_t n = 0;
+    if (vkEnumerateDeviceExtensionProperties(phys, NULL, &n, NULL) != VK_SUCCESS || n == 0)
+        return false;
+    VkExtensionProperties *e = calloc(n, sizeof *e);
+    bool found = false;
+    if (e && vkEnumerateDeviceExtensionProperties(phys, NULL, &n, e) == VK_SUCCESS)
+        for (uint32_t i = 0; i < n && !found; i++) found = !strcmp(e[i].extensionName, name);
+    free(e);
+    return found;
+}
+
+/* The device, with VK_KHR_shader_integer_dot_product's feature enabled
+ * where offered (mul_mvq.comp's dot products; vk->has_idot). */
 static int make_device(em_vk *vk) {
     float prio = 1.0f;
     VkDeviceQueueCreateInfo q = { .sType = VK_STRUCTURE_TYPE_DEVICE_QUEUE_CREATE_INFO,
                                   .queueFamilyIndex = vk->queue_family,
                                   .queueCount = 1,
                                   .pQueuePriorities = &prio };
+    VkPhysicalDeviceShaderIntegerDotProductFeaturesKHR idot = {
+        .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SHADER_INTEGER_DOT_PRODUCT_FEATURES_KHR
+    };
+    const char *ext = VK_KHR_SHADER_INTEGER_DOT_PRODUCT_EXTENSION_NAME;
+    if (has_extension(vk->phys, ext)) {
+        VkPhysicalDeviceFeatures2 f2 = { .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_FEATURES_2,
+                                         .pNext = &idot };
+        vkGetPhysicalDeviceFeatures2(vk->phys, &f2);
+    }
+    vk->has_idot = idot.shaderIntegerDotProduct == VK_TRUE;
     VkDeviceCreateInfo ci = { .sType = VK_STRUCTURE_TYPE_DEVICE_CREATE_INFO,
+                              .pNext = vk->has_idot ? &idot : NULL,
                               .queueCreateInfoCount = 1,
-                              .pQueueCreateInfos = &q };
+                              .pQueueCreateInfos = &q,
+                              .enabledExtensionCount = vk->has_idot ? 1u : 0u,
+                              .ppEnabledExtensionNames = &ext };
     VK_TRY(vkCreateDevice(vk->phys, &ci, NULL, &vk->dev), "vkCreateDevice");
     vkGetDeviceQueue(vk->dev, vk->queue_family, 0, &vk->queue);
     return EMBER_OK;
@@ -167,14 +196,14 @@ int em_vk_pipeline(em_vk *vk, em_vk_pipe p) {
 /* The shared pieces into vk, and back. */
 static void adopt(em_vk *vk, const em_vk_shared *sh) {
     vk->dev = sh->dev, vk->phys = sh->phys, vk->queue = sh->queue;
-    vk->queue_family = sh->queue_family;
+    vk->queue_family = sh->queue_family, vk->has_idot = sh->has_idot;
     vk->set_layout = sh->set_layout, vk->pipe_layout = sh->pipe_layout;
     memcpy(vk->pipes, sh->pipes, sizeof vk->pipes);
 }
 
 static void keep(em_vk_shared *sh, const em_vk *vk) {
     sh->dev = vk->dev, sh->phys = vk->phys, sh->queue = vk->queue;
-    sh->queue_family = vk->queue_family;
+    sh->queue_family = vk->queue_family, sh->has_idot = vk->has_idot;
     sh->set_layout = vk->set_layout, sh->pipe_layout = vk->pipe_layout;
     memcpy(sh->pipes, vk->pipes, sizeof sh->pipes);
 }
@@ -274,6 +303,8 @@ int em_vk_open(em_vk *vk, int index, const em_alloc *a, char *err) {
         vk->alloc = a;
         return rc;
     }
+    const char *no_idot = getenv("EMBER_VULKAN_NO_IDOT");
+    vk->use_idot = vk->has_idot && !(no_idot && *no_idot && strcmp(no_idot, "0"));
     if ((rc = make_user(vk))) em_vk_close(vk);
     return rc;
 }

@@ -254,10 +254,149 @@ static int run_mul_mv(em_vk *vk, const em_tensor *t, const em_tensor *y, int mod
     return em_vk_dispatch(vk, p, r, push, 12 * 4, lo, (uint32_t)((T + 7) / 8), hi);
 }
 
+/* act_type Q8_0: products mul_mv.comp would run with block-quantized
+ * weights take 8-bit activations instead (mul_mvq.comp), the input
+ * rounded once by quant_act.comp into xq and shared by its readers (a
+ * layer's Q, K and V). Prompts keep F32 tiles (mul_mm.comp). */
+#define MV_MAX_TOKENS 8
+static bool takes_q8_act(const em_vk_graph *vg, const em_graph *g, const em_tensor *m) {
+    const em_vk *vk = vg->vk;
+    if (!vk->act_q8 || !vk->use_subgroups || m->op != EM_OP_MATMUL) return false;
+    const em_tensor *a = m->src[0], *x = m->src[1];
+    if (a->type == EMBER_TYPE_F32 || a->type == EMBER_TYPE_F16 || a->ne[0] % 32 ||
+        x->ne[1] > MV_MAX_TOKENS || x->ne[2] != 1 || x->ne[3] != 1 || x->nb[0] != sizeof(float))
+        return false;
+    em_vk_ref r[2];
+    return !ref_of(vg, g, a, &r[0]) && !ref_of(vg, g, x, &r[1]) && mul_mv_fits(vk, m, r);
+}
+
+/* xq_off's mark for an input rounded in place (prompts) */
+#define XQ_IN_PLACE (SIZE_MAX - 1)
+
+/* xq's slot for input x (T rows of K): the quants, T K bytes rounded up to
+ * 16, then 8 bytes of meta per block of 32 */
+static size_t xq_quant_bytes(const em_tensor *x) {
+    return ((size_t)x->ne[0] * (size_t)x->ne[1] + 15) / 16 * 16;
+}
+static size_t xq_slot_bytes(const em_tensor *x) {
+    return xq_quant_bytes(x) + (size_t)x->ne[1] * (size_t)(x->ne[0] / 32) * 8;
+}
+
+/* act_type Q8_0 for more tokens (prompts): a product of block-quantized
+ * weights whose input x gets rounded in place (round_act), the CPU's
+ * rounding, before its F32 tiles read it. In place, so only where every
+ * reader of x is such a product (a layer's Q, K and V) and x is a
+ * computed activation no one else sees; elsewhere x stays as it is. */
+static bool rounds_input(const em_vk *vk, const em_tensor *m) {
+    const em_tensor *a = m->src[0], *x = m->src[1];
+    return vk->act_q8 && m->op == EM_OP_MATMUL && a->type != EMBER_TYPE_F32 &&
+           a->type != EMBER_TYPE_F16 && a->ne[0] % 32 == 0 && x->ne[1] > MV_MAX_TOKENS &&
+           x != a;
+}
+
+static bool rounds_in_place(const em_vk_graph *vg, const em_graph *g, const em_tensor *x,
+                            int32_t readers) {
+    if (x->op == EM_OP_NONE || x->keep || !em_vk_in_arena(vg, x) || x->nb[0] != sizeof(float) ||
+        x->ne[0] % 32 || x->ne[2] != 1 || x->ne[3] != 1 || x->nb[1] % 16 ||
+        ((const char *)x->data - vg->shadow) % 16)
+        return false;
+    int32_t n = 0;
+    for (int32_t i = (int32_t)(x - g->nodes) + 1; i < g->n_nodes; i++)
+        n += g->nodes[i].op == EM_OP_MATMUL && g->nodes[i].src[1] == x &&
+             rounds_input(vg->vk, &g->nodes[i]);
+    return n == readers;
+}
+
+size_t em_vk_xq_layout(em_vk_graph *vg, const em_graph *g) {
+    size_t total = 0;
+    char err[EM_ERRMSG_SIZE]; /* ref_of's messages are not wanted here */
+    char *saved = vg->vk->err;
+    vg->vk->err = err;
+    for (int32_t i = 0; i < g->n_nodes; i++) vg->xq_off[i] = SIZE_MAX, vg->uses[i] = 0;
+    if (!vg->vk->act_q8) goto done;
+    for (int32_t i = 0; i < g->n_nodes; i++)
+        for (int s = 0; s < EM_MAX_SRC; s++)
+            if (g->nodes[i].src[s]) vg->uses[g->nodes[i].src[s] - g->nodes]++;
+    for (int32_t i = 0; i < g->n_nodes; i++) {
+        const em_tensor *m = &g->nodes[i];
+        if (rounds_input(vg->vk, m)) {
+            int32_t xi = (int32_t)(m->src[1] - g->nodes);
+            if (vg->xq_off[xi] == SIZE_MAX && rounds_in_place(vg, g, m->src[1], vg->uses[xi]))
+                vg->xq_off[xi] = XQ_IN_PLACE;
+        }
+        if (!takes_q8_act(vg, g, m)) continue;
+        int32_t xi = (int32_t)(m->src[1] - g->nodes);
+        if (vg->xq_off[xi] != SIZE_MAX) continue;
+        vg->xq_off[xi] = total;
+        total += align_up(xq_slot_bytes(m->src[1]));
+    }
+done:
+    vg->vk->err = saved;
+    return total;
+}
+
+/* Product m's input rounded in place (rounds_in_place), by its first
+ * reader in the run. */
+static int round_input(em_vk_graph *vg, const em_graph *g, const em_tensor *m) {
+    const em_tensor *x = m->src[1];
+    int32_t xi = (int32_t)(x - g->nodes);
+    if (vg->xq_off[xi] != XQ_IN_PLACE || vg->xq_done[xi]) return EMBER_OK;
+    em_vk_ref r[EM_VK_BINDINGS] = { { 0 } };
+    uint32_t push[EM_VK_PUSH_BYTES / 4] = { 0 }, *q = push + 4;
+    int rc = ref_of(vg, g, x, &r[0]);
+    if (rc) return rc;
+    r[3] = r[0];
+    q[0] = (uint32_t)x->ne[0], q[1] = floats(x->nb[1]), q[2] = (uint32_t)x->ne[1];
+    rc = em_vk_dispatch(vg->vk, EM_VK_ROUND_ACT, r, push, 8 * 4,
+                        (uint32_t)((x->ne[0] / 32 + 63) / 64), (uint32_t)x->ne[1], 1);
+    vg->xq_done[xi] = !rc;
+    return rc;
+}
+
+/* Input x's 8-bit copy as a binding (and its meta's word offset), the
+ * quant_act dispatch recorded by its first reader in the run. */
+static int quantized_input(em_vk_graph *vg, const em_graph *g, const em_tensor *x, em_vk_ref *out,
+                           uint32_t *xm) {
+    int32_t xi = (int32_t)(x - g->nodes);
+    *out = (em_vk_ref){ vg->xq, vg->xq_off[xi], xq_slot_bytes(x), 0 };
+    *xm = floats(xq_quant_bytes(x));
+    if (vg->xq_done[xi]) return EMBER_OK;
+    em_vk_ref r[EM_VK_BINDINGS] = { { 0 } };
+    uint32_t push[EM_VK_PUSH_BYTES / 4] = { 0 }, *q = push + 4;
+    int rc = ref_of(vg, g, x, &r[0]);
+    if (rc) return rc;
+    r[3] = *out;
+    q[0] = (uint32_t)x->ne[0], q[1] = floats(x->nb[1]), q[2] = (uint32_t)x->ne[1], q[3] = *xm;
+    rc = em_vk_dispatch(vg->vk, EM_VK_QUANT_ACT, r, push, 8 * 4,
+                        (uint32_t)((x->ne[0] / 32 + 63) / 64), (uint32_t)x->ne[1], 1);
+    vg->xq_done[xi] = !rc;
+    return rc;
+}
+
+/* y = W x by mul_mvq.comp with mul_mv's `mode` (0-2) folded in; r[1] is
+ * replaced by x's 8-bit copy. */
+static int run_mul_mvq(em_vk_graph *vg, const em_graph *g, const em_tensor *t, const em_tensor *y,
+                       int mode, em_vk_ref *r, uint32_t *push) {
+    em_vk *vk = vg->vk;
+    const em_tensor *a = t->src[0], *x = t->src[1];
+    int64_t N = a->ne[1], T = x->ne[1];
+    uint32_t *q = push + 4, lo, hi, xm;
+    int rc = quantized_input(vg, g, x, &r[1], &xm);
+    if (rc) return rc;
+    const int rows_per_group = 128 / (int)em_vk_mul_mv_tpr(vk->subgroup_size);
+    q[0] = (uint32_t)a->ne[0], q[1] = (uint32_t)N, q[2] = scales_words(&r[0]);
+    q[3] = floats(y->nb[1]);
+    q[4] = mode == 1 ? floats(y->src[0] == t ? y->src[1]->nb[1] : y->src[0]->nb[1]) : 0;
+    q[5] = (uint32_t)T, q[6] = xm;
+    fold((N + rows_per_group - 1) / rows_per_group, &lo, &hi);
+    em_vk_pipe p = EM_VK_MUL_MVQ + em_vk_mul_mvq_variant(em_vk_wtype_index(a->type), T == 1, mode,
+                                                         !vk->use_idot);
+    return em_vk_dispatch(vk, p, r, push, 11 * 4, lo, (uint32_t)((T + 7) / 8), hi);
+}
+
 /* Whether mul_mm.comp's tiles run product t: more tokens than mul_mv.comp
  * takes in one pass, K in whole blocks of 32, contiguous weight rows and
  * 16-byte aligned x rows. */
-#define MV_MAX_TOKENS 8
 static bool mul_mm_fits(const em_tensor *t, const em_vk_ref *r) {
     return t->src[1]->ne[1] > MV_MAX_TOKENS && wide_loads_fit(t, r, 32);
 }
@@ -276,8 +415,14 @@ static int run_mul_mm(em_vk *vk, const em_tensor *t, em_vk_ref *r, uint32_t *pus
 /* Matrix products: mul_mm.comp's tiles for many tokens, mul_mv.comp for
  * few (or where tiles do not fit), else matmul.comp (a workgroup per row
  * and token, no subgroup operations). */
-static int run_matmul(em_vk *vk, const em_tensor *t, em_vk_ref *r, uint32_t *push) {
+static int run_matmul(em_vk_graph *vg, const em_graph *g, const em_tensor *t, em_vk_ref *r,
+                      uint32_t *push) {
+    em_vk *vk = vg->vk;
+    int rc = round_input(vg, g, t);
+    if (rc) return rc;
     if (!vk->no_tiles && mul_mm_fits(t, r)) return run_mul_mm(vk, t, r, push);
+    if (vg->xq_off[t->src[1] - g->nodes] < XQ_IN_PLACE && takes_q8_act(vg, g, t))
+        return run_mul_mvq(vg, g, t, t, 0, r, push);
     if (mul_mv_fits(vk, t, r)) return run_mul_mv(vk, t, t, 0, r, push, t->src[1], 0.0f);
     const em_tensor *a = t->src[0], *b = t->src[1];
     int64_t K = a->ne[0], N = a->ne[1], T = b->ne[1];
@@ -307,7 +452,7 @@ static int run_node(em_vk_graph *vg, const em_graph *g, const em_tensor *t) {
                         em_op_name(t->op), vk->max_range);
     switch (t->op) {
     case EM_OP_MATMUL:
-        return run_matmul(vk, t, r, push);
+        return run_matmul(vg, g, t, r, push);
     case EM_OP_GET_ROWS: {
         q[0] = (uint32_t)a->ne[0], q[1] = (uint32_t)a->nb[1], q[2] = floats(t->nb[1]);
         q[3] = scales_words(&r[0]);
@@ -517,7 +662,8 @@ static void plan_fusion(em_vk_graph *vg, const em_graph *g) {
         }
     }
     for (int32_t i = 0; i < g->n_nodes; i++)
-        if (g->nodes[i].op == EM_OP_RMS_NORM && vg->vk->norm_fold) plan_norm_fold(vg, g, i);
+        if (g->nodes[i].op == EM_OP_RMS_NORM && vg->vk->norm_fold && !vg->vk->act_q8)
+            plan_norm_fold(vg, g, i);
     vg->vk->err = saved;
 }
 
@@ -542,11 +688,14 @@ static int run_fused(em_vk_graph *vg, const em_graph *g, const em_tensor *t) {
     const em_tensor *m = t->src[0], *other = t->src[1];
     if (mode == FUSE_ADD && vg->fuse[t->src[1] - g->nodes] == FUSE_SKIP)
         m = t->src[1], other = t->src[0];
-    int rc = ref_of(vg, g, m->src[0], &r[0]);
+    int rc = round_input(vg, g, m);
+    if (!rc) rc = ref_of(vg, g, m->src[0], &r[0]);
     if (!rc) rc = ref_of(vg, g, m->src[1], &r[1]);
     if (!rc) rc = ref_of(vg, g, mode == FUSE_ADD ? other : other->src[0], &r[2]);
     if (!rc) rc = ref_of(vg, g, t, &r[3]);
     if (rc) return rc;
+    if (vg->xq_off[m->src[1] - g->nodes] < XQ_IN_PLACE && takes_q8_act(vg, g, m))
+        return run_mul_mvq(vg, g, m, t, mode, r, push);
     return run_mul_mv(vg->vk, m, t, mode, r, push, m->src[1], 0.0f);
 }
 
@@ -554,10 +703,11 @@ int em_vk_run(em_vk_graph *vg, const em_graph *g, bool *staged) {
     em_vk *vk = vg->vk;
     uint32_t copies = vg->kv ? (uint32_t)vg->kv->n_pending * 2u * (uint32_t)vg->kv->n_layer : 0;
     *staged = kept_bytes(g) <= vk->staging.size;
-    int rc = em_vk_begin(vk, (uint32_t)g->n_nodes * 2u + copies);
+    int rc = em_vk_begin(vk, (uint32_t)g->n_nodes * 3u + copies); /* quant_act's too */
     if (rc) return rc;
     if (vg->kv) rc = run_kv_copies(vg);
     plan_fusion(vg, g);
+    for (int32_t i = 0; i < g->n_nodes; i++) vg->xq_done[i] = 0;
     for (int32_t i = 0; i < g->n_nodes && !rc; i++) {
         if (g->nodes[i].op == EM_OP_NONE || vg->fuse[i] == FUSE_SKIP) continue;
         const em_tensor *t = &g->nodes[i];

@@ -48,6 +48,12 @@ typedef struct em_vk_graph {
     em_vk_buf *io;       /* host-visible, mapped */
     size_t *io_off;      /* n_nodes entries */
     int32_t *uses, *fuse; /* n_nodes entries each: scratch for em_vk_run */
+    /* act_type Q8_0: inputs of products that take 8-bit activations, by
+     * node: where in xq their rounded copy goes (SIZE_MAX: none), and
+     * whether this run has written it yet (quant_act.comp) */
+    size_t *xq_off;
+    int32_t *xq_done;
+    em_vk_buf *xq;
     size_t tables_off;   /* the KV block tables in io */
     em_kv *kv;           /* NULL when the graph has no KV ops */
     em_vk_buf *kv_buf;
@@ -66,6 +72,9 @@ void em_vk_weights_free(em_vk *vk, em_vk_weights *w);
 /* Bytes of io that g's per-run data needs (and their offsets in
  * vg->io_off / tables_off). */
 size_t em_vk_io_layout(em_vk_graph *vg, const em_graph *g);
+/* Bytes of xq that g's 8-bit activations need (act_type Q8_0; their
+ * offsets into vg->xq_off). Call with g's weights on the device. */
+size_t em_vk_xq_layout(em_vk_graph *vg, const em_graph *g);
 /* Writes g's per-run data into io (laid out by em_vk_io_layout). */
 void em_vk_io_fill(em_vk_graph *vg, const em_graph *g);
 /* Records the pending KV block copies, one command per node and the

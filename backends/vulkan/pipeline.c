@@ -15,6 +15,9 @@
 #include "matmul.spv.h"
 #include "mul_mm.spv.h"
 #include "mul_mv.spv.h"
+#include "mul_mvq.spv.h"
+#include "mul_mvq_e.spv.h"
+#include "quant_act.spv.h"
 #include "rms_norm.spv.h"
 #include "rope.spv.h"
 #include "softmax.spv.h"
@@ -93,6 +96,19 @@ static shader_info info_of(int p, char *nm) {
         si = (shader_info){ em_spv_get_rows, sizeof em_spv_get_rows, nm,
                             { wtypes[t], 0, 0, 0, 0 } };
         snprintf(nm, 32, "get_rows_%s", wnames[t]);
+    } else if (p == EM_VK_QUANT_ACT || p == EM_VK_ROUND_ACT) {
+        bool inplace = p == EM_VK_ROUND_ACT;
+        si = (shader_info){ em_spv_quant_act, sizeof em_spv_quant_act,
+                            inplace ? "round_act" : "quant_act", { inplace, 0, 0, 0, 0 } };
+    } else if (p >= EM_VK_MUL_MVQ) {
+        static const char *const modes[3] = { "", "_add", "_swiglu" };
+        int v = p - EM_VK_MUL_MVQ, t = v % EM_VK_WTYPES, one = (v / EM_VK_WTYPES) % 2,
+            mode = (v / (2 * EM_VK_WTYPES)) % 3, emulated = v / (6 * EM_VK_WTYPES);
+        si = (shader_info){ emulated ? em_spv_mul_mvq_e : em_spv_mul_mvq,
+                            emulated ? sizeof em_spv_mul_mvq_e : sizeof em_spv_mul_mvq, nm,
+                            { wtypes[t], one ? 1u : 8u, 0, (uint32_t)mode, 0 } };
+        snprintf(nm, 32, "mul_mvq%d%s_%s%s", one ? 1 : 8, modes[mode], wnames[t],
+                 emulated ? "_e" : "");
     } else {
         static const char *const modes[4] = { "", "_add", "_swiglu", "_norm" };
         int v = p - EM_VK_MUL_MV, t = v % EM_VK_WTYPES, one = (v / EM_VK_WTYPES) % 2,
@@ -135,7 +151,7 @@ static int make_layouts(em_vk *vk) {
 static int make_pipeline(em_vk *vk, em_vk_pipe p) {
     char nm[32];
     shader_info si_ = info_of(p, nm);
-    if (p >= EM_VK_MUL_MV) si_.spec[2] = em_vk_mul_mv_tpr(vk->subgroup_size);
+    if (p >= EM_VK_MUL_MV && p < EM_VK_QUANT_ACT) si_.spec[2] = em_vk_mul_mv_tpr(vk->subgroup_size);
     VkShaderModuleCreateInfo mi = { .sType = VK_STRUCTURE_TYPE_SHADER_MODULE_CREATE_INFO,
                                     .codeSize = si_.size,
                                     .pCode = si_.code };
@@ -167,8 +183,11 @@ int em_vk_pipeline_make(em_vk *vk, em_vk_pipe p);
 int em_vk_pipelines_create(em_vk *vk) { return make_layouts(vk); }
 
 int em_vk_pipeline_make(em_vk *vk, em_vk_pipe p) {
-    if (p >= EM_VK_MUL_MV && !vk->subgroup_arith)
+    if (p >= EM_VK_MUL_MV && p < EM_VK_QUANT_ACT && !vk->subgroup_arith)
         return em_error(vk->err, EMBER_ERR_INTERNAL, "vulkan: %s needs subgroup arithmetic",
+                        em_vk_pipe_name(p, (char[32]){ 0 }));
+    if (p >= EM_VK_MUL_MVQ && p < EM_VK_MUL_MVQ + 6 * EM_VK_WTYPES && !vk->has_idot)
+        return em_error(vk->err, EMBER_ERR_INTERNAL, "vulkan: %s needs shaderIntegerDotProduct",
                         em_vk_pipe_name(p, (char[32]){ 0 }));
     return make_pipeline(vk, p);
 }

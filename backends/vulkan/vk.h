@@ -39,7 +39,12 @@ typedef enum em_vk_pipe {
     /* mul_mv, only where compute shaders have subgroup arithmetic:
      * EM_VK_MUL_MV + em_vk_mul_mv_variant(...) */
     EM_VK_MUL_MV = EM_VK_MUL_MM + EM_VK_WTYPES,
-    EM_VK_PIPE_COUNT = EM_VK_MUL_MV + 8 * EM_VK_WTYPES
+    /* mul_mvq (8-bit activations, block types):
+     * EM_VK_MUL_MVQ + em_vk_mul_mvq_variant(...) */
+    EM_VK_MUL_MVQ = EM_VK_MUL_MV + 8 * EM_VK_WTYPES,
+    EM_VK_QUANT_ACT = EM_VK_MUL_MVQ + 12 * EM_VK_WTYPES,
+    EM_VK_ROUND_ACT, /* quant_act in place */
+    EM_VK_PIPE_COUNT
 } em_vk_pipe;
 
 /* mul_mv's variants: weight type index, one token or eight per pass, and
@@ -47,6 +52,11 @@ typedef enum em_vk_pipe {
  * products, 3 the RMS norm of the input; shaders/mul_mv.comp). */
 static inline int em_vk_mul_mv_variant(int type_index, int one_token, int mode) {
     return (mode * 2 + one_token) * EM_VK_WTYPES + type_index;
+}
+/* mul_mvq's variants: mul_mv's, and whether the SPIR-V is the one without
+ * the integer dot product instruction (emulated). */
+static inline int em_vk_mul_mvq_variant(int type_index, int one_token, int mode, int emulated) {
+    return ((emulated * 3 + mode) * 2 + one_token) * EM_VK_WTYPES + type_index;
 }
 /* mul_mv's invocations per weight row: a multiple of the subgroup size
  * (its reduction adds whole subgroups), at least 32 so a row's 16-byte
@@ -141,6 +151,11 @@ typedef struct em_vk {
     bool norm_fold;       /* EMBER_VULKAN_NORM_FOLD=1: RMS norms folded into the
                              products that read them (off by default: on the
                              H100 it cost more than it saved, see ops.c) */
+    bool has_idot;        /* shaderIntegerDotProduct enabled on the device */
+    bool use_idot;        /* ... and EMBER_VULKAN_NO_IDOT is not set (tests run
+                             mul_mvq's emulated dot products with it) */
+    bool act_q8;          /* act_type Q8_0: few-token products of block-quantized
+                             weights take 8-bit activations (mul_mvq.comp) */
     bool no_tiles;        /* EMBER_VULKAN_NO_TILES: prompts through mul_mv too
                              (for tests and measurements) */
     char name[VK_MAX_PHYSICAL_DEVICE_NAME_SIZE];

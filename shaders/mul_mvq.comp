@@ -1,0 +1,148 @@
+#version 450
+// y[t][n] = sum_k W[n][k] x[t][k] with x rounded to 8 bits (act_type
+// Q8_0; quant_act.comp wrote it at binding 1) and integer dot products of
+// four int8 pairs: mul_mv.comp's work for block-quantized weights (same
+// constants, rows per workgroup, MODE folds and reduction), with a
+// quarter of its loads of x and none of its per-weight float arithmetic.
+// Each invocation takes one block of 32 weights per step:
+//   Q8_0: sum_j w_j x_j = dw dx sum q_j xq_j;
+//   Q4_0: dw dx (sum q_j xq_j - 8 sum xq_j), the nibbles dotted unsigned;
+//   unpacked types (unpacked.glsl), per half h of 16:
+//         dx (a_h sum q_j xq_j + (c_h - UO a_h) sum xq_j).
+// IDOT (a build define, not a constant: the instruction needs a device
+// capability): 1 uses SPV_KHR_integer_dot_product's OpSDot, written
+// through GL_EXT_spirv_intrinsics (this glslang has no GLSL built-in for
+// it); 0 does the same sums with shifts and multiplies, for devices
+// without VK_KHR_shader_integer_dot_product.
+#extension GL_GOOGLE_include_directive : require
+#extension GL_KHR_shader_subgroup_basic : require
+#extension GL_KHR_shader_subgroup_arithmetic : require
+#extension GL_EXT_control_flow_attributes : require
+#if IDOT
+#extension GL_EXT_spirv_intrinsics : require
+#endif
+#include "common.glsl"
+
+layout(local_size_x = 128) in;
+layout(constant_id = 0) const uint TYPE = 0;
+layout(constant_id = 1) const uint TB = 8u;
+layout(constant_id = 2) const uint TPR = 32u;
+layout(constant_id = 3) const uint MODE = 0u;
+const uint RPW = 128u / TPR;
+
+layout(binding = 0) readonly buffer Wb { uint w[]; };
+layout(binding = 0) readonly buffer W4b { uvec4 w4[]; };
+layout(binding = 1) readonly buffer Xb { uint xw[]; };
+layout(binding = 1) readonly buffer X4b { uvec4 xw4[]; };
+layout(binding = 2) readonly buffer Rb { float r[]; };
+layout(binding = 2) readonly buffer Ub { uint u[]; };
+layout(binding = 2) readonly buffer U4b { uvec4 u4[]; };
+layout(binding = 3) writeonly buffer Yb { float y[]; };
+layout(push_constant) uniform P {
+    uint o0, o1, o2, o3;
+    uint K, N, soff, ldy, ldr, T, xm; // xm: the x meta's word offset from o1
+} p;
+#include "unpacked.glsl"
+
+#if IDOT
+spirv_instruction(extensions = ["SPV_KHR_integer_dot_product"], capabilities = [6019, 6018],
+                  id = 4450) // OpSDot; capabilities DotProduct, DotProductInput4x8BitPacked
+int sdot_packed(uint a, uint b, spirv_literal int format); // format 0: PackedVectorFormat4x8Bit
+int dot4(uint a, uint b) { return sdot_packed(a, b, 0); }
+#else
+int dot4(uint a, uint b) {
+    ivec4 x = ivec4(uvec4(a) << uvec4(24u, 16u, 8u, 0u)) >> 24;
+    ivec4 y = ivec4(uvec4(b) << uvec4(24u, 16u, 8u, 0u)) >> 24;
+    return x.x * y.x + x.y * y.y + x.z * y.z + x.w * y.w;
+}
+#endif
+int dot16(uvec4 a, uvec4 b) { return dot4(a.x, b.x) + dot4(a.y, b.y) + dot4(a.z, b.z) + dot4(a.w, b.w); }
+
+uint xq4, nbk, nt, t0; // this pass: x quants (uvec4 index of token t0), blocks per row, tokens
+
+// token t's block b of x: the two uvec4 of quants and (d, half sums)
+#define XQ(t, b, X0, X1) X0 = xw4[xq4 + (t) * (p.K / 16u) + 2u * (b)], X1 = xw4[xq4 + (t) * (p.K / 16u) + 2u * (b) + 1u]
+vec3 xmeta(uint t, uint b) {
+    uint m = p.o1 + p.xm + ((t0 + t) * nbk + b) * 2u;
+    uint s = xw[m + 1u];
+    return vec3(uintBitsToFloat(xw[m]), float(int(s << 16) >> 16), float(int(s) >> 16));
+}
+
+// acc[t] += row n's block b of the weights in BUF/BUF4 (word offset BOFF)
+// times each token's block b of x
+#define BLOCK_DOT(BUF, BUF4, BOFF, b, ACC)                                                    \
+    {                                                                                         \
+        if (TYPE == TY_Q8_0 || TYPE == TY_Q4_0) {                                             \
+            uint e = n * nbk + (b);                                                           \
+            float dw = unpackHalf2x16(BUF[(BOFF) + p.soff + e / 2u] >> (16u * (e & 1u))).x;  \
+            uvec4 q0, q1;                                                                     \
+            if (TYPE == TY_Q8_0) {                                                            \
+                q0 = BUF4[(BOFF) / 4u + 2u * e], q1 = BUF4[(BOFF) / 4u + 2u * e + 1u];        \
+            } else {                                                                          \
+                uvec4 v = BUF4[(BOFF) / 4u + e];                                              \
+                q0 = v & 0x0f0f0f0fu, q1 = (v >> 4u) & 0x0f0f0f0fu;                           \
+            }                                                                                 \
+            [[unroll]] for (uint t = 0u; t < TB; t++)                                         \
+                if (t < nt) {                                                                 \
+                    uvec4 x0, x1;                                                             \
+                    XQ(t, b, x0, x1);                                                         \
+                    vec3 m = xmeta(t, b);                                                     \
+                    int s = dot16(q0, x0) + dot16(q1, x1);                                    \
+                    float o = TYPE == TY_Q4_0 ? 8.0 * (m.y + m.z) : 0.0;                      \
+                    ACC[t] += dw * m.x * (float(s) - o);                                      \
+                }                                                                             \
+        } else {                                                                              \
+            vec2 a, c;                                                                        \
+            uint q[8];                                                                        \
+            UBLOCK(BUF, BUF4, BOFF, (BOFF) + p.soff, n * nbk + (b), a, c, q)                 \
+            uvec4 q0 = uvec4(q[0], q[1], q[2], q[3]), q1 = uvec4(q[4], q[5], q[6], q[7]);     \
+            [[unroll]] for (uint t = 0u; t < TB; t++)                                         \
+                if (t < nt) {                                                                 \
+                    uvec4 x0, x1;                                                             \
+                    XQ(t, b, x0, x1);                                                         \
+                    vec3 m = xmeta(t, b);                                                     \
+                    float lo = float(dot16(q0, x0)), hi = float(dot16(q1, x1));               \
+                    ACC[t] += m.x * (a.x * lo + (c.x - UO * a.x) * m.y +                      \
+                                     a.y * hi + (c.y - UO * a.y) * m.z);                      \
+                }                                                                             \
+        }                                                                                     \
+    }
+
+#define ROW_DOT(BUF, BUF4, BOFF, ACC)                                                         \
+    for (uint b = l; b < nbk; b += TPR) BLOCK_DOT(BUF, BUF4, BOFF, b, ACC)
+
+shared float part[2][TB][128]; // per subgroup: the sums of W x (and U x)
+
+uint n, l;
+
+void main() {
+    uint tid = gl_LocalInvocationID.x, rr = tid / TPR;
+    l = tid % TPR;
+    uint wg = gl_WorkGroupID.x + gl_WorkGroupID.z * 32768u;
+    n = wg * RPW + rr;
+    t0 = gl_WorkGroupID.y * TB;
+    nt = min(TB, p.T - t0);
+    nbk = p.K / 32u;
+    xq4 = (p.o1 + t0 * (p.K / 4u)) / 4u;
+    float acc[TB], acc2[TB];
+    [[unroll]] for (uint t = 0u; t < TB; t++) acc[t] = 0.0, acc2[t] = 0.0;
+    if (n < p.N) { // not returning: every invocation reaches the barrier
+        ROW_DOT(w, w4, p.o0, acc)
+        if (MODE == 2u) { ROW_DOT(u, u4, p.o2, acc2) }
+    }
+    [[unroll]] for (uint t = 0u; t < TB; t++) {
+        float s = subgroupAdd(acc[t]);
+        float s2 = MODE == 2u ? subgroupAdd(acc2[t]) : 0.0;
+        if (subgroupElect()) part[0][t][gl_SubgroupID] = s, part[1][t][gl_SubgroupID] = s2;
+    }
+    barrier();
+    uint spr = TPR / gl_SubgroupSize, first = rr * spr;
+    if (n < p.N && l < nt) {
+        float s = 0.0, s2 = 0.0;
+        for (uint i = 0u; i < spr; i++) s += part[0][l][first + i], s2 += part[1][l][first + i];
+        uint t = t0 + l;
+        if (MODE == 1u) s += r[p.o2 + t * p.ldr + n];
+        if (MODE == 2u) s = s / (1.0 + exp(-s)) * s2;
+        y[p.o3 + t * p.ldy + n] = s;
+    }
+}
