@@ -34,11 +34,12 @@ typedef struct run_out {
 /* The Vulkan runs' act_type (the CPU's stays F32: test_act_q8 gives it
  * activations already rounded) */
 static int vk_act = EMBER_TYPE_F32;
+static int cpu_act = EMBER_TYPE_F32; /* the CPU runs' */
 
 /* Runs g on a backend of `kind` and copies out's values. */
 static int run_on(int kind, em_graph *g, em_tensor *out, run_out *r) {
     em_backend_config cfg = { kind, 0, 2, em_cpu_mask(),
-                              kind == EMBER_BACKEND_VULKAN ? (uint32_t)vk_act : EMBER_TYPE_F32 };
+                              (uint32_t)(kind == EMBER_BACKEND_VULKAN ? vk_act : cpu_act) };
     em_backend *b = NULL;
     int rc = em_backend_create(&cfg, &alloc, err, &b);
     if (rc) return rc;
@@ -333,6 +334,65 @@ static void test_act_q8(void **state) {
                 free(c.y), free(v.y), free(w1), free(w2), free(x), free(xr), free(r);
             }
     unsetenv("EMBER_VULKAN_NO_IDOT");
+    vk_act = EMBER_TYPE_F32;
+}
+
+/* An RMS norm whose readers are all 8-bit products writes their 8-bit
+ * copy itself (rms_norm.comp Q8): no quant_act dispatch. The reference is
+ * the CPU backend with act_type Q8_0 (the same rounding; where the CPU has
+ * no 8-bit path it does not round, and the case is skipped). */
+static void test_norm_q8(void **state) {
+    (void)state;
+    if (!have_vulkan()) skip();
+    if (!(ember_cpu_features() & em_cpu_mask() & EMBER_CPU_AVX2)) {
+        print_message("the CPU backend does not round activations here: skipped\n");
+        skip();
+    }
+    static const int64_t shapes[][3] = { { 64, 33, 1 }, { 2048, 130, 3 }, { 96, 7, 8 },
+                                         { 4096, 70, 1 } };
+    vk_act = EMBER_TYPE_Q8_0;
+    for (size_t ti = 2; ti < N_WTYPES; ti += 3)
+        for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+            uint32_t ty = wtypes[ti];
+            int64_t K = shapes[s][0], N = shapes[s][1], T = shapes[s][2];
+            if (!fits_blocks(ty, K)) continue;
+            em_graph g;
+            new_graph(&g);
+            void *w[3];
+            float *x, *nw;
+            em_tensor *xt = em_reshape(&g, rand_f32(&g, &x, K, T, 1, 3), 2, (int64_t[]){ K, T });
+            em_tensor *nwt = em_reshape(&g, rand_f32(&g, &nw, K, 1, 1, 1), 1, (int64_t[]){ K });
+            em_tensor *h = em_rms_norm(&g, xt, nwt, 1e-5f), *y[3];
+            for (int i = 0; i < 3; i++) {
+                y[i] = em_matmul(&g, rand_weight(&g, &w[i], ty, K, N + i), h);
+                y[i]->keep = 1;
+            }
+            char what[80];
+            snprintf(what, sizeof what, "rms_norm -> 3 products %s K %lld T %lld, act q8",
+                     ember_type_name((int)ty), (long long)K, (long long)T);
+            run_out c = { 0 }, v = { 0 };
+            cpu_act = EMBER_TYPE_Q8_0; /* the CPU with 8-bit activations: the reference */
+            assert_int_equal(run_on(EMBER_BACKEND_CPU, &g, y[2], &c), EMBER_OK);
+            cpu_act = EMBER_TYPE_F32;
+            int rc = run_on(EMBER_BACKEND_VULKAN, &g, y[2], &v);
+            if (rc) print_error("%s\n", err);
+            assert_int_equal(rc, EMBER_OK);
+            double tol = 1e-5 * sqrt((double)K), worst = 0;
+            for (size_t i = 0; i < c.n; i++) {
+                double d = fabs((double)c.y[i] - v.y[i]) / (1 + fabs((double)c.y[i]));
+                worst = d > worst ? d : worst;
+            }
+            print_message("%-48s worst %.2e (bound %.0e)\n", what, worst, tol);
+            assert_true(worst <= tol);
+            /* the norm (with the 8-bit copy), 3 products, 3 copies; a
+             * barrier after the norm (its write at binding 2 is tracked)
+             * and one before the copies */
+            assert_int_equal(v.commands, 7);
+            assert_int_equal(v.barriers, 2);
+            free(c.y), free(v.y), free(x), free(nw);
+            for (int i = 0; i < 3; i++) free(w[i]);
+            em_graph_free(&g, &alloc);
+        }
     vk_act = EMBER_TYPE_F32;
 }
 
@@ -669,6 +729,7 @@ int main(void) {
     em_alloc_init(&alloc, NULL);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_fused),   cmocka_unit_test(test_act_q8),
+        cmocka_unit_test(test_norm_q8),
         cmocka_unit_test(test_barriers),
         cmocka_unit_test(test_matmul),  cmocka_unit_test(test_get_rows),
         cmocka_unit_test(test_rms_norm), cmocka_unit_test(test_binary),

@@ -353,13 +353,34 @@ static int round_input(em_vk_graph *vg, const em_graph *g, const em_tensor *m) {
     return rc;
 }
 
+/* x's slot in xq as a binding, and its meta's word offset */
+static int quantized_slot(em_vk_graph *vg, const em_graph *g, const em_tensor *x, em_vk_ref *out,
+                          uint32_t *xm) {
+    (void)g;
+    *out = (em_vk_ref){ vg->xq, vg->xq_off[x - g->nodes], xq_slot_bytes(x), 0 };
+    *xm = floats(xq_quant_bytes(x));
+    return EMBER_OK;
+}
+
+/* Whether RMS norm t writes its output's 8-bit copy itself (rms_norm.comp
+ * Q8): it has a slot (mul_mvq reads it) and rows of whole 16-byte-aligned
+ * blocks. */
+static bool norm_quantizes(const em_vk_graph *vg, const em_graph *g, const em_tensor *t) {
+    const em_tensor *x = t->src[0], *w = t->src[1];
+    em_vk_ref rx, rw;
+    return vg->xq_off[t - g->nodes] < XQ_IN_PLACE && t->ne[0] % 32 == 0 &&
+           x->nb[0] == sizeof(float) && x->nb[1] % 16 == 0 && !ref_of(vg, g, x, &rx) &&
+           rx.off % 16 == 0 && (!w || (!ref_of(vg, g, w, &rw) && rw.off % 16 == 0 &&
+                                       w->type == EMBER_TYPE_F32));
+}
+
 /* Input x's 8-bit copy as a binding (and its meta's word offset), the
- * quant_act dispatch recorded by its first reader in the run. */
+ * quant_act dispatch recorded by its first reader in the run (unless x's
+ * RMS norm wrote it: norm_quantizes). */
 static int quantized_input(em_vk_graph *vg, const em_graph *g, const em_tensor *x, em_vk_ref *out,
                            uint32_t *xm) {
     int32_t xi = (int32_t)(x - g->nodes);
-    *out = (em_vk_ref){ vg->xq, vg->xq_off[xi], xq_slot_bytes(x), 0 };
-    *xm = floats(xq_quant_bytes(x));
+    quantized_slot(vg, g, x, out, xm);
     if (vg->xq_done[xi]) return EMBER_OK;
     em_vk_ref r[EM_VK_BINDINGS] = { { 0 } };
     uint32_t push[EM_VK_PUSH_BYTES / 4] = { 0 }, *q = push + 4;
@@ -464,6 +485,12 @@ static int run_node(em_vk_graph *vg, const em_graph *g, const em_tensor *t) {
         q[0] = (uint32_t)n, q[1] = floats(a->nb[1]), q[2] = floats(t->nb[1]), q[3] = b != NULL;
         memcpy(&q[4], &eps, 4);
         fold(rows, &lo, &hi);
+        if (norm_quantizes(vg, g, t)) { /* its 8-bit copy for mul_mvq as well */
+            rc = quantized_slot(vg, g, t, &r[2], &q[5]);
+            if (!rc) rc = em_vk_dispatch_w2(vk, EM_VK_RMS_NORM_Q8, r, push, 10 * 4, lo, hi, 1);
+            vg->xq_done[t - g->nodes] = !rc;
+            return rc;
+        }
         return em_vk_dispatch(vk, EM_VK_RMS_NORM, r, push, 9 * 4, lo, hi, 1);
     }
     case EM_OP_ADD:

@@ -96,6 +96,8 @@ static shader_info info_of(int p, char *nm) {
         si = (shader_info){ em_spv_get_rows, sizeof em_spv_get_rows, nm,
                             { wtypes[t], 0, 0, 0, 0 } };
         snprintf(nm, 32, "get_rows_%s", wnames[t]);
+    } else if (p == EM_VK_RMS_NORM_Q8) {
+        si = (shader_info){ em_spv_rms_norm, sizeof em_spv_rms_norm, "rms_norm_q8", { 1, 0, 0, 0, 0 } };
     } else if (p == EM_VK_QUANT_ACT || p == EM_VK_ROUND_ACT) {
         bool inplace = p == EM_VK_ROUND_ACT;
         si = (shader_info){ em_spv_quant_act, sizeof em_spv_quant_act,

@@ -51,8 +51,9 @@ static void span_of(const em_vk_ref *f, VkDeviceSize *lo, VkDeviceSize *hi) {
     *hi = f->bytes && f->off + f->bytes <= f->buf->size ? f->off + f->bytes : f->buf->size;
 }
 
-int em_vk_dispatch(em_vk *vk, em_vk_pipe pipe, const em_vk_ref refs[EM_VK_BINDINGS],
-                   uint32_t *push, size_t push_bytes, uint32_t gx, uint32_t gy, uint32_t gz) {
+static int dispatch(em_vk *vk, em_vk_pipe pipe, const em_vk_ref refs[EM_VK_BINDINGS],
+                    uint32_t *push, size_t push_bytes, const uint32_t groups[3], bool write2) {
+    uint32_t gx = groups[0], gy = groups[1], gz = groups[2];
     if (gx > vk->max_groups[0] || gy > vk->max_groups[1] || gz > vk->max_groups[2])
         return em_error(vk->err, EMBER_ERR_UNSUPPORTED,
                         "vulkan: %u x %u x %u workgroups exceed the device's limits", gx, gy, gz);
@@ -62,6 +63,7 @@ int em_vk_dispatch(em_vk *vk, em_vk_pipe pipe, const em_vk_ref refs[EM_VK_BINDIN
     em_vk_rec *r = next_rec(vk);
     if (!r) return vk->recording ? EMBER_ERR_INTERNAL : EMBER_ERR_BAD_STATE;
     r->pipe = (uint32_t)pipe;
+    r->write2 = write2;
     r->groups[0] = gx, r->groups[1] = gy, r->groups[2] = gz;
     for (int i = 0; i < EM_VK_BINDINGS; i++) {
         /* unused bindings repeat binding 0: every binding must be valid */
@@ -77,6 +79,16 @@ int em_vk_dispatch(em_vk *vk, em_vk_pipe pipe, const em_vk_ref refs[EM_VK_BINDIN
     r->push_bytes = (uint32_t)push_bytes;
     memcpy(r->push, push, push_bytes);
     return EMBER_OK;
+}
+
+int em_vk_dispatch(em_vk *vk, em_vk_pipe pipe, const em_vk_ref refs[EM_VK_BINDINGS],
+                   uint32_t *push, size_t push_bytes, uint32_t gx, uint32_t gy, uint32_t gz) {
+    return dispatch(vk, pipe, refs, push, push_bytes, (uint32_t[3]){ gx, gy, gz }, false);
+}
+
+int em_vk_dispatch_w2(em_vk *vk, em_vk_pipe pipe, const em_vk_ref refs[EM_VK_BINDINGS],
+                      uint32_t *push, size_t push_bytes, uint32_t gx, uint32_t gy, uint32_t gz) {
+    return dispatch(vk, pipe, refs, push, push_bytes, (uint32_t[3]){ gx, gy, gz }, true);
 }
 
 int em_vk_copy(em_vk *vk, const em_vk_buf *src, size_t soff, const em_vk_buf *dst, size_t doff,
@@ -102,17 +114,27 @@ static bool overlap(VkBuffer a, VkDeviceSize alo, VkDeviceSize ahi, VkBuffer b, 
  * since the last barrier: it reads what one wrote, or writes what one
  * read or wrote. Scanning back keeps no extra state: recording happens
  * once per graph shape. */
+/* Whether bindings a of command c and b of command e touch common bytes. */
+static bool touch(const em_vk_rec *c, int a, const em_vk_rec *e, int b) {
+    return overlap(c->buf[a], c->lo[a], c->hi[a], e->buf[b], e->lo[b], e->hi[b]);
+}
+
+/* Reads: bindings 0-2 (a copy: 0), less 2 where it is written; writes:
+ * binding 3, and 2 where write2. */
+static int n_read(const em_vk_rec *c) { return c->copy ? 1 : c->write2 ? 2 : 3; }
+
 static bool needs_barrier(const em_vk *vk, uint32_t from, uint32_t i) {
     const em_vk_rec *c = &vk->rec[i];
-    int n_read = c->copy ? 1 : 3;
     for (uint32_t j = from; j < i; j++) {
         const em_vk_rec *e = &vk->rec[j];
-        int e_read = e->copy ? 1 : 3;
-        for (int a = 0; a < n_read; a++)
-            if (overlap(c->buf[a], c->lo[a], c->hi[a], e->buf[3], e->lo[3], e->hi[3])) return true;
-        for (int b = 0; b < e_read; b++)
-            if (overlap(c->buf[3], c->lo[3], c->hi[3], e->buf[b], e->lo[b], e->hi[b])) return true;
-        if (overlap(c->buf[3], c->lo[3], c->hi[3], e->buf[3], e->lo[3], e->hi[3])) return true;
+        for (int cw = 3; cw >= 2; cw--) { /* c's writes against e's reads and writes */
+            if (cw == 2 && !c->write2) break;
+            for (int b = 0; b < n_read(e); b++)
+                if (touch(c, cw, e, b)) return true;
+            if (touch(c, cw, e, 3) || (e->write2 && touch(c, cw, e, 2))) return true;
+        }
+        for (int a = 0; a < n_read(c); a++) /* c's reads against e's writes */
+            if (touch(c, a, e, 3) || (e->write2 && touch(c, a, e, 2))) return true;
     }
     return false;
 }

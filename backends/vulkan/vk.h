@@ -44,6 +44,7 @@ typedef enum em_vk_pipe {
     EM_VK_MUL_MVQ = EM_VK_MUL_MV + 8 * EM_VK_WTYPES,
     EM_VK_QUANT_ACT = EM_VK_MUL_MVQ + 12 * EM_VK_WTYPES,
     EM_VK_ROUND_ACT, /* quant_act in place */
+    EM_VK_RMS_NORM_Q8, /* rms_norm writing an 8-bit copy too */
     EM_VK_PIPE_COUNT
 } em_vk_pipe;
 
@@ -91,6 +92,7 @@ typedef struct em_vk_shared em_vk_shared;
  * filled, so equal commands compare equal byte for byte. */
 typedef struct em_vk_rec {
     uint32_t copy;      /* 1: copy `range[0]` bytes buf[0]+base[0] -> buf[1]+base[1] */
+    uint32_t write2;    /* 1: binding 2 is written too (em_vk_dispatch_w2) */
     uint32_t pipe;
     uint32_t groups[3];
     uint32_t push_bytes;
@@ -225,6 +227,10 @@ int em_vk_begin(em_vk *vk, uint32_t max_commands);
 int em_vk_pipeline(em_vk *vk, em_vk_pipe p);
 int em_vk_dispatch(em_vk *vk, em_vk_pipe pipe, const em_vk_ref refs[EM_VK_BINDINGS],
                    uint32_t *push, size_t push_bytes, uint32_t gx, uint32_t gy, uint32_t gz);
+/* The same for a shader that writes binding 2 as well as binding 3 (the
+ * RMS norm's 8-bit copy), so barriers order both writes. */
+int em_vk_dispatch_w2(em_vk *vk, em_vk_pipe pipe, const em_vk_ref refs[EM_VK_BINDINGS],
+                      uint32_t *push, size_t push_bytes, uint32_t gx, uint32_t gy, uint32_t gz);
 int em_vk_copy(em_vk *vk, const em_vk_buf *src, size_t soff, const em_vk_buf *dst, size_t doff,
                size_t n);
 int em_vk_submit(em_vk *vk);
