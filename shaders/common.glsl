@@ -50,3 +50,30 @@ float f16_rne(float x) {
     u += 0xfffu + ((u >> 13) & 1u);
     return uintBitsToFloat(u & ~0x1fffu);
 }
+
+// a - r b, r b's rounding error included (Dekker's exact product: no fma,
+// whose fusing Vulkan does not promise; `precise` keeps the compiler from
+// fusing). a - p is exact for p near a (Sterbenz).
+float residual(float a, float r, float b) {
+    precise float p = r * b;
+    precise float cr = 4097.0 * r, rh = cr - (cr - r), rl = r - rh;
+    precise float cb = 4097.0 * b, bh = cb - (cb - b), bl = b - bh;
+    precise float e = ((rh * bh - p) + rh * bl + rl * bh) + rl * bl;
+    precise float res = (a - p) - e;
+    return res;
+}
+
+// a / b (both > 0) correctly rounded, as the CPU divides: a driver's
+// division need not be (the H100's is approximate), and where a quotient
+// picks an 8-bit rounding (the Q8_0 KV cache, 8-bit activations) it must
+// be the CPU's. The driver's quotient or a neighbour, whichever leaves the
+// smallest remainder.
+float div_rn(float a, float b) {
+    float r = a / b, best = r, rb = abs(residual(a, r, b));
+    for (int k = -1; k <= 1; k += 2) {
+        float c = uintBitsToFloat(uint(int(floatBitsToUint(r)) + k));
+        float rc = abs(residual(a, c, b));
+        if (rc < rb) best = c, rb = rc;
+    }
+    return best;
+}

@@ -73,7 +73,7 @@ void store_unit(bool is_k, uint src_off, uint dst, uint g, uint n) {
         uint e0 = g * 32u, e1 = min(e0 + 32u, n);
         float amax = 0.0;
         for (uint e = e0; e < e1; e++) amax = max(amax, abs(is_k ? kval(src_off, e) : vs[src_off + e]));
-        float d = amax / 127.0, id = d != 0.0 ? 1.0 / d : 0.0;
+        float d = div_rn(amax, 127.0), id = d != 0.0 ? div_rn(1.0, d) : 0.0;
         uint off = dst + g * 34u, h = packHalf2x16(vec2(f16_rne(d), 0.0));
         put_byte(off, h);
         put_byte(off + 1u, h >> 8);

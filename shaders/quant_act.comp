@@ -40,7 +40,7 @@ void main() {
         vec4 a = abs(v[i]);
         amax = max(amax, max(max(a.x, a.y), max(a.z, a.w)));
     }
-    float ie = amax != 0.0 ? 127.0 / amax : 0.0, d = f16_rne(amax / 127.0);
+    float ie = amax != 0.0 ? div_rn(127.0, amax) : 0.0, d = f16_rne(div_rn(amax, 127.0));
     if (INPLACE == 1u) {
         [[unroll]] for (uint i = 0u; i < 8u; i++)
             o4[(p.o3 + t * p.ldx) / 4u + b * 8u + i] = roundEven(v[i] * ie) * d;

@@ -46,7 +46,7 @@ void quantize_block(uint r, uint b, float scale) {
         vec4 a = abs(v[i]);
         amax = max(amax, max(max(a.x, a.y), max(a.z, a.w)));
     }
-    float ie = amax != 0.0 ? 127.0 / amax : 0.0;
+    float ie = amax != 0.0 ? div_rn(127.0, amax) : 0.0;
     uint w[8];
     int s0 = 0, s1 = 0;
     [[unroll]] for (uint i = 0u; i < 8u; i++) {
@@ -59,7 +59,7 @@ void quantize_block(uint r, uint b, float scale) {
     q4[qb] = uvec4(w[0], w[1], w[2], w[3]);
     q4[qb + 1u] = uvec4(w[4], w[5], w[6], w[7]);
     uint m = p.o2 + p.xm + (r * (p.n / 32u) + b) * 2u;
-    q[m] = floatBitsToUint(f16_rne(amax / 127.0));
+    q[m] = floatBitsToUint(f16_rne(div_rn(amax, 127.0)));
     q[m + 1u] = (uint(s0) & 0xffffu) | (uint(s1) << 16);
 }
 
