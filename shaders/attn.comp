@@ -14,6 +14,15 @@
 // rope = 1 folds the query's RoPE in (backends/vulkan/ops.c plan_fusion):
 // q is read un-rotated and rotated as it is loaded, with rope.comp's
 // cos/sin table in the io buffer (binding 2).
+//
+// Split over positions (decode; grid z = S > 1, not for an F16 cache):
+// workgroup s takes positions [s L, s L + L), L = max(16, ceil((pos + 1)
+// / S)), so a long context is read by S workgroups at once and a short
+// one by up to pos / 16 (one workgroup per head left most of the GPU
+// idle and walked the positions in series). Each writes its running max,
+// sum and unnormalised output to binding 4; the last to finish (an atomic
+// count per head and token, reset after) merges them:
+// o = sum_s e^(m_s - M) acc_s / sum_s e^(m_s - M) sum_s.
 #extension GL_GOOGLE_include_directive : require
 #include "common.glsl"
 
@@ -26,6 +35,11 @@ layout(binding = 1) readonly buffer C4b { uvec4 w4[]; };
 layout(binding = 2) readonly buffer Ib { int ib[]; }; // pos, seq, block tables
 layout(binding = 2) readonly buffer Ifb { float csf[]; }; // and RoPE tables
 layout(binding = 3) writeonly buffer Ob { float o[]; };
+// splits: a count per head and token in words [0, COUNTS) (the same words
+// for every graph, left at zero by each run), then the partial results
+layout(binding = 4) coherent buffer Sb { float sp[]; };
+layout(binding = 4) coherent buffer Scb { uint scnt[]; };
+const uint COUNTS = 8192u; // backends/vulkan/ops.c ATTN_COUNTS
 layout(push_constant) uniform P {
     uint o0, o1, o2, o3;
     uint D, Dv, group, ldq1, ldq2, ldo;
@@ -42,6 +56,7 @@ layout(push_constant) uniform P {
 shared float qs[MAXD];
 shared float sc[64];
 shared uint slot_of[64];
+shared bool last_split;
 
 // element i of a cache row starting at byte `row`
 float at(uint row, uint i) {
@@ -114,13 +129,17 @@ void main() {
         qs[i] = TYPE == TY_F16 ? f16_rne(v) : v;
     }
     barrier();
+    // this workgroup's positions [lo, hi)
+    uint S = gl_NumWorkGroups.z, s = gl_WorkGroupID.z;
+    int L = S == 1u ? pos + 1 : max(16, (pos + int(S)) / int(S));
+    int lo = int(s) * L, hi = min(lo + L, pos + 1);
     float acc[MAXD / 64u];
     for (uint e = 0u; e < MAXD / 64u; e++) acc[e] = 0.0;
     float m = -1.0 / 0.0, sum = 0.0;
     if (TYPE == TY_F16) { // pass 1: the max and the sum
-        for (int p0 = 0; p0 <= pos; p0 += 64) {
+        for (int p0 = lo; p0 < hi; p0 += 64) {
             int pp = p0 + int(l);
-            sc[l] = pp <= pos ? score(tab, kvh, pp) : -1.0 / 0.0;
+            sc[l] = pp < hi ? score(tab, kvh, pp) : -1.0 / 0.0;
             barrier();
             float cm = m;
             for (uint j = 0u; j < 64u; j++) cm = max(cm, sc[j]);
@@ -131,11 +150,11 @@ void main() {
             barrier();
         }
     }
-    for (int p0 = 0; p0 <= pos; p0 += 64) {
+    for (int p0 = lo; p0 < hi; p0 += 64) {
         int pp = p0 + int(l);
-        float s = pp <= pos ? score(tab, kvh, pp) : -1.0 / 0.0;
-        sc[l] = s;
-        slot_of[l] = pp <= pos ? slot_at(tab, pp) : 0u;
+        float sv = pp < hi ? score(tab, kvh, pp) : -1.0 / 0.0;
+        sc[l] = sv;
+        slot_of[l] = pp < hi ? slot_at(tab, pp) : 0u;
         barrier();
         float cm = m;
         if (TYPE != TY_F16) { // online: rescale what is summed so far
@@ -145,11 +164,11 @@ void main() {
             for (uint e = 0u; e < MAXD / 64u; e++) acc[e] *= f;
         }
         barrier();
-        float pr = exp(s - cm);
+        float pr = exp(sv - cm);
         if (TYPE == TY_F16) pr = f16_rne(pr / sum);
-        sc[l] = pp <= pos ? pr : 0.0;
+        sc[l] = pp < hi ? pr : 0.0;
         barrier();
-        uint n = uint(min(64, pos + 1 - p0)), j = 0u;
+        uint n = uint(min(64, hi - p0)), j = 0u;
         // eight positions at a time, then four: their value loads are in
         // flight together
         for (; j + 8u <= n; j += 8u) {
@@ -191,8 +210,42 @@ void main() {
     }
     if (TYPE == TY_F16) sum = 1.0; // probabilities were normalised
     uint ob = p.o3 + t * p.ldo + h * p.Dv;
+    if (S == 1u) {
+        for (uint e = 0u; e < MAXD / 64u; e++) {
+            uint c = l + 64u * e;
+            if (c < p.Dv) o[ob + c] = acc[e] / sum;
+        }
+        return;
+    }
+    // a split: the partial result out, then the last of the head's S merges
+    uint PS = 4u + ((p.Dv + 3u) & ~3u), head = t * gl_NumWorkGroups.x + h;
+    uint pb = COUNTS + (head * S + s) * PS;
+    if (l == 0u) sp[pb] = m, sp[pb + 1u] = sum;
     for (uint e = 0u; e < MAXD / 64u; e++) {
         uint c = l + 64u * e;
-        if (c < p.Dv) o[ob + c] = acc[e] / sum;
+        if (c < p.Dv) sp[pb + 4u + c] = acc[e];
     }
+    memoryBarrierBuffer();
+    barrier();
+    if (l == 0u) last_split = atomicAdd(scnt[head], 1u) == S - 1u;
+    barrier();
+    if (!last_split) return;
+    memoryBarrierBuffer();
+    float M = -1.0 / 0.0, den = 0.0;
+    for (uint k = 0u; k < S; k++) M = max(M, sp[COUNTS + (head * S + k) * PS]);
+    for (uint k = 0u; k < S; k++) {
+        uint kb = COUNTS + (head * S + k) * PS;
+        den += exp(sp[kb] - M) * sp[kb + 1u];
+    }
+    for (uint e = 0u; e < MAXD / 64u; e++) {
+        uint c = l + 64u * e;
+        if (c >= p.Dv) continue;
+        float num = 0.0;
+        for (uint k = 0u; k < S; k++) {
+            uint kb = COUNTS + (head * S + k) * PS;
+            num += exp(sp[kb] - M) * sp[kb + 4u + c];
+        }
+        o[ob + c] = num / den;
+    }
+    if (l == 0u) scnt[head] = 0u; // for the next run
 }

@@ -25,6 +25,7 @@ typedef struct vk_backend {
     int32_t *scratch; /* 3 per node: em_vk_graph's uses, fuse and xq_done */
     size_t *xq_off;   /* per node */
     em_vk_buf xq;     /* device: 8-bit activations (act_type Q8_0) */
+    em_vk_buf attn_part; /* device: split attention's scratch */
     int32_t io_cap;   /* entries of io_off */
     em_kv *kv;        /* attached cache, or NULL */
     em_vk_buf kv_buf;
@@ -81,7 +82,23 @@ static em_vk_graph graph_view(vk_backend *v, const em_graph *g) {
                           .fuse = v->scratch ? v->scratch + v->io_cap : NULL, .kv = g->kv,
                           .kv_buf = &v->kv_buf, .xq_off = v->xq_off,
                           .xq_done = v->scratch ? v->scratch + 2 * (size_t)v->io_cap : NULL,
-                          .xq = &v->xq };
+                          .xq = &v->xq, .attn_part = &v->attn_part };
+}
+
+/* The split attention's scratch, `need` bytes, its counts zeroed (the
+ * shader leaves them zero after each run). On failure there is none, and
+ * attention runs unsplit. */
+static int attn_part_grow(em_backend *b, size_t need) {
+    vk_backend *v = b->impl;
+    em_vk_cache_clear(&v->vk);
+    em_vk_buf_destroy(&v->vk, &v->attn_part);
+    void *zeros = em_calloc(&b->alloc, 1, need);
+    if (!zeros) return em_error(b->err, EMBER_ERR_NO_MEMORY, "vulkan: no host memory");
+    int rc = em_vk_buf_create(&v->vk, need, false, &v->attn_part);
+    if (!rc) rc = em_vk_upload(&v->vk, &v->attn_part, 0, zeros, need);
+    em_free(&b->alloc, zeros);
+    if (rc) em_vk_buf_destroy(&v->vk, &v->attn_part);
+    return rc;
 }
 
 /* Room for g's per-node table and per-run data (laid out in vg), and its
@@ -124,6 +141,8 @@ static int prepare(em_backend *b, const em_graph *g, em_vk_graph *vg) {
         em_vk_buf_destroy(&v->vk, &v->xq);
         if ((rc = em_vk_buf_create(&v->vk, need, false, &v->xq))) return rc;
     }
+    need = em_vk_attn_part_bytes(vg, g);
+    if (need > v->attn_part.size) return attn_part_grow(b, need);
     return EMBER_OK;
 }
 
@@ -187,6 +206,7 @@ static void vk_destroy(em_backend *b) {
     em_vk_buf_destroy(&v->vk, &v->io);
     em_vk_buf_destroy(&v->vk, &v->kv_buf);
     em_vk_buf_destroy(&v->vk, &v->xq);
+    em_vk_buf_destroy(&v->vk, &v->attn_part);
     em_vk_buf_destroy(&v->vk, &v->arena);
     em_free_aligned(&b->alloc, v->shadow);
     em_free(&b->alloc, v->io_off);

@@ -303,6 +303,8 @@ int em_vk_open(em_vk *vk, int index, const em_alloc *a, char *err) {
         vk->alloc = a;
         return rc;
     }
+    const char *splits = getenv("EMBER_VULKAN_ATTN_SPLITS");
+    vk->attn_splits = splits && *splits ? (uint32_t)strtoul(splits, NULL, 10) : 0;
     const char *no_idot = getenv("EMBER_VULKAN_NO_IDOT");
     vk->use_idot = vk->has_idot && !(no_idot && *no_idot && strcmp(no_idot, "0"));
     if ((rc = make_user(vk))) em_vk_close(vk);

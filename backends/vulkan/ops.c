@@ -187,6 +187,44 @@ static void q_rope(uint32_t *q, const em_vk_graph *vg, const em_graph *g, const 
     q[21] = floats(vg->io_off[rope - g->nodes]);
 }
 
+/* Attention splits over positions (attn.comp) for decode-sized batches
+ * with an F32 or Q8_0 cache (an F16 cache normalises before rounding,
+ * which needs every position in one workgroup): up to 32 workgroups per
+ * head, one per 64 positions a sequence can hold. */
+#define ATTN_MAX_SPLITS 32
+#define ATTN_COUNTS 8192 /* attn.comp COUNTS */
+static uint32_t attn_splits(const em_vk_graph *vg, const em_tensor *t) {
+    const em_kv *kv = vg->kv;
+    if (!kv || t->src[0]->ne[2] > 8 || kv->type == EMBER_TYPE_F16 ||
+        t->src[0]->ne[1] * t->src[0]->ne[2] > ATTN_COUNTS)
+        return 1;
+    int64_t cap = (int64_t)kv->blocks_per_seq << kv->block_shift, s = (cap + 63) / 64;
+    if (vg->vk->attn_splits) s = vg->vk->attn_splits;
+    return (uint32_t)(s < 1 ? 1 : s > ATTN_MAX_SPLITS ? ATTN_MAX_SPLITS : s);
+}
+
+/* attn.comp's split scratch for node t: a count per head and token at
+ * a fixed place, words [0, ATTN_COUNTS) (every graph's counts in the
+ * same words, which each run leaves at zero), then per head and token S
+ * partial results of 4 + Dv (rounded up to 4) floats. */
+static size_t attn_part_bytes(const em_vk_graph *vg, const em_tensor *t, uint32_t S) {
+    size_t H = (size_t)t->src[0]->ne[1], T = (size_t)t->src[0]->ne[2];
+    size_t Dv = (size_t)(t->ne[0] / t->src[0]->ne[1]);
+    (void)vg;
+    return (ATTN_COUNTS + H * T * S * (4 + (Dv + 3) / 4 * 4)) * sizeof(float);
+}
+
+size_t em_vk_attn_part_bytes(const em_vk_graph *vg, const em_graph *g) {
+    size_t need = 0;
+    for (int32_t i = 0; i < g->n_nodes; i++) {
+        const em_tensor *t = &g->nodes[i];
+        uint32_t S = t->op == EM_OP_ATTN ? attn_splits(vg, t) : 1;
+        size_t b = S > 1 ? attn_part_bytes(vg, t, S) : 0;
+        need = b > need ? b : need;
+    }
+    return need;
+}
+
 static int run_attn(em_vk_graph *vg, const em_graph *g, const em_tensor *t, em_vk_ref *r,
                     uint32_t *push) {
     const em_kv *kv = vg->kv;
@@ -213,6 +251,12 @@ static int run_attn(em_vk_graph *vg, const em_graph *g, const em_tensor *t, em_v
     q[15] = (uint32_t)kv->block_shift, q[16] = kv->v_row == 0;
     memcpy(&q[17], &t->fp[0], 4);
     em_vk_pipe p = by_kv_type(kv->type, EM_VK_ATTN_F32, EM_VK_ATTN_F16, EM_VK_ATTN_Q8_0);
+    uint32_t S = attn_splits(vg, t);
+    if (S > 1 && vg->attn_part->size >= attn_part_bytes(vg, t, S)) {
+        r[4] = (em_vk_ref){ vg->attn_part, 0, attn_part_bytes(vg, t, S), 0 };
+        return em_vk_dispatch_w(vg->vk, p, r, push, 26 * 4,
+                                (uint32_t[3]){ (uint32_t)H, (uint32_t)T, S }, 1u << 4);
+    }
     return em_vk_dispatch(vg->vk, p, r, push, 26 * 4, (uint32_t)H, (uint32_t)T, 1);
 }
 
@@ -487,7 +531,9 @@ static int run_node(em_vk_graph *vg, const em_graph *g, const em_tensor *t) {
         fold(rows, &lo, &hi);
         if (norm_quantizes(vg, g, t)) { /* its 8-bit copy for mul_mvq as well */
             rc = quantized_slot(vg, g, t, &r[2], &q[5]);
-            if (!rc) rc = em_vk_dispatch_w2(vk, EM_VK_RMS_NORM_Q8, r, push, 10 * 4, lo, hi, 1);
+            if (!rc)
+                rc = em_vk_dispatch_w(vk, EM_VK_RMS_NORM_Q8, r, push, 10 * 4,
+                                      (uint32_t[3]){ lo, hi, 1 }, 1u << 2);
             vg->xq_done[t - g->nodes] = !rc;
             return rc;
         }

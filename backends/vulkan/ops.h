@@ -54,6 +54,8 @@ typedef struct em_vk_graph {
     size_t *xq_off;
     int32_t *xq_done;
     em_vk_buf *xq;
+    em_vk_buf *attn_part; /* split attention's partial results and counts
+                             (zeroed once; attn.comp resets its counts) */
     size_t tables_off;   /* the KV block tables in io */
     em_kv *kv;           /* NULL when the graph has no KV ops */
     em_vk_buf *kv_buf;
@@ -75,6 +77,8 @@ size_t em_vk_io_layout(em_vk_graph *vg, const em_graph *g);
 /* Bytes of xq that g's 8-bit activations need (act_type Q8_0; their
  * offsets into vg->xq_off). Call with g's weights on the device. */
 size_t em_vk_xq_layout(em_vk_graph *vg, const em_graph *g);
+/* Bytes the split attention of g needs in attn_part (0: no split). */
+size_t em_vk_attn_part_bytes(const em_vk_graph *vg, const em_graph *g);
 /* Writes g's per-run data into io (laid out by em_vk_io_layout). */
 void em_vk_io_fill(em_vk_graph *vg, const em_graph *g);
 /* Records the pending KV block copies, one command per node and the

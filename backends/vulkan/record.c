@@ -51,8 +51,8 @@ static void span_of(const em_vk_ref *f, VkDeviceSize *lo, VkDeviceSize *hi) {
     *hi = f->bytes && f->off + f->bytes <= f->buf->size ? f->off + f->bytes : f->buf->size;
 }
 
-static int dispatch(em_vk *vk, em_vk_pipe pipe, const em_vk_ref refs[EM_VK_BINDINGS],
-                    uint32_t *push, size_t push_bytes, const uint32_t groups[3], bool write2) {
+int em_vk_dispatch_w(em_vk *vk, em_vk_pipe pipe, const em_vk_ref refs[EM_VK_BINDINGS],
+                     uint32_t *push, size_t push_bytes, const uint32_t groups[3], uint32_t writes) {
     uint32_t gx = groups[0], gy = groups[1], gz = groups[2];
     if (gx > vk->max_groups[0] || gy > vk->max_groups[1] || gz > vk->max_groups[2])
         return em_error(vk->err, EMBER_ERR_UNSUPPORTED,
@@ -63,7 +63,7 @@ static int dispatch(em_vk *vk, em_vk_pipe pipe, const em_vk_ref refs[EM_VK_BINDI
     em_vk_rec *r = next_rec(vk);
     if (!r) return vk->recording ? EMBER_ERR_INTERNAL : EMBER_ERR_BAD_STATE;
     r->pipe = (uint32_t)pipe;
-    r->write2 = write2;
+    r->writes = writes | 1u << 3;
     r->groups[0] = gx, r->groups[1] = gy, r->groups[2] = gz;
     for (int i = 0; i < EM_VK_BINDINGS; i++) {
         /* unused bindings repeat binding 0: every binding must be valid */
@@ -73,7 +73,12 @@ static int dispatch(em_vk *vk, em_vk_pipe pipe, const em_vk_ref refs[EM_VK_BINDI
         r->buf[i] = f->buf->buf;
         r->base[i] = base;
         r->range[i] = room < vk->max_range ? room : vk->max_range;
-        push[i] = (uint32_t)((f->off - base) / 4);
+        if (i < EM_VK_OFFSET_WORDS) push[i] = (uint32_t)((f->off - base) / 4);
+        else if (f->off != base) {
+            vk->n_rec--;
+            return em_error(vk->err, EMBER_ERR_INTERNAL, "vulkan: binding %d at an unaligned "
+                            "offset", i);
+        }
         span_of(f, &r->lo[i], &r->hi[i]);
     }
     r->push_bytes = (uint32_t)push_bytes;
@@ -83,12 +88,7 @@ static int dispatch(em_vk *vk, em_vk_pipe pipe, const em_vk_ref refs[EM_VK_BINDI
 
 int em_vk_dispatch(em_vk *vk, em_vk_pipe pipe, const em_vk_ref refs[EM_VK_BINDINGS],
                    uint32_t *push, size_t push_bytes, uint32_t gx, uint32_t gy, uint32_t gz) {
-    return dispatch(vk, pipe, refs, push, push_bytes, (uint32_t[3]){ gx, gy, gz }, false);
-}
-
-int em_vk_dispatch_w2(em_vk *vk, em_vk_pipe pipe, const em_vk_ref refs[EM_VK_BINDINGS],
-                      uint32_t *push, size_t push_bytes, uint32_t gx, uint32_t gy, uint32_t gz) {
-    return dispatch(vk, pipe, refs, push, push_bytes, (uint32_t[3]){ gx, gy, gz }, true);
+    return em_vk_dispatch_w(vk, pipe, refs, push, push_bytes, (uint32_t[3]){ gx, gy, gz }, 0);
 }
 
 int em_vk_copy(em_vk *vk, const em_vk_buf *src, size_t soff, const em_vk_buf *dst, size_t doff,
@@ -97,6 +97,7 @@ int em_vk_copy(em_vk *vk, const em_vk_buf *src, size_t soff, const em_vk_buf *ds
     em_vk_rec *r = next_rec(vk);
     if (!r) return vk->recording ? EMBER_ERR_INTERNAL : EMBER_ERR_BAD_STATE;
     r->copy = 1;
+    r->writes = 1u << 3;
     r->buf[0] = src->buf, r->base[0] = soff;
     r->buf[1] = dst->buf, r->base[1] = doff;
     r->range[0] = n;
@@ -110,31 +111,31 @@ static bool overlap(VkBuffer a, VkDeviceSize alo, VkDeviceSize ahi, VkBuffer b, 
     return a == b && alo < bhi && blo < ahi;
 }
 
-/* Whether command i must wait for a command in [from, i), those recorded
- * since the last barrier: it reads what one wrote, or writes what one
- * read or wrote. Scanning back keeps no extra state: recording happens
- * once per graph shape. */
 /* Whether bindings a of command c and b of command e touch common bytes. */
 static bool touch(const em_vk_rec *c, int a, const em_vk_rec *e, int b) {
     return overlap(c->buf[a], c->lo[a], c->hi[a], e->buf[b], e->lo[b], e->hi[b]);
 }
 
-/* Reads: bindings 0-2 (a copy: 0), less 2 where it is written; writes:
- * binding 3, and 2 where write2. */
-static int n_read(const em_vk_rec *c) { return c->copy ? 1 : c->write2 ? 2 : 3; }
+/* Whether command c reads binding i: a copy reads binding 0; a dispatch
+ * every binding it does not write. */
+static bool reads(const em_vk_rec *c, int i) {
+    return c->copy ? i == 0 : !(c->writes >> i & 1u);
+}
 
+/* Whether command i must wait for a command in [from, i), those recorded
+ * since the last barrier: it reads what one wrote, or writes what one
+ * read or wrote. Scanning back keeps no extra state: recording happens
+ * once per graph shape. */
 static bool needs_barrier(const em_vk *vk, uint32_t from, uint32_t i) {
     const em_vk_rec *c = &vk->rec[i];
     for (uint32_t j = from; j < i; j++) {
         const em_vk_rec *e = &vk->rec[j];
-        for (int cw = 3; cw >= 2; cw--) { /* c's writes against e's reads and writes */
-            if (cw == 2 && !c->write2) break;
-            for (int b = 0; b < n_read(e); b++)
-                if (touch(c, cw, e, b)) return true;
-            if (touch(c, cw, e, 3) || (e->write2 && touch(c, cw, e, 2))) return true;
-        }
-        for (int a = 0; a < n_read(c); a++) /* c's reads against e's writes */
-            if (touch(c, a, e, 3) || (e->write2 && touch(c, a, e, 2))) return true;
+        for (int a = 0; a < EM_VK_BINDINGS; a++)
+            for (int b = 0; b < EM_VK_BINDINGS; b++) {
+                bool cw = c->writes >> a & 1u, ew = e->writes >> b & 1u;
+                if ((cw || ew) && (cw || reads(c, a)) && (ew || reads(e, b)) && touch(c, a, e, b))
+                    return true;
+            }
     }
     return false;
 }

@@ -68,7 +68,11 @@ uint32_t em_vk_mul_mv_tpr(uint32_t subgroup_size);
 /* A pipeline's name, for the profile. */
 const char *em_vk_pipe_name(int pipe, char buf[32]);
 
-#define EM_VK_BINDINGS 4
+/* Bindings 0-3 as above; binding 4, the attention's split scratch, is
+ * bound at an aligned offset and has no offset word (the push constants'
+ * first four words stay the offsets of 0-3 in every shader). */
+#define EM_VK_BINDINGS 5
+#define EM_VK_OFFSET_WORDS 4
 #define EM_VK_PUSH_BYTES 128
 
 typedef struct em_vk_buf {
@@ -92,7 +96,8 @@ typedef struct em_vk_shared em_vk_shared;
  * filled, so equal commands compare equal byte for byte. */
 typedef struct em_vk_rec {
     uint32_t copy;      /* 1: copy `range[0]` bytes buf[0]+base[0] -> buf[1]+base[1] */
-    uint32_t write2;    /* 1: binding 2 is written too (em_vk_dispatch_w2) */
+    uint32_t writes;    /* bit i: binding i is written (a dispatch: 3, and 2 or 4
+                           where em_vk_dispatch_w says so); the rest are read */
     uint32_t pipe;
     uint32_t groups[3];
     uint32_t push_bytes;
@@ -158,6 +163,9 @@ typedef struct em_vk {
                              mul_mvq's emulated dot products with it) */
     bool act_q8;          /* act_type Q8_0: few-token products of block-quantized
                              weights take 8-bit activations (mul_mvq.comp) */
+    uint32_t attn_splits; /* EMBER_VULKAN_ATTN_SPLITS: decode attention's
+                             workgroups per head (1: unsplit; 0: by the cache's
+                             length), for tests and measurements */
     bool no_tiles;        /* EMBER_VULKAN_NO_TILES: prompts through mul_mv too
                              (for tests and measurements) */
     char name[VK_MAX_PHYSICAL_DEVICE_NAME_SIZE];
@@ -227,10 +235,11 @@ int em_vk_begin(em_vk *vk, uint32_t max_commands);
 int em_vk_pipeline(em_vk *vk, em_vk_pipe p);
 int em_vk_dispatch(em_vk *vk, em_vk_pipe pipe, const em_vk_ref refs[EM_VK_BINDINGS],
                    uint32_t *push, size_t push_bytes, uint32_t gx, uint32_t gy, uint32_t gz);
-/* The same for a shader that writes binding 2 as well as binding 3 (the
- * RMS norm's 8-bit copy), so barriers order both writes. */
-int em_vk_dispatch_w2(em_vk *vk, em_vk_pipe pipe, const em_vk_ref refs[EM_VK_BINDINGS],
-                      uint32_t *push, size_t push_bytes, uint32_t gx, uint32_t gy, uint32_t gz);
+/* The same for a shader that writes more bindings than 3 (`writes`, bit
+ * i for binding i: the RMS norm's 8-bit copy at 2, the attention's split
+ * scratch at 4), so barriers order every write. */
+int em_vk_dispatch_w(em_vk *vk, em_vk_pipe pipe, const em_vk_ref refs[EM_VK_BINDINGS],
+                     uint32_t *push, size_t push_bytes, const uint32_t groups[3], uint32_t writes);
 int em_vk_copy(em_vk *vk, const em_vk_buf *src, size_t soff, const em_vk_buf *dst, size_t doff,
                size_t n);
 int em_vk_submit(em_vk *vk);

@@ -2,12 +2,13 @@
  * machine's memory read bandwidth measured in the same run (decode reads
  * every weight once per token, so it is bound by that bandwidth).
  *
- *   ember-bench [-m MODEL.gguf] [-p 128,512] [-n 64] [-t 2] [-r 5] [-act f32|q8_0|bf16]
- *               [-o text|json]
+ *   ember-bench [-m MODEL.gguf] [-p 128,512] [-n 64] [-d 0] [-t 2] [-r 5]
+ *               [-act f32|q8_0|bf16] [-o text|json]
  *
  * Each test (pp<N>: one batch of N prompt tokens; tg<N>: N tokens decoded
  * one by one) runs -r times on a cleared cache; it reports the median and
- * the spread. Decode efficiency = tokens/s x bytes read per token / the
+ * the spread; with -d N decoding starts after N cached positions (an
+ * untimed prompt), as llama-bench's -d. Decode efficiency = tokens/s x bytes read per token / the
  * read bandwidth. On the CPU the bandwidth is measured at the start and
  * again before each decode repetition and after the last, and the
  * efficiency is taken against the best of those: shared machines'
@@ -65,21 +66,30 @@ static int cmp_double(const void *a, const void *b) {
     return x < y ? -1 : x > y;
 }
 
-/* One repetition: n tokens as one prompt batch, or decoded one by one. */
+/* -d: decode tests start after this many cached positions (a prompt,
+ * untimed, fed in batches of `depth_batch`) */
+static int depth, depth_batch = 1;
+
+/* One repetition: n tokens as one prompt batch, or decoded one by one
+ * (after `depth` cached positions). */
 static int run_once(ember_context *ctx, int32_t n_vocab, int n, int decode, double *tps) {
-    ember_batch_entry *b = malloc((size_t)n * sizeof *b);
+    int at = decode ? depth : 0; /* the first timed position */
+    ember_batch_entry *b = malloc((size_t)(n + at) * sizeof *b);
     if (!b) return EMBER_ERR_NO_MEMORY;
-    for (int i = 0; i < n; i++)
+    for (int i = 0; i < n + at; i++)
         b[i] = (ember_batch_entry){ (int32_t)((i * 7919 + 13) % n_vocab), i, 0,
-                                    decode || i == n - 1 };
+                                    i >= at && (decode || i == n - 1) };
     int rc = ember_seq_clear(ctx, -1);
+    for (int i = 0; i < at && !rc; i += depth_batch)
+        rc = ember_eval(ctx, b + i, (size_t)(at - i < depth_batch ? at - i : depth_batch));
+    b += at;
     double t0 = now_s();
     if (decode)
         for (int i = 0; i < n && !rc; i++) rc = ember_eval(ctx, &b[i], 1);
     else if (!rc)
         rc = ember_eval(ctx, b, (size_t)n);
     *tps = n / (now_s() - t0);
-    free(b);
+    free(b - at);
     return rc;
 }
 
@@ -138,7 +148,7 @@ static int parse_list(const char *s, int *out, int max) {
 }
 
 static int usage(void) {
-    fprintf(stderr, "usage: ember-bench [-m MODEL] [-p 128,512] [-n 64] [-t THREADS] [-r 5] "
+    fprintf(stderr, "usage: ember-bench [-m MODEL] [-p 128,512] [-n 64] [-d DEPTH] [-t THREADS] [-r 5] "
                     "[-act f32|q8_0|bf16] [-b cpu|vulkan] [-dev N] [-o text|json]\n"
                     "  -b vulkan: runs on Vulkan device N (default 0); the bandwidth is then the "
                     "device's\n  memory copy bandwidth (bytes read + written per second), "
@@ -163,9 +173,11 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "-b") && !strcmp(argv[i + 1], "cpu")) backend = EMBER_BACKEND_CPU;
         else if (!strcmp(argv[i], "-b") && !strcmp(argv[i + 1], "vulkan")) backend = EMBER_BACKEND_VULKAN;
         else if (!strcmp(argv[i], "-dev")) device = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "-d")) depth = atoi(argv[i + 1]);
         else return usage();
     }
-    if (n_decode < 0 || reps < 1 || reps > 64 || (argc % 2) == 0) return usage();
+    if (n_decode < 0 || depth < 0 || depth > 65536 || reps < 1 || reps > 64 || (argc % 2) == 0)
+        return usage();
     int max_p = 1;
     for (int i = 0; i < n_prompts; i++) max_p = prompts[i] > max_p ? prompts[i] : max_p;
     ember_model *m = NULL;
@@ -182,8 +194,9 @@ int main(int argc, char **argv) {
     if (rc) { fprintf(stderr, "load: %s\n", ember_last_error()); return 1; }
     ember_context_params cp;
     ember_context_default_params(&cp);
-    cp.n_ctx = (uint32_t)(max_p > n_decode ? max_p : n_decode);
+    cp.n_ctx = (uint32_t)(max_p > n_decode + depth ? max_p : n_decode + depth);
     cp.n_batch = (uint32_t)max_p;
+    depth_batch = max_p;
     cp.n_threads = (uint32_t)threads;
     cp.act_type = act;
     cp.backend = backend;
@@ -249,7 +262,8 @@ int main(int argc, char **argv) {
         double eff = decode && test_bw > 0 ? r.med * (double)read_bytes / 1e9 / test_bw : 0;
         double ceff = !decode && peak > 0 ? r.med * macs / 1e9 / peak : 0;
         char test[32];
-        snprintf(test, sizeof test, "%s%d", decode ? "tg" : "pp", n);
+        if (decode && depth) snprintf(test, sizeof test, "tg%d@d%d", n, depth);
+        else snprintf(test, sizeof test, "%s%d", decode ? "tg" : "pp", n);
         if (json) {
             printf("{\"model\": \"%s\", \"type\": \"%s\", \"test\": \"%s\", \"threads\": %d, "
                    "\"tokens_per_s\": %.3f, \"tokens_per_s_min\": %.3f, \"tokens_per_s_max\": %.3f, "
