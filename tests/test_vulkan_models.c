@@ -225,6 +225,14 @@ static void script(ember_context *c, const int32_t *ids, int V, float *out, size
         assert_int_equal(rc, EMBER_OK);
         for (int s = 0; s < 4; s++) memcpy(out + (*n_out)++ * V, ember_get_logits(c, (size_t)s), (size_t)V * 4);
     }
+    /* sequence 2 alone past 64 positions, one token at a time: the same
+     * commands each step, while the GPU's decode attention goes from one
+     * workgroup per head to two (attn.comp's split, counted per run) */
+    for (int32_t len = ember_seq_length(c, 2); len < 70; len++) {
+        ember_batch_entry d = { ids[(len * 5) % 64], len, 2, 1 };
+        assert_int_equal(ember_eval(c, &d, 1), EMBER_OK);
+        if (len >= 60) memcpy(out + (*n_out)++ * V, ember_get_logits(c, 0), (size_t)V * 4);
+    }
     ember_kv_info info = { .struct_size = sizeof info };
     assert_int_equal(ember_kv_info_get(c, &info), EMBER_OK);
     assert_true(info.blocks_copied >= 1); /* sequence 3 wrote into a shared block */
@@ -242,7 +250,7 @@ static void against_cpu(const char *rel, int kv_type, double tol) {
     for (int k = 0; k < 2; k++) {
         ember_context *c = new_ctx(m, (ctx_opts){ k ? EMBER_BACKEND_VULKAN : EMBER_BACKEND_CPU,
                                                   kv_type, 4 });
-        got[k] = malloc((size_t)28 * V * 4);
+        got[k] = malloc((size_t)40 * V * 4);
         script(c, ids, V, got[k], &n_out[k]);
         ember_context_free(&c);
     }

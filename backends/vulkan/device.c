@@ -368,7 +368,8 @@ int em_vk_buf_create(em_vk *vk, size_t size, bool host_visible, em_vk_buf *b) {
                               .size = size,
                               .usage = VK_BUFFER_USAGE_STORAGE_BUFFER_BIT |
                                        VK_BUFFER_USAGE_TRANSFER_SRC_BIT |
-                                       VK_BUFFER_USAGE_TRANSFER_DST_BIT,
+                                       VK_BUFFER_USAGE_TRANSFER_DST_BIT |
+                                       VK_BUFFER_USAGE_INDIRECT_BUFFER_BIT,
                               .sharingMode = VK_SHARING_MODE_EXCLUSIVE };
     VK_TRY(vkCreateBuffer(vk->dev, &ci, NULL, &b->buf), "vkCreateBuffer");
     VkMemoryRequirements req;

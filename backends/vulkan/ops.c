@@ -91,6 +91,60 @@ static size_t table_bytes(const em_kv *kv) {
     return (size_t)kv->n_seq * (size_t)kv->blocks_per_seq * sizeof(int32_t);
 }
 
+/* Attention splits over positions (attn.comp) for decode-sized batches
+ * with an F32 or Q8_0 cache (an F16 cache normalises before rounding,
+ * which needs every position in one workgroup): up to 32 workgroups per
+ * head, one per 64 positions a sequence can hold. */
+#define ATTN_MAX_SPLITS 32
+#define ATTN_COUNTS 8192 /* attn.comp COUNTS */
+static uint32_t attn_splits(const em_vk_graph *vg, const em_tensor *t) {
+    const em_kv *kv = vg->kv;
+    if (!kv || t->src[0]->ne[2] > 8 || kv->type == EMBER_TYPE_F16 ||
+        t->src[0]->ne[1] * t->src[0]->ne[2] > ATTN_COUNTS)
+        return 1;
+    int64_t cap = (int64_t)kv->blocks_per_seq << kv->block_shift, s = (cap + 63) / 64;
+    if (vg->vk->attn_splits) s = vg->vk->attn_splits;
+    return (uint32_t)(s < 1 ? 1 : s > ATTN_MAX_SPLITS ? ATTN_MAX_SPLITS : s);
+}
+
+/* attn.comp's split scratch for node t: a count per head and token at
+ * a fixed place, words [0, ATTN_COUNTS) (every graph's counts in the
+ * same words, which each run leaves at zero), then per head and token S
+ * partial results of 4 + Dv (rounded up to 4) floats. */
+static size_t attn_part_bytes(const em_vk_graph *vg, const em_tensor *t, uint32_t S) {
+    size_t H = (size_t)t->src[0]->ne[1], T = (size_t)t->src[0]->ne[2];
+    size_t Dv = (size_t)(t->ne[0] / t->src[0]->ne[1]);
+    (void)vg;
+    return (ATTN_COUNTS + H * T * S * (4 + (Dv + 3) / 4 * 4)) * sizeof(float);
+}
+
+size_t em_vk_attn_part_bytes(const em_vk_graph *vg, const em_graph *g) {
+    size_t need = 0;
+    for (int32_t i = 0; i < g->n_nodes; i++) {
+        const em_tensor *t = &g->nodes[i];
+        uint32_t S = t->op == EM_OP_ATTN ? attn_splits(vg, t) : 1;
+        size_t b = S > 1 ? attn_part_bytes(vg, t, S) : 0;
+        need = b > need ? b : need;
+    }
+    return need;
+}
+
+/* Split attention node t's workgroups for this run: per head and token,
+ * as many splits as the longest sequence among its tokens fills, by
+ * attn.comp's rule (at least 64 positions each), so short contexts
+ * launch no idle workgroups. */
+static void attn_groups(const em_vk_graph *vg, const em_tensor *t, uint32_t g[3]) {
+    uint32_t S = attn_splits(vg, t), most = 1;
+    const int32_t *pos = t->src[1]->data;
+    for (int64_t k = 0; k < t->src[0]->ne[2]; k++) {
+        int64_t n = (int64_t)pos[k] + 1, L = (n + S - 1) / S;
+        L = L < 64 ? 64 : L;
+        uint32_t busy = (uint32_t)((n + L - 1) / L);
+        most = busy > most ? busy : most;
+    }
+    g[0] = (uint32_t)t->src[0]->ne[1], g[1] = (uint32_t)t->src[0]->ne[2], g[2] = most;
+}
+
 size_t em_vk_io_layout(em_vk_graph *vg, const em_graph *g) {
     enum { MAX_TABLES = 8 };
     int32_t tables[MAX_TABLES], n_tables = 0;
@@ -113,6 +167,11 @@ size_t em_vk_io_layout(em_vk_graph *vg, const em_graph *g) {
         }
     }
     vg->kv = kv_ops ? g->kv : NULL;
+    for (int32_t i = 0; i < g->n_nodes; i++) /* split attentions' workgroup counts */
+        if (g->nodes[i].op == EM_OP_ATTN && attn_splits(vg, &g->nodes[i]) > 1) {
+            vg->io_off[i] = total;
+            total += align_up(3 * sizeof(uint32_t));
+        }
     vg->tables_off = total;
     if (vg->kv) total += align_up(table_bytes(vg->kv));
     return total;
@@ -124,6 +183,7 @@ void em_vk_io_fill(em_vk_graph *vg, const em_graph *g) {
         const em_tensor *t = &g->nodes[i];
         if (vg->io_off[i] == SIZE_MAX) continue;
         if (t->op == EM_OP_ROPE) rope_table(t, (float *)(io + vg->io_off[i]));
+        else if (t->op == EM_OP_ATTN) attn_groups(vg, t, (uint32_t *)(io + vg->io_off[i]));
         else memcpy(io + vg->io_off[i], t->data, em_nbytes(t));
     }
     if (vg->kv) memcpy(io + vg->tables_off, vg->kv->tables, table_bytes(vg->kv));
@@ -187,44 +247,6 @@ static void q_rope(uint32_t *q, const em_vk_graph *vg, const em_graph *g, const 
     q[21] = floats(vg->io_off[rope - g->nodes]);
 }
 
-/* Attention splits over positions (attn.comp) for decode-sized batches
- * with an F32 or Q8_0 cache (an F16 cache normalises before rounding,
- * which needs every position in one workgroup): up to 32 workgroups per
- * head, one per 64 positions a sequence can hold. */
-#define ATTN_MAX_SPLITS 32
-#define ATTN_COUNTS 8192 /* attn.comp COUNTS */
-static uint32_t attn_splits(const em_vk_graph *vg, const em_tensor *t) {
-    const em_kv *kv = vg->kv;
-    if (!kv || t->src[0]->ne[2] > 8 || kv->type == EMBER_TYPE_F16 ||
-        t->src[0]->ne[1] * t->src[0]->ne[2] > ATTN_COUNTS)
-        return 1;
-    int64_t cap = (int64_t)kv->blocks_per_seq << kv->block_shift, s = (cap + 63) / 64;
-    if (vg->vk->attn_splits) s = vg->vk->attn_splits;
-    return (uint32_t)(s < 1 ? 1 : s > ATTN_MAX_SPLITS ? ATTN_MAX_SPLITS : s);
-}
-
-/* attn.comp's split scratch for node t: a count per head and token at
- * a fixed place, words [0, ATTN_COUNTS) (every graph's counts in the
- * same words, which each run leaves at zero), then per head and token S
- * partial results of 4 + Dv (rounded up to 4) floats. */
-static size_t attn_part_bytes(const em_vk_graph *vg, const em_tensor *t, uint32_t S) {
-    size_t H = (size_t)t->src[0]->ne[1], T = (size_t)t->src[0]->ne[2];
-    size_t Dv = (size_t)(t->ne[0] / t->src[0]->ne[1]);
-    (void)vg;
-    return (ATTN_COUNTS + H * T * S * (4 + (Dv + 3) / 4 * 4)) * sizeof(float);
-}
-
-size_t em_vk_attn_part_bytes(const em_vk_graph *vg, const em_graph *g) {
-    size_t need = 0;
-    for (int32_t i = 0; i < g->n_nodes; i++) {
-        const em_tensor *t = &g->nodes[i];
-        uint32_t S = t->op == EM_OP_ATTN ? attn_splits(vg, t) : 1;
-        size_t b = S > 1 ? attn_part_bytes(vg, t, S) : 0;
-        need = b > need ? b : need;
-    }
-    return need;
-}
-
 static int run_attn(em_vk_graph *vg, const em_graph *g, const em_tensor *t, em_vk_ref *r,
                     uint32_t *push) {
     const em_kv *kv = vg->kv;
@@ -254,8 +276,9 @@ static int run_attn(em_vk_graph *vg, const em_graph *g, const em_tensor *t, em_v
     uint32_t S = attn_splits(vg, t);
     if (S > 1 && vg->attn_part->size >= attn_part_bytes(vg, t, S)) {
         r[4] = (em_vk_ref){ vg->attn_part, 0, attn_part_bytes(vg, t, S), 0 };
-        return em_vk_dispatch_w(vg->vk, p, r, push, 26 * 4,
-                                (uint32_t[3]){ (uint32_t)H, (uint32_t)T, S }, 1u << 4);
+        return em_vk_dispatch_indirect(vg->vk, p, r, push, 26 * 4,
+                                       (uint32_t[3]){ (uint32_t)H, (uint32_t)T, S }, 1u << 4,
+                                       vg->io, vg->io_off[t - g->nodes]);
     }
     return em_vk_dispatch(vg->vk, p, r, push, 26 * 4, (uint32_t)H, (uint32_t)T, 1);
 }

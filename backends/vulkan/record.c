@@ -86,6 +86,17 @@ int em_vk_dispatch_w(em_vk *vk, em_vk_pipe pipe, const em_vk_ref refs[EM_VK_BIND
     return EMBER_OK;
 }
 
+int em_vk_dispatch_indirect(em_vk *vk, em_vk_pipe pipe, const em_vk_ref refs[EM_VK_BINDINGS],
+                            uint32_t *push, size_t push_bytes, const uint32_t most[3],
+                            uint32_t writes, const em_vk_buf *args, size_t off) {
+    uint32_t n = vk->n_rec;
+    int rc = em_vk_dispatch_w(vk, pipe, refs, push, push_bytes, most, writes);
+    if (rc || vk->n_rec == n) return rc;
+    vk->rec[n].ind_buf = args->buf;
+    vk->rec[n].ind_off = off;
+    return EMBER_OK;
+}
+
 int em_vk_dispatch(em_vk *vk, em_vk_pipe pipe, const em_vk_ref refs[EM_VK_BINDINGS],
                    uint32_t *push, size_t push_bytes, uint32_t gx, uint32_t gy, uint32_t gz) {
     return em_vk_dispatch_w(vk, pipe, refs, push, push_bytes, (uint32_t[3]){ gx, gy, gz }, 0);
@@ -183,7 +194,8 @@ static int record_dispatch(em_vk *vk, em_vk_cached *c, const em_vk_rec *r) {
                             0, NULL);
     vkCmdPushConstants(c->cmd, vk->pipe_layout, VK_SHADER_STAGE_COMPUTE_BIT, 0, r->push_bytes,
                        r->push);
-    vkCmdDispatch(c->cmd, r->groups[0], r->groups[1], r->groups[2]);
+    if (r->ind_buf) vkCmdDispatchIndirect(c->cmd, r->ind_buf, r->ind_off);
+    else vkCmdDispatch(c->cmd, r->groups[0], r->groups[1], r->groups[2]);
     return EMBER_OK;
 }
 

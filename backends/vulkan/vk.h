@@ -109,6 +109,11 @@ typedef struct em_vk_rec {
      * an earlier command's since the last barrier */
     VkDeviceSize lo[EM_VK_BINDINGS], hi[EM_VK_BINDINGS];
     uint32_t push[EM_VK_PUSH_BYTES / 4];
+    /* an indirect dispatch: its workgroup counts at ind_off in ind_buf
+     * (written by the host before each submission; `groups` holds the
+     * most it may ask for) */
+    VkBuffer ind_buf;
+    VkDeviceSize ind_off;
 } em_vk_rec;
 
 /* A recorded command buffer kept for reuse. */
@@ -240,6 +245,14 @@ int em_vk_dispatch(em_vk *vk, em_vk_pipe pipe, const em_vk_ref refs[EM_VK_BINDIN
  * scratch at 4), so barriers order every write. */
 int em_vk_dispatch_w(em_vk *vk, em_vk_pipe pipe, const em_vk_ref refs[EM_VK_BINDINGS],
                      uint32_t *push, size_t push_bytes, const uint32_t groups[3], uint32_t writes);
+/* The same with the workgroup counts read at submission from `args` at
+ * byte `off` (3 uint32, written by the host before each run; a run's
+ * commands are reused for graphs of equal shape, whose counts may differ:
+ * the attention's splits follow the positions). `most`: the largest
+ * counts the host will write. */
+int em_vk_dispatch_indirect(em_vk *vk, em_vk_pipe pipe, const em_vk_ref refs[EM_VK_BINDINGS],
+                            uint32_t *push, size_t push_bytes, const uint32_t most[3],
+                            uint32_t writes, const em_vk_buf *args, size_t off);
 int em_vk_copy(em_vk *vk, const em_vk_buf *src, size_t soff, const em_vk_buf *dst, size_t doff,
                size_t n);
 int em_vk_submit(em_vk *vk);
