@@ -421,12 +421,10 @@ static int round_input(em_vk_graph *vg, const em_graph *g, const em_tensor *m) {
 }
 
 /* x's slot in xq as a binding, and its meta's word offset */
-static int quantized_slot(em_vk_graph *vg, const em_graph *g, const em_tensor *x, em_vk_ref *out,
-                          uint32_t *xm) {
-    (void)g;
+static void quantized_slot(const em_vk_graph *vg, const em_graph *g, const em_tensor *x,
+                           em_vk_ref *out, uint32_t *xm) {
     *out = (em_vk_ref){ vg->xq, vg->xq_off[x - g->nodes], xq_slot_bytes(x), 0 };
     *xm = floats(xq_quant_bytes(x));
-    return EMBER_OK;
 }
 
 /* Whether RMS norm t writes its output's 8-bit copy itself (rms_norm.comp
@@ -553,10 +551,9 @@ static int run_node(em_vk_graph *vg, const em_graph *g, const em_tensor *t) {
         memcpy(&q[4], &eps, 4);
         fold(rows, &lo, &hi);
         if (norm_quantizes(vg, g, t)) { /* its 8-bit copy for mul_mvq as well */
-            rc = quantized_slot(vg, g, t, &r[2], &q[5]);
-            if (!rc)
-                rc = em_vk_dispatch_w(vk, EM_VK_RMS_NORM_Q8, r, push, 10 * 4,
-                                      (uint32_t[3]){ lo, hi, 1 }, 1u << 2);
+            quantized_slot(vg, g, t, &r[2], &q[5]);
+            rc = em_vk_dispatch_w(vk, EM_VK_RMS_NORM_Q8, r, push, 10 * 4,
+                                  (uint32_t[3]){ lo, hi, 1 }, 1u << 2);
             vg->xq_done[t - g->nodes] = !rc;
             return rc;
         }
