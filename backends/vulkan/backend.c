@@ -86,8 +86,9 @@ static em_vk_graph graph_view(vk_backend *v, const em_graph *g) {
 }
 
 /* The split attention's scratch, `need` bytes, its counts zeroed (the
- * shader leaves them zero after each run). On failure there is none, and
- * attention runs unsplit. */
+ * shader leaves them zero after each run). On failure there is none and
+ * the evaluation fails with the status (out of memory, say); a later one
+ * tries again. */
 static int attn_part_grow(em_backend *b, size_t need) {
     vk_backend *v = b->impl;
     em_vk_cache_clear(&v->vk);
