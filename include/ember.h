@@ -288,8 +288,25 @@ typedef struct ember_context_params {
      * partly filled block and let prefix reuse match at finer steps; larger
      * ones mean shorter block tables. Results do not depend on it. */
     uint32_t kv_block_size;
-    uint8_t reserved[48];
+    /* Layer split (0.3.0), for a model larger than the device's memory:
+     * with a backend other than the CPU, the device runs n_device_layers
+     * of the model's layers and the CPU backend (n_threads threads) the
+     * others, each layer's KV rows kept where it runs. 0 (default) or
+     * n_layer or more: the whole model on the device. device_layers_at
+     * says which: EMBER_LAYERS_FIRST (default), the token embedding and
+     * the first n_device_layers layers on the device, the rest and the
+     * output on the CPU; EMBER_LAYERS_LAST, the first layers on the CPU,
+     * the last n_device_layers and the output on the device (as
+     * llama.cpp's -ngl). One activation row per token crosses between
+     * them per evaluation. Must be 0 with the CPU backend. */
+    int32_t n_device_layers;
+    int32_t device_layers_at;
+    uint8_t reserved[40];
 } ember_context_params;
+
+/* ember_context_params.device_layers_at */
+#define EMBER_LAYERS_FIRST 0
+#define EMBER_LAYERS_LAST 1
 
 EMBER_API void ember_context_default_params(ember_context_params *params);
 
@@ -341,7 +358,12 @@ typedef struct ember_placement {
     uint32_t n_ops;         /* ops per evaluation of a full batch         */
     uint32_t n_ops_backend; /* of those, ops that run on `backend`        */
     uint32_t n_ops_cpu;     /* of those, ops that run on the CPU backend  */
-    uint8_t reserved[64];
+    /* (0.3.0) Layers on `backend`: [first_device_layer,
+     * first_device_layer + n_device_layers); the others run on the CPU
+     * (ember_context_params.n_device_layers). */
+    int32_t first_device_layer;
+    int32_t n_device_layers;
+    uint8_t reserved[56];
 } ember_placement;
 
 /* Fills `out` (up to out->struct_size bytes). Thread-safe with respect to

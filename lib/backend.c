@@ -50,16 +50,14 @@ int em_backend_graph_compute(em_backend *b, em_graph *g) {
     return b->fns->graph_compute(b, g);
 }
 
-uint32_t em_backend_kv_storage(const em_backend *b) {
-    return b && b->fns->kv_attach ? EM_KV_DEVICE : EM_KV_HOST;
-}
+bool em_backend_keeps_kv(const em_backend *b) { return b && b->fns->kv_attach; }
 
 int em_backend_kv_attach(em_backend *b, em_kv *kv) {
     if (!b || !kv) return EMBER_ERR_INVALID_ARGUMENT;
     if (!b->fns->kv_attach) return EMBER_OK; /* host rows: nothing to do */
-    if (kv->storage != EM_KV_DEVICE)
+    if (kv->dev_end <= kv->dev_first)
         return em_error(b->err, EMBER_ERR_INTERNAL, "backend %s: the KV cache was made with "
-                        "host storage", b->fns->name);
+                        "no device layers", b->fns->name);
     return b->fns->kv_attach(b, kv);
 }
 

@@ -32,9 +32,10 @@ typedef struct em_backend_fns {
     /* Runs every non-leaf node of g in order. Must not allocate. */
     int (*graph_compute)(em_backend *b, em_graph *g);
     /* Optional. A backend that keeps the KV cache's rows in its own memory
-     * (a GPU) has this: the context then makes its cache with EM_KV_DEVICE
-     * storage (lib/kv.h) and attaches it once, before the first graph;
-     * the backend allocates em_kv_bytes(kv) and applies kv->pending copies.
+     * (a GPU) has this: the context then makes its cache with the layers
+     * this backend runs on the device (lib/kv.h) and attaches it once,
+     * before the first graph; the backend allocates em_kv_device_bytes(kv)
+     * and applies kv->pending copies to those layers.
      * Backends without it read and write the rows in host memory. */
     int (*kv_attach)(em_backend *b, struct em_kv *kv);
     void (*destroy)(em_backend *b);
@@ -63,9 +64,9 @@ int em_backend_buffer_alloc(em_backend *b, size_t size, em_buffer *out);
 void em_backend_buffer_free(em_backend *b, em_buffer *buf);
 int em_backend_graph_reserve(em_backend *b, const em_graph *g);
 int em_backend_graph_compute(em_backend *b, em_graph *g);
-/* EM_KV_DEVICE when the backend keeps the KV rows (kv_attach), else
- * EM_KV_HOST. */
-uint32_t em_backend_kv_storage(const em_backend *b);
+/* Whether the backend keeps the KV rows of the layers it runs
+ * (kv_attach); otherwise they are in host memory. */
+bool em_backend_keeps_kv(const em_backend *b);
 int em_backend_kv_attach(em_backend *b, struct em_kv *kv);
 
 /* Each backend's constructor (backends/<name>/). */

@@ -8,17 +8,31 @@
 #include "build.h"
 #include "kv.h"
 #include "model.h"
+#include "split.h"
+
+/* One backend's share of the graph: the whole graph, or one part of a
+ * layer split (lib/split.h), planned into an arena of its own. */
+typedef struct em_stage {
+    em_backend *backend; /* owned by the context */
+    em_graph *graph;
+    em_plan plan;
+    em_buffer arena;
+    uint32_t n_ops;
+} em_stage;
 
 struct ember_context {
     em_alloc alloc;
     const ember_model *model;
     char err[EM_ERRMSG_SIZE];
     uint32_t n_ctx, n_batch, n_threads, n_seq, kv_type, kv_blocks, kv_block;
-    em_backend *backend;
+    em_backend *backend; /* the params' backend */
+    em_backend *cpu;     /* a layer split's CPU backend, or NULL */
     em_kv kv;
-    em_graph graph;
-    em_plan plan;
-    em_buffer arena;
+    em_graph graph;      /* the whole forward graph, as built */
+    em_split split;      /* its two parts, when split */
+    em_stage stage[2];   /* in order of execution */
+    int32_t n_stage;
+    em_layer_range device_layers; /* layers on the params' backend */
     int32_t *inputs; /* tokens, pos, seq, slots, out_rows: n_batch each */
     int32_t *row_out; /* batch entry -> logits row, or -1 */
     int32_t *seq_first, *seq_next; /* per sequence, during validation */
@@ -26,7 +40,6 @@ struct ember_context {
     size_t n_last;
     uint64_t positions_written; /* batch entries evaluated, ever */
     uint64_t *expert_counts; /* [n_layer][n_expert], MoE models only */
-    uint32_t n_ops;          /* ops of a full batch's graph */
     int32_t backend_kind;
 };
 
@@ -82,6 +95,14 @@ static int resolve_params(ember_context *c, const ember_context_params *p) {
         return em_error(NULL, EMBER_ERR_UNSUPPORTED, "context: kv_type Q8_0 needs per-head K and "
                         "V widths that are multiples of 32; this model has %lld and %lld",
                         (long long)hk, (long long)hv);
+    if (p->n_device_layers < 0 ||
+        (p->device_layers_at != EMBER_LAYERS_FIRST && p->device_layers_at != EMBER_LAYERS_LAST))
+        return em_error(NULL, EMBER_ERR_INVALID_ARGUMENT, "context: n_device_layers %d is "
+                        "negative or device_layers_at %d is not EMBER_LAYERS_FIRST or _LAST",
+                        p->n_device_layers, p->device_layers_at);
+    if (p->n_device_layers && p->backend == EMBER_BACKEND_CPU)
+        return em_error(NULL, EMBER_ERR_INVALID_ARGUMENT, "context: n_device_layers %d needs a "
+                        "device backend; the CPU backend runs every layer", p->n_device_layers);
     if (c->n_ctx > (1u << 24) || c->n_batch < 1 || c->n_batch > 65536 || c->n_seq < 1 ||
         c->n_seq > 4096 || c->n_threads > 512 || c->kv_blocks > (1u << 30))
         return em_error(NULL, EMBER_ERR_INVALID_ARGUMENT, "context: n_ctx %u (<= 16M), n_batch %u "
@@ -112,11 +133,13 @@ static int build_graph(ember_context *c, int64_t n, int64_t n_out) {
 
 static void context_destroy(ember_context *c) {
     em_alloc a = c->alloc;
-    if (c->backend) {
-        em_backend_buffer_free(c->backend, &c->arena);
-        em_backend_destroy(&c->backend);
+    for (int32_t i = 0; i < c->n_stage; i++) {
+        em_backend_buffer_free(c->stage[i].backend, &c->stage[i].arena);
+        em_plan_free(&c->stage[i].plan, &a);
     }
-    em_plan_free(&c->plan, &a);
+    em_backend_destroy(&c->cpu);
+    em_backend_destroy(&c->backend);
+    em_split_free(&c->split, &a);
     em_graph_free(&c->graph, &a);
     em_kv_free(&c->kv, &a);
     em_free(&a, c->inputs);
@@ -124,17 +147,69 @@ static void context_destroy(ember_context *c) {
     em_free(&a, c);
 }
 
+/* The stages' graphs for the graph just built: itself, or its two parts
+ * (the logits then come from part 1). */
+static int split_graph(ember_context *c) {
+    if (c->n_stage == 1) return EMBER_OK;
+    int rc = em_split_make(&c->split, &c->graph, c->graph.split_node, c->err);
+    if (!rc) c->logits = em_split_node(&c->split, &c->graph, c->logits);
+    return rc;
+}
+
+/* Points every stage's tensors into its arena, part 1's inputs at part
+ * 0's outputs. */
+static int place_stages(ember_context *c) {
+    for (int32_t i = 0; i < c->n_stage; i++) {
+        em_stage *st = &c->stage[i];
+        if (i == 1) em_split_link(&c->split);
+        int rc = em_plan_apply(&st->plan, st->graph, st->arena.base, c->err);
+        if (rc) return rc;
+    }
+    return EMBER_OK;
+}
+
 /* Plans memory once, for the largest batch: every later graph has the
  * same nodes with sizes no larger. */
 static int plan_memory(ember_context *c) {
     int rc = build_graph(c, c->n_batch, c->n_batch);
+    if (rc || (rc = split_graph(c))) return rc;
+    for (int32_t i = 0; i < c->n_stage; i++) {
+        em_stage *st = &c->stage[i];
+        if (em_plan_make(&st->plan, st->graph, &c->alloc))
+            return em_error(c->err, EMBER_ERR_NO_MEMORY, "context: no memory for the plan");
+        if ((rc = em_backend_buffer_alloc(st->backend, st->plan.arena_size, &st->arena)))
+            return rc;
+        for (int32_t k = 0; k < st->graph->n_nodes; k++)
+            st->n_ops += st->graph->nodes[k].op != EM_OP_NONE;
+    }
+    if ((rc = place_stages(c))) return rc;
+    for (int32_t i = 0; i < c->n_stage; i++)
+        if ((rc = em_backend_graph_reserve(c->stage[i].backend, c->stage[i].graph))) return rc;
+    return EMBER_OK;
+}
+
+/* The layers on the params' backend, and the stages that run the graph:
+ * one, or for a split the device's layers and the CPU's in model order. */
+static int make_stages(ember_context *c, const ember_context_params *p, em_backend_config cfg) {
+    int32_t L = c->model->hp.n_layer, n = p->n_device_layers;
+    bool split = p->backend != EMBER_BACKEND_CPU && n > 0 && n < L;
+    bool first = p->device_layers_at == EMBER_LAYERS_FIRST;
+    c->device_layers = (em_layer_range){ 0, L };
+    c->n_stage = 1;
+    c->stage[0] = (em_stage){ .backend = c->backend, .graph = &c->graph };
+    if (!split) return EMBER_OK;
+    c->device_layers = first ? (em_layer_range){ 0, n } : (em_layer_range){ L - n, L };
+    c->graph.split_layer = first ? n : L - n;
+    cfg.kind = EMBER_BACKEND_CPU;
+    int rc = em_backend_create(&cfg, &c->alloc, c->err, &c->cpu);
     if (rc) return rc;
-    if (em_plan_make(&c->plan, &c->graph, &c->alloc))
-        return em_error(c->err, EMBER_ERR_NO_MEMORY, "context: no memory for the plan");
-    if ((rc = em_backend_buffer_alloc(c->backend, c->plan.arena_size, &c->arena))) return rc;
-    if ((rc = em_plan_apply(&c->plan, &c->graph, c->arena.base, c->err))) return rc;
-    for (int32_t i = 0; i < c->graph.n_nodes; i++) c->n_ops += c->graph.nodes[i].op != EM_OP_NONE;
-    return em_backend_graph_reserve(c->backend, &c->graph);
+    if (em_split_init(&c->split, &c->alloc, c->graph.cap))
+        return em_error(c->err, EMBER_ERR_NO_MEMORY, "context: no memory for the split graph");
+    int dev = first ? 0 : 1;
+    c->n_stage = 2;
+    c->stage[dev] = (em_stage){ .backend = c->backend, .graph = &c->split.part[dev] };
+    c->stage[1 - dev] = (em_stage){ .backend = c->cpu, .graph = &c->split.part[1 - dev] };
+    return EMBER_OK;
 }
 
 static int context_init(ember_context *c, const ember_context_params *p) {
@@ -144,13 +219,18 @@ static int context_init(ember_context *c, const ember_context_params *p) {
     em_backend_config cfg = { p->backend, p->device, (int)c->n_threads, em_cpu_mask(),
                               (uint32_t)p->act_type };
     if ((rc = em_backend_create(&cfg, &c->alloc, c->err, &c->backend))) return rc;
+    if (em_graph_init(&c->graph, &c->alloc, 64 * hp->n_layer + 64))
+        return em_error(c->err, EMBER_ERR_NO_MEMORY, "context: no memory for the graph");
+    if ((rc = make_stages(c, p, cfg))) return rc;
+    bool keeps = em_backend_keeps_kv(c->backend);
     if (em_kv_init(&c->kv, &c->alloc, hp->n_layer, hp->kv_k_row, hp->kv_v_row,
                    (int32_t)c->n_ctx, (int32_t)c->n_seq, (int32_t)c->kv_blocks,
-                   (int32_t)c->kv_block, c->kv_type, em_backend_kv_storage(c->backend)))
+                   (int32_t)c->kv_block, c->kv_type,
+                   keeps ? c->device_layers : (em_layer_range){ 0, 0 }))
         return em_error(c->err, EMBER_ERR_NO_MEMORY, "context: no memory for a KV cache of %u "
                         "positions x %u sequences (kv_blocks %u)", c->n_ctx, c->n_seq,
                         c->kv_blocks);
-    if ((rc = em_backend_kv_attach(c->backend, &c->kv))) return rc;
+    if (keeps && (rc = em_backend_kv_attach(c->backend, &c->kv))) return rc;
     c->inputs = em_calloc(&c->alloc, (size_t)c->n_batch * 6 + 2 * c->n_seq, sizeof(int32_t));
     if (!c->inputs) return em_error(c->err, EMBER_ERR_NO_MEMORY, "context: no memory for inputs");
     c->row_out = input(c, 5);
@@ -160,8 +240,6 @@ static int context_init(ember_context *c, const ember_context_params *p) {
         !(c->expert_counts = em_calloc(&c->alloc, (size_t)hp->n_layer * (size_t)hp->n_expert,
                                        sizeof *c->expert_counts)))
         return em_error(c->err, EMBER_ERR_NO_MEMORY, "context: no memory for expert counts");
-    if (em_graph_init(&c->graph, &c->alloc, 64 * hp->n_layer + 64))
-        return em_error(c->err, EMBER_ERR_NO_MEMORY, "context: no memory for the graph");
     return plan_memory(c);
 }
 
@@ -284,10 +362,11 @@ EMBER_API int ember_eval(ember_context *c, const ember_batch_entry *entries, siz
     for (uint32_t s = 0; s < c->n_seq; s++)
         if (c->seq_first[s] >= 0) em_kv_prepare(&c->kv, (int32_t)s, c->seq_first[s], c->seq_next[s]);
     int64_t n_out = fill_inputs(c, entries, n);
-    if ((rc = build_graph(c, (int64_t)n, n_out)) ||
-        (rc = em_plan_apply(&c->plan, &c->graph, c->arena.base, c->err)) ||
-        (rc = em_backend_graph_compute(c->backend, &c->graph)))
+    if ((rc = build_graph(c, (int64_t)n, n_out)) || (rc = split_graph(c)) ||
+        (rc = place_stages(c)))
         return rc;
+    for (int32_t i = 0; i < c->n_stage; i++)
+        if ((rc = em_backend_graph_compute(c->stage[i].backend, c->stage[i].graph))) return rc;
     /* blocks the batch filled become findable by their prefix */
     for (uint32_t s = 0; s < c->n_seq; s++)
         if (c->seq_first[s] >= 0) em_kv_seal(&c->kv, (int32_t)s, c->seq_first[s], c->seq_next[s]);
@@ -374,14 +453,20 @@ EMBER_API int ember_context_placement(const ember_context *c, ember_placement *o
     if (size < offsetof(ember_placement, reserved) || size > 4096)
         return em_error(NULL, EMBER_ERR_INVALID_ARGUMENT, "placement: struct_size %zu is not a "
                         "size this library knows", size);
-    ember_placement v = { .struct_size = size, .backend = c->backend_kind, .n_ops = c->n_ops };
+    ember_placement v = { .struct_size = size, .backend = c->backend_kind };
     const char *dev = c->backend_kind == EMBER_BACKEND_VULKAN ? em_vulkan_device_name(c->backend)
                                                                 : "CPU";
     snprintf(v.device, sizeof v.device, "%s", dev);
-    /* every op runs on the context's backend: unsupported ones refuse the
-     * context at creation, nothing falls back */
-    v.n_ops_backend = c->n_ops;
-    v.n_ops_cpu = c->backend_kind == EMBER_BACKEND_CPU ? c->n_ops : 0;
+    /* every op runs where its stage was placed: unsupported ones refuse
+     * the context at creation, nothing falls back */
+    for (int32_t i = 0; i < c->n_stage; i++) {
+        const em_stage *st = &c->stage[i];
+        v.n_ops += st->n_ops;
+        if (st->backend == c->backend) v.n_ops_backend += st->n_ops;
+        if (st->backend == c->cpu || c->backend_kind == EMBER_BACKEND_CPU) v.n_ops_cpu += st->n_ops;
+    }
+    v.first_device_layer = c->device_layers.first;
+    v.n_device_layers = c->device_layers.end - c->device_layers.first;
     memcpy(out, &v, size < sizeof v ? size : sizeof v);
     return EMBER_OK;
 }

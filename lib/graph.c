@@ -22,6 +22,7 @@ int em_graph_init(em_graph *g, const em_alloc *a, int32_t cap) {
     g->nodes = em_calloc(a, (size_t)cap + 1, sizeof *g->nodes);
     if (!g->nodes) return EMBER_ERR_NO_MEMORY;
     g->cap = cap;
+    g->split_layer = g->split_node = -1;
     return EMBER_OK;
 }
 
@@ -33,6 +34,7 @@ void em_graph_free(em_graph *g, const em_alloc *a) {
 void em_graph_reset(em_graph *g) {
     g->n_nodes = 0;
     g->overflow = false;
+    g->split_node = -1;
 }
 
 int64_t em_nelements(const em_tensor *t) { return t->ne[0] * t->ne[1] * t->ne[2] * t->ne[3]; }

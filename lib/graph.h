@@ -79,6 +79,10 @@ typedef struct em_graph {
     uint64_t *expert_counts; /* [layer][n_expert] routing statistics, or NULL */
     int32_t stats_n_expert;
     bool overflow;  /* a builder asked for more nodes than cap       */
+    /* Layer split (lib/split.h): the context sets split_layer (-1: none);
+     * the builder's em_graph_layer calls record in split_node the first
+     * node of that layer (-1 until then). */
+    int32_t split_layer, split_node;
 } em_graph;
 
 int em_graph_init(em_graph *g, const em_alloc *a, int32_t cap);
@@ -118,6 +122,12 @@ em_tensor *em_leaf_strided(em_graph *g, uint32_t type, const int64_t *ne, const 
 /* Reinterprets a contiguous tensor with a new shape (no copy, no node cost
  * at run time). */
 em_tensor *em_reshape(em_graph *g, em_tensor *x, int n_dims, const int64_t *ne);
+
+/* A builder calls this as it starts layer il's nodes, so a context can
+ * split the graph between backends at a layer boundary. */
+static inline void em_graph_layer(em_graph *g, int il) {
+    if (il == g->split_layer) g->split_node = g->n_nodes;
+}
 
 int em_graph_check(const em_graph *g, char *err);
 

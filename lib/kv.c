@@ -10,9 +10,10 @@ static int32_t blocks_for(const em_kv *kv, int32_t positions) {
 
 int em_kv_init(em_kv *kv, const em_alloc *a, int32_t n_layer, int64_t k_row, int64_t v_row,
                int32_t n_ctx, int32_t n_seq, int32_t n_blocks, int32_t block, uint32_t type,
-               uint32_t storage) {
+               em_layer_range device) {
     memset(kv, 0, sizeof *kv);
-    kv->storage = storage;
+    kv->dev_first = device.first;
+    kv->dev_end = device.end;
     kv->block = block;
     while ((1 << kv->block_shift) < block) kv->block_shift++;
     kv->type = type;
@@ -32,17 +33,18 @@ int em_kv_init(em_kv *kv, const em_alloc *a, int32_t n_layer, int64_t k_row, int
     }
     kv->n_blocks = n_blocks;
     size_t per_layer, total;
+    int32_t n_dev = device.end - device.first;
     if (!em_mul_size((size_t)kv->n_blocks * kv->block, kv->k_bytes + kv->v_bytes, &per_layer) ||
         !em_mul_size(per_layer, (size_t)n_layer, &total))
         return EMBER_ERR_NO_MEMORY;
-    bool host = storage == EM_KV_HOST;
+    bool host = n_dev < n_layer, dev = n_dev > 0;
     if (host) {
-        kv->mem = em_malloc_aligned(a, total ? total : 64, 64);
+        size_t bytes = em_kv_host_bytes(kv); /* <= total: no overflow */
+        kv->mem = em_malloc_aligned(a, bytes ? bytes : 64, 64);
         kv->k = em_calloc(a, (size_t)n_layer, sizeof *kv->k);
         kv->v = em_calloc(a, (size_t)n_layer, sizeof *kv->v);
-    } else {
-        kv->pending = em_calloc(a, (size_t)kv->n_blocks, sizeof *kv->pending);
     }
+    if (dev) kv->pending = em_calloc(a, (size_t)kv->n_blocks, sizeof *kv->pending);
     kv->tables = em_calloc(a, (size_t)all, sizeof *kv->tables);
     kv->n_table = em_calloc(a, (size_t)n_seq, sizeof *kv->n_table);
     kv->len = em_calloc(a, (size_t)n_seq, sizeof *kv->len);
@@ -58,15 +60,17 @@ int em_kv_init(em_kv *kv, const em_alloc *a, int32_t n_layer, int64_t k_row, int
     kv->chain = em_calloc(a, (size_t)kv->n_blocks, sizeof *kv->chain);
     kv->lru_prev = em_calloc(a, (size_t)kv->n_blocks, sizeof *kv->lru_prev);
     kv->lru_next = em_calloc(a, (size_t)kv->n_blocks, sizeof *kv->lru_next);
-    if ((host && (!kv->mem || !kv->k || !kv->v)) || (!host && !kv->pending) || !kv->tables || !kv->n_table || !kv->len || !kv->ref ||
+    if ((host && (!kv->mem || !kv->k || !kv->v)) || (dev && !kv->pending) || !kv->tables ||
+        !kv->n_table || !kv->len || !kv->ref ||
         !kv->free_list || !kv->tokens || !kv->hash || !kv->sealed || !kv->bucket || !kv->chain ||
         !kv->lru_prev || !kv->lru_next) {
         em_kv_free(kv, a);
         return EMBER_ERR_NO_MEMORY;
     }
     size_t ksz = (size_t)kv->n_blocks * kv->block * kv->k_bytes;
-    for (int32_t l = 0; host && l < n_layer; l++) {
-        kv->k[l] = (char *)kv->mem + em_kv_layer_offset(kv, l);
+    for (int32_t l = 0, at = 0; host && l < n_layer; l++) { /* host layers in order */
+        if (em_kv_on_device(kv, l)) continue;
+        kv->k[l] = (char *)kv->mem + (size_t)at++ * per_layer;
         kv->v[l] = (char *)kv->k[l] + ksz;
     }
     for (int64_t i = 0; i < all; i++) kv->tables[i] = -1;
@@ -98,11 +102,21 @@ void em_kv_free(em_kv *kv, const em_alloc *a) {
     memset(kv, 0, sizeof *kv);
 }
 
-size_t em_kv_layer_offset(const em_kv *kv, int layer) {
-    return (size_t)layer * (size_t)kv->n_blocks * (size_t)kv->block * (kv->k_bytes + kv->v_bytes);
+size_t em_kv_layer_bytes(const em_kv *kv) {
+    return (size_t)kv->n_blocks * (size_t)kv->block * (kv->k_bytes + kv->v_bytes);
 }
 
-size_t em_kv_bytes(const em_kv *kv) { return em_kv_layer_offset(kv, kv->n_layer); }
+size_t em_kv_layer_offset(const em_kv *kv, int layer) {
+    return (size_t)(layer - kv->dev_first) * em_kv_layer_bytes(kv);
+}
+
+size_t em_kv_device_bytes(const em_kv *kv) {
+    return (size_t)(kv->dev_end - kv->dev_first) * em_kv_layer_bytes(kv);
+}
+
+size_t em_kv_host_bytes(const em_kv *kv) {
+    return (size_t)(kv->n_layer - (kv->dev_end - kv->dev_first)) * em_kv_layer_bytes(kv);
+}
 
 size_t em_kv_block_bytes(const em_kv *kv) {
     return (size_t)kv->block * (kv->k_bytes + kv->v_bytes) * (size_t)kv->n_layer;
@@ -184,18 +198,18 @@ static void copy_block(em_kv *kv, int32_t dst, int32_t src) {
     memcpy(kv->tokens + (size_t)dst * kv->block, kv->tokens + (size_t)src * kv->block,
            kv->block * sizeof *kv->tokens);
     kv->copies++;
-    if (kv->storage == EM_KV_DEVICE) { /* the backend copies the rows */
+    if (kv->dev_end > kv->dev_first) { /* the backend copies the device layers' rows */
         if (kv->n_pending < kv->n_blocks) {
             kv->pending[kv->n_pending][0] = dst;
             kv->pending[kv->n_pending++][1] = src;
         } else {
             kv->pending_lost = true;
         }
-        return;
     }
     size_t kb = (size_t)kv->block * kv->k_bytes;
     size_t vb = (size_t)kv->block * kv->v_bytes;
     for (int32_t l = 0; l < kv->n_layer; l++) {
+        if (em_kv_on_device(kv, l)) continue;
         memcpy((char *)kv->k[l] + (size_t)dst * kb, (char *)kv->k[l] + (size_t)src * kb, kb);
         memcpy((char *)kv->v[l] + (size_t)dst * vb, (char *)kv->v[l] + (size_t)src * vb, vb);
     }

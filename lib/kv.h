@@ -62,37 +62,51 @@ typedef struct em_kv {
     int32_t n_cached;
     uint64_t reused;        /* positions attached by em_kv_reuse, ever */
     uint64_t evicted;       /* cached blocks taken for new data, ever */
-    /* device storage (EM_KV_DEVICE): block copies the backend still owes */
-    uint32_t storage;
+    /* layers [dev_first, dev_end) live on a device (em_layer_range);
+     * block copies the backend still owes for them */
+    int32_t dev_first, dev_end;
     int32_t (*pending)[2];  /* [n_blocks] (dst, src), in order */
     int32_t n_pending;
     bool pending_lost;      /* more copies than fit: the rows are unknown */
 } em_kv;
 
-/* Where the rows live. EM_KV_HOST: in kv->mem, addressed by em_kv_k/v.
- * EM_KV_DEVICE: a backend keeps them (em_kv_bytes of them, laid out as
- * em_kv_layer_offset says); kv->mem, k and v are NULL, and a block copy
- * (copy-on-write) is queued in kv->pending for the backend to apply, in
- * order, before it next reads or writes the cache. The queue holds n_blocks
+/* Where the rows live, per layer. Host layers: in kv->mem, addressed by
+ * em_kv_k/v. Device layers (a range, so a model split between a GPU and
+ * the CPU keeps each layer's rows where its layer runs): a backend keeps
+ * them (em_kv_device_bytes of them, laid out as em_kv_layer_offset says);
+ * their k and v are NULL, and a block copy (copy-on-write) is queued in
+ * kv->pending for the backend to apply, in order, before it next reads or
+ * writes the cache (host layers copy at once). The queue holds n_blocks
  * copies, which one batch never exceeds (each copy takes a distinct fresh
  * block); should failed evaluations pile up more, pending_lost is set and
  * the backend refuses to run until the whole cache is cleared
  * (em_kv_clear(kv, -1)). */
-enum { EM_KV_HOST = 0, EM_KV_DEVICE = 1 };
+typedef struct em_layer_range {
+    int32_t first, end; /* layers [first, end); first == end: none */
+} em_layer_range;
 
 /* n_blocks 0: enough for every sequence to reach n_ctx. block: positions
  * per block, a power of two (the caller checks). For Q8_0 the caller has
- * checked that rows split into whole blocks per head. */
+ * checked that rows split into whole blocks per head. `device`: the layers
+ * whose rows a backend keeps (within 0..n_layer; the caller checks). */
 int em_kv_init(em_kv *kv, const em_alloc *a, int32_t n_layer, int64_t k_row, int64_t v_row,
                int32_t n_ctx, int32_t n_seq, int32_t n_blocks, int32_t block, uint32_t type,
-               uint32_t storage);
+               em_layer_range device);
 void em_kv_free(em_kv *kv, const em_alloc *a);
 /* Bytes of one block, all layers, K and V. */
 size_t em_kv_block_bytes(const em_kv *kv);
-/* Bytes of all rows, and where layer l's K rows start in them (its V rows
- * follow the K rows: em_kv_layer_offset + n_blocks * block * k_bytes). */
-size_t em_kv_bytes(const em_kv *kv);
+/* Bytes of one layer's rows (K then V), of the host layers' rows and of
+ * the device layers' rows. */
+size_t em_kv_layer_bytes(const em_kv *kv);
+size_t em_kv_host_bytes(const em_kv *kv);
+size_t em_kv_device_bytes(const em_kv *kv);
+/* Where device layer l's K rows start in the device's rows (its V rows
+ * follow the K rows: em_kv_layer_offset + n_blocks * block * k_bytes);
+ * l from dev_first to dev_end (the end of the last). */
 size_t em_kv_layer_offset(const em_kv *kv, int layer);
+static inline bool em_kv_on_device(const em_kv *kv, int layer) {
+    return layer >= kv->dev_first && layer < kv->dev_end;
+}
 
 /* Address of the K (or V) row of a cache slot in a layer. */
 static inline void *em_kv_k(const em_kv *kv, int layer, int64_t slot) {

@@ -60,7 +60,7 @@ EMBER_API int ember_memory_plan_get(const void *data, size_t size, const ember_m
     p.weights_bytes = size - model->gguf.data_offset;
     size_t after_model = em_arena_sizing_top(ar);
     if ((rc = ember_context_create(model, &c, &ctx))) goto done;
-    p.kv_bytes = em_kv_bytes(em_context_kv(ctx));
+    p.kv_bytes = em_kv_host_bytes(em_context_kv(ctx));
     p.context_bytes = em_arena_sizing_top(ar) - after_model - p.kv_bytes;
     size_t before_tok = em_arena_sizing_top(ar);
     if ((rc = plan_tokenize(model, max_text_bytes, &backing))) goto done;

@@ -180,6 +180,17 @@ static void test_context_misuse(void **state) {
     p.kv_type = EMBER_TYPE_Q4_0;
     assert_int_equal(ember_context_create(model, &p, &c), EMBER_ERR_INVALID_ARGUMENT);
     ember_context_default_params(&p);
+    p.n_device_layers = 1; /* a layer split needs a device backend */
+    assert_int_equal(ember_context_create(model, &p, &c), EMBER_ERR_INVALID_ARGUMENT);
+    assert_non_null(strstr(ember_last_error(), "n_device_layers"));
+    p.backend = EMBER_BACKEND_VULKAN;
+    p.n_device_layers = -1;
+    assert_int_equal(ember_context_create(model, &p, &c), EMBER_ERR_INVALID_ARGUMENT);
+    p.n_device_layers = 1;
+    p.device_layers_at = 2;
+    assert_int_equal(ember_context_create(model, &p, &c), EMBER_ERR_INVALID_ARGUMENT);
+    assert_null(c);
+    ember_context_default_params(&p);
     p.backend = EMBER_BACKEND_VULKAN;
     if (ember_backend_available(EMBER_BACKEND_VULKAN) == EMBER_OK) {
         /* a device exists: the context runs there (tests/test_vulkan_models.c

@@ -161,7 +161,7 @@ static void ownership_random(int block) {
     em_alloc a;
     em_alloc_init(&a, NULL);
     em_kv kv;
-    assert_int_equal(em_kv_init(&kv, &a, 1, 1, 1, NCTX, NSEQ, NBLOCKS, BLK, EMBER_TYPE_F32, EM_KV_HOST), EMBER_OK);
+    assert_int_equal(em_kv_init(&kv, &a, 1, 1, 1, NCTX, NSEQ, NBLOCKS, BLK, EMBER_TYPE_F32, (em_layer_range){ 0, 0 }), EMBER_OK);
     static shadow sh;
     memset(&sh, 0, sizeof sh);
     int refused = 0, forks = 0, copies_seen = 0, reuses = 0, reused_blocks = 0;

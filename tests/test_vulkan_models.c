@@ -34,6 +34,7 @@ static ember_model *load(const char *rel) {
 
 typedef struct ctx_opts {
     int backend, kv_type, n_seq;
+    int n_dev, at; /* layer split: n_device_layers, device_layers_at */
 } ctx_opts;
 
 static int ctx_act = EMBER_TYPE_F32; /* the contexts' act_type */
@@ -48,6 +49,8 @@ static ember_context *new_ctx(const ember_model *m, ctx_opts o) {
     p.n_seq_max = o.n_seq ? (uint32_t)o.n_seq : 1;
     p.backend = o.backend;
     p.act_type = ctx_act;
+    p.n_device_layers = o.n_dev;
+    p.device_layers_at = o.at;
     ember_context *c = NULL;
     int rc = ember_context_create(m, &p, &c);
     if (rc) print_error("%s\n", ember_last_error());
@@ -79,7 +82,8 @@ static void test_tiny_llama(void **state) {
     model_ref r;
     load_model_ref("tiny-llama", V, &r);
     ember_model *m = load("models/tiny-llama/model-f16.gguf");
-    ember_context *c = new_ctx(m, (ctx_opts){ EMBER_BACKEND_VULKAN, EMBER_TYPE_F32, 1 });
+    ember_context *c = new_ctx(m, (ctx_opts){ .backend = EMBER_BACKEND_VULKAN,
+                                              .kv_type = EMBER_TYPE_F32, .n_seq = 1 });
     float *got = malloc((size_t)r.n_seq * V * 4);
     eval_rows(c, 0, r.seq, 0, r.n_seq, V, got);
     double d = max_diff(got, r.logits, (size_t)r.n_seq * V);
@@ -155,7 +159,8 @@ static void test_aidreams(void **state) {
         assert_int_equal(ln, np * 512 * 4);
         for (int kv = 0; kv < 2; kv++) {
             int type = kv ? EMBER_TYPE_F16 : EMBER_TYPE_F32;
-            ember_context *c = new_ctx(m, (ctx_opts){ EMBER_BACKEND_VULKAN, type, 1 });
+            ember_context *c = new_ctx(m, (ctx_opts){ .backend = EMBER_BACKEND_VULKAN,
+                                                      .kv_type = type, .n_seq = 1 });
             eval_rows(c, 0, ids, 0, (int)np, 512, got);
             double d = max_diff(got, want, np * 512);
             print_message("aidreams '%s' on vulkan, %s cache: max |diff| = %.3g\n", text,
@@ -185,7 +190,8 @@ static void test_kjv(void **state) {
     float *want = read_file(testdata_path("models/kjv-7m/chunk-logits.f32"), &n);
     assert_int_equal(n, (size_t)N * V * 4);
     ember_model *m = load("models/kjv-7m/model-f16.gguf");
-    ember_context *c = new_ctx(m, (ctx_opts){ EMBER_BACKEND_VULKAN, EMBER_TYPE_F32, 1 });
+    ember_context *c = new_ctx(m, (ctx_opts){ .backend = EMBER_BACKEND_VULKAN,
+                                              .kv_type = EMBER_TYPE_F32, .n_seq = 1 });
     float *got = malloc((size_t)N * V * 4);
     eval_rows(c, 0, ids, 0, N, V, got);
     double d = max_diff(got, want, (size_t)N * V);
@@ -238,7 +244,8 @@ static void script(ember_context *c, const int32_t *ids, int V, float *out, size
     assert_true(info.blocks_copied >= 1); /* sequence 3 wrote into a shared block */
 }
 
-static void against_cpu(const char *rel, int kv_type, double tol) {
+/* script() on the CPU and on `gpu` (a Vulkan context, maybe split). */
+static void against_cpu(const char *rel, ctx_opts gpu, double tol) {
     enum { V = 4096 };
     size_t n;
     char *js = read_file(testdata_path("models/kjv-7m/reference.json"), &n);
@@ -247,17 +254,19 @@ static void against_cpu(const char *rel, int kv_type, double tol) {
     ember_model *m = load(rel);
     float *got[2];
     size_t n_out[2];
+    gpu.n_seq = 4;
     for (int k = 0; k < 2; k++) {
-        ember_context *c = new_ctx(m, (ctx_opts){ k ? EMBER_BACKEND_VULKAN : EMBER_BACKEND_CPU,
-                                                  kv_type, 4 });
+        ctx_opts cpu = { .backend = EMBER_BACKEND_CPU, .kv_type = gpu.kv_type, .n_seq = 4 };
+        ember_context *c = new_ctx(m, k ? gpu : cpu);
         got[k] = malloc((size_t)40 * V * 4);
         script(c, ids, V, got[k], &n_out[k]);
         ember_context_free(&c);
     }
     assert_int_equal(n_out[0], n_out[1]);
     double d = max_diff(got[1], got[0], n_out[0] * V);
-    print_message("%s, %s cache, 4 sequences with forks: vulkan vs cpu max |diff| = %.3g\n", rel,
-                  ember_type_name(kv_type), d);
+    print_message("%s, %s cache, 4 sequences with forks: vulkan (n_device_layers %d, %s) vs cpu "
+                  "max |diff| = %.3g\n", rel, ember_type_name(gpu.kv_type), gpu.n_dev,
+                  gpu.at ? "last" : "first", d);
     assert_true(d < tol);
     free(got[0]);
     free(got[1]);
@@ -268,12 +277,14 @@ static void against_cpu(const char *rel, int kv_type, double tol) {
 static void test_sequences_vs_cpu(void **state) {
     (void)state;
     if (!have_vulkan()) skip();
-    against_cpu("models/kjv-7m/model-f16.gguf", EMBER_TYPE_F32, 1e-3);
+    const int vk = EMBER_BACKEND_VULKAN;
+    const char *kjv = "models/kjv-7m/model-f16.gguf";
+    against_cpu(kjv, (ctx_opts){ .backend = vk, .kv_type = EMBER_TYPE_F32 }, 1e-3);
     /* 8-bit and F16 rows: both backends round the same values, but a value
      * that differs in its last bits can round to the neighbouring level,
      * hence the wider bounds */
-    against_cpu("models/kjv-7m/model-f16.gguf", EMBER_TYPE_Q8_0, 5e-3);
-    against_cpu("models/kjv-7m/model-f16.gguf", EMBER_TYPE_F16, 2e-3);
+    against_cpu(kjv, (ctx_opts){ .backend = vk, .kv_type = EMBER_TYPE_Q8_0 }, 5e-3);
+    against_cpu(kjv, (ctx_opts){ .backend = vk, .kv_type = EMBER_TYPE_F16 }, 2e-3);
 }
 
 /* Quantized weights (written by ember's quantizer; every block type the
@@ -302,8 +313,9 @@ static void test_quantized_vs_cpu(void **state) {
         assert_int_equal(ember_model_load_file(path, NULL, &m), EMBER_OK);
         float *got[2];
         for (int b = 0; b < 2; b++) {
-            ember_context *c = new_ctx(m, (ctx_opts){ b ? EMBER_BACKEND_VULKAN : EMBER_BACKEND_CPU,
-                                                      EMBER_TYPE_F32, 1 });
+            ctx_opts o = { .backend = b ? EMBER_BACKEND_VULKAN : EMBER_BACKEND_CPU,
+                           .kv_type = EMBER_TYPE_F32, .n_seq = 1 };
+            ember_context *c = new_ctx(m, o);
             got[b] = malloc((size_t)64 * 4096 * 4);
             eval_rows(c, 0, ids, 0, 48, 4096, got[b]);
             for (int i = 48; i < 64; i++) eval_rows(c, 0, ids, i, i + 1, 4096, got[b]);
@@ -369,8 +381,9 @@ static void test_act_q8_vs_cpu(void **state) {
         for (int b = 0; b < 4; b++) {
             if (b == 3) setenv("EMBER_VULKAN_NO_IDOT", "1", 1);
             ctx_act = b ? EMBER_TYPE_Q8_0 : EMBER_TYPE_F32;
-            ember_context *c = new_ctx(m, (ctx_opts){ b >= 2 ? EMBER_BACKEND_VULKAN : EMBER_BACKEND_CPU,
-                                                      EMBER_TYPE_F32, 1 });
+            ctx_opts o = { .backend = b >= 2 ? EMBER_BACKEND_VULKAN : EMBER_BACKEND_CPU,
+                           .kv_type = EMBER_TYPE_F32, .n_seq = 1 };
+            ember_context *c = new_ctx(m, o);
             ctx_act = EMBER_TYPE_F32;
             unsetenv("EMBER_VULKAN_NO_IDOT");
             got[b] = malloc((size_t)N * V * 4);
@@ -409,6 +422,101 @@ static void test_act_q8_vs_cpu(void **state) {
     free(js);
 }
 
+/* Layer split: tiny-llama (2 layers) with one layer on the GPU, first or
+ * last, the other on the CPU: transformers' logits in one batch and one
+ * token at a time, greedy ids equal; the placement names each side. */
+static void split_tiny_llama(int at) {
+    enum { V = 32000 };
+    model_ref r;
+    load_model_ref("tiny-llama", V, &r);
+    ember_model *m = load("models/tiny-llama/model-f16.gguf");
+    ember_context *c = new_ctx(m, (ctx_opts){ .backend = EMBER_BACKEND_VULKAN,
+                                              .kv_type = EMBER_TYPE_F32, .n_dev = 1, .at = at });
+    float *got = malloc((size_t)r.n_seq * V * 4);
+    eval_rows(c, 0, r.seq, 0, r.n_seq, V, got);
+    double d = max_diff(got, r.logits, (size_t)r.n_seq * V);
+    ember_seq_clear(c, 0);
+    eval_rows(c, 0, r.seq, 0, r.n_prompt, V, got);
+    for (int i = r.n_prompt; i < r.n_seq; i++) eval_rows(c, 0, r.seq, i, i + 1, V, got);
+    double d1 = max_diff(got, r.logits, (size_t)r.n_seq * V);
+    print_message("tiny-llama, layer %d on vulkan: max |diff| = %.3g (batch), %.3g (incremental)\n",
+                  at == EMBER_LAYERS_FIRST ? 0 : 1, d, d1);
+    assert_true(d < REF_TOL && d1 < REF_TOL);
+    ember_seq_clear(c, 0);
+    int32_t out[64];
+    greedy_decode(c, r.prompt, r.n_prompt, r.n_greedy, V, out);
+    assert_memory_equal(out, r.greedy, (size_t)r.n_greedy * 4);
+
+    ember_placement pl = { .struct_size = sizeof pl }, whole = pl;
+    assert_int_equal(ember_context_placement(c, &pl), EMBER_OK);
+    ember_context *w = new_ctx(m, (ctx_opts){ .backend = EMBER_BACKEND_VULKAN,
+                                              .kv_type = EMBER_TYPE_F32, .n_seq = 1 });
+    assert_int_equal(ember_context_placement(w, &whole), EMBER_OK);
+    print_message("placement: %u ops, %u on vulkan, %u on the cpu; device layers %d+%d\n",
+                  pl.n_ops, pl.n_ops_backend, pl.n_ops_cpu, pl.first_device_layer,
+                  pl.n_device_layers);
+    assert_int_equal(pl.n_ops, whole.n_ops);
+    assert_int_equal(pl.n_ops_backend + pl.n_ops_cpu, pl.n_ops);
+    assert_true(pl.n_ops_backend > 0 && pl.n_ops_cpu > 0);
+    assert_int_equal(pl.n_device_layers, 1);
+    assert_int_equal(pl.first_device_layer, at == EMBER_LAYERS_FIRST ? 0 : 1);
+    assert_int_equal(whole.n_ops_backend, whole.n_ops);
+    assert_int_equal(whole.n_device_layers, 2);
+    free(got);
+    free(r.logits);
+    ember_context_free(&w);
+    ember_context_free(&c);
+    ember_model_free(&m);
+}
+
+/* Every host allocation of a split context's creation failed in turn: an
+ * error, no context and no block left behind. */
+static void split_alloc_failures(void) {
+    ember_model *m = load("models/tiny-llama/model-f16.gguf");
+    long total = 0;
+    for (long k = 0; k == 0 || k <= total; k++) {
+        counting_alloc ca = { .fail_at = k };
+        ember_context_params p;
+        ember_context_default_params(&p);
+        p.n_ctx = 32;
+        p.n_batch = 8;
+        p.n_threads = 2;
+        p.backend = EMBER_BACKEND_VULKAN;
+        p.n_device_layers = 1;
+        p.allocator = counting_allocator(&ca);
+        ember_context *c = NULL;
+        int rc = ember_context_create(m, &p, &c);
+        if (k == 0) {
+            assert_int_equal(rc, EMBER_OK);
+            total = ca.n_allocs;
+            ember_context_free(&c);
+        } else {
+            assert_int_equal(rc, EMBER_ERR_NO_MEMORY);
+            assert_null(c);
+        }
+        assert_int_equal(ca.live_blocks, 0);
+    }
+    print_message("split context creation: %ld allocation failure points\n", total);
+    ember_model_free(&m);
+}
+
+/* kjv-7m (6 layers) split at several places, with forks, copy-on-write
+ * (device layers' copies queued for the GPU, host layers' done at once),
+ * rollback and decode past 64 positions: against the CPU alone. */
+static void test_layer_split(void **state) {
+    (void)state;
+    if (!have_vulkan()) skip();
+    split_tiny_llama(EMBER_LAYERS_FIRST);
+    split_tiny_llama(EMBER_LAYERS_LAST);
+    split_alloc_failures();
+    const int vk = EMBER_BACKEND_VULKAN;
+    const char *kjv = "models/kjv-7m/model-f16.gguf";
+    against_cpu(kjv, (ctx_opts){ .backend = vk, .n_dev = 2, .at = EMBER_LAYERS_FIRST }, 1e-3);
+    against_cpu(kjv, (ctx_opts){ .backend = vk, .n_dev = 5, .at = EMBER_LAYERS_LAST }, 1e-3);
+    against_cpu(kjv, (ctx_opts){ .backend = vk, .kv_type = EMBER_TYPE_Q8_0, .n_dev = 3,
+                                 .at = EMBER_LAYERS_LAST }, 5e-3);
+}
+
 /* Models whose ops the GPU does not run yet are refused at context
  * creation, naming the op; nothing is left behind. */
 static void test_unsupported_refused(void **state) {
@@ -432,7 +540,7 @@ int main(void) {
         cmocka_unit_test(test_tiny_llama),       cmocka_unit_test(test_aidreams),
         cmocka_unit_test(test_kjv),              cmocka_unit_test(test_sequences_vs_cpu),
         cmocka_unit_test(test_quantized_vs_cpu), cmocka_unit_test(test_act_q8_vs_cpu),
-        cmocka_unit_test(test_unsupported_refused),
+        cmocka_unit_test(test_layer_split),      cmocka_unit_test(test_unsupported_refused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

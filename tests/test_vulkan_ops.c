@@ -564,7 +564,7 @@ static int run_attn_on(int kind, uint32_t kv_type, int64_t D, int rope_mode, con
     em_kv kv;
     const int64_t H = 4, Hkv = 2;
     assert_int_equal(em_kv_init(&kv, &alloc, 1, D * Hkv, D * Hkv, 64, 2, 0, 16, kv_type,
-                                em_backend_kv_storage(b)), EMBER_OK);
+                                (em_layer_range){ 0, em_backend_keeps_kv(b) }), EMBER_OK);
     static int32_t pos[ATT_T], seq[ATT_T], slots[ATT_T];
     em_kv_prepare(&kv, 0, 0, 5);
     em_kv_prepare(&kv, 1, 0, 37);
@@ -713,7 +713,7 @@ static int run_decode_on(int kind, uint32_t kv_type, int64_t D, const float *q, 
     if (rc) return rc;
     em_kv kv;
     assert_int_equal(em_kv_init(&kv, &alloc, 1, D * 2, D * 2, 512, 2, 0, 16, kv_type,
-                                em_backend_kv_storage(b)), EMBER_OK);
+                                (em_layer_range){ 0, em_backend_keeps_kv(b) }), EMBER_OK);
     static int32_t pos[DEC_T], seq[DEC_T];
     em_kv_prepare(&kv, 0, 0, DEC_P0);
     em_kv_prepare(&kv, 1, 0, DEC_P1);

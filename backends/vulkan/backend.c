@@ -186,7 +186,7 @@ static int vk_graph_compute(em_backend *b, em_graph *g) {
  * F16 rows are written as whole 32-bit words, so they have even lengths. */
 static int vk_kv_attach(em_backend *b, em_kv *kv) {
     vk_backend *v = b->impl;
-    size_t layer = em_kv_layer_offset(kv, 1);
+    size_t layer = em_kv_layer_bytes(kv);
     if (layer > v->vk.max_range)
         return em_error(b->err, EMBER_ERR_UNSUPPORTED, "vulkan: one layer of the KV cache takes "
                         "%zu bytes, more than the device binds at once (%zu); use fewer "
@@ -194,7 +194,7 @@ static int vk_kv_attach(em_backend *b, em_kv *kv) {
     if (kv->type == EMBER_TYPE_F16 && (kv->k_row % 2 || kv->v_row % 2))
         return em_error(b->err, EMBER_ERR_UNSUPPORTED, "vulkan: an F16 KV cache needs rows of "
                         "even length");
-    size_t bytes = em_kv_bytes(kv);
+    size_t bytes = em_kv_device_bytes(kv);
     int rc = em_vk_buf_create(&v->vk, bytes ? bytes : 4, false, &v->kv_buf);
     if (rc) return rc;
     v->kv = kv;

@@ -607,7 +607,7 @@ static int run_kv_copies(em_vk_graph *vg) {
     int rc = EMBER_OK;
     for (int32_t i = 0; i < kv->n_pending && !rc; i++) {
         size_t dst = (size_t)kv->pending[i][0], src = (size_t)kv->pending[i][1];
-        for (int l = 0; l < kv->n_layer && !rc; l++) {
+        for (int l = kv->dev_first; l < kv->dev_end && !rc; l++) {
             size_t k0 = em_kv_layer_offset(kv, l), v0 = k0 + kv_v_base(kv);
             rc = em_vk_copy(vg->vk, vg->kv_buf, k0 + src * kb, vg->kv_buf, k0 + dst * kb, kb);
             if (!rc && vb)
@@ -794,7 +794,8 @@ static int run_fused(em_vk_graph *vg, const em_graph *g, const em_tensor *t) {
 
 int em_vk_run(em_vk_graph *vg, const em_graph *g, bool *staged) {
     em_vk *vk = vg->vk;
-    uint32_t copies = vg->kv ? (uint32_t)vg->kv->n_pending * 2u * (uint32_t)vg->kv->n_layer : 0;
+    uint32_t copies = vg->kv ? (uint32_t)vg->kv->n_pending * 2u *
+                                   (uint32_t)(vg->kv->dev_end - vg->kv->dev_first) : 0;
     *staged = kept_bytes(g) <= vk->staging.size;
     int rc = em_vk_begin(vk, (uint32_t)g->n_nodes * 3u + copies); /* quant_act's too */
     if (rc) return rc;

@@ -8,6 +8,7 @@ em_tensor *em_arch_llama_build(const ember_model *m, em_graph *g, const em_build
     const em_hparams *hp = &m->hp;
     em_tensor *x = em_get_rows(g, em_weight(g, m->tok_embd), in->tokens);
     for (int il = 0; il < hp->n_layer; il++) {
+        em_graph_layer(g, il);
         const em_layer *L = &m->layers[il];
         em_tensor *h = em_rms_norm(g, x, em_weight(g, L->attn_norm), hp->rms_eps);
         x = em_add(g, x, em_arch_attention(m, g, in, L, il, h));
