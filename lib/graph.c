@@ -203,6 +203,7 @@ em_tensor *em_moe_route(em_graph *g, em_tensor *logits, em_tensor *bias,
     t->ip[3] = p->n_group_used;
     t->ip[4] = p->norm;
     t->fp[0] = p->scale;
+    t->keep = 1; /* a device backend copies it back for the routing statistics */
     return t;
 }
 

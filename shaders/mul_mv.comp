@@ -31,7 +31,18 @@ layout(constant_id = 3) const uint MODE = 0u;
 // each workgroup summing x^2 itself, so the norm needs no dispatch of its
 // own (backends/vulkan/ops.c plan_fusion).
 layout(constant_id = 4) const uint NORM = 0u;
+// ID = 1: a mixture of experts' products (EM_OP_MOE_FFN). Binding 0 (and
+// U at binding 2 for MODE 2) holds E experts' matrices of N rows, one
+// after another; binding 4 the route, per token 2 NU floats (the chosen
+// experts' weights, then their ids). Workgroup row y is expert e: it
+// collects the (token, slot) pairs routed to e, CHUNK pairs of the T NU
+// at a time, and computes y[pair] = W_e x[row] for TB of them per pass,
+// so each expert's rows are read once per TB pairs routed to it. x's row
+// is the pair's token (XPAIR 0: the gate and up products) or the pair
+// itself (XPAIR 1: the down product reads the SwiGLU's rows).
+layout(constant_id = 5) const uint ID = 0u;
 const uint RPW = 128u / TPR;
+const uint CHUNK = 1024u;
 
 layout(binding = 0) readonly buffer Wb { uint w[]; };
 layout(binding = 0) readonly buffer W4b { uvec4 w4[]; };
@@ -41,10 +52,12 @@ layout(binding = 2) readonly buffer Ub { uint u[]; };
 layout(binding = 2) readonly buffer U4b { uvec4 u4[]; };
 layout(binding = 2) readonly buffer G4b { vec4 g4[]; };
 layout(binding = 3) writeonly buffer Yb { float y[]; };
+layout(binding = 4) readonly buffer RTb { float route[]; };
 layout(push_constant) uniform P {
     uint o0, o1, o2, o3;
     uint K, N, soff, ldx, ldy, ldr, T; // soff: the scales' word offset; ld*: floats
     float eps;                         // NORM's
+    uint ro, nu, xpair;                // ID's: route word offset, slots per token, XPAIR
 } p;
 #include "unpacked.glsl"
 
@@ -53,9 +66,11 @@ vec4 s8x4(uint q) { return vec4(ivec4(uvec4(q) << uvec4(24u, 16u, 8u, 0u)) >> 24
 // nibbles of q: the low ones (shift 0) or the high ones (shift 4), minus 8
 vec4 q4x4(uint q, uint sh) { return vec4((uvec4(q) >> (uvec4(0u, 8u, 16u, 24u) + sh)) & 15u) - 8.0; }
 
-// this pass's x: word offset (in vec4s) and row stride, tokens in it
-uint xb, ldx4, nt;
-#define X4(t, c) (NORM == 1u ? x4[xb + (t) * ldx4 + (c)] * g4[p.o2 / 4u + (c)] : x4[xb + (t) * ldx4 + (c)])
+// this pass's x: word offset (in vec4s) and row stride, tokens in it;
+// ID: each token's row (in vec4s) and the pass's first pair in `pairs`
+uint xb, ldx4, nt, xrow[TB], k0;
+#define XR(t) (ID == 1u ? xrow[t] : xb + (t) * ldx4)
+#define X4(t, c) (NORM == 1u ? x4[XR(t) + (c)] * g4[p.o2 / 4u + (c)] : x4[XR(t) + (c)])
 
 // acc[t] += the products of one 16-byte load q at load index c of the
 // row (its element offset depends on the type) and its block scale d
@@ -97,8 +112,8 @@ const uint LOADS_PER_BLOCK = TYPE == TY_Q8_0 ? 2u : 1u;
 // BUF (word offset BOFF), two loads per invocation in flight per step
 #define ROW_DOT(BUF4, BUF, BOFF, ACC)                                                       \
     {                                                                                        \
-        uint lim = loads_per_row(), base = (BOFF) / 4u + n * lim;                           \
-        uint b0 = n * (lim / LOADS_PER_BLOCK), sw = (BOFF) + p.soff;                        \
+        uint lim = loads_per_row(), base = (BOFF) / 4u + wn * lim;                          \
+        uint b0 = wn * (lim / LOADS_PER_BLOCK), sw = (BOFF) + p.soff;                       \
         for (uint c0 = l; c0 < lim; c0 += 2u * TPR) {                                        \
             uint c1 = c0 + TPR;                                                              \
             bool two = c1 < lim;                                                             \
@@ -122,7 +137,7 @@ const uint LOADS_PER_BLOCK = TYPE == TY_Q8_0 ? 2u : 1u;
         for (uint bl = l; bl < nbk; bl += TPR) {                                             \
             vec2 a, c;                                                                       \
             uint q[8];                                                                       \
-            UBLOCK(BUF, BUF4, BOFF, (BOFF) + p.soff, n * nbk + bl, a, c, q)                 \
+            UBLOCK(BUF, BUF4, BOFF, (BOFF) + p.soff, wn * nbk + bl, a, c, q)                \
             vec4 q0 = u8x4(q[0]), q1 = u8x4(q[1]), q2 = u8x4(q[2]), q3 = u8x4(q[3]);         \
             vec4 q4 = u8x4(q[4]), q5 = u8x4(q[5]), q6 = u8x4(q[6]), q7 = u8x4(q[7]);         \
             [[unroll]] for (uint t = 0u; t < TB; t++)                                        \
@@ -173,13 +188,12 @@ void norm_scales(uint tid, out float sc[TB]) {
     barrier();
 }
 
-void main() {
-    uint tid = gl_LocalInvocationID.x, l = tid % TPR, rr = tid / TPR;
-    uint wg = gl_WorkGroupID.x + gl_WorkGroupID.z * 32768u;
-    uint n = wg * RPW + rr;
-    uint t0 = gl_WorkGroupID.y * TB;
-    nt = min(TB, p.T - t0);
-    ldx4 = p.ldx / 4u, xb = p.o1 / 4u + t0 * ldx4;
+shared uint pairs[ID == 1u ? CHUNK : 1u];
+shared uint n_pairs;
+
+// Row n of y (weight row wn) for the pass's nt tokens: the products, the
+// folded op, and the write of y's row t0 + l (ID: of pair pairs[k0 + l]).
+void pass(uint n, uint wn, uint tid, uint l, uint rr, uint t0) {
     float acc[TB], acc2[TB], nsc[TB];
     [[unroll]] for (uint t = 0u; t < TB; t++) acc[t] = 0.0, acc2[t] = 0.0, nsc[t] = 1.0;
     if (NORM == 1u) norm_scales(tid, nsc);
@@ -201,10 +215,46 @@ void main() {
     if (n < p.N && l < nt) {
         float s = 0.0, s2 = 0.0;
         for (uint i = 0u; i < spr; i++) s += part[0][l][first + i], s2 += part[1][l][first + i];
-        uint t = t0 + l;
+        uint t = ID == 1u ? pairs[k0 + l] : t0 + l;
         if (NORM == 1u) s *= nsc[l];
         if (MODE == 1u) s += r[p.o2 + t * p.ldr + n];
         if (MODE == 2u) s = s / (1.0 + exp(-s)) * s2;
         y[p.o3 + t * p.ldy + n] = s;
+    }
+    if (ID == 1u) barrier(); // part is read before the next pass writes it
+}
+
+void main() {
+    uint tid = gl_LocalInvocationID.x, l = tid % TPR, rr = tid / TPR;
+    uint wg = gl_WorkGroupID.x + gl_WorkGroupID.z * 32768u;
+    uint n = wg * RPW + rr;
+    ldx4 = p.ldx / 4u;
+    if (ID == 0u) {
+        uint t0 = gl_WorkGroupID.y * TB;
+        nt = min(TB, p.T - t0);
+        xb = p.o1 / 4u + t0 * ldx4;
+        pass(n, n, tid, l, rr, t0);
+        return;
+    }
+    uint e = gl_WorkGroupID.y, np = p.T * p.nu;
+    for (uint c0 = 0u; c0 < np; c0 += CHUNK) {
+        if (tid == 0u) n_pairs = 0u;
+        barrier();
+        for (uint i = tid; i < CHUNK && c0 + i < np; i += 128u) {
+            uint pr = c0 + i, tok = pr / p.nu;
+            if (uint(route[p.ro + tok * 2u * p.nu + p.nu + pr % p.nu]) == e)
+                pairs[atomicAdd(n_pairs, 1u)] = pr;
+        }
+        barrier();
+        uint cnt = n_pairs;
+        for (k0 = 0u; k0 < cnt; k0 += TB) {
+            nt = min(TB, cnt - k0);
+            [[unroll]] for (uint t = 0u; t < TB; t++) {
+                uint pr = pairs[k0 + min(t, nt - 1u)];
+                xrow[t] = p.o1 / 4u + (p.xpair == 1u ? pr : pr / p.nu) * ldx4;
+            }
+            pass(n, n + e * p.N, tid, l, rr, 0u);
+        }
+        barrier(); // pairs and n_pairs are read before the next chunk
     }
 }

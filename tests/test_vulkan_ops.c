@@ -11,6 +11,7 @@
 
 #include "common.h"
 #include "lib/backend.h"
+#include "lib/moe.h"
 #include "lib/graph.h"
 #include "lib/kv.h"
 #include "lib/quant.h"
@@ -804,6 +805,96 @@ static void test_norm_fold(void **state) {
     unsetenv("EMBER_VULKAN_NORM_FOLD");
 }
 
+/* MoE routing against the CPU on random logits: Mixtral's softmax top-2,
+ * Qwen-MoE's top-4 of 60 without renormalising, DeepSeek-V3's sigmoid
+ * with a selection bias, group limits and a scale. Ids must be equal. */
+static void test_moe_route(void **state) {
+    (void)state;
+    if (!have_vulkan()) skip();
+    static const em_route_params ps[] = {
+        { 8, 2, EM_GATING_SOFTMAX, 1, 1, 1, 1.0f },
+        { 60, 4, EM_GATING_SOFTMAX, 1, 1, 0, 1.0f },
+        { 64, 6, EM_GATING_SIGMOID, 8, 3, 1, 2.5f },
+        { 256, 8, EM_GATING_SIGMOID, 8, 4, 1, 2.5f },
+    };
+    for (size_t k = 0; k < sizeof ps / sizeof ps[0]; k++)
+        for (int64_t T = 1; T <= 37; T += 36) {
+            em_graph g;
+            new_graph(&g);
+            float *lg, *bias = NULL;
+            em_tensor *l = em_reshape(&g, rand_f32(&g, &lg, ps[k].n_expert, T, 1, 3), 2,
+                                      (int64_t[]){ ps[k].n_expert, T });
+            em_tensor *b = ps[k].gating == EM_GATING_SIGMOID
+                               ? em_reshape(&g, rand_f32(&g, &bias, ps[k].n_expert, 1, 1, 0.2f), 1,
+                                            (int64_t[]){ ps[k].n_expert })
+                               : NULL;
+            em_tensor *r = em_moe_route(&g, l, b, &ps[k]);
+            char what[80];
+            snprintf(what, sizeof what, "moe_route %d of %d, %s%s, T %lld", ps[k].n_used,
+                     ps[k].n_expert, ps[k].gating == EM_GATING_SIGMOID ? "sigmoid" : "softmax",
+                     ps[k].n_group > 1 ? ", groups" : "", (long long)T);
+            compare(&g, r, 1e-6, what);
+            em_graph_free(&g, &alloc);
+            free(lg);
+            free(bias);
+        }
+}
+
+/* [k, n, e] experts of type ty */
+static em_tensor *rand_experts(em_graph *g, void **keep, uint32_t ty, int64_t k, int64_t n,
+                               int64_t e) {
+    em_tensor *flat = rand_weight(g, keep, ty, k, n * e);
+    return em_leaf(g, ty, 3, (int64_t[]){ k, n, e }, flat->data);
+}
+
+/* The experts' products against the CPU, given a route (random weights,
+ * distinct random experts per token): every weight type, one token,
+ * a few, and a prompt whose 1200 (token, slot) pairs pass mul_mv.comp's
+ * chunk of 1024. */
+static void test_moe_ffn(void **state) {
+    (void)state;
+    if (!have_vulkan()) skip();
+    static const int64_t shapes[][4] = { /* D, F, experts, used */
+                                         { 64, 96, 8, 2 }, { 256, 256, 6, 4 } };
+    static const int64_t tokens[] = { 1, 5, 300 };
+    for (size_t ti = 0; ti < N_WTYPES; ti++)
+        for (size_t s = 0; s < 2; s++)
+            for (size_t tk = 0; tk < 3; tk++) {
+                int64_t D = shapes[s][0], F = shapes[s][1], E = shapes[s][2], nu = shapes[s][3];
+                int64_t T = tokens[tk];
+                if (!fits_blocks(wtypes[ti], D) || !fits_blocks(wtypes[ti], F)) continue;
+                em_graph g;
+                new_graph(&g);
+                void *wg, *wu, *wd;
+                float *x, *rt = malloc((size_t)(2 * nu * T) * sizeof *rt);
+                for (int64_t t = 0; t < T; t++)
+                    for (int64_t j = 0; j < nu; j++) {
+                        rt[t * 2 * nu + j] = 0.5f + 0.5f * frand();
+                        int64_t e;
+                        bool dup;
+                        do { /* distinct experts per token */
+                            e = (int64_t)((frand() + 1) * 0.5f * (float)E) % E;
+                            dup = false;
+                            for (int64_t q = 0; q < j; q++) dup |= rt[t * 2 * nu + nu + q] == (float)e;
+                        } while (dup);
+                        rt[t * 2 * nu + nu + j] = (float)e;
+                    }
+                em_tensor *xt = em_reshape(&g, rand_f32(&g, &x, D, T, 1, 1), 2, (int64_t[]){ D, T });
+                em_tensor *route = em_input(&g, EMBER_TYPE_F32, 2, (int64_t[]){ 2 * nu, T }, rt);
+                em_tensor *gate = rand_experts(&g, &wg, wtypes[ti], D, F, E);
+                em_tensor *up = rand_experts(&g, &wu, wtypes[ti], D, F, E);
+                em_tensor *down = rand_experts(&g, &wd, wtypes[ti], F, D, E);
+                em_tensor *y = em_moe_ffn(&g, xt, route, gate, up, down, (int)nu, 0);
+                char what[80];
+                snprintf(what, sizeof what, "moe_ffn %s D %lld F %lld %lld of %lld, T %lld",
+                         ember_type_name((int)wtypes[ti]), (long long)D, (long long)F,
+                         (long long)nu, (long long)E, (long long)T);
+                compare(&g, y, product_tol(wtypes[ti], T) * sqrt((double)F) * 8, what);
+                em_graph_free(&g, &alloc);
+                free(wg), free(wu), free(wd), free(x), free(rt);
+            }
+}
+
 static void test_bad_device(void **state) {
     (void)state;
     if (!have_vulkan()) skip();
@@ -844,7 +935,8 @@ int main(void) {
         cmocka_unit_test(test_rms_norm), cmocka_unit_test(test_binary),
         cmocka_unit_test(test_unary),   cmocka_unit_test(test_rope),
         cmocka_unit_test(test_attention), cmocka_unit_test(test_attention_decode),
-        cmocka_unit_test(test_norm_fold),
+        cmocka_unit_test(test_norm_fold), cmocka_unit_test(test_moe_route),
+        cmocka_unit_test(test_moe_ffn),
         cmocka_unit_test(test_bad_device), cmocka_unit_test(test_many_backends),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

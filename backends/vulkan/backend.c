@@ -26,14 +26,14 @@ typedef struct vk_backend {
     size_t *xq_off;   /* per node */
     em_vk_buf xq;     /* device: 8-bit activations (act_type Q8_0) */
     em_vk_buf attn_part; /* device: split attention's scratch */
+    em_vk_buf moe;       /* device: MoE layers' per-pair rows */
     int32_t io_cap;   /* entries of io_off */
     em_kv *kv;        /* attached cache, or NULL */
     em_vk_buf kv_buf;
 } vk_backend;
 
 static bool vk_supports_op(const em_backend *b, const em_tensor *t) {
-    (void)b;
-    return em_vk_op_supported(t);
+    return em_vk_op_supported(&((const vk_backend *)b->impl)->vk, t);
 }
 
 static int vk_buffer_alloc(em_backend *b, size_t size, em_buffer *out) {
@@ -82,7 +82,8 @@ static em_vk_graph graph_view(vk_backend *v, const em_graph *g) {
                           .fuse = v->scratch ? v->scratch + v->io_cap : NULL, .kv = g->kv,
                           .kv_buf = &v->kv_buf, .xq_off = v->xq_off,
                           .xq_done = v->scratch ? v->scratch + 2 * (size_t)v->io_cap : NULL,
-                          .xq = &v->xq, .attn_part = &v->attn_part };
+                          .xq = &v->xq, .attn_part = &v->attn_part,
+                          .moe = &v->moe };
 }
 
 /* The split attention's scratch, `need` bytes, its counts zeroed (the
@@ -142,6 +143,12 @@ static int prepare(em_backend *b, const em_graph *g, em_vk_graph *vg) {
         em_vk_buf_destroy(&v->vk, &v->xq);
         if ((rc = em_vk_buf_create(&v->vk, need, false, &v->xq))) return rc;
     }
+    need = em_vk_moe_bytes(g);
+    if (need > v->moe.size) {
+        em_vk_cache_clear(&v->vk);
+        em_vk_buf_destroy(&v->vk, &v->moe);
+        if ((rc = em_vk_buf_create(&v->vk, need, false, &v->moe))) return rc;
+    }
     need = em_vk_attn_part_bytes(vg, g);
     if (need > v->attn_part.size) return attn_part_grow(b, need);
     return EMBER_OK;
@@ -150,6 +157,23 @@ static int prepare(em_backend *b, const em_graph *g, em_vk_graph *vg) {
 static int vk_graph_reserve(em_backend *b, const em_graph *g) {
     em_vk_graph vg;
     return prepare(b, g, &vg);
+}
+
+/* The routing statistics (ember_expert_counts): each MoE layer's chosen
+ * experts, from its route, which the graph keeps (so it is on the host). */
+static void count_experts(const em_graph *g) {
+    for (int32_t i = 0; g->expert_counts && i < g->n_nodes; i++) {
+        const em_tensor *t = &g->nodes[i];
+        if (t->op != EM_OP_MOE_FFN || !t->src[1]->keep) continue;
+        const em_tensor *route = t->src[1];
+        int64_t nu = t->ip[0];
+        uint64_t *counts = g->expert_counts + (size_t)t->ip[1] * (size_t)g->stats_n_expert;
+        for (int64_t k = 0; k < route->ne[1]; k++) {
+            const float *ids = (const float *)((const char *)route->data + k * route->nb[1]) + nu;
+            for (int64_t j = 0; j < nu; j++)
+                if (ids[j] >= 0 && ids[j] < (float)g->stats_n_expert) counts[(size_t)ids[j]]++;
+        }
+    }
 }
 
 static int vk_graph_compute(em_backend *b, em_graph *g) {
@@ -178,6 +202,7 @@ static int vk_graph_compute(em_backend *b, em_graph *g) {
             return rc;
         at += n;
     }
+    count_experts(g);
     return EMBER_OK;
 }
 
@@ -208,6 +233,7 @@ static void vk_destroy(em_backend *b) {
     em_vk_buf_destroy(&v->vk, &v->kv_buf);
     em_vk_buf_destroy(&v->vk, &v->xq);
     em_vk_buf_destroy(&v->vk, &v->attn_part);
+    em_vk_buf_destroy(&v->vk, &v->moe);
     em_vk_buf_destroy(&v->vk, &v->arena);
     em_free_aligned(&b->alloc, v->shadow);
     em_free(&b->alloc, v->io_off);

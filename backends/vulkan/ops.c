@@ -6,6 +6,7 @@
 
 #include "../../lib/rope.h"
 #include "ops.h"
+#include "../../lib/moe.h"
 
 /* Per-run data is placed at this alignment in io. */
 #define IO_ALIGN 64
@@ -23,8 +24,26 @@ static bool weight_type_ok(uint32_t ty) { return em_vk_wtype_index(ty) >= 0; }
  * the output columns in fixed arrays (shaders/attn.comp MAXD). */
 #define ATTN_MAX_D 1024
 
-bool em_vk_op_supported(const em_tensor *t) {
+/* MoE ops (moe_route.comp's array bounds; mul_mv.comp's ID pass: 16-byte
+ * loads of whole-block rows, gate and up of one type as its SwiGLU fold
+ * reads both with one scale offset). */
+static bool moe_supported(const em_vk *vk, const em_tensor *t) {
+    const em_tensor *x = t->src[0];
+    if (t->op == EM_OP_MOE_ROUTE)
+        return x->type == EMBER_TYPE_F32 && x->ne[0] <= 512 && t->ip[0] <= 32 && t->ip[2] <= 64 &&
+               (!t->src[1] || t->src[1]->type == EMBER_TYPE_F32);
+    const em_tensor *gate = t->src[2], *up = t->src[3], *down = t->src[4];
+    return vk->use_subgroups && x->type == EMBER_TYPE_F32 && t->ip[0] <= 32 &&
+           gate->type == up->type && weight_type_ok(gate->type) && weight_type_ok(down->type) &&
+           gate->ne[0] % 32 == 0 && down->ne[0] % 32 == 0 && x->nb[1] % 16 == 0 &&
+           em_nbytes(gate) <= vk->max_range && em_nbytes(down) <= vk->max_range;
+}
+
+bool em_vk_op_supported(const em_vk *vk, const em_tensor *t) {
     switch (t->op) {
+    case EM_OP_MOE_ROUTE:
+    case EM_OP_MOE_FFN:
+        return moe_supported(vk, t);
     case EM_OP_MATMUL:
     case EM_OP_GET_ROWS: {
         uint32_t ty = t->src[0]->type;
@@ -520,11 +539,106 @@ static int run_matmul(em_vk_graph *vg, const em_graph *g, const em_tensor *t, em
                           (uint32_t)T, hi);
 }
 
+/* ---- mixture of experts ---- */
+
+/* 256: the largest minStorageBufferOffsetAlignment Vulkan allows, so the
+ * down products' rows can be bound anywhere (binding 4 repeats 0). */
+static size_t align256(size_t n) { return (n + 255) / 256 * 256; }
+
+/* MOE_FFN node t's scratch in vg->moe: the SwiGLU rows of its (token,
+ * slot) pairs, then their down products; *d_off where the latter start. */
+static size_t moe_scratch(const em_tensor *t, size_t *d_off) {
+    size_t pairs = (size_t)t->src[0]->ne[1] * (size_t)t->ip[0];
+    *d_off = align256(pairs * (size_t)t->src[2]->ne[1] * sizeof(float));
+    return *d_off + align256(pairs * (size_t)t->ne[0] * sizeof(float));
+}
+
+size_t em_vk_moe_bytes(const em_graph *g) {
+    size_t need = 0, d;
+    for (int32_t i = 0; i < g->n_nodes; i++)
+        if (g->nodes[i].op == EM_OP_MOE_FFN) {
+            size_t b = moe_scratch(&g->nodes[i], &d);
+            need = b > need ? b : need;
+        }
+    return need;
+}
+
+/* Binding 4 takes aligned offsets only: the route is bound from the
+ * aligned offset below its own, *words the rest. */
+static em_vk_ref bind4(const em_vk *vk, em_vk_ref r, uint32_t *words) {
+    size_t base = r.off / vk->min_align * vk->min_align;
+    *words = floats(r.off - base);
+    r.bytes += r.off - base;
+    r.off = base;
+    return r;
+}
+
+static int run_moe_route(em_vk *vk, const em_tensor *t, em_vk_ref *r, uint32_t *push) {
+    const em_tensor *a = t->src[0];
+    uint32_t *q = push + 4;
+    q[0] = (uint32_t)a->ne[0], q[1] = floats(a->nb[1]), q[2] = floats(t->nb[1]);
+    q[3] = (uint32_t)a->ne[1], q[4] = (uint32_t)t->ip[0];
+    q[5] = t->ip[1] == EM_GATING_SIGMOID, q[6] = (uint32_t)t->ip[2], q[7] = (uint32_t)t->ip[3];
+    q[8] = t->ip[4] != 0, q[9] = t->src[1] != NULL;
+    memcpy(&q[10], &t->fp[0], 4);
+    return em_vk_dispatch(vk, EM_VK_MOE_ROUTE, r, push, 15 * 4, (uint32_t)((a->ne[1] + 63) / 64),
+                          1, 1);
+}
+
+/* mul_mv.comp's ID pass: y[pair] = W_e x[row] (with swiglu: silu(W_e x) *
+ * (U_e x), U in r[2]) for every expert e at once, r[4] the route. */
+static int run_mul_mv_id(em_vk *vk, const em_tensor *w, int64_t T, int nu, bool swiglu,
+                         bool x_per_pair, size_t ldx, em_vk_ref *r, uint32_t *push) {
+    int64_t K = w->ne[0], N = w->ne[1], E = w->ne[2];
+    const int rows_per_group = 128 / (int)em_vk_mul_mv_tpr(vk->subgroup_size);
+    uint32_t *q = push + 4, lo, hi, ro;
+    r[4] = bind4(vk, r[4], &ro);
+    memset(q, 0, 11 * 4);
+    q[0] = (uint32_t)K, q[1] = (uint32_t)N, q[2] = scales_words(&r[0]), q[3] = floats(ldx);
+    q[4] = (uint32_t)N, q[6] = (uint32_t)T, q[8] = ro, q[9] = (uint32_t)nu, q[10] = x_per_pair;
+    fold((N + rows_per_group - 1) / rows_per_group, &lo, &hi);
+    em_vk_pipe p = EM_VK_MUL_MV + em_vk_mul_mv_variant(em_vk_wtype_index(w->type), T == 1,
+                                                       swiglu ? 5 : 4);
+    return em_vk_dispatch(vk, p, r, push, 15 * 4, lo, (uint32_t)E, hi);
+}
+
+/* The routed experts of a layer in three dispatches: the gate and up
+ * products with their SwiGLU (one row per token and chosen expert), the
+ * down products, and each token's weighted sum (moe_sum.comp). */
+static int run_moe_ffn(em_vk_graph *vg, const em_graph *g, const em_tensor *t) {
+    em_vk *vk = vg->vk;
+    const em_tensor *x = t->src[0], *route = t->src[1];
+    int64_t T = x->ne[1], F = t->src[2]->ne[1], D = t->ne[0];
+    int nu = t->ip[0];
+    size_t d_off, bytes = moe_scratch(t, &d_off);
+    em_vk_ref rx, rr, ry, rg, ru, rd;
+    int rc;
+    if ((rc = ref_of(vg, g, x, &rx)) || (rc = ref_of(vg, g, route, &rr)) ||
+        (rc = ref_of(vg, g, t, &ry)) || (rc = ref_of(vg, g, t->src[2], &rg)) ||
+        (rc = ref_of(vg, g, t->src[3], &ru)) || (rc = ref_of(vg, g, t->src[4], &rd)))
+        return rc;
+    em_vk_ref h = { vg->moe, 0, d_off, 0 }, d = { vg->moe, d_off, bytes - d_off, 0 };
+    uint32_t push[EM_VK_PUSH_BYTES / 4] = { 0 };
+    em_vk_ref r1[EM_VK_BINDINGS] = { rg, rx, ru, h, rr };
+    if ((rc = run_mul_mv_id(vk, t->src[2], T, nu, true, false, x->nb[1], r1, push))) return rc;
+    em_vk_ref r2[EM_VK_BINDINGS] = { rd, h, { 0 }, d, rr };
+    if ((rc = run_mul_mv_id(vk, t->src[4], T, nu, false, true, (size_t)F * sizeof(float), r2,
+                            push)))
+        return rc;
+    em_vk_ref r3[EM_VK_BINDINGS] = { d, rr, { 0 }, ry, { 0 } };
+    uint32_t *q = push + 4;
+    q[0] = (uint32_t)D, q[1] = (uint32_t)D, q[2] = floats(route->nb[1]), q[3] = floats(t->nb[1]);
+    q[4] = (uint32_t)nu;
+    return em_vk_dispatch(vk, EM_VK_MOE_SUM, r3, push, 9 * 4, (uint32_t)((D + 255) / 256),
+                          (uint32_t)T, 1);
+}
+
 static int run_node(em_vk_graph *vg, const em_graph *g, const em_tensor *t) {
     em_vk *vk = vg->vk;
     em_vk_ref r[EM_VK_BINDINGS] = { { 0 } };
     uint32_t push[EM_VK_PUSH_BYTES / 4] = { 0 };
     const em_tensor *a = t->src[0], *b = t->src[1];
+    if (t->op == EM_OP_MOE_FFN) return run_moe_ffn(vg, g, t);
     int rc = ref_of(vg, g, a, &r[0]);
     if (!rc && b && t->op != EM_OP_ROPE) rc = ref_of(vg, g, b, &r[1]);
     if (!rc && t->op == EM_OP_KV_STORE) rc = ref_of(vg, g, t->src[2], &r[2]);
@@ -539,6 +653,8 @@ static int run_node(em_vk_graph *vg, const em_graph *g, const em_tensor *t) {
     switch (t->op) {
     case EM_OP_MATMUL:
         return run_matmul(vg, g, t, r, push);
+    case EM_OP_MOE_ROUTE:
+        return run_moe_route(vk, t, r, push);
     case EM_OP_GET_ROWS: {
         q[0] = (uint32_t)a->ne[0], q[1] = (uint32_t)a->nb[1], q[2] = floats(t->nb[1]);
         q[3] = scales_words(&r[0]);

@@ -56,6 +56,7 @@ typedef struct em_vk_graph {
     em_vk_buf *xq;
     em_vk_buf *attn_part; /* split attention's partial results and counts
                              (zeroed once; attn.comp resets its counts) */
+    em_vk_buf *moe;      /* MoE layers' per-pair rows (em_vk_moe_bytes) */
     size_t tables_off;   /* the KV block tables in io */
     em_kv *kv;           /* NULL when the graph has no KV ops */
     em_vk_buf *kv_buf;
@@ -64,7 +65,7 @@ typedef struct em_vk_graph {
 /* Whether t's data lies in the arena's host shadow (an activation). */
 bool em_vk_in_arena(const em_vk_graph *vg, const em_tensor *t);
 /* Ops and operand types the shaders cover. */
-bool em_vk_op_supported(const em_tensor *t);
+bool em_vk_op_supported(const em_vk *vk, const em_tensor *t);
 
 /* Copies every constant leaf of g not yet on the device (weights.c). */
 int em_vk_weights_add(em_vk_graph *vg, const em_graph *g);
@@ -77,6 +78,8 @@ size_t em_vk_io_layout(em_vk_graph *vg, const em_graph *g);
 /* Bytes of xq that g's 8-bit activations need (act_type Q8_0; their
  * offsets into vg->xq_off). Call with g's weights on the device. */
 size_t em_vk_xq_layout(em_vk_graph *vg, const em_graph *g);
+/* Bytes g's MoE layers need in vg->moe (0: none). */
+size_t em_vk_moe_bytes(const em_graph *g);
 /* Bytes the split attention of g needs in attn_part (0: no split). */
 size_t em_vk_attn_part_bytes(const em_vk_graph *vg, const em_graph *g);
 /* Writes g's per-run data into io (laid out by em_vk_io_layout). */

@@ -13,6 +13,8 @@
 #include "get_rows.spv.h"
 #include "kv_store.spv.h"
 #include "matmul.spv.h"
+#include "moe_route.spv.h"
+#include "moe_sum.spv.h"
 #include "mul_mm.spv.h"
 #include "mul_mv.spv.h"
 #include "mul_mvq.spv.h"
@@ -49,10 +51,10 @@ int em_vk_wtype_index(uint32_t type) {
 }
 
 /* Each pipeline: its shader, name and specialization constants 0
- * (variant), 1 (mul_mv's tokens per pass), 3 (mul_mv's folded op) and 4
- * (mul_mv's folded norm); constant 2 (mul_mv's invocations per row) is
- * the device's (see make_pipeline). */
-#define N_SPEC 5
+ * (variant), 1 (mul_mv's tokens per pass), 3 (mul_mv's folded op), 4
+ * (mul_mv's folded norm) and 5 (mul_mv's experts); constant 2 (mul_mv's
+ * invocations per row) is the device's (see make_pipeline). */
+#define N_SPEC 6
 typedef struct shader_info {
     const uint32_t *code;
     size_t size;
@@ -62,7 +64,7 @@ typedef struct shader_info {
 
 /* the pipelines that are not per weight type */
 static const shader_info shader_of[EM_VK_MUL_MM - EM_VK_RMS_NORM] = {
-#define S(p, arr, nm, v) [p - EM_VK_RMS_NORM] = { arr, sizeof arr, nm, { v, 0, 0, 0, 0 } }
+#define S(p, arr, nm, v) [p - EM_VK_RMS_NORM] = { arr, sizeof arr, nm, { v, 0, 0, 0, 0, 0 } }
     S(EM_VK_RMS_NORM, em_spv_rms_norm, "rms_norm", 0),
     S(EM_VK_ADD, em_spv_binary, "add", 0),
     S(EM_VK_MUL, em_spv_binary, "mul", 1),
@@ -77,6 +79,8 @@ static const shader_info shader_of[EM_VK_MUL_MM - EM_VK_RMS_NORM] = {
     S(EM_VK_ATTN_F32, em_spv_attn, "attn_f32", EMBER_TYPE_F32),
     S(EM_VK_ATTN_F16, em_spv_attn, "attn_f16", EMBER_TYPE_F16),
     S(EM_VK_ATTN_Q8_0, em_spv_attn, "attn_q8_0", EMBER_TYPE_Q8_0),
+    S(EM_VK_MOE_ROUTE, em_spv_moe_route, "moe_route", 0),
+    S(EM_VK_MOE_SUM, em_spv_moe_sum, "moe_sum", 0),
 #undef S
 };
 
@@ -89,35 +93,36 @@ static shader_info info_of(int p, char *nm) {
         bool mm = p >= EM_VK_MUL_MM;
         si = (shader_info){ mm ? em_spv_mul_mm : em_spv_matmul,
                             mm ? sizeof em_spv_mul_mm : sizeof em_spv_matmul, nm,
-                            { wtypes[t], 0, 0, 0, 0 } };
+                            { wtypes[t], 0, 0, 0, 0, 0 } };
         snprintf(nm, 32, "%s_%s", mm ? "mul_mm" : "matmul", wnames[t]);
     } else if (p < EM_VK_RMS_NORM) {
         int t = p - EM_VK_GET_ROWS;
         si = (shader_info){ em_spv_get_rows, sizeof em_spv_get_rows, nm,
-                            { wtypes[t], 0, 0, 0, 0 } };
+                            { wtypes[t], 0, 0, 0, 0, 0 } };
         snprintf(nm, 32, "get_rows_%s", wnames[t]);
     } else if (p == EM_VK_RMS_NORM_Q8) {
-        si = (shader_info){ em_spv_rms_norm, sizeof em_spv_rms_norm, "rms_norm_q8", { 1, 0, 0, 0, 0 } };
+        si = (shader_info){ em_spv_rms_norm, sizeof em_spv_rms_norm, "rms_norm_q8", { 1, 0, 0, 0, 0, 0 } };
     } else if (p == EM_VK_QUANT_ACT || p == EM_VK_ROUND_ACT) {
         bool inplace = p == EM_VK_ROUND_ACT;
         si = (shader_info){ em_spv_quant_act, sizeof em_spv_quant_act,
-                            inplace ? "round_act" : "quant_act", { inplace, 0, 0, 0, 0 } };
+                            inplace ? "round_act" : "quant_act", { inplace, 0, 0, 0, 0, 0 } };
     } else if (p >= EM_VK_MUL_MVQ) {
         static const char *const modes[3] = { "", "_add", "_swiglu" };
         int v = p - EM_VK_MUL_MVQ, t = v % EM_VK_WTYPES, one = (v / EM_VK_WTYPES) % 2,
             mode = (v / (2 * EM_VK_WTYPES)) % 3, emulated = v / (6 * EM_VK_WTYPES);
         si = (shader_info){ emulated ? em_spv_mul_mvq_e : em_spv_mul_mvq,
                             emulated ? sizeof em_spv_mul_mvq_e : sizeof em_spv_mul_mvq, nm,
-                            { wtypes[t], one ? 1u : 8u, 0, (uint32_t)mode, 0 } };
+                            { wtypes[t], one ? 1u : 8u, 0, (uint32_t)mode, 0, 0 } };
         snprintf(nm, 32, "mul_mvq%d%s_%s%s", one ? 1 : 8, modes[mode], wnames[t],
                  emulated ? "_e" : "");
     } else {
-        static const char *const modes[4] = { "", "_add", "_swiglu", "_norm" };
+        static const char *const modes[6] = { "", "_add", "_swiglu", "_norm", "_id",
+                                              "_id_swiglu" };
+        static const uint32_t fold[6] = { 0, 1, 2, 0, 0, 2 };
         int v = p - EM_VK_MUL_MV, t = v % EM_VK_WTYPES, one = (v / EM_VK_WTYPES) % 2,
             mode = v / (2 * EM_VK_WTYPES);
         si = (shader_info){ em_spv_mul_mv, sizeof em_spv_mul_mv, nm,
-                            { wtypes[t], one ? 1u : 8u, 0, mode == 3 ? 0u : (uint32_t)mode,
-                              mode == 3 } };
+                            { wtypes[t], one ? 1u : 8u, 0, fold[mode], mode == 3, mode >= 4 } };
         snprintf(nm, 32, "mul_mv%d%s_%s", one ? 1 : 8, modes[mode], wnames[t]);
     }
     return si;

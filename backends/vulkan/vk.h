@@ -35,13 +35,14 @@ typedef enum em_vk_pipe {
     EM_VK_ADD, EM_VK_MUL, EM_VK_SWIGLU, EM_VK_SCALE, EM_VK_SIGMOID, EM_VK_SOFTMAX, EM_VK_ROPE,
     EM_VK_KV_STORE_F32, EM_VK_KV_STORE_F16, EM_VK_KV_STORE_Q8_0,
     EM_VK_ATTN_F32, EM_VK_ATTN_F16, EM_VK_ATTN_Q8_0,
+    EM_VK_MOE_ROUTE, EM_VK_MOE_SUM,
     EM_VK_MUL_MM, /* tiles, + weight type index */
     /* mul_mv, only where compute shaders have subgroup arithmetic:
      * EM_VK_MUL_MV + em_vk_mul_mv_variant(...) */
     EM_VK_MUL_MV = EM_VK_MUL_MM + EM_VK_WTYPES,
     /* mul_mvq (8-bit activations, block types):
      * EM_VK_MUL_MVQ + em_vk_mul_mvq_variant(...) */
-    EM_VK_MUL_MVQ = EM_VK_MUL_MV + 8 * EM_VK_WTYPES,
+    EM_VK_MUL_MVQ = EM_VK_MUL_MV + 12 * EM_VK_WTYPES,
     EM_VK_QUANT_ACT = EM_VK_MUL_MVQ + 12 * EM_VK_WTYPES,
     EM_VK_ROUND_ACT, /* quant_act in place */
     EM_VK_RMS_NORM_Q8, /* rms_norm writing an 8-bit copy too */
@@ -50,7 +51,8 @@ typedef enum em_vk_pipe {
 
 /* mul_mv's variants: weight type index, one token or eight per pass, and
  * the op folded in (0 none, 1 a residual add, 2 a SwiGLU of two
- * products, 3 the RMS norm of the input; shaders/mul_mv.comp). */
+ * products, 3 the RMS norm of the input; shaders/mul_mv.comp), or the
+ * experts' products (4 plain, 5 with the SwiGLU: mul_mv.comp's ID). */
 static inline int em_vk_mul_mv_variant(int type_index, int one_token, int mode) {
     return (mode * 2 + one_token) * EM_VK_WTYPES + type_index;
 }

@@ -149,10 +149,13 @@ static int parse_list(const char *s, int *out, int max) {
 
 static int usage(void) {
     fprintf(stderr, "usage: ember-bench [-m MODEL] [-p 128,512] [-n 64] [-d DEPTH] [-t THREADS] [-r 5] "
-                    "[-act f32|q8_0|bf16] [-b cpu|vulkan] [-dev N] [-o text|json]\n"
+                    "[-act f32|q8_0|bf16] [-b cpu|vulkan] [-dev N] [-dl N] [-dlat first|last] "
+                    "[-o text|json]\n"
                     "  -b vulkan: runs on Vulkan device N (default 0); the bandwidth is then the "
                     "device's\n  memory copy bandwidth (bytes read + written per second), "
-                    "measured in the same run\n");
+                    "measured in the same run\n"
+                    "  -dl N: only N layers on the device (the first, or with -dlat last the "
+                    "last), the rest on the CPU\n");
     return 2;
 }
 
@@ -160,6 +163,7 @@ int main(int argc, char **argv) {
     const char *path = NULL;
     int prompts[16] = { 128 }, n_prompts = 1, n_decode = 64, threads = 0, reps = 5, json = 0;
     int act = EMBER_TYPE_F32, backend = EMBER_BACKEND_CPU, device = 0;
+    int dev_layers = 0, dev_at = EMBER_LAYERS_FIRST;
     for (int i = 1; i + 1 < argc; i += 2) {
         if (!strcmp(argv[i], "-m")) path = argv[i + 1];
         else if (!strcmp(argv[i], "-p")) { if (!(n_prompts = parse_list(argv[i + 1], prompts, 16))) return usage(); }
@@ -173,6 +177,9 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "-b") && !strcmp(argv[i + 1], "cpu")) backend = EMBER_BACKEND_CPU;
         else if (!strcmp(argv[i], "-b") && !strcmp(argv[i + 1], "vulkan")) backend = EMBER_BACKEND_VULKAN;
         else if (!strcmp(argv[i], "-dev")) device = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "-dl")) dev_layers = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "-dlat") && !strcmp(argv[i + 1], "first")) dev_at = EMBER_LAYERS_FIRST;
+        else if (!strcmp(argv[i], "-dlat") && !strcmp(argv[i + 1], "last")) dev_at = EMBER_LAYERS_LAST;
         else if (!strcmp(argv[i], "-d")) depth = atoi(argv[i + 1]);
         else return usage();
     }
@@ -201,6 +208,8 @@ int main(int argc, char **argv) {
     cp.act_type = act;
     cp.backend = backend;
     cp.device = device;
+    cp.n_device_layers = dev_layers;
+    cp.device_layers_at = dev_at;
     ember_context *ctx;
     bw_probe *probe = NULL;
     if ((rc = ember_context_create(m, &cp, &ctx))) { fprintf(stderr, "context: %s\n", ember_last_error()); return 1; }
@@ -241,6 +250,9 @@ int main(int argc, char **argv) {
                    read_bytes / 1048576.0, weight_bytes / 1048576.0);
         printf("ops: %u per evaluation; %u on %s (%s), %u on the CPU backend\n", pl.n_ops,
                pl.n_ops_backend, gpu ? "vulkan" : "cpu", pl.device, pl.n_ops_cpu);
+        if (gpu)
+            printf("layers on the device: %d from layer %d, the others on the CPU\n",
+                   pl.n_device_layers, pl.first_device_layer);
         if (gpu) {
             printf("device memory copy bandwidth (read + write, same run): %.1f GB/s\n", bw);
         } else {
@@ -270,9 +282,10 @@ int main(int argc, char **argv) {
                    "\"bandwidth_gbs\": %.2f, \"act\": \"%s\", \"peak_gmacs\": %.1f, "
                    "\"peak_kind\": \"%s\", \"backend\": \"%s\", \"device\": \"%s\", "
                    "\"ops\": %u, \"ops_on_backend\": %u, \"ops_on_cpu\": %u, "
-                   "\"compute_efficiency\": ", name, ty, test, nt,
+                   "\"device_layers\": %d, \"compute_efficiency\": ", name, ty, test, nt,
                    r.med, r.min, r.max, test_bw, act == EMBER_TYPE_Q8_0 ? "q8_0" : act == EMBER_TYPE_BF16 ? "bf16" : "f32", peak, peak_what,
-                   gpu ? "vulkan" : "cpu", pl.device, pl.n_ops, pl.n_ops_backend, pl.n_ops_cpu);
+                   gpu ? "vulkan" : "cpu", pl.device, pl.n_ops, pl.n_ops_backend, pl.n_ops_cpu,
+                   gpu ? pl.n_device_layers : 0);
             if (decode || peak <= 0) printf("null, ");
             else printf("%.3f, ", ceff);
             if (decode) printf("\"efficiency\": %.3f}\n", eff);

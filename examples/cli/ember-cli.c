@@ -18,6 +18,7 @@
 typedef struct opts {
     const char *model, *prompt, *tokens, *logits_out;
     int n_predict, n_threads, n_ctx, print_ids, kv_f16, kv_q8, gpu, device;
+    int dev_layers, dev_last;
     ember_sampler_params sp;
 } opts;
 
@@ -27,9 +28,10 @@ static void usage(void) {
             "                 [--temp T] [--top-k K] [--top-p P] [--min-p P]\n"
             "                 [--repeat-penalty R] [--seed S] [-t THREADS] [-c CTX]\n"
             "                 [--logits-out FILE] [--print-ids] [--kv-f16 | --kv-q8]\n"
-            "                 [--vulkan [--device N]]\n"
+            "                 [--vulkan [--device N] [--device-layers N [--last]]]\n"
             "With no -m, a built-in synthetic model with random weights is used.\n"
-            "--vulkan runs the model on Vulkan device N (default 0).\n");
+            "--vulkan runs the model on Vulkan device N (default 0); with --device-layers,\n"
+            "only the first N layers (--last: the last N) run there, the rest on the CPU.\n");
 }
 
 static double now_s(void) {
@@ -64,6 +66,8 @@ static int parse_args(int argc, char **argv, opts *o) {
         else if (strcmp(a, "--kv-q8") == 0) o->kv_q8 = 1;
         else if (strcmp(a, "--vulkan") == 0) o->gpu = 1;
         else if (ARG("--device")) o->device = atoi(v);
+        else if (ARG("--device-layers")) o->dev_layers = atoi(v);
+        else if (strcmp(a, "--last") == 0) o->dev_last = 1;
         else { usage(); return -1; }
 #undef ARG
     }
@@ -215,6 +219,8 @@ int main(int argc, char **argv) {
     if (o.kv_f16) cp.kv_type = EMBER_TYPE_F16;
     if (o.kv_q8) cp.kv_type = EMBER_TYPE_Q8_0;
     if (o.gpu) cp.backend = EMBER_BACKEND_VULKAN, cp.device = o.device;
+    cp.n_device_layers = o.dev_layers;
+    cp.device_layers_at = o.dev_last ? EMBER_LAYERS_LAST : EMBER_LAYERS_FIRST;
     ember_context *ctx = NULL;
     if ((rc = ember_context_create(m, &cp, &ctx))) return fail(rc, "context", NULL);
     FILE *lf = NULL;
