@@ -39,7 +39,9 @@ layout(constant_id = 4) const uint NORM = 0u;
 // at a time, and computes y[pair] = W_e x[row] for TB of them per pass,
 // so each expert's rows are read once per TB pairs routed to it. x's row
 // is the pair's token (XPAIR 0: the gate and up products) or the pair
-// itself (XPAIR 1: the down product reads the SwiGLU's rows).
+// itself (XPAIR 1: the down product reads the SwiGLU's rows). With few
+// pairs (DIRECT 1: decode) workgroup row y is pair y instead, and reads
+// its expert's rows alone: no workgroup of an idle expert, no search.
 layout(constant_id = 5) const uint ID = 0u;
 const uint RPW = 128u / TPR;
 const uint CHUNK = 1024u;
@@ -57,7 +59,7 @@ layout(push_constant) uniform P {
     uint o0, o1, o2, o3;
     uint K, N, soff, ldx, ldy, ldr, T; // soff: the scales' word offset; ld*: floats
     float eps;                         // NORM's
-    uint ro, nu, xpair;                // ID's: route word offset, slots per token, XPAIR
+    uint ro, nu, xpair, direct;        // ID's: route word offset, slots per token, XPAIR, DIRECT
 } p;
 #include "unpacked.glsl"
 
@@ -234,6 +236,17 @@ void main() {
         nt = min(TB, p.T - t0);
         xb = p.o1 / 4u + t0 * ldx4;
         pass(n, n, tid, l, rr, t0);
+        return;
+    }
+    if (p.direct == 1u) {
+        uint pr = gl_WorkGroupID.y, tok = pr / p.nu;
+        uint e = uint(route[p.ro + tok * 2u * p.nu + p.nu + pr % p.nu]);
+        if (tid == 0u) pairs[0] = pr;
+        barrier();
+        k0 = 0u, nt = 1u;
+        [[unroll]] for (uint t = 0u; t < TB; t++)
+            xrow[t] = p.o1 / 4u + (p.xpair == 1u ? pr : tok) * ldx4;
+        pass(n, n + e * p.N, tid, l, rr, 0u);
         return;
     }
     uint e = gl_WorkGroupID.y, np = p.T * p.nu;

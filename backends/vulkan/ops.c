@@ -586,20 +586,24 @@ static int run_moe_route(em_vk *vk, const em_tensor *t, em_vk_ref *r, uint32_t *
 }
 
 /* mul_mv.comp's ID pass: y[pair] = W_e x[row] (with swiglu: silu(W_e x) *
- * (U_e x), U in r[2]) for every expert e at once, r[4] the route. */
+ * (U_e x), U in r[2]) for every expert e at once, r[4] the route. With
+ * no more (token, slot) pairs than experts (decode), a workgroup row per
+ * pair (DIRECT); else one per expert, finding its pairs. */
 static int run_mul_mv_id(em_vk *vk, const em_tensor *w, int64_t T, int nu, bool swiglu,
                          bool x_per_pair, size_t ldx, em_vk_ref *r, uint32_t *push) {
     int64_t K = w->ne[0], N = w->ne[1], E = w->ne[2];
     const int rows_per_group = 128 / (int)em_vk_mul_mv_tpr(vk->subgroup_size);
+    bool direct = T * nu <= E;
     uint32_t *q = push + 4, lo, hi, ro;
     r[4] = bind4(vk, r[4], &ro);
-    memset(q, 0, 11 * 4);
+    memset(q, 0, 12 * 4);
     q[0] = (uint32_t)K, q[1] = (uint32_t)N, q[2] = scales_words(&r[0]), q[3] = floats(ldx);
     q[4] = (uint32_t)N, q[6] = (uint32_t)T, q[8] = ro, q[9] = (uint32_t)nu, q[10] = x_per_pair;
+    q[11] = direct;
     fold((N + rows_per_group - 1) / rows_per_group, &lo, &hi);
-    em_vk_pipe p = EM_VK_MUL_MV + em_vk_mul_mv_variant(em_vk_wtype_index(w->type), T == 1,
+    em_vk_pipe p = EM_VK_MUL_MV + em_vk_mul_mv_variant(em_vk_wtype_index(w->type), direct,
                                                        swiglu ? 5 : 4);
-    return em_vk_dispatch(vk, p, r, push, 15 * 4, lo, (uint32_t)E, hi);
+    return em_vk_dispatch(vk, p, r, push, 16 * 4, lo, (uint32_t)(direct ? T * nu : E), hi);
 }
 
 /* The routed experts of a layer in three dispatches: the gate and up
