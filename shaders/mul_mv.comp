@@ -42,6 +42,9 @@ layout(constant_id = 4) const uint NORM = 0u;
 // itself (XPAIR 1: the down product reads the SwiGLU's rows). With few
 // pairs (DIRECT 1: decode) workgroup row y is pair y instead, and reads
 // its expert's rows alone: no workgroup of an idle expert, no search.
+// DIRECT 2 is a product per head (EM_OP_HEAD_MATMUL, MLA): no route;
+// "expert" e is head e of NU heads, its pairs the tokens' rows t NU + e,
+// and its matrix starts MSTRIDE rows after head e - 1's.
 layout(constant_id = 5) const uint ID = 0u;
 const uint RPW = 128u / TPR;
 const uint CHUNK = 1024u;
@@ -60,6 +63,7 @@ layout(push_constant) uniform P {
     uint K, N, soff, ldx, ldy, ldr, T; // soff: the scales' word offset; ld*: floats
     float eps;                         // NORM's
     uint ro, nu, xpair, direct;        // ID's: route word offset, slots per token, XPAIR, DIRECT
+    uint mstride;                      // ID's: rows from one matrix to the next
 } p;
 #include "unpacked.glsl"
 
@@ -246,16 +250,17 @@ void main() {
         k0 = 0u, nt = 1u;
         [[unroll]] for (uint t = 0u; t < TB; t++)
             xrow[t] = p.o1 / 4u + (p.xpair == 1u ? pr : tok) * ldx4;
-        pass(n, n + e * p.N, tid, l, rr, 0u);
+        pass(n, n + e * p.mstride, tid, l, rr, 0u);
         return;
     }
-    uint e = gl_WorkGroupID.y, np = p.T * p.nu;
+    uint e = gl_WorkGroupID.y, np = p.direct == 2u ? p.T : p.T * p.nu;
     for (uint c0 = 0u; c0 < np; c0 += CHUNK) {
-        if (tid == 0u) n_pairs = 0u;
+        if (tid == 0u) n_pairs = p.direct == 2u ? min(CHUNK, np - c0) : 0u;
         barrier();
         for (uint i = tid; i < CHUNK && c0 + i < np; i += 128u) {
             uint pr = c0 + i, tok = pr / p.nu;
-            if (uint(route[p.ro + tok * 2u * p.nu + p.nu + pr % p.nu]) == e)
+            if (p.direct == 2u) pairs[i] = pr * p.nu + e; // token c0 + i's row of head e
+            else if (uint(route[p.ro + tok * 2u * p.nu + p.nu + pr % p.nu]) == e)
                 pairs[atomicAdd(n_pairs, 1u)] = pr;
         }
         barrier();
@@ -266,7 +271,7 @@ void main() {
                 uint pr = pairs[k0 + min(t, nt - 1u)];
                 xrow[t] = p.o1 / 4u + (p.xpair == 1u ? pr : pr / p.nu) * ldx4;
             }
-            pass(n, n + e * p.N, tid, l, rr, 0u);
+            pass(n, n + e * p.mstride, tid, l, rr, 0u);
         }
         barrier(); // pairs and n_pairs are read before the next chunk
     }

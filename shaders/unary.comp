@@ -1,6 +1,7 @@
 #version 450
 // Element-wise, row by row (constant 0): 0 swiglu y = silu(a) * b,
-// 1 scale y = a * f, 2 sigmoid y = 1 / (1 + exp(-a)).
+// 1 scale y = a * f, 2 sigmoid y = 1 / (1 + exp(-a)), 3 copy y = a (the
+// columns of a slice or of one side of a concatenation, by offsets).
 layout(local_size_x = 256) in;
 layout(constant_id = 0) const uint OP = 0;
 layout(binding = 0) readonly buffer Ab { float a[]; };
@@ -18,6 +19,7 @@ void main() {
     float v = a[p.o0 + r * p.lda + i], o;
     if (OP == 0u) o = v / (1.0 + exp(-v)) * b[p.o1 + r * p.ldb + i];
     else if (OP == 1u) o = v * p.f;
-    else o = 1.0 / (1.0 + exp(-v));
+    else if (OP == 2u) o = 1.0 / (1.0 + exp(-v));
+    else o = v;
     y[p.o3 + r * p.ldy + i] = o;
 }

@@ -895,6 +895,58 @@ static void test_moe_ffn(void **state) {
             }
 }
 
+/* MLA's pieces: slices and concatenations of rows (odd widths), and the
+ * per-head products, with heads contiguous or every head's rows a strided
+ * view of a larger tensor (a combined attn_kv_b's value rows). */
+static void test_mla_ops(void **state) {
+    (void)state;
+    if (!have_vulkan()) skip();
+    for (int64_t T = 1; T <= 300; T += 299) {
+        em_graph g;
+        new_graph(&g);
+        float *a, *b;
+        em_tensor *at = em_reshape(&g, rand_f32(&g, &a, 37, 5, T, 1), 3, (int64_t[]){ 37, 5, T });
+        em_tensor *bt = em_reshape(&g, rand_f32(&g, &b, 11, 5 * T, 1, 1), 2,
+                                   (int64_t[]){ 11, 5 * T });
+        em_tensor *sl = em_slice(&g, at, 13, 19);
+        em_tensor *cat = em_concat(&g, em_reshape(&g, sl, 2, (int64_t[]){ 19, 5 * T }), bt);
+        char what[80];
+        snprintf(what, sizeof what, "concat(slice 13+19 of 37, 11), T %lld", (long long)T);
+        compare(&g, cat, 0, what);
+        em_graph_free(&g, &alloc);
+        free(a), free(b);
+    }
+    static const uint32_t types[] = { EMBER_TYPE_F32, EMBER_TYPE_F16, EMBER_TYPE_Q8_0,
+                                      EMBER_TYPE_Q4_0 };
+    enum { K = 64, N = 24, H = 5, EXTRA = 7 }; /* EXTRA rows between heads in the view */
+    for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++)
+        for (int strided = 0; strided < 2; strided++)
+            for (int64_t T = 1; T <= 300; T += 299) {
+                em_graph g;
+                new_graph(&g);
+                void *wd;
+                float *x;
+                int64_t per = strided ? N + EXTRA : N;
+                em_tensor *flat = rand_weight(&g, &wd, types[ti], K, per * H);
+                size_t rb = flat->nb[1];
+                em_tensor *w = em_leaf_strided(&g, types[ti], (int64_t[]){ K, N, H, 1 },
+                                               (size_t[]){ rb / K, rb, rb * per, rb * per * H },
+                                               (char *)wd + (strided ? EXTRA * rb : 0));
+                if (strided) w->ne[2] = H - 1; /* the view ends inside the tensor */
+                int64_t heads = w->ne[2];
+                em_tensor *xt = em_reshape(&g, rand_f32(&g, &x, K, heads, T, 1), 3,
+                                           (int64_t[]){ K, heads, T });
+                em_tensor *y = em_head_matmul(&g, w, xt);
+                char what[80];
+                snprintf(what, sizeof what, "head_matmul %s%s, %lld heads, T %lld",
+                         ember_type_name((int)types[ti]), strided ? " (view)" : "",
+                         (long long)heads, (long long)T);
+                compare(&g, y, product_tol(types[ti], T) * sqrt((double)K), what);
+                em_graph_free(&g, &alloc);
+                free(wd), free(x);
+            }
+}
+
 static void test_bad_device(void **state) {
     (void)state;
     if (!have_vulkan()) skip();
@@ -936,7 +988,7 @@ int main(void) {
         cmocka_unit_test(test_unary),   cmocka_unit_test(test_rope),
         cmocka_unit_test(test_attention), cmocka_unit_test(test_attention_decode),
         cmocka_unit_test(test_norm_fold), cmocka_unit_test(test_moe_route),
-        cmocka_unit_test(test_moe_ffn),
+        cmocka_unit_test(test_moe_ffn), cmocka_unit_test(test_mla_ops),
         cmocka_unit_test(test_bad_device), cmocka_unit_test(test_many_backends),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

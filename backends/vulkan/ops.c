@@ -24,6 +24,12 @@ static bool weight_type_ok(uint32_t ty) { return em_vk_wtype_index(ty) >= 0; }
  * the output columns in fixed arrays (shaders/attn.comp MAXD). */
 #define ATTN_MAX_D 1024
 
+/* Elements per 16-byte load of mul_mv.comp's rows of type ty (whole
+ * blocks for the block types). */
+static int64_t load_step(uint32_t ty) {
+    return ty == EMBER_TYPE_F32 ? 4 : ty == EMBER_TYPE_F16 ? 8 : 32;
+}
+
 /* MoE ops (moe_route.comp's array bounds; mul_mv.comp's ID pass: 16-byte
  * loads of whole-block rows, gate and up of one type as its SwiGLU fold
  * reads both with one scale offset). */
@@ -35,8 +41,20 @@ static bool moe_supported(const em_vk *vk, const em_tensor *t) {
     const em_tensor *gate = t->src[2], *up = t->src[3], *down = t->src[4];
     return vk->use_subgroups && x->type == EMBER_TYPE_F32 && t->ip[0] <= 32 &&
            gate->type == up->type && weight_type_ok(gate->type) && weight_type_ok(down->type) &&
-           gate->ne[0] % 32 == 0 && down->ne[0] % 32 == 0 && x->nb[1] % 16 == 0 &&
+           gate->ne[0] % load_step(gate->type) == 0 && down->ne[0] % load_step(down->type) == 0 &&
+           gate->ne[1] % 4 == 0 && x->nb[1] % 16 == 0 &&
            em_nbytes(gate) <= vk->max_range && em_nbytes(down) <= vk->max_range;
+}
+
+/* MLA's per-head products (mul_mv.comp's ID pass by head): whole 16-byte
+ * loads per row, heads a whole number of rows apart, x's rows contiguous
+ * per token. */
+static bool head_matmul_supported(const em_vk *vk, const em_tensor *t) {
+    const em_tensor *w = t->src[0], *x = t->src[1];
+    return vk->use_subgroups && weight_type_ok(w->type) && x->type == EMBER_TYPE_F32 &&
+           w->ne[0] % load_step(w->type) == 0 && w->nb[1] == ember_type_row_size(w->type, w->ne[0]) &&
+           w->nb[2] % w->nb[1] == 0 && x->nb[1] % 16 == 0 &&
+           x->nb[2] == x->nb[1] * (size_t)x->ne[1];
 }
 
 bool em_vk_op_supported(const em_vk *vk, const em_tensor *t) {
@@ -44,6 +62,12 @@ bool em_vk_op_supported(const em_vk *vk, const em_tensor *t) {
     case EM_OP_MOE_ROUTE:
     case EM_OP_MOE_FFN:
         return moe_supported(vk, t);
+    case EM_OP_HEAD_MATMUL:
+        return head_matmul_supported(vk, t);
+    case EM_OP_SLICE:
+    case EM_OP_CONCAT:
+        return t->src[0]->type == EMBER_TYPE_F32 &&
+               (!t->src[1] || t->src[1]->type == EMBER_TYPE_F32);
     case EM_OP_MATMUL:
     case EM_OP_GET_ROWS: {
         uint32_t ty = t->src[0]->type;
@@ -585,25 +609,45 @@ static int run_moe_route(em_vk *vk, const em_tensor *t, em_vk_ref *r, uint32_t *
                           1, 1);
 }
 
-/* mul_mv.comp's ID pass: y[pair] = W_e x[row] (with swiglu: silu(W_e x) *
- * (U_e x), U in r[2]) for every expert e at once, r[4] the route. With
- * no more (token, slot) pairs than experts (decode), a workgroup row per
- * pair (DIRECT); else one per expert, finding its pairs. */
-static int run_mul_mv_id(em_vk *vk, const em_tensor *w, int64_t T, int nu, bool swiglu,
-                         bool x_per_pair, size_t ldx, em_vk_ref *r, uint32_t *push) {
-    int64_t K = w->ne[0], N = w->ne[1], E = w->ne[2];
+/* One of mul_mv.comp's ID passes (its comment): n_mat matrices of w
+ * (experts, or heads 1 apart by mstride rows), the route in r[4]. */
+typedef struct id_pass {
+    int64_t T;       /* tokens */
+    int nu;          /* slots per token, or heads */
+    int direct;      /* 0 by expert, 1 by pair (decode), 2 by head */
+    bool swiglu;     /* with U in r[2] */
+    bool x_per_pair; /* x's rows are the pairs' (else the tokens') */
+    size_t ldx;      /* x's row stride in bytes */
+} id_pass;
+
+static int run_mul_mv_id(em_vk *vk, const em_tensor *w, const id_pass *ip, em_vk_ref *r,
+                         uint32_t *push) {
+    int64_t K = w->ne[0], N = w->ne[1], n_mat = w->ne[2];
     const int rows_per_group = 128 / (int)em_vk_mul_mv_tpr(vk->subgroup_size);
-    bool direct = T * nu <= E;
-    uint32_t *q = push + 4, lo, hi, ro;
-    r[4] = bind4(vk, r[4], &ro);
-    memset(q, 0, 12 * 4);
-    q[0] = (uint32_t)K, q[1] = (uint32_t)N, q[2] = scales_words(&r[0]), q[3] = floats(ldx);
-    q[4] = (uint32_t)N, q[6] = (uint32_t)T, q[8] = ro, q[9] = (uint32_t)nu, q[10] = x_per_pair;
-    q[11] = direct;
+    uint32_t *q = push + 4, lo, hi, ro = 0;
+    if (r[4].buf) r[4] = bind4(vk, r[4], &ro); /* else it repeats binding 0, unread */
+    memset(q, 0, 13 * 4);
+    q[0] = (uint32_t)K, q[1] = (uint32_t)N, q[2] = scales_words(&r[0]), q[3] = floats(ip->ldx);
+    q[4] = (uint32_t)N, q[6] = (uint32_t)ip->T, q[8] = ro, q[9] = (uint32_t)ip->nu;
+    q[10] = ip->x_per_pair, q[11] = (uint32_t)ip->direct;
+    q[12] = (uint32_t)(w->nb[2] / w->nb[1]);
     fold((N + rows_per_group - 1) / rows_per_group, &lo, &hi);
-    em_vk_pipe p = EM_VK_MUL_MV + em_vk_mul_mv_variant(em_vk_wtype_index(w->type), direct,
-                                                       swiglu ? 5 : 4);
-    return em_vk_dispatch(vk, p, r, push, 16 * 4, lo, (uint32_t)(direct ? T * nu : E), hi);
+    em_vk_pipe p = EM_VK_MUL_MV + em_vk_mul_mv_variant(em_vk_wtype_index(w->type),
+                                                       ip->direct == 1, ip->swiglu ? 5 : 4);
+    uint32_t rows = (uint32_t)(ip->direct == 1 ? ip->T * ip->nu : n_mat);
+    return em_vk_dispatch(vk, p, r, push, 17 * 4, lo, rows, hi);
+}
+
+/* MLA's per-head products: y[t][h] = W_h x[t][h], a workgroup row per
+ * head running its tokens through its rows 8 at a time. */
+static int run_head_matmul(em_vk_graph *vg, const em_graph *g, const em_tensor *t, em_vk_ref *r,
+                           uint32_t *push) {
+    (void)g;
+    const em_tensor *w = t->src[0], *x = t->src[1];
+    r[4] = (em_vk_ref){ 0 };
+    id_pass ip = { .T = x->ne[2], .nu = (int)x->ne[1], .direct = 2, .x_per_pair = true,
+                   .ldx = x->nb[1] };
+    return run_mul_mv_id(vg->vk, w, &ip, r, push);
 }
 
 /* The routed experts of a layer in three dispatches: the gate and up
@@ -623,18 +667,47 @@ static int run_moe_ffn(em_vk_graph *vg, const em_graph *g, const em_tensor *t) {
         return rc;
     em_vk_ref h = { vg->moe, 0, d_off, 0 }, d = { vg->moe, d_off, bytes - d_off, 0 };
     uint32_t push[EM_VK_PUSH_BYTES / 4] = { 0 };
+    int direct = T * nu <= t->src[2]->ne[2]; /* no more pairs than experts: decode */
     em_vk_ref r1[EM_VK_BINDINGS] = { rg, rx, ru, h, rr };
-    if ((rc = run_mul_mv_id(vk, t->src[2], T, nu, true, false, x->nb[1], r1, push))) return rc;
+    id_pass up = { .T = T, .nu = nu, .direct = direct, .swiglu = true, .ldx = x->nb[1] };
+    if ((rc = run_mul_mv_id(vk, t->src[2], &up, r1, push))) return rc;
     em_vk_ref r2[EM_VK_BINDINGS] = { rd, h, { 0 }, d, rr };
-    if ((rc = run_mul_mv_id(vk, t->src[4], T, nu, false, true, (size_t)F * sizeof(float), r2,
-                            push)))
-        return rc;
+    id_pass down = { .T = T, .nu = nu, .direct = direct, .x_per_pair = true,
+                     .ldx = (size_t)F * sizeof(float) };
+    if ((rc = run_mul_mv_id(vk, t->src[4], &down, r2, push))) return rc;
     em_vk_ref r3[EM_VK_BINDINGS] = { d, rr, { 0 }, ry, { 0 } };
     uint32_t *q = push + 4;
     q[0] = (uint32_t)D, q[1] = (uint32_t)D, q[2] = floats(route->nb[1]), q[3] = floats(t->nb[1]);
     q[4] = (uint32_t)nu;
     return em_vk_dispatch(vk, EM_VK_MOE_SUM, r3, push, 9 * 4, (uint32_t)((D + 255) / 256),
                           (uint32_t)T, 1);
+}
+
+/* Columns [c, c + n) of each row of src (from column `from`) into t, by
+ * unary.comp's copy with the offsets moved. */
+static int copy_cols(em_vk *vk, const em_tensor *src, const em_tensor *t, em_vk_ref a,
+                     em_vk_ref y, int64_t from, int64_t c, int64_t n) {
+    /* binding 4 (unread) at an aligned offset, as it must be */
+    em_vk_ref r[EM_VK_BINDINGS] = { a, a, { 0 }, y, { a.buf, a.off / vk->min_align * vk->min_align,
+                                                    4, 0 } };
+    uint32_t push[EM_VK_PUSH_BYTES / 4] = { 0 }, *q = push + 4, lo, hi;
+    r[0].off += (size_t)from * sizeof(float);
+    r[1] = r[0];
+    r[3].off += (size_t)c * sizeof(float);
+    q[0] = (uint32_t)n, q[1] = floats(src->nb[1]), q[2] = 0, q[3] = floats(t->nb[1]);
+    fold(rows_of(t), &lo, &hi);
+    return em_vk_dispatch(vk, EM_VK_COPY, r, push, 9 * 4, (uint32_t)((n + 255) / 256), lo, hi);
+}
+
+/* A slice (columns of each row) or a concatenation (a's rows, then b's):
+ * contiguous rows in, contiguous rows out. */
+static int run_copy_cols(em_vk_graph *vg, const em_graph *g, const em_tensor *t, em_vk_ref *r,
+                         uint32_t *push) {
+    (void)g, (void)push;
+    const em_tensor *a = t->src[0], *b = t->src[1];
+    if (t->op == EM_OP_SLICE) return copy_cols(vg->vk, a, t, r[0], r[3], t->ip[0], 0, t->ne[0]);
+    int rc = copy_cols(vg->vk, a, t, r[0], r[3], 0, 0, a->ne[0]);
+    return rc ? rc : copy_cols(vg->vk, b, t, r[1], r[3], 0, a->ne[0], b->ne[0]);
 }
 
 static int run_node(em_vk_graph *vg, const em_graph *g, const em_tensor *t) {
@@ -659,6 +732,11 @@ static int run_node(em_vk_graph *vg, const em_graph *g, const em_tensor *t) {
         return run_matmul(vg, g, t, r, push);
     case EM_OP_MOE_ROUTE:
         return run_moe_route(vk, t, r, push);
+    case EM_OP_HEAD_MATMUL:
+        return run_head_matmul(vg, g, t, r, push);
+    case EM_OP_SLICE:
+    case EM_OP_CONCAT:
+        return run_copy_cols(vg, g, t, r, push);
     case EM_OP_GET_ROWS: {
         q[0] = (uint32_t)a->ne[0], q[1] = (uint32_t)a->nb[1], q[2] = floats(t->nb[1]);
         q[3] = scales_words(&r[0]);

@@ -81,6 +81,7 @@ static const shader_info shader_of[EM_VK_MUL_MM - EM_VK_RMS_NORM] = {
     S(EM_VK_ATTN_Q8_0, em_spv_attn, "attn_q8_0", EMBER_TYPE_Q8_0),
     S(EM_VK_MOE_ROUTE, em_spv_moe_route, "moe_route", 0),
     S(EM_VK_MOE_SUM, em_spv_moe_sum, "moe_sum", 0),
+    S(EM_VK_COPY, em_spv_unary, "copy", 3),
 #undef S
 };
 

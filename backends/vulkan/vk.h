@@ -35,7 +35,7 @@ typedef enum em_vk_pipe {
     EM_VK_ADD, EM_VK_MUL, EM_VK_SWIGLU, EM_VK_SCALE, EM_VK_SIGMOID, EM_VK_SOFTMAX, EM_VK_ROPE,
     EM_VK_KV_STORE_F32, EM_VK_KV_STORE_F16, EM_VK_KV_STORE_Q8_0,
     EM_VK_ATTN_F32, EM_VK_ATTN_F16, EM_VK_ATTN_Q8_0,
-    EM_VK_MOE_ROUTE, EM_VK_MOE_SUM,
+    EM_VK_MOE_ROUTE, EM_VK_MOE_SUM, EM_VK_COPY,
     EM_VK_MUL_MM, /* tiles, + weight type index */
     /* mul_mv, only where compute shaders have subgroup arithmetic:
      * EM_VK_MUL_MV + em_vk_mul_mv_variant(...) */
