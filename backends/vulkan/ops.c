@@ -605,8 +605,9 @@ static int run_moe_route(em_vk *vk, const em_tensor *t, em_vk_ref *r, uint32_t *
     q[5] = t->ip[1] == EM_GATING_SIGMOID, q[6] = (uint32_t)t->ip[2], q[7] = (uint32_t)t->ip[3];
     q[8] = t->ip[4] != 0, q[9] = t->src[1] != NULL;
     memcpy(&q[10], &t->fp[0], 4);
-    return em_vk_dispatch(vk, EM_VK_MOE_ROUTE, r, push, 15 * 4, (uint32_t)((a->ne[1] + 63) / 64),
-                          1, 1);
+    uint32_t lo, hi;
+    fold(a->ne[1], &lo, &hi); /* a workgroup per token */
+    return em_vk_dispatch(vk, EM_VK_MOE_ROUTE, r, push, 15 * 4, lo, hi, 1);
 }
 
 /* One of mul_mv.comp's ID passes (its comment): n_mat matrices of w
