@@ -32,14 +32,18 @@ static int64_t load_step(uint32_t ty) {
 
 /* MoE ops (moe_route.comp's array bounds; mul_mv.comp's ID pass: 16-byte
  * loads of whole-block rows, gate and up of one type as its SwiGLU fold
- * reads both with one scale offset). */
+ * reads both with one scale offset; tensors and the per-pair scratch
+ * within one binding's range, which n_batch sets for the scratch). */
 static bool moe_supported(const em_vk *vk, const em_tensor *t) {
     const em_tensor *x = t->src[0];
     if (t->op == EM_OP_MOE_ROUTE)
         return x->type == EMBER_TYPE_F32 && x->ne[0] <= 512 && t->ip[0] <= 32 && t->ip[2] <= 64 &&
                (!t->src[1] || t->src[1]->type == EMBER_TYPE_F32);
     const em_tensor *gate = t->src[2], *up = t->src[3], *down = t->src[4];
+    size_t pairs = (size_t)x->ne[1] * (size_t)t->ip[0]; /* the scratch's rows, bound whole */
     return vk->use_subgroups && x->type == EMBER_TYPE_F32 && t->ip[0] <= 32 &&
+           pairs * (size_t)gate->ne[1] * sizeof(float) <= vk->max_range &&
+           pairs * (size_t)t->ne[0] * sizeof(float) <= vk->max_range &&
            gate->type == up->type && weight_type_ok(gate->type) && weight_type_ok(down->type) &&
            gate->ne[0] % load_step(gate->type) == 0 && down->ne[0] % load_step(down->type) == 0 &&
            gate->ne[1] % 4 == 0 && x->nb[1] % 16 == 0 &&
