@@ -398,6 +398,57 @@ static const float *run(ember_context *c, int s, const int32_t *ids, int from, i
 /* A fork shares the parent's blocks; both branches then write (into the
  * shared partial block, which each copies) and each matches an
  * independent run; later writes to one do not reach the other. */
+/* A cache split by layers (a model split between a device and the CPU):
+ * host layers get rows in host memory in layer order, device layers none
+ * (laid out from the range's first layer on the device); a copy-on-write
+ * copies the host layers' rows at once and queues one copy for the
+ * device's. */
+static void test_mixed_layers(void **state) {
+    (void)state;
+    enum { L = 4, ROW = 8, B = 16 };
+    em_alloc a;
+    em_alloc_init(&a, NULL);
+    em_kv kv;
+    assert_int_equal(em_kv_init(&kv, &a, L, ROW, ROW, 64, 2, 0, B, EMBER_TYPE_F32,
+                                (em_layer_range){ 1, 3 }),
+                     EMBER_OK);
+    size_t layer = em_kv_layer_bytes(&kv);
+    assert_int_equal(em_kv_host_bytes(&kv), 2 * layer);
+    assert_int_equal(em_kv_device_bytes(&kv), 2 * layer);
+    assert_int_equal(em_kv_layer_offset(&kv, 1), 0);
+    assert_int_equal(em_kv_layer_offset(&kv, 2), layer);
+    for (int l = 0; l < L; l++) {
+        bool dev = l == 1 || l == 2;
+        assert_int_equal(em_kv_on_device(&kv, l), dev);
+        assert_int_equal(kv.k[l] == NULL, dev);
+        assert_int_equal(kv.v[l] == NULL, dev);
+    }
+    assert_ptr_equal(kv.k[0], kv.mem);
+    assert_ptr_equal(kv.k[3], (char *)kv.mem + layer); /* the second host layer */
+    em_kv_prepare(&kv, 0, 0, 5);
+    for (int p = 0; p < 5; p++)
+        for (int l = 0; l < L; l += 3)
+            for (int i = 0; i < ROW; i++) {
+                ((float *)em_kv_k(&kv, l, em_kv_slot(&kv, 0, p)))[i] = (float)(100 * l + 10 * p + i);
+                ((float *)em_kv_v(&kv, l, em_kv_slot(&kv, 0, p)))[i] = (float)(-100 * l - p - i);
+            }
+    em_kv_fork(&kv, 0, 1);
+    em_kv_need need = em_kv_plan(&kv, 1, 3, 4); /* into the shared block */
+    assert_int_equal(need.alloc, 1);
+    em_kv_prepare(&kv, 1, 3, 4);
+    int64_t src = em_kv_slot(&kv, 0, 0), dst = em_kv_slot(&kv, 1, 0);
+    assert_true(src != dst);
+    for (int l = 0; l < L; l += 3) /* host rows copied, positions 0-2 at least */
+        for (int p = 0; p < 3; p++) {
+            assert_memory_equal(em_kv_k(&kv, l, src + p), em_kv_k(&kv, l, dst + p), kv.k_bytes);
+            assert_memory_equal(em_kv_v(&kv, l, src + p), em_kv_v(&kv, l, dst + p), kv.v_bytes);
+        }
+    assert_int_equal(kv.n_pending, 1); /* one block copy owed for the device layers */
+    assert_int_equal(kv.pending[0][0], (int32_t)(dst / B));
+    assert_int_equal(kv.pending[0][1], (int32_t)(src / B));
+    em_kv_free(&kv, &a);
+}
+
 static void test_fork(void **state) {
     (void)state;
     ember_model *m = tiny_llama();
@@ -715,7 +766,7 @@ int main(void) {
         cmocka_unit_test_prestate(test_eight_sequences, (void *)&eight_llama),
         cmocka_unit_test_prestate(test_eight_sequences, (void *)&eight_deepseek3),
         cmocka_unit_test_prestate(test_eight_sequences, (void *)&eight_llama_q4_act8),
-        cmocka_unit_test(test_fork),
+        cmocka_unit_test(test_fork), cmocka_unit_test(test_mixed_layers),
         cmocka_unit_test(test_truncate),
         cmocka_unit_test(test_block_sizes),
         cmocka_unit_test(test_exhaustion),
