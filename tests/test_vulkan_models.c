@@ -422,6 +422,26 @@ static void test_act_q8_vs_cpu(void **state) {
     free(js);
 }
 
+/* Context c against a model's references: the logits of the whole
+ * sequence in one batch and one token at a time (prompt, then decode)
+ * within REF_TOL, then greedy ids from the prompt equal. */
+static void against_ref(ember_context *c, const model_ref *r, int V, const char *what) {
+    float *got = malloc((size_t)r->n_seq * V * 4);
+    eval_rows(c, 0, r->seq, 0, r->n_seq, V, got);
+    double d = max_diff(got, r->logits, (size_t)r->n_seq * V);
+    ember_seq_clear(c, 0);
+    eval_rows(c, 0, r->seq, 0, r->n_prompt, V, got);
+    for (int i = r->n_prompt; i < r->n_seq; i++) eval_rows(c, 0, r->seq, i, i + 1, V, got);
+    double d1 = max_diff(got, r->logits, (size_t)r->n_seq * V);
+    print_message("%s on vulkan: max |diff| = %.3g (batch), %.3g (incremental)\n", what, d, d1);
+    assert_true(d < REF_TOL && d1 < REF_TOL);
+    ember_seq_clear(c, 0);
+    int32_t out[64];
+    greedy_decode(c, r->prompt, r->n_prompt, r->n_greedy, V, out);
+    assert_memory_equal(out, r->greedy, (size_t)r->n_greedy * 4);
+    free(got);
+}
+
 /* Layer split: tiny-llama (2 layers) with one layer on the GPU, first or
  * last, the other on the CPU: transformers' logits in one batch and one
  * token at a time, greedy ids equal; the placement names each side. */
@@ -432,20 +452,9 @@ static void split_tiny_llama(int at) {
     ember_model *m = load("models/tiny-llama/model-f16.gguf");
     ember_context *c = new_ctx(m, (ctx_opts){ .backend = EMBER_BACKEND_VULKAN,
                                               .kv_type = EMBER_TYPE_F32, .n_dev = 1, .at = at });
-    float *got = malloc((size_t)r.n_seq * V * 4);
-    eval_rows(c, 0, r.seq, 0, r.n_seq, V, got);
-    double d = max_diff(got, r.logits, (size_t)r.n_seq * V);
-    ember_seq_clear(c, 0);
-    eval_rows(c, 0, r.seq, 0, r.n_prompt, V, got);
-    for (int i = r.n_prompt; i < r.n_seq; i++) eval_rows(c, 0, r.seq, i, i + 1, V, got);
-    double d1 = max_diff(got, r.logits, (size_t)r.n_seq * V);
-    print_message("tiny-llama, layer %d on vulkan: max |diff| = %.3g (batch), %.3g (incremental)\n",
-                  at == EMBER_LAYERS_FIRST ? 0 : 1, d, d1);
-    assert_true(d < REF_TOL && d1 < REF_TOL);
-    ember_seq_clear(c, 0);
-    int32_t out[64];
-    greedy_decode(c, r.prompt, r.n_prompt, r.n_greedy, V, out);
-    assert_memory_equal(out, r.greedy, (size_t)r.n_greedy * 4);
+    char what[64];
+    snprintf(what, sizeof what, "tiny-llama, layer %d", at == EMBER_LAYERS_FIRST ? 0 : 1);
+    against_ref(c, &r, V, what);
 
     ember_placement pl = { .struct_size = sizeof pl }, whole = pl;
     assert_int_equal(ember_context_placement(c, &pl), EMBER_OK);
@@ -462,7 +471,6 @@ static void split_tiny_llama(int at) {
     assert_int_equal(pl.first_device_layer, at == EMBER_LAYERS_FIRST ? 0 : 1);
     assert_int_equal(whole.n_ops_backend, whole.n_ops);
     assert_int_equal(whole.n_device_layers, 2);
-    free(got);
     free(r.logits);
     ember_context_free(&w);
     ember_context_free(&c);
@@ -547,19 +555,7 @@ static void moe_on_gpu(const char *name) {
     ember_placement pl = { .struct_size = sizeof pl };
     assert_int_equal(ember_context_placement(c, &pl), EMBER_OK);
     assert_int_equal(pl.n_ops_backend, pl.n_ops);
-    float *got = malloc((size_t)r.n_seq * V * 4);
-    eval_rows(c, 0, r.seq, 0, r.n_seq, V, got);
-    double d = max_diff(got, r.logits, (size_t)r.n_seq * V);
-    ember_seq_clear(c, 0);
-    eval_rows(c, 0, r.seq, 0, r.n_prompt, V, got);
-    for (int i = r.n_prompt; i < r.n_seq; i++) eval_rows(c, 0, r.seq, i, i + 1, V, got);
-    double d1 = max_diff(got, r.logits, (size_t)r.n_seq * V);
-    print_message("%s on vulkan: max |diff| = %.3g (batch), %.3g (incremental)\n", name, d, d1);
-    assert_true(d < REF_TOL && d1 < REF_TOL);
-    ember_seq_clear(c, 0);
-    int32_t out[64];
-    greedy_decode(c, r.prompt, r.n_prompt, r.n_greedy, V, out);
-    assert_memory_equal(out, r.greedy, (size_t)r.n_greedy * 4);
+    against_ref(c, &r, V, name);
     ember_context_free(&c);
     int n_expert = ember_model_n_expert(m);
     assert_true(n_expert > 0 && n_expert <= 64);
@@ -569,7 +565,6 @@ static void moe_on_gpu(const char *name) {
     for (int i = 0; i < 3 * n_expert; i++) total += gpu[i];
     assert_true(total > 0);
     assert_memory_equal(gpu, cpu, sizeof gpu);
-    free(got);
     free(r.logits);
     ember_model_free(&m);
 }
