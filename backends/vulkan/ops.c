@@ -90,8 +90,7 @@ bool em_vk_op_supported(const em_vk *vk, const em_tensor *t) {
     }
 }
 
-/* The bytes t spans from its first: rows by their strides. */
-static size_t extent(const em_tensor *t) {
+size_t em_vk_extent(const em_tensor *t) {
     size_t last = 0;
     for (int i = 1; i < 4; i++) last += (size_t)(t->ne[i] - 1) * t->nb[i];
     return last + t->nb[1];
@@ -100,11 +99,11 @@ static size_t extent(const em_tensor *t) {
 /* Where tensor t is: the arena, io (per-run leaves) or the weight slabs. */
 static int ref_of(const em_vk_graph *vg, const em_graph *g, const em_tensor *t, em_vk_ref *r) {
     if (em_vk_in_arena(vg, t)) {
-        *r = (em_vk_ref){ vg->arena, (size_t)((const char *)t->data - vg->shadow), extent(t), 0 };
+        *r = (em_vk_ref){ vg->arena, (size_t)((const char *)t->data - vg->shadow), em_vk_extent(t), 0 };
         return EMBER_OK;
     }
     if (t->flags & EM_TENSOR_INPUT) {
-        *r = (em_vk_ref){ vg->io, vg->io_off[t - g->nodes], extent(t), 0 };
+        *r = (em_vk_ref){ vg->io, vg->io_off[t - g->nodes], em_vk_extent(t), 0 };
         return EMBER_OK;
     }
     if (em_vk_weights_find(vg->weights, t->data, em_nbytes(t), r)) return EMBER_OK;
@@ -692,10 +691,9 @@ static int run_moe_ffn(em_vk_graph *vg, const em_graph *g, const em_tensor *t) {
  * unary.comp's copy with the offsets moved. */
 static int copy_cols(em_vk *vk, const em_tensor *src, const em_tensor *t, em_vk_ref a,
                      em_vk_ref y, int64_t from, int64_t c, int64_t n) {
-    /* binding 4 (unread) at an aligned offset, as it must be */
-    em_vk_ref r[EM_VK_BINDINGS] = { a, a, { 0 }, y, { a.buf, a.off / vk->min_align * vk->min_align,
-                                                    4, 0 } };
-    uint32_t push[EM_VK_PUSH_BYTES / 4] = { 0 }, *q = push + 4, lo, hi;
+    uint32_t push[EM_VK_PUSH_BYTES / 4] = { 0 }, *q = push + 4, lo, hi, unread;
+    /* binding 4 is not read, but must sit at an aligned offset */
+    em_vk_ref r[EM_VK_BINDINGS] = { a, a, { 0 }, y, bind4(vk, a, &unread) };
     r[0].off += (size_t)from * sizeof(float);
     r[1] = r[0];
     r[3].off += (size_t)c * sizeof(float);
@@ -889,7 +887,7 @@ static bool foldable(const em_vk_graph *vg, const em_graph *g, const em_tensor *
 static bool overlaps(const em_vk_graph *vg, const em_tensor *t, const em_tensor *x) {
     if (!em_vk_in_arena(vg, t) || !em_vk_in_arena(vg, x)) return false;
     const char *a = t->data, *b = x->data;
-    return a < b + extent(x) && b < a + extent(t);
+    return a < b + em_vk_extent(x) && b < a + em_vk_extent(t);
 }
 
 /* An RMS norm (weighted, not kept) folds into the products that read it

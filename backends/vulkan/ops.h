@@ -62,6 +62,9 @@ typedef struct em_vk_graph {
     em_vk_buf *kv_buf;
 } em_vk_graph;
 
+/* The bytes t spans from its first: rows by their strides (a strided
+ * view's whole span). */
+size_t em_vk_extent(const em_tensor *t);
 /* Whether t's data lies in the arena's host shadow (an activation). */
 bool em_vk_in_arena(const em_vk_graph *vg, const em_tensor *t);
 /* Ops and operand types the shaders cover. */

@@ -82,18 +82,12 @@ static size_t align16(size_t n) { return (n + 15) / 16 * 16; }
 
 /* t's size on the device, and where its meta stream starts (0: not a
  * block type) */
-/* The bytes a leaf spans, first row to last: a strided view (MLA's v_b,
- * every head's rows of a larger tensor) is copied whole, so its rows keep
- * their places and a shader steps from head to head by rows. */
-static size_t span(const em_tensor *t) {
-    size_t last = 0;
-    for (int i = 1; i < 4; i++) last += (size_t)(t->ne[i] - 1) * t->nb[i];
-    return last + t->nb[1];
-}
-
+/* A leaf is copied over its whole span (em_vk_extent): a strided view
+ * (MLA's v_b, every head's rows of a larger tensor) keeps its rows in
+ * their places, so a shader steps from head to head by rows. */
 static size_t device_bytes(const em_tensor *t, size_t *scales) {
     dev_layout l;
-    size_t n = span(t);
+    size_t n = em_vk_extent(t);
     *scales = 0;
     if (!layout_of(t->type, &l)) return n;
     size_t blocks = n / l.unit;
@@ -108,7 +102,7 @@ static int upload_blocks(em_vk *vk, em_vk_buf *slab, size_t off, const em_tensor
     dev_layout l;
     if (!layout_of(t->type, &l))
         return em_error(vk->err, EMBER_ERR_INTERNAL, "vulkan: type %u has no device layout", t->type);
-    size_t blocks = span(t) / l.unit;
+    size_t blocks = em_vk_extent(t) / l.unit;
     uint8_t *tmp = em_malloc(vk->alloc, CHUNK * l.qlen); /* mstride <= qlen for each type */
     if (!tmp) return em_error(vk->err, EMBER_ERR_NO_MEMORY, "vulkan: no memory to repack weights");
     const uint8_t *src = t->data;
