@@ -397,6 +397,86 @@ static void test_norm_q8(void **state) {
     vk_act = EMBER_TYPE_F32;
 }
 
+/* 8-bit roundings folded into the products before them (mul_mvq.comp
+ * EPI): a residual add's RMS norm, rounded, written by the add's product
+ * (the norm skipped), and a SwiGLU's output rounded by the SwiGLU's
+ * products, for a layer's shape: h = r + W x; y = swiglu(Wg n(h), Wu
+ * n(h)); z = Wd y. Each fold must give what the same graph gives with
+ * EMBER_VULKAN_NO_EPI=1 (the dispatches apart) to float order; the norm
+ * kept (its F32 output wanted) must not be folded. The CPU backend with
+ * act_type Q8_0 checks the whole loosely: where a value lands on a
+ * rounding boundary of an 8-bit copy on one side only (the norm's sum of
+ * squares is added in another order), the flip moves every output of its
+ * token by ~1e-2. */
+static void test_epilogues(void **state) {
+    (void)state;
+    if (!have_vulkan()) skip();
+    if (!(ember_cpu_features() & em_cpu_mask() & EMBER_CPU_AVX2)) {
+        print_message("the CPU backend does not round activations here: skipped\n");
+        skip();
+    }
+    static const int64_t shapes[][4] = { { 64, 64, 96, 1 }, { 256, 128, 160, 3 },
+                                         { 96, 2048, 64, 8 }, { 128, 96, 4096, 2 } };
+    static const char *const vars[] = { "apart", "folded", "norm kept" };
+    vk_act = EMBER_TYPE_Q8_0;
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+        float *apart = NULL;
+        for (int var = 0; var < 3; var++) {
+            int64_t K = shapes[s][0], N = shapes[s][1], F = shapes[s][2], T = shapes[s][3];
+            rng = 0x9e3779b97f4a7c15ull + s; /* the same values for the three */
+            em_graph g;
+            new_graph(&g);
+            void *w[4];
+            float *x, *r, *nw;
+            em_tensor *xt = em_scale(&g, rand_f32(&g, &x, K, T, 1, 1), 1.0f);
+            xt = em_reshape(&g, xt, 2, (int64_t[]){ K, T });
+            em_tensor *rt = em_reshape(&g, rand_f32(&g, &r, N, T, 1, 2), 2, (int64_t[]){ N, T });
+            em_tensor *nwt = em_reshape(&g, rand_f32(&g, &nw, N, 1, 1, 3), 1, (int64_t[]){ N });
+            em_tensor *h = em_add(&g, rt, em_matmul(&g, rand_weight(&g, &w[0], EMBER_TYPE_Q8_0, K, N), xt));
+            em_tensor *n = em_rms_norm(&g, h, nwt, 1e-5f);
+            n->keep = var == 2;
+            em_tensor *y = em_swiglu(&g, em_matmul(&g, rand_weight(&g, &w[1], EMBER_TYPE_Q4_0, N, F), n),
+                                     em_matmul(&g, rand_weight(&g, &w[2], EMBER_TYPE_Q4_0, N, F), n));
+            em_tensor *z = em_matmul(&g, rand_weight(&g, &w[3], EMBER_TYPE_Q8_0, F, 40), y);
+            if (var == 0) setenv("EMBER_VULKAN_NO_EPI", "1", 1);
+            run_out c = { 0 }, v = { 0 };
+            cpu_act = EMBER_TYPE_Q8_0;
+            assert_int_equal(run_on(EMBER_BACKEND_CPU, &g, z, &c), EMBER_OK);
+            cpu_act = EMBER_TYPE_F32;
+            int rc = run_on(EMBER_BACKEND_VULKAN, &g, z, &v);
+            unsetenv("EMBER_VULKAN_NO_EPI");
+            if (rc) print_error("%s\n", err);
+            assert_int_equal(rc, EMBER_OK);
+            double tol = 1e-5 * sqrt((double)F) * 4, worst = 0, cpu = 0;
+            for (size_t i = 0; i < c.n; i++) {
+                double d = fabs((double)c.y[i] - v.y[i]) / (1 + fabs((double)c.y[i]));
+                cpu += d * d;
+                if (apart) {
+                    d = fabs((double)apart[i] - v.y[i]) / (1 + fabs((double)apart[i]));
+                    worst = d > worst ? d : worst;
+                }
+            }
+            cpu = sqrt(cpu / (double)c.n);
+            print_message("add -> norm -> swiglu -> product K %lld N %lld F %lld T %lld, %-9s: "
+                          "%llu commands, against apart worst %.2e (bound %.0e), against the "
+                          "cpu rms %.2e\n", (long long)K, (long long)N, (long long)F,
+                          (long long)T, vars[var], (unsigned long long)v.commands, worst, tol, cpu);
+            assert_true(worst <= tol && cpu < 3e-2);
+            /* the scale, quant_act of x, the three products (the SwiGLU's
+             * two as one) and the copy out; apart, the norm (writing its
+             * 8-bit copy) and quant_act of the SwiGLU's output; the norm
+             * kept, its dispatch and its copy out, the SwiGLU's fold kept */
+            assert_int_equal(v.commands, var == 1 ? 6 : var == 0 ? 8 : 8);
+            if (var == 0) apart = v.y, v.y = NULL;
+            free(c.y), free(v.y), free(x), free(r), free(nw);
+            for (int i = 0; i < 4; i++) free(w[i]);
+            em_graph_free(&g, &alloc);
+        }
+        free(apart);
+    }
+    vk_act = EMBER_TYPE_F32;
+}
+
 /* Barriers only between dependent commands: three products of one input
  * (a layer's Q, K and V) run without one between them, and their outputs'
  * copies to the host wait behind one. */
@@ -662,6 +742,13 @@ static void test_attention(void **state) {
     }
 }
 
+/* When set, attention's output goes through this Q8_0 [D * 4, DEC_N]
+ * product (the output projection) and `out` gets the product's rows, the
+ * backend's activations rounded to 8 bits (dec_act). */
+enum { DEC_N = 24 };
+static em_tensor *(*dec_proj)(em_graph *g);
+static uint32_t dec_act = EMBER_TYPE_F32;
+
 /* One graph of T tokens (sequence seq[t] at position pos[t]): their K
  * and V stored, their queries attended; out gets the attention (when
  * given). The arena is made for the graph and freed after. */
@@ -682,6 +769,8 @@ static int attn_step(em_backend *b, em_kv *kv, int64_t D, int T, const int32_t *
     em_tensor *sq = em_input(&g, EM_TYPE_I32, 1, (int64_t[]){ T }, (void *)seq);
     em_tensor *stored = em_kv_store(&g, kt, vt, st, 0);
     em_tensor *y = em_attn(&g, qt, pt, sq, stored, 0, D, 1.0f / sqrtf((float)D));
+    int64_t row = D * H;
+    if (dec_proj) y = em_matmul(&g, dec_proj(&g), y), row = DEC_N;
     y->keep = 1;
     em_plan p;
     em_buffer buf = { 0 };
@@ -691,7 +780,7 @@ static int attn_step(em_backend *b, em_kv *kv, int64_t D, int T, const int32_t *
             !(rc = em_plan_apply(&p, &g, buf.base, err)) && !(rc = em_backend_graph_reserve(b, &g)) &&
             !(rc = em_backend_graph_compute(b, &g)) && out)
             for (int t = 0; t < T; t++)
-                memcpy(out + t * D * H, (char *)y->data + t * y->nb[1], (size_t)(D * H) * 4);
+                memcpy(out + t * row, (char *)y->data + t * y->nb[1], (size_t)row * 4);
         em_backend_buffer_free(b, &buf);
         em_plan_free(&p, &alloc);
     }
@@ -708,7 +797,7 @@ static int attn_step(em_backend *b, em_kv *kv, int64_t D, int T, const int32_t *
 enum { DEC_P0 = 300, DEC_P1 = 45, DEC_T = DEC_P0 + DEC_P1 };
 static int run_decode_on(int kind, uint32_t kv_type, int64_t D, const float *q, const float *k,
                          const float *v, float *out) {
-    em_backend_config cfg = { kind, 0, 2, em_cpu_mask(), EMBER_TYPE_F32 };
+    em_backend_config cfg = { kind, 0, 2, em_cpu_mask(), dec_act };
     em_backend *b = NULL;
     int rc = em_backend_create(&cfg, &alloc, err, &b);
     if (rc) return rc;
@@ -734,7 +823,7 @@ static int run_decode_on(int kind, uint32_t kv_type, int64_t D, const float *q, 
     dpos[0]++;
     em_kv_prepare(&kv, 0, DEC_P0 + 1, DEC_P0 + 2);
     if (!rc) rc = attn_step(b, &kv, D, 1, dpos, dseq, q + nq + 8 * D, k + nk + 4 * D, v + nk + 4 * D,
-                            out + 8 * D);
+                            out + (dec_proj ? 2 * DEC_N : 8 * D));
     em_kv_free(&kv, &alloc);
     em_backend_destroy(&b);
     return rc;
@@ -768,6 +857,59 @@ static void test_attention_decode(void **state) {
                       (long long)D, worst, cases[c].tol);
         assert_true(worst <= cases[c].tol);
         free(q), free(k), free(v);
+    }
+}
+
+static void *proj_w;
+static int64_t proj_k;
+static em_tensor *proj_leaf(em_graph *g) {
+    return em_leaf(g, EMBER_TYPE_Q8_0, 2, (int64_t[]){ proj_k, DEC_N }, proj_w);
+}
+
+/* Attention's output rounded to 8 bits by the attention itself (attn.comp
+ * Q8OUT) for the output projection, split (300 positions) and whole (45),
+ * each cache type: the same values as quant_act's rounding
+ * (EMBER_VULKAN_NO_EPI=1), exactly; heads of 48 (not whole blocks) keep
+ * quant_act. */
+static void test_attention_q8_out(void **state) {
+    (void)state;
+    if (!have_vulkan()) skip();
+    const struct { uint32_t type; int64_t D; } cases[] = {
+        { EMBER_TYPE_F32, 64 }, { EMBER_TYPE_F16, 64 }, { EMBER_TYPE_Q8_0, 64 }, { EMBER_TYPE_F32, 48 },
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        int64_t D = cases[c].D, nq = D * 4 * (DEC_T + 4), nkv = D * 2 * (DEC_T + 4);
+        float *q = malloc(sizeof(float) * (size_t)nq), *k = malloc(sizeof(float) * (size_t)nkv);
+        float *v = malloc(sizeof(float) * (size_t)nkv);
+        float y[2][3 * DEC_N];
+        for (int64_t i = 0; i < nq; i++) q[i] = frand();
+        for (int64_t i = 0; i < nkv; i++) k[i] = frand(), v[i] = frand();
+        em_graph g;
+        new_graph(&g);
+        proj_k = D * 4;
+        rand_weight(&g, &proj_w, EMBER_TYPE_Q8_0, proj_k, DEC_N);
+        em_graph_free(&g, &alloc);
+        dec_proj = proj_leaf;
+        dec_act = EMBER_TYPE_Q8_0;
+        for (int apart = 0; apart < 2; apart++) {
+            if (apart) setenv("EMBER_VULKAN_NO_EPI", "1", 1);
+            int rc = run_decode_on(EMBER_BACKEND_VULKAN, cases[c].type, D, q, k, v, y[apart]);
+            unsetenv("EMBER_VULKAN_NO_EPI");
+            if (rc) print_error("attention decode: %s\n", err);
+            assert_int_equal(rc, EMBER_OK);
+        }
+        dec_proj = NULL;
+        dec_act = EMBER_TYPE_F32;
+        double worst = 0, mag = 0;
+        for (int i = 0; i < 3 * DEC_N; i++) {
+            worst = fmax(worst, fabs((double)y[0][i] - y[1][i]));
+            mag = fmax(mag, fabs((double)y[1][i]));
+        }
+        print_message("decode attention -> 8-bit product, %s cache, D %lld: folded vs apart %.2e "
+                      "(outputs up to %.2g)\n", ember_type_name((int)cases[c].type), (long long)D,
+                      worst, mag);
+        assert_true(worst == 0 && mag > 0);
+        free(q), free(k), free(v), free(proj_w);
     }
 }
 
@@ -985,11 +1127,13 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_fused),   cmocka_unit_test(test_act_q8),
         cmocka_unit_test(test_norm_q8),
+        cmocka_unit_test(test_epilogues),
         cmocka_unit_test(test_barriers),
         cmocka_unit_test(test_matmul),  cmocka_unit_test(test_get_rows),
         cmocka_unit_test(test_rms_norm), cmocka_unit_test(test_binary),
         cmocka_unit_test(test_unary),   cmocka_unit_test(test_rope),
         cmocka_unit_test(test_attention), cmocka_unit_test(test_attention_decode),
+        cmocka_unit_test(test_attention_q8_out),
         cmocka_unit_test(test_norm_fold), cmocka_unit_test(test_moe_route),
         cmocka_unit_test(test_moe_ffn), cmocka_unit_test(test_mla_ops),
         cmocka_unit_test(test_bad_device), cmocka_unit_test(test_many_backends),

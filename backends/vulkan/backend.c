@@ -27,6 +27,7 @@ typedef struct vk_backend {
     em_vk_buf xq;     /* device: 8-bit activations (act_type Q8_0) */
     em_vk_buf attn_part; /* device: split attention's scratch */
     em_vk_buf moe;       /* device: MoE layers' per-pair rows */
+    em_vk_buf sync;      /* device: folded roundings' counts */
     int32_t io_cap;   /* entries of io_off */
     em_kv *kv;        /* attached cache, or NULL */
     em_vk_buf kv_buf;
@@ -83,23 +84,23 @@ static em_vk_graph graph_view(vk_backend *v, const em_graph *g) {
                           .kv_buf = &v->kv_buf, .xq_off = v->xq_off,
                           .xq_done = v->scratch ? v->scratch + 2 * (size_t)v->io_cap : NULL,
                           .xq = &v->xq, .attn_part = &v->attn_part,
-                          .moe = &v->moe };
+                          .moe = &v->moe, .sync = &v->sync };
 }
 
-/* The split attention's scratch, `need` bytes, its counts zeroed (the
- * shader leaves them zero after each run). On failure there is none and
- * the evaluation fails with the status (out of memory, say); a later one
- * tries again. */
-static int attn_part_grow(em_backend *b, size_t need) {
+/* A buffer of counts the shaders leave at zero after each run (the split
+ * attention's scratch, the folded roundings' counts), made `need` bytes
+ * and zeroed. On failure there is none and the evaluation fails with the
+ * status (out of memory, say); a later one tries again. */
+static int zeroed_grow(em_backend *b, em_vk_buf *buf, size_t need) {
     vk_backend *v = b->impl;
     em_vk_cache_clear(&v->vk);
-    em_vk_buf_destroy(&v->vk, &v->attn_part);
+    em_vk_buf_destroy(&v->vk, buf);
     void *zeros = em_calloc(&b->alloc, 1, need);
     if (!zeros) return em_error(b->err, EMBER_ERR_NO_MEMORY, "vulkan: no host memory");
-    int rc = em_vk_buf_create(&v->vk, need, false, &v->attn_part);
-    if (!rc) rc = em_vk_upload(&v->vk, &v->attn_part, 0, zeros, need);
+    int rc = em_vk_buf_create(&v->vk, need, false, buf);
+    if (!rc) rc = em_vk_upload(&v->vk, buf, 0, zeros, need);
     em_free(&b->alloc, zeros);
-    if (rc) em_vk_buf_destroy(&v->vk, &v->attn_part);
+    if (rc) em_vk_buf_destroy(&v->vk, buf);
     return rc;
 }
 
@@ -149,8 +150,10 @@ static int prepare(em_backend *b, const em_graph *g, em_vk_graph *vg) {
         em_vk_buf_destroy(&v->vk, &v->moe);
         if ((rc = em_vk_buf_create(&v->vk, need, false, &v->moe))) return rc;
     }
+    need = em_vk_sync_bytes(vg, g);
+    if (need > v->sync.size && (rc = zeroed_grow(b, &v->sync, need))) return rc;
     need = em_vk_attn_part_bytes(vg, g);
-    if (need > v->attn_part.size) return attn_part_grow(b, need);
+    if (need > v->attn_part.size) return zeroed_grow(b, &v->attn_part, need);
     return EMBER_OK;
 }
 
@@ -233,6 +236,7 @@ static void vk_destroy(em_backend *b) {
     em_vk_buf_destroy(&v->vk, &v->kv_buf);
     em_vk_buf_destroy(&v->vk, &v->xq);
     em_vk_buf_destroy(&v->vk, &v->attn_part);
+    em_vk_buf_destroy(&v->vk, &v->sync);
     em_vk_buf_destroy(&v->vk, &v->moe);
     em_vk_buf_destroy(&v->vk, &v->arena);
     em_free_aligned(&b->alloc, v->shadow);

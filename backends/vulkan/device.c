@@ -103,8 +103,12 @@ static int pick_device(em_vk *vk, int index) {
     vk->no_rope_fold = no_rope && *no_rope && strcmp(no_rope, "0");
     const char *norm = getenv("EMBER_VULKAN_NORM_FOLD");
     vk->norm_fold = norm && *norm && strcmp(norm, "0");
+    const char *no_epi = getenv("EMBER_VULKAN_NO_EPI");
+    vk->no_epi = no_epi && *no_epi && strcmp(no_epi, "0");
     const char *no_tiles = getenv("EMBER_VULKAN_NO_TILES");
     vk->no_tiles = no_tiles && *no_tiles && strcmp(no_tiles, "0");
+    vk->skip = getenv("EMBER_VULKAN_SKIP");
+    if (vk->skip && !*vk->skip) vk->skip = NULL;
     memcpy(vk->name, p.deviceName, sizeof vk->name);
     vk->name[sizeof vk->name - 1] = 0;
     vk->min_align = (size_t)p.limits.minStorageBufferOffsetAlignment;
@@ -125,6 +129,7 @@ static int pick_device(em_vk *vk, int index) {
             vk->queue_family = i;
             const char *prof = getenv("EMBER_VULKAN_PROFILE");
             vk->prof.on = prof && *prof && strcmp(prof, "0") && qf[i].timestampValidBits >= 32;
+            vk->prof.levels = vk->prof.on && strcmp(prof, "levels") == 0;
             vk->prof.ns_per_tick = p.limits.timestampPeriod;
             return EMBER_OK;
         }

@@ -237,6 +237,16 @@ void em_vk_io_fill(em_vk_graph *vg, const em_graph *g) {
 
 static uint32_t floats(size_t bytes) { return (uint32_t)(bytes / sizeof(float)); }
 
+/* Bindings 4-6 take aligned offsets only: r bound from the aligned
+ * offset below its own, *words the rest. */
+static em_vk_ref bind4(const em_vk *vk, em_vk_ref r, uint32_t *words) {
+    size_t base = r.off / vk->min_align * vk->min_align;
+    *words = floats(r.off - base);
+    r.bytes += r.off - base;
+    r.off = base;
+    return r;
+}
+
 /* rows split into (x or y, z) below the 32768 the shaders fold at */
 static void fold(int64_t rows, uint32_t *lo, uint32_t *hi) {
     *lo = rows < 32768 ? (uint32_t)rows : 32768u;
@@ -287,6 +297,13 @@ static int run_kv_store(em_vk_graph *vg, const em_graph *g, const em_tensor *t, 
                           (uint32_t)k->ne[1], 1);
 }
 
+/* Whether attention t writes its output's 8-bit copy (attn.comp Q8OUT):
+ * an 8-bit product reads it (it has a slot), and each head's output is
+ * whole blocks of 32. */
+static bool attn_rounds(const em_vk_graph *vg, const em_graph *g, const em_tensor *t);
+static void quantized_slot(const em_vk_graph *vg, const em_graph *g, const em_tensor *x,
+                           em_vk_ref *out, uint32_t *xm);
+
 /* attn.comp's RoPE words: rope, n_rot, mode, the table's offset */
 static void q_rope(uint32_t *q, const em_vk_graph *vg, const em_graph *g, const em_tensor *rope) {
     q[18] = 1, q[19] = (uint32_t)rope->ip[0], q[20] = (uint32_t)rope->ip[1];
@@ -319,14 +336,29 @@ static int run_attn(em_vk_graph *vg, const em_graph *g, const em_tensor *t, em_v
     q[15] = (uint32_t)kv->block_shift, q[16] = kv->v_row == 0;
     memcpy(&q[17], &t->fp[0], 4);
     em_vk_pipe p = by_kv_type(kv->type, EM_VK_ATTN_F32, EM_VK_ATTN_F16, EM_VK_ATTN_Q8_0);
+    uint32_t writes = 0;
+    bool q8 = attn_rounds(vg, g, t);
+    if (q8) { /* the output's 8-bit copy for the output projection too */
+        em_vk_ref slot;
+        quantized_slot(vg, g, t, &slot, &q[23]);
+        r[5] = bind4(vg->vk, slot, &q[22]);
+        q[24] = (uint32_t)t->ne[0];
+        p = by_kv_type(kv->type, EM_VK_ATTN_F32_Q8, EM_VK_ATTN_F16_Q8, EM_VK_ATTN_Q8_0_Q8);
+        writes = 1u << 5;
+    }
     uint32_t S = attn_splits(vg, t);
+    int rc;
     if (S > 1 && vg->attn_part->size >= attn_part_bytes(vg, t, S)) {
         r[4] = (em_vk_ref){ vg->attn_part, 0, attn_part_bytes(vg, t, S), 0 };
-        return em_vk_dispatch_indirect(vg->vk, p, r, push, 26 * 4,
-                                       (uint32_t[3]){ (uint32_t)H, (uint32_t)T, S }, 1u << 4,
-                                       vg->io, vg->io_off[t - g->nodes]);
+        rc = em_vk_dispatch_indirect(vg->vk, p, r, push, 29 * 4,
+                                     (uint32_t[3]){ (uint32_t)H, (uint32_t)T, S },
+                                     writes | 1u << 4, vg->io, vg->io_off[t - g->nodes]);
+    } else {
+        rc = em_vk_dispatch_w(vg->vk, p, r, push, 29 * 4, (uint32_t[3]){ (uint32_t)H, (uint32_t)T, 1 },
+                              writes);
     }
-    return em_vk_dispatch(vg->vk, p, r, push, 26 * 4, (uint32_t)H, (uint32_t)T, 1);
+    if (!rc && q8) vg->xq_done[t - g->nodes] = 1;
+    return rc;
 }
 
 static uint32_t scales_words(const em_vk_ref *w) { return (uint32_t)(w->scales / 4); }
@@ -473,6 +505,12 @@ static void quantized_slot(const em_vk_graph *vg, const em_graph *g, const em_te
     *xm = floats(xq_quant_bytes(x));
 }
 
+static bool attn_rounds(const em_vk_graph *vg, const em_graph *g, const em_tensor *t) {
+    int64_t H = t->src[0]->ne[1], Dv = t->ne[0] / H;
+    return vg->xq_off[t - g->nodes] < XQ_IN_PLACE && Dv % 32 == 0 && t->ne[0] == H * Dv &&
+           t->nb[0] == sizeof(float) && !vg->vk->no_epi;
+}
+
 /* Whether RMS norm t writes its output's 8-bit copy itself (rms_norm.comp
  * Q8): it has a slot (mul_mvq reads it) and rows of whole 16-byte-aligned
  * blocks. */
@@ -505,10 +543,25 @@ static int quantized_input(em_vk_graph *vg, const em_graph *g, const em_tensor *
     return rc;
 }
 
+/* The 8-bit rounding folded into a product (mul_mvq.comp EPI): `out` is
+ * the node whose 8-bit copy it writes (the SwiGLU itself, or the RMS norm
+ * of the add), `norm` that norm (NULL for the SwiGLU), `counts` the words
+ * of vg->sync its workgroups count in. */
+typedef struct mvq_epi {
+    const em_tensor *out, *norm;
+    uint32_t counts;
+} mvq_epi;
+
+/* Words of vg->sync an epilogue counts in: one per block of 32 rows
+ * (EPI 1) or one (EPI 2), per pass of 8 tokens. */
+static uint32_t epi_counts(const em_tensor *out, bool norm) {
+    return (uint32_t)((norm ? 1 : out->ne[0] / 32) * ((out->ne[1] + 7) / 8));
+}
+
 /* y = W x by mul_mvq.comp with mul_mv's `mode` (0-2) folded in; r[1] is
- * replaced by x's 8-bit copy. */
+ * replaced by x's 8-bit copy; with `epi`, the next op's rounding too. */
 static int run_mul_mvq(em_vk_graph *vg, const em_graph *g, const em_tensor *t, const em_tensor *y,
-                       int mode, em_vk_ref *r, uint32_t *push) {
+                       int mode, em_vk_ref *r, uint32_t *push, const mvq_epi *epi) {
     em_vk *vk = vg->vk;
     const em_tensor *a = t->src[0], *x = t->src[1];
     int64_t N = a->ne[1], T = x->ne[1];
@@ -520,10 +573,28 @@ static int run_mul_mvq(em_vk_graph *vg, const em_graph *g, const em_tensor *t, c
     q[3] = floats(y->nb[1]);
     q[4] = mode == 1 ? floats(y->src[0] == t ? y->src[1]->nb[1] : y->src[0]->nb[1]) : 0;
     q[5] = (uint32_t)T, q[6] = xm;
+    int variant = mode;
+    if (epi) {
+        em_vk_ref slot;
+        quantized_slot(vg, g, epi->out, &slot, &q[9]);
+        r[4] = bind4(vk, (em_vk_ref){ vg->sync, 0, vg->sync->size, 0 }, &q[7]);
+        q[7] += epi->counts;
+        r[5] = bind4(vk, slot, &q[8]);
+        if (epi->norm) {
+            rc = ref_of(vg, g, epi->norm->src[1], &r[6]);
+            if (rc) return rc;
+            r[6] = bind4(vk, r[6], &q[10]);
+            memcpy(&q[11], &epi->norm->fp[0], 4);
+        }
+        variant = epi->norm ? 4 : 3;
+    }
     fold((N + rows_per_group - 1) / rows_per_group, &lo, &hi);
-    em_vk_pipe p = EM_VK_MUL_MVQ + em_vk_mul_mvq_variant(em_vk_wtype_index(a->type), T == 1, mode,
-                                                         !vk->use_idot);
-    return em_vk_dispatch(vk, p, r, push, 11 * 4, lo, (uint32_t)((T + 7) / 8), hi);
+    em_vk_pipe p = EM_VK_MUL_MVQ + em_vk_mul_mvq_variant(em_vk_wtype_index(a->type), T == 1,
+                                                         variant, !vk->use_idot);
+    rc = em_vk_dispatch_w(vk, p, r, push, 16 * 4, (uint32_t[3]){ lo, (uint32_t)((T + 7) / 8), hi },
+                          epi ? 1u << 4 | 1u << 5 : 0u);
+    if (!rc && epi) vg->xq_done[epi->out - g->nodes] = 1;
+    return rc;
 }
 
 /* Whether mul_mm.comp's tiles run product t: more tokens than mul_mv.comp
@@ -554,7 +625,7 @@ static int run_matmul(em_vk_graph *vg, const em_graph *g, const em_tensor *t, em
     if (rc) return rc;
     if (!vk->no_tiles && mul_mm_fits(t, r)) return run_mul_mm(vk, t, r, push);
     if (vg->xq_off[t->src[1] - g->nodes] < XQ_IN_PLACE && takes_q8_act(vg, g, t))
-        return run_mul_mvq(vg, g, t, t, 0, r, push);
+        return run_mul_mvq(vg, g, t, t, 0, r, push, NULL);
     if (mul_mv_fits(vk, t, r)) return run_mul_mv(vk, t, t, 0, r, push, t->src[1], 0.0f);
     const em_tensor *a = t->src[0], *b = t->src[1];
     int64_t K = a->ne[0], N = a->ne[1], T = b->ne[1];
@@ -588,16 +659,6 @@ size_t em_vk_moe_bytes(const em_graph *g) {
             need = b > need ? b : need;
         }
     return need;
-}
-
-/* Binding 4 takes aligned offsets only: the route is bound from the
- * aligned offset below its own, *words the rest. */
-static em_vk_ref bind4(const em_vk *vk, em_vk_ref r, uint32_t *words) {
-    size_t base = r.off / vk->min_align * vk->min_align;
-    *words = floats(r.off - base);
-    r.bytes += r.off - base;
-    r.off = base;
-    return r;
 }
 
 static int run_moe_route(em_vk *vk, const em_tensor *t, em_vk_ref *r, uint32_t *push) {
@@ -691,9 +752,8 @@ static int run_moe_ffn(em_vk_graph *vg, const em_graph *g, const em_tensor *t) {
  * unary.comp's copy with the offsets moved. */
 static int copy_cols(em_vk *vk, const em_tensor *src, const em_tensor *t, em_vk_ref a,
                      em_vk_ref y, int64_t from, int64_t c, int64_t n) {
-    uint32_t push[EM_VK_PUSH_BYTES / 4] = { 0 }, *q = push + 4, lo, hi, unread;
-    /* binding 4 is not read, but must sit at an aligned offset */
-    em_vk_ref r[EM_VK_BINDINGS] = { a, a, { 0 }, y, bind4(vk, a, &unread) };
+    uint32_t push[EM_VK_PUSH_BYTES / 4] = { 0 }, *q = push + 4, lo, hi;
+    em_vk_ref r[EM_VK_BINDINGS] = { a, a, { 0 }, y };
     r[0].off += (size_t)from * sizeof(float);
     r[1] = r[0];
     r[3].off += (size_t)c * sizeof(float);
@@ -831,7 +891,8 @@ static size_t kept_bytes(const em_graph *g) {
  * that runs its product (a residual: W x + r), FUSE_SWIGLU for a SwiGLU
  * that runs both of its products (gate and up of one input). A product
  * folds only when nothing else reads it and mul_mv.comp would run it. */
-enum { FUSE_NONE = 0, FUSE_SKIP = -1, FUSE_ADD = 1, FUSE_SWIGLU = 2, FUSE_ROPE = 3, FUSE_NORM = 4 };
+enum { FUSE_NONE = 0, FUSE_SKIP = -1, FUSE_ADD = 1, FUSE_SWIGLU = 2, FUSE_ROPE = 3, FUSE_NORM = 4,
+       FUSE_SWIGLU_Q8 = 5, FUSE_ADD_NORM = 6 };
 
 /* src0 of node t through views (reshapes), and whether each view on the
  * way is read once and not kept */
@@ -927,6 +988,66 @@ static void plan_norm_fold(em_vk_graph *vg, const em_graph *g, int32_t ni) {
     vg->fuse[ni] = FUSE_SKIP;
 }
 
+/* Whether fused node t's product (FUSE_ADD or FUSE_SWIGLU) runs on
+ * mul_mvq.comp (run_fused's test). */
+static const em_tensor *fused_product(const em_vk_graph *vg, const em_graph *g,
+                                      const em_tensor *t) {
+    int mode = vg->fuse[t - g->nodes];
+    if (mode == FUSE_ADD && vg->fuse[t->src[1] - g->nodes] == FUSE_SKIP) return t->src[1];
+    return t->src[0];
+}
+static bool runs_mvq(const em_vk_graph *vg, const em_graph *g, const em_tensor *m) {
+    return vg->xq_off[m->src[1] - g->nodes] < XQ_IN_PLACE && takes_q8_act(vg, g, m);
+}
+
+/* The RMS norm that reads add t and can be folded into its product
+ * (FUSE_ADD_NORM), or NULL: weighted by F32, not kept, wanted only as
+ * 8-bit input of products (so its F32 output is never written). */
+static const em_tensor *norm_after(const em_vk_graph *vg, const em_graph *g, const em_tensor *t) {
+    for (int32_t j = (int32_t)(t - g->nodes) + 1; j < g->n_nodes; j++) {
+        const em_tensor *n = &g->nodes[j];
+        if (n->op != EM_OP_RMS_NORM || n->src[0] != t) continue;
+        const em_tensor *w = n->src[1];
+        if (n->keep || !w || w->type != EMBER_TYPE_F32 || em_nelements(w) != n->ne[0] ||
+            n->ne[0] % 32 || !norm_quantizes(vg, g, n))
+            return NULL;
+        int32_t readers = 0;
+        for (int32_t k = j + 1; k < g->n_nodes; k++) {
+            const em_tensor *m = &g->nodes[k];
+            bool reads = false;
+            for (int s = 0; s < EM_MAX_SRC; s++) reads = reads || m->src[s] == n;
+            if (!reads) continue;
+            if (m->op != EM_OP_MATMUL || m->src[1] != n || m->src[0] == n ||
+                (vg->fuse[k] != FUSE_NONE && vg->fuse[k] != FUSE_SKIP) || !runs_mvq(vg, g, m))
+                return NULL;
+            readers++;
+        }
+        return readers > 0 && readers == vg->uses[j] ? n : NULL;
+    }
+    return NULL;
+}
+
+/* 8-bit roundings folded into the products before them (mul_mvq.comp's
+ * EPI): a SwiGLU's output for the down projection (FUSE_SWIGLU_Q8), and
+ * the RMS norm of a residual add for the next products (FUSE_ADD_NORM,
+ * the norm skipped). EMBER_VULKAN_NO_EPI=1 keeps them apart. */
+static void plan_epilogues(em_vk_graph *vg, const em_graph *g) {
+    for (int32_t i = 0; i < g->n_nodes; i++) {
+        const em_tensor *t = &g->nodes[i];
+        int mode = vg->fuse[i];
+        if ((mode != FUSE_ADD && mode != FUSE_SWIGLU) || !runs_mvq(vg, g, fused_product(vg, g, t)))
+            continue;
+        if (mode == FUSE_SWIGLU && vg->xq_off[i] < XQ_IN_PLACE && t->ne[0] % 32 == 0 &&
+            t->nb[0] == sizeof(float) && t->ne[2] == 1 && t->ne[3] == 1)
+            vg->fuse[i] = FUSE_SWIGLU_Q8;
+        const em_tensor *n = mode == FUSE_ADD ? norm_after(vg, g, t) : NULL;
+        if (n && t->nb[0] == sizeof(float) && t->ne[2] == 1 && t->ne[3] == 1) {
+            vg->fuse[i] = FUSE_ADD_NORM;
+            vg->fuse[n - g->nodes] = FUSE_SKIP;
+        }
+    }
+}
+
 static void plan_fusion(em_vk_graph *vg, const em_graph *g) {
     for (int32_t i = 0; i < g->n_nodes; i++) vg->uses[i] = g->nodes[i].keep ? 1 : 0, vg->fuse[i] = 0;
     for (int32_t i = 0; i < g->n_nodes; i++)
@@ -958,7 +1079,26 @@ static void plan_fusion(em_vk_graph *vg, const em_graph *g) {
     for (int32_t i = 0; i < g->n_nodes; i++)
         if (g->nodes[i].op == EM_OP_RMS_NORM && vg->vk->norm_fold && !vg->vk->act_q8)
             plan_norm_fold(vg, g, i);
+    if (vg->vk->act_q8 && !vg->vk->no_epi) plan_epilogues(vg, g);
     vg->vk->err = saved;
+}
+
+/* The norm FUSE_ADD_NORM node t writes (the first skipped norm of t). */
+static const em_tensor *folded_norm(const em_vk_graph *vg, const em_graph *g, const em_tensor *t) {
+    for (int32_t j = (int32_t)(t - g->nodes) + 1; j < g->n_nodes; j++)
+        if (g->nodes[j].op == EM_OP_RMS_NORM && g->nodes[j].src[0] == t &&
+            vg->fuse[j] == FUSE_SKIP)
+            return &g->nodes[j];
+    return NULL;
+}
+
+size_t em_vk_sync_bytes(em_vk_graph *vg, const em_graph *g) {
+    plan_fusion(vg, g);
+    size_t words = 0;
+    for (int32_t i = 0; i < g->n_nodes; i++)
+        if (vg->fuse[i] == FUSE_SWIGLU_Q8 || vg->fuse[i] == FUSE_ADD_NORM)
+            words += epi_counts(&g->nodes[i], vg->fuse[i] == FUSE_ADD_NORM);
+    return words * sizeof(uint32_t);
 }
 
 /* Product t run with its input's RMS norm folded in (FUSE_NORM). */
@@ -978,7 +1118,8 @@ static int run_norm_product(em_vk_graph *vg, const em_graph *g, const em_tensor 
 static int run_fused(em_vk_graph *vg, const em_graph *g, const em_tensor *t) {
     em_vk_ref r[EM_VK_BINDINGS] = { { 0 } };
     uint32_t push[EM_VK_PUSH_BYTES / 4] = { 0 };
-    int mode = vg->fuse[t - g->nodes];
+    int fuse = vg->fuse[t - g->nodes];
+    int mode = fuse == FUSE_SWIGLU_Q8 ? FUSE_SWIGLU : fuse == FUSE_ADD_NORM ? FUSE_ADD : fuse;
     const em_tensor *m = t->src[0], *other = t->src[1];
     if (mode == FUSE_ADD && vg->fuse[t->src[1] - g->nodes] == FUSE_SKIP)
         m = t->src[1], other = t->src[0];
@@ -988,9 +1129,15 @@ static int run_fused(em_vk_graph *vg, const em_graph *g, const em_tensor *t) {
     if (!rc) rc = ref_of(vg, g, mode == FUSE_ADD ? other : other->src[0], &r[2]);
     if (!rc) rc = ref_of(vg, g, t, &r[3]);
     if (rc) return rc;
-    if (vg->xq_off[m->src[1] - g->nodes] < XQ_IN_PLACE && takes_q8_act(vg, g, m))
-        return run_mul_mvq(vg, g, m, t, mode, r, push);
-    return run_mul_mv(vg->vk, m, t, mode, r, push, m->src[1], 0.0f);
+    if (!runs_mvq(vg, g, m)) return run_mul_mv(vg->vk, m, t, mode, r, push, m->src[1], 0.0f);
+    if (fuse == mode) return run_mul_mvq(vg, g, m, t, mode, r, push, NULL);
+    mvq_epi epi = { t, NULL, (uint32_t)vg->sync_used };
+    if (fuse == FUSE_ADD_NORM && !(epi.norm = epi.out = folded_norm(vg, g, t)))
+        return em_error(vg->vk->err, EMBER_ERR_INTERNAL, "vulkan: a folded norm went missing");
+    vg->sync_used += epi_counts(t, epi.norm != NULL);
+    if (vg->sync_used * sizeof(uint32_t) > vg->sync->size)
+        return em_error(vg->vk->err, EMBER_ERR_INTERNAL, "vulkan: more counts than reserved");
+    return run_mul_mvq(vg, g, m, t, mode, r, push, &epi);
 }
 
 int em_vk_run(em_vk_graph *vg, const em_graph *g, bool *staged) {
@@ -1002,11 +1149,14 @@ int em_vk_run(em_vk_graph *vg, const em_graph *g, bool *staged) {
     if (rc) return rc;
     if (vg->kv) rc = run_kv_copies(vg);
     plan_fusion(vg, g);
+    vg->sync_used = 0;
     for (int32_t i = 0; i < g->n_nodes; i++) vg->xq_done[i] = 0;
     for (int32_t i = 0; i < g->n_nodes && !rc; i++) {
         if (g->nodes[i].op == EM_OP_NONE || vg->fuse[i] == FUSE_SKIP) continue;
         const em_tensor *t = &g->nodes[i];
-        if (vg->fuse[i] == FUSE_ADD || vg->fuse[i] == FUSE_SWIGLU) rc = run_fused(vg, g, t);
+        if (vg->fuse[i] == FUSE_ADD || vg->fuse[i] == FUSE_SWIGLU || vg->fuse[i] == FUSE_SWIGLU_Q8 ||
+            vg->fuse[i] == FUSE_ADD_NORM)
+            rc = run_fused(vg, g, t);
         else if (vg->fuse[i] == FUSE_NORM) rc = run_norm_product(vg, g, t);
         else rc = run_node(vg, g, t);
     }

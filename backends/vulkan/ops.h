@@ -57,6 +57,9 @@ typedef struct em_vk_graph {
     em_vk_buf *attn_part; /* split attention's partial results and counts
                              (zeroed once; attn.comp resets its counts) */
     em_vk_buf *moe;      /* MoE layers' per-pair rows (em_vk_moe_bytes) */
+    em_vk_buf *sync;     /* folded roundings' counts (em_vk_sync_bytes; zeroed
+                            once, the shaders leave them zero) */
+    size_t sync_used;    /* words of sync this run has given out */
     size_t tables_off;   /* the KV block tables in io */
     em_kv *kv;           /* NULL when the graph has no KV ops */
     em_vk_buf *kv_buf;
@@ -83,6 +86,8 @@ size_t em_vk_io_layout(em_vk_graph *vg, const em_graph *g);
 size_t em_vk_xq_layout(em_vk_graph *vg, const em_graph *g);
 /* Bytes g's MoE layers need in vg->moe (0: none). */
 size_t em_vk_moe_bytes(const em_graph *g);
+/* Bytes of sync g's folded roundings count in (plans g's fusion). */
+size_t em_vk_sync_bytes(em_vk_graph *vg, const em_graph *g);
 /* Bytes the split attention of g needs in attn_part (0: no split). */
 size_t em_vk_attn_part_bytes(const em_vk_graph *vg, const em_graph *g);
 /* Writes g's per-run data into io (laid out by em_vk_io_layout). */

@@ -79,6 +79,11 @@ static const shader_info shader_of[EM_VK_MUL_MM - EM_VK_RMS_NORM] = {
     S(EM_VK_ATTN_F32, em_spv_attn, "attn_f32", EMBER_TYPE_F32),
     S(EM_VK_ATTN_F16, em_spv_attn, "attn_f16", EMBER_TYPE_F16),
     S(EM_VK_ATTN_Q8_0, em_spv_attn, "attn_q8_0", EMBER_TYPE_Q8_0),
+#define S2(p, arr, nm, v, w) [p - EM_VK_RMS_NORM] = { arr, sizeof arr, nm, { v, w, 0, 0, 0, 0 } }
+    S2(EM_VK_ATTN_F32_Q8, em_spv_attn, "attn_f32_q8", EMBER_TYPE_F32, 1),
+    S2(EM_VK_ATTN_F16_Q8, em_spv_attn, "attn_f16_q8", EMBER_TYPE_F16, 1),
+    S2(EM_VK_ATTN_Q8_0_Q8, em_spv_attn, "attn_q8_0_q8", EMBER_TYPE_Q8_0, 1),
+#undef S2
     S(EM_VK_MOE_ROUTE, em_spv_moe_route, "moe_route", 0),
     S(EM_VK_MOE_SUM, em_spv_moe_sum, "moe_sum", 0),
     S(EM_VK_COPY, em_spv_unary, "copy", 3),
@@ -108,12 +113,16 @@ static shader_info info_of(int p, char *nm) {
         si = (shader_info){ em_spv_quant_act, sizeof em_spv_quant_act,
                             inplace ? "round_act" : "quant_act", { inplace, 0, 0, 0, 0, 0 } };
     } else if (p >= EM_VK_MUL_MVQ) {
-        static const char *const modes[3] = { "", "_add", "_swiglu" };
+        static const char *const modes[EM_VK_MVQ_MODES] = { "", "_add", "_swiglu", "_swiglu_q8",
+                                                            "_add_norm_q8" };
+        static const uint32_t fold[EM_VK_MVQ_MODES] = { 0, 1, 2, 2, 1 }, epi[EM_VK_MVQ_MODES] = {
+            0, 0, 0, 1, 2 };
         int v = p - EM_VK_MUL_MVQ, t = v % EM_VK_WTYPES, one = (v / EM_VK_WTYPES) % 2,
-            mode = (v / (2 * EM_VK_WTYPES)) % 3, emulated = v / (6 * EM_VK_WTYPES);
+            mode = (v / (2 * EM_VK_WTYPES)) % EM_VK_MVQ_MODES,
+            emulated = v / (2 * EM_VK_MVQ_MODES * EM_VK_WTYPES);
         si = (shader_info){ emulated ? em_spv_mul_mvq_e : em_spv_mul_mvq,
                             emulated ? sizeof em_spv_mul_mvq_e : sizeof em_spv_mul_mvq, nm,
-                            { wtypes[t], one ? 1u : 8u, 0, (uint32_t)mode, 0, 0 } };
+                            { wtypes[t], one ? 1u : 8u, 0, fold[mode], epi[mode], 0 } };
         snprintf(nm, 32, "mul_mvq%d%s_%s%s", one ? 1 : 8, modes[mode], wnames[t],
                  emulated ? "_e" : "");
     } else {
@@ -194,7 +203,8 @@ int em_vk_pipeline_make(em_vk *vk, em_vk_pipe p) {
     if (p >= EM_VK_MUL_MV && p < EM_VK_QUANT_ACT && !vk->subgroup_arith)
         return em_error(vk->err, EMBER_ERR_INTERNAL, "vulkan: %s needs subgroup arithmetic",
                         em_vk_pipe_name(p, (char[32]){ 0 }));
-    if (p >= EM_VK_MUL_MVQ && p < EM_VK_MUL_MVQ + 6 * EM_VK_WTYPES && !vk->has_idot)
+    if (p >= EM_VK_MUL_MVQ && p < EM_VK_MUL_MVQ + 2 * EM_VK_MVQ_MODES * EM_VK_WTYPES &&
+        !vk->has_idot)
         return em_error(vk->err, EMBER_ERR_INTERNAL, "vulkan: %s needs shaderIntegerDotProduct",
                         em_vk_pipe_name(p, (char[32]){ 0 }));
     return make_pipeline(vk, p);

@@ -51,6 +51,18 @@ static void span_of(const em_vk_ref *f, VkDeviceSize *lo, VkDeviceSize *hi) {
     *hi = f->bytes && f->off + f->bytes <= f->buf->size ? f->off + f->bytes : f->buf->size;
 }
 
+/* Whether pipe's name starts with one of EMBER_VULKAN_SKIP's names. */
+static bool skipped(const em_vk *vk, em_vk_pipe pipe) {
+    char buf[32];
+    const char *name = em_vk_pipe_name((int)pipe, buf), *s = vk->skip;
+    while (*s) {
+        size_t n = strcspn(s, ",");
+        if (n && strncmp(name, s, n) == 0) return true;
+        s += n + (s[n] == ',');
+    }
+    return false;
+}
+
 int em_vk_dispatch_w(em_vk *vk, em_vk_pipe pipe, const em_vk_ref refs[EM_VK_BINDINGS],
                      uint32_t *push, size_t push_bytes, const uint32_t groups[3], uint32_t writes) {
     uint32_t gx = groups[0], gy = groups[1], gz = groups[2];
@@ -58,6 +70,7 @@ int em_vk_dispatch_w(em_vk *vk, em_vk_pipe pipe, const em_vk_ref refs[EM_VK_BIND
         return em_error(vk->err, EMBER_ERR_UNSUPPORTED,
                         "vulkan: %u x %u x %u workgroups exceed the device's limits", gx, gy, gz);
     if (gx == 0 || gy == 0 || gz == 0) return EMBER_OK; /* nothing to do */
+    if (vk->skip && skipped(vk, pipe)) return EMBER_OK;
     int rc = em_vk_pipeline(vk, pipe);
     if (rc) return rc;
     em_vk_rec *r = next_rec(vk);
@@ -74,7 +87,7 @@ int em_vk_dispatch_w(em_vk *vk, em_vk_pipe pipe, const em_vk_ref refs[EM_VK_BIND
         r->base[i] = base;
         r->range[i] = room < vk->max_range ? room : vk->max_range;
         if (i < EM_VK_OFFSET_WORDS) push[i] = (uint32_t)((f->off - base) / 4);
-        else if (f->off != base) {
+        else if (f->off != base && refs[i].buf) {
             vk->n_rec--;
             return em_error(vk->err, EMBER_ERR_INTERNAL, "vulkan: binding %d at an unaligned "
                             "offset", i);
@@ -237,6 +250,11 @@ static int record(em_vk *vk, em_vk_cached *c) {
     for (uint32_t i = 0; i < vk->n_rec; i++) sets += !vk->rec[i].copy;
     int rc = pool_for(vk, c, sets ? sets : 1);
     if (!rc && vk->prof.on) rc = profile_pool(vk, c, vk->n_rec + 1);
+    if (!rc && vk->prof.levels) {
+        em_free(vk->alloc, c->level_at);
+        c->level_at = em_calloc(vk->alloc, (size_t)vk->n_rec + 2, sizeof *c->level_at);
+        if (!c->level_at) rc = em_error(vk->err, EMBER_ERR_NO_MEMORY, "vulkan: profile levels");
+    }
     if (rc) return rc;
     if (!c->cmd && (rc = em_vk_cmd_alloc(vk, &c->cmd))) return rc;
     VkCommandBufferBeginInfo bi = { .sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO };
@@ -245,10 +263,16 @@ static int record(em_vk *vk, em_vk_cached *c) {
     if (vk->prof.on) vkCmdResetQueryPool(c->cmd, c->queries, 0, vk->n_rec + 1);
     stamp(vk, c, 0);
     uint32_t from = 0; /* first command after the last barrier */
+    bool levels = vk->prof.levels;
     c->barriers = 0;
+    c->n_levels = 0;
     for (uint32_t i = 0; i < vk->n_rec && !rc; i++) {
         const em_vk_rec *r = &vk->rec[i];
-        if (i > from && (vk->prof.on || needs_barrier(vk, from, i))) {
+        if (i > from && ((vk->prof.on && !levels) || needs_barrier(vk, from, i))) {
+            if (levels) { /* the level [from, i) ends */
+                stamp(vk, c, c->n_levels + 1);
+                c->level_at[c->n_levels++] = from;
+            }
             barrier(c->cmd, false);
             from = i;
             c->barriers++;
@@ -259,7 +283,12 @@ static int record(em_vk *vk, em_vk_cached *c) {
         } else {
             rc = record_dispatch(vk, c, r);
         }
-        stamp(vk, c, i + 1);
+        if (!levels) stamp(vk, c, i + 1);
+    }
+    if (levels && vk->n_rec) {
+        stamp(vk, c, c->n_levels + 1);
+        c->level_at[c->n_levels++] = from;
+        c->level_at[c->n_levels] = vk->n_rec;
     }
     barrier(c->cmd, true);
     VkResult r = vkEndCommandBuffer(c->cmd);
@@ -274,14 +303,39 @@ static int record(em_vk *vk, em_vk_cached *c) {
 
 /* The run's timestamps into the profile's sums (skipped when there is
  * no memory for them: a diagnostic never fails a run). */
+/* Level l of c's run into the sums of its kind (its pipelines' names). */
+static void level_add(em_vk *vk, const em_vk_cached *c, uint32_t l, double ns) {
+    char name[96] = "", nm[32];
+    size_t len = 0;
+    for (uint32_t i = c->level_at[l]; i < c->level_at[l + 1] && len + 1 < sizeof name; i++) {
+        const em_vk_rec *r = &c->list[i];
+        int w = snprintf(name + len, sizeof name - len, "%s%s", i > c->level_at[l] ? "+" : "",
+                         em_vk_pipe_name(r->copy ? EM_VK_PIPE_COUNT : (int)r->pipe, nm));
+        if (w < 0) break;
+        len += (size_t)w < sizeof name - len ? (size_t)w : sizeof name - len - 1;
+    }
+    em_vk_profile *p = &vk->prof;
+    uint32_t k = 0;
+    while (k < p->n_kinds && strcmp(p->kinds[k].name, name)) k++;
+    if (k == p->n_kinds) {
+        if (k == EM_VK_LEVEL_KINDS) return;
+        memcpy(p->kinds[k].name, name, sizeof name);
+        p->n_kinds++;
+    }
+    p->kinds[k].ns += ns;
+    p->kinds[k].count++;
+}
+
 static void profile_add(em_vk *vk, const em_vk_cached *c) {
-    uint32_t n = c->n + 1;
+    uint32_t n = (vk->prof.levels ? c->n_levels : c->n) + 1;
     uint64_t *ts = em_malloc(vk->alloc, (size_t)n * sizeof *ts);
     if (!ts) return;
     if (vkGetQueryPoolResults(vk->dev, c->queries, 0, n, (size_t)n * sizeof *ts, ts, sizeof *ts,
                               VK_QUERY_RESULT_64_BIT | VK_QUERY_RESULT_WAIT_BIT) == VK_SUCCESS) {
         em_vk_profile *p = &vk->prof;
-        for (uint32_t i = 1; i < n; i++) {
+        for (uint32_t i = 1; i < n && p->levels; i++)
+            level_add(vk, c, i - 1, (double)(ts[i] - ts[i - 1]) * p->ns_per_tick);
+        for (uint32_t i = 1; i < n && !p->levels; i++) {
             const em_vk_rec *r = &c->list[i - 1];
             uint32_t slot = r->copy ? EM_VK_PIPE_COUNT : r->pipe;
             p->ns[slot] += (double)(ts[i] - ts[i - 1]) * p->ns_per_tick;
@@ -342,6 +396,7 @@ void em_vk_record_free(em_vk *vk) {
         if (c->cmd) vkFreeCommandBuffers(vk->dev, vk->cmd_pool, 1, &c->cmd);
         if (c->queries) vkDestroyQueryPool(vk->dev, c->queries, NULL);
         em_free(vk->alloc, c->list);
+        em_free(vk->alloc, c->level_at);
         memset(c, 0, sizeof *c);
     }
     em_free(vk->alloc, vk->rec);
@@ -352,10 +407,14 @@ void em_vk_record_free(em_vk *vk) {
 void em_vk_profile_print(const em_vk *vk) {
     const em_vk_profile *p = &vk->prof;
     if (!p->on || !p->runs) return;
-    fprintf(stderr, "ember vulkan profile: %llu runs, %.1f us of GPU time per run (each "
-            "command behind a full barrier)\n", (unsigned long long)p->runs,
-            p->run_ns / 1e3 / (double)p->runs);
+    fprintf(stderr, "ember vulkan profile: %llu runs, %.1f us of GPU time per run (%s)\n", (unsigned long long)p->runs,
+            p->run_ns / 1e3 / (double)p->runs,
+            p->levels ? "by barrier levels" : "each command behind a full barrier");
     char nm[32];
+    for (uint32_t k = 0; k < p->n_kinds; k++)
+        fprintf(stderr, "  level %-60s %8.1f us per run, %6.2f us each, %llu\n", p->kinds[k].name,
+                p->kinds[k].ns / 1e3 / (double)p->runs, p->kinds[k].ns / 1e3 / (double)p->kinds[k].count,
+                (unsigned long long)p->kinds[k].count);
     for (int i = 0; i <= EM_VK_PIPE_COUNT; i++)
         if (p->calls[i])
             fprintf(stderr, "  %-14s %8.1f us per run, %6.2f us per call, %llu calls\n",

@@ -28,6 +28,8 @@ int em_vk_wtype_index(uint32_t type);
  * Pipelines are made on first use (device.c, em_vk_pipeline): a model
  * needs the variants of its weight types only, and making the ~90 others
  * cost seconds per device on lavapipe. */
+/* mul_mvq's folds (em_vk_mul_mvq_variant) */
+#define EM_VK_MVQ_MODES 5
 typedef enum em_vk_pipe {
     EM_VK_MATMUL = 0, /* + weight type index */
     EM_VK_GET_ROWS = EM_VK_MATMUL + EM_VK_WTYPES,
@@ -35,6 +37,8 @@ typedef enum em_vk_pipe {
     EM_VK_ADD, EM_VK_MUL, EM_VK_SWIGLU, EM_VK_SCALE, EM_VK_SIGMOID, EM_VK_SOFTMAX, EM_VK_ROPE,
     EM_VK_KV_STORE_F32, EM_VK_KV_STORE_F16, EM_VK_KV_STORE_Q8_0,
     EM_VK_ATTN_F32, EM_VK_ATTN_F16, EM_VK_ATTN_Q8_0,
+    /* ... writing the output's 8-bit copy too (attn.comp Q8OUT) */
+    EM_VK_ATTN_F32_Q8, EM_VK_ATTN_F16_Q8, EM_VK_ATTN_Q8_0_Q8,
     EM_VK_MOE_ROUTE, EM_VK_MOE_SUM, EM_VK_COPY,
     EM_VK_MUL_MM, /* tiles, + weight type index */
     /* mul_mv, only where compute shaders have subgroup arithmetic:
@@ -43,7 +47,7 @@ typedef enum em_vk_pipe {
     /* mul_mvq (8-bit activations, block types):
      * EM_VK_MUL_MVQ + em_vk_mul_mvq_variant(...) */
     EM_VK_MUL_MVQ = EM_VK_MUL_MV + 12 * EM_VK_WTYPES,
-    EM_VK_QUANT_ACT = EM_VK_MUL_MVQ + 12 * EM_VK_WTYPES,
+    EM_VK_QUANT_ACT = EM_VK_MUL_MVQ + 4 * EM_VK_MVQ_MODES * EM_VK_WTYPES,
     EM_VK_ROUND_ACT, /* quant_act in place */
     EM_VK_RMS_NORM_Q8, /* rms_norm writing an 8-bit copy too */
     EM_VK_PIPE_COUNT
@@ -56,10 +60,12 @@ typedef enum em_vk_pipe {
 static inline int em_vk_mul_mv_variant(int type_index, int one_token, int mode) {
     return (mode * 2 + one_token) * EM_VK_WTYPES + type_index;
 }
-/* mul_mvq's variants: mul_mv's, and whether the SPIR-V is the one without
- * the integer dot product instruction (emulated). */
+/* mul_mvq's variants: mul_mv's modes 0-2, 3 a SwiGLU whose output it
+ * rounds to 8 bits, 4 a residual add whose RMS norm it writes rounded to
+ * 8 bits (shaders/mul_mvq.comp EPI), and whether the SPIR-V is the one
+ * without the integer dot product instruction (emulated). */
 static inline int em_vk_mul_mvq_variant(int type_index, int one_token, int mode, int emulated) {
-    return ((emulated * 3 + mode) * 2 + one_token) * EM_VK_WTYPES + type_index;
+    return ((emulated * EM_VK_MVQ_MODES + mode) * 2 + one_token) * EM_VK_WTYPES + type_index;
 }
 /* mul_mv's invocations per weight row: a multiple of the subgroup size
  * (its reduction adds whole subgroups), at least 32 so a row's 16-byte
@@ -70,10 +76,13 @@ uint32_t em_vk_mul_mv_tpr(uint32_t subgroup_size);
 /* A pipeline's name, for the profile. */
 const char *em_vk_pipe_name(int pipe, char buf[32]);
 
-/* Bindings 0-3 as above; binding 4, the attention's split scratch, is
- * bound at an aligned offset and has no offset word (the push constants'
- * first four words stay the offsets of 0-3 in every shader). */
-#define EM_VK_BINDINGS 5
+/* Bindings 0-3 as above; bindings 4-6 (the attention's split scratch and
+ * 8-bit output; mul_mvq's counts, 8-bit output and norm weight) are bound
+ * at aligned offsets and have no offset word (the push constants' first
+ * four words stay the offsets of 0-3 in every shader): an op passes the
+ * rest of such an offset in words of its own. Unused bindings repeat
+ * binding 0's aligned base. */
+#define EM_VK_BINDINGS 7
 #define EM_VK_OFFSET_WORDS 4
 #define EM_VK_PUSH_BYTES 128
 
@@ -130,13 +139,30 @@ typedef struct em_vk_cached {
     uint64_t barriers;   /* recorded between its commands */
     VkQueryPool queries; /* profiling: a timestamp after each command */
     uint32_t n_queries;
+    uint32_t *level_at;  /* profiling by levels: the command each barrier
+                            level starts at, n_levels + 1 entries */
+    uint32_t n_levels;
 } em_vk_cached;
 
 /* EMBER_VULKAN_PROFILE=1: GPU time per pipeline, summed over runs and
  * printed to stderr when the backend is freed (a diagnostic; every
- * command then gets a full barrier so that the times add up). */
+ * command then gets a full barrier so that the times add up).
+ * EMBER_VULKAN_PROFILE=levels: no barrier added; a timestamp at each
+ * barrier the run needs anyway, and the time of each level (the commands
+ * between two barriers, which may overlap) summed by the level's list of
+ * pipelines: what a run really spends where, concurrency included. */
+#define EM_VK_LEVEL_KINDS 64
+typedef struct em_vk_level_kind {
+    char name[96];      /* its pipelines' names, joined by '+' */
+    double ns;
+    uint64_t count;
+} em_vk_level_kind;
+
 typedef struct em_vk_profile {
     bool on;
+    bool levels;        /* EMBER_VULKAN_PROFILE=levels */
+    em_vk_level_kind kinds[EM_VK_LEVEL_KINDS];
+    uint32_t n_kinds;
     float ns_per_tick;  /* the device's timestampPeriod */
     double ns[EM_VK_PIPE_COUNT + 1]; /* the last slot: copies */
     uint64_t calls[EM_VK_PIPE_COUNT + 1];
@@ -173,6 +199,14 @@ typedef struct em_vk {
     uint32_t attn_splits; /* EMBER_VULKAN_ATTN_SPLITS: decode attention's
                              workgroups per head (1: unsplit; 0: by the cache's
                              length), for tests and measurements */
+    bool no_epi;          /* EMBER_VULKAN_NO_EPI: 8-bit roundings and norms as
+                             dispatches of their own, not folded into the
+                             products before them (tests, measurements) */
+    const char *skip;     /* EMBER_VULKAN_SKIP=a,b: dispatches of pipelines whose
+                             names start so are not recorded. Wrong results:
+                             for measuring what a kind of dispatch costs in a
+                             real run (the profile's timestamps add their own
+                             waits), never for use */
     bool no_tiles;        /* EMBER_VULKAN_NO_TILES: prompts through mul_mv too
                              (for tests and measurements) */
     char name[VK_MAX_PHYSICAL_DEVICE_NAME_SIZE];

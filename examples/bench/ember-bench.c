@@ -250,9 +250,11 @@ int main(int argc, char **argv) {
                    read_bytes / 1048576.0, weight_bytes / 1048576.0);
         printf("ops: %u per evaluation; %u on %s (%s), %u on the CPU backend\n", pl.n_ops,
                pl.n_ops_backend, gpu ? "vulkan" : "cpu", pl.device, pl.n_ops_cpu);
-        if (gpu)
+        if (gpu && pl.n_device_layers < ember_model_n_layer(m))
             printf("layers on the device: %d from layer %d, the others on the CPU\n",
                    pl.n_device_layers, pl.first_device_layer);
+        else if (gpu)
+            printf("layers on the device: all %d\n", pl.n_device_layers);
         if (gpu) {
             printf("device memory copy bandwidth (read + write, same run): %.1f GB/s\n", bw);
         } else {
