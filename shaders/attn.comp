@@ -3,9 +3,8 @@
 // cached positions 0..pos, read through the sequence's block table (paged
 // KV cache, lib/kv.h). Cache rows are F32, F16 or Q8_0 (constant 0). One
 // workgroup per (head, token): 64 positions at a time, one score per
-// invocation, then an online softmax (running max and sum); each
-// invocation accumulates four columns of V (a vec4) over every other
-// position, the two halves of the workgroup added at the end. An F16 cache follows the
+// invocation, then an online softmax (running max and sum) and each
+// invocation accumulates its own columns of V. An F16 cache follows the
 // CPU backend's F16 arithmetic (llama.cpp's): the query rounded to F16,
 // and the softmax normalised before each probability is rounded to F16
 // and weights V, which takes a first pass for the max and the sum. A
@@ -27,7 +26,6 @@
 // the last to finish (an atomic count per head and token, reset after)
 // merges them: o = sum_s e^(m_s - M) acc_s / sum_s e^(m_s - M) sum_s.
 #extension GL_GOOGLE_include_directive : require
-#extension GL_EXT_control_flow_attributes : require
 #include "common.glsl"
 
 layout(local_size_x = 64) in;
@@ -65,20 +63,22 @@ layout(push_constant) uniform P {
 #define WOFF p.o1
 #define MAXD 1024u
 
-shared vec4 qs4[MAXD / 4u];
+shared float qs[MAXD];
 shared float sc[64];
-shared float red[64];
 shared uint slot_of[64];
-shared vec4 half1[32][MAXD / 128u]; // the second half's sums of V, to add
-shared float out_v[MAXD];            // Q8OUT: the head's output
 shared bool last_split;
+// Q8OUT: the head's output, in qs (the query is read by then). An array
+// of its own cost decode after 4000 positions 20% on the H100 (llama-1b
+// 396 -> 316 tokens/s): more shared memory per workgroup leaves less of
+// the SM's memory to its L1 cache, which the K rows' loads hit.
+#define out_v qs
 
 uint pack4(vec4 r) {
     ivec4 i = ivec4(r) & 0xff;
     return uint(i.x) | (uint(i.y) << 8) | (uint(i.z) << 16) | (uint(i.w) << 24);
 }
 
-// Q8OUT: head h's outputs, in the shared out_v (flat), rounded by block
+// Q8OUT: head h's outputs, in out_v, rounded by block
 void round_head(uint t, uint h) {
     uint l = gl_LocalInvocationID.x;
     for (uint bb = l; bb < p.Dv / 32u; bb += 64u) {
@@ -108,66 +108,41 @@ float at(uint row, uint i) {
     return HALF_AT(off) * float(s8(BYTE_AT(off + 2u + i % 32u)));
 }
 
-// elements c..c+3 of a cache row (0 past n); `wide`: F32 rows 16-byte
-// aligned and n a multiple of 4, one load
-vec4 at4(uint row, uint c, uint n, bool wide) {
-    if (wide) return uintBitsToFloat(w4[(WOFF * 4u + row) / 16u + c / 4u]);
-    vec4 v = vec4(0.0);
-    [[unroll]] for (uint k = 0u; k < 4u; k++)
-        if (c + k < n) v[k] = at(row, c + k);
-    return v;
-}
-
 uint slot_at(uint tab, int pp) {
     uint mask = (1u << p.block_shift) - 1u;
     return (uint(ib[tab + (uint(pp) >> p.block_shift)]) << p.block_shift) + (uint(pp) & mask);
 }
 
-// the scaled score of position pp against the query in qs4. Aligned F32
-// and F16 rows are read 64 or 32 elements per step in sixteen or four
-// 16-byte loads, all in flight together: one score per invocation is a
-// chain of D / 64 trips to memory (a D-wide row read 8 elements per step, each
-// step's loads waited on before the next step's were issued, took 21 us
-// per call at short contexts on the H100, llama-3b); the rest one by one.
+// the scaled score of position pp against the query in qs. F32 and F16
+// rows aligned for it are read 16 or 8 bytes at a time, eight elements per
+// step in two sums, so a row takes D / 8 steps whose loads can all be in
+// flight (element by element, a 100-wide row took 25 dependent trips to
+// memory: 20 us per call on the H100); the rest four elements at a time.
 float score(uint tab, uint kvh, int pp) {
     uint row = slot_at(tab, pp) * p.k_bytes + kvh * p.k_head;
     vec4 s = vec4(0.0), s2 = vec4(0.0);
     uint i = 0u, wb = WOFF * 4u + row; // the row's byte offset in the binding
     if (TYPE == TY_F32 && (wb & 15u) == 0u) {
-        for (; i + 64u <= p.D; i += 64u) {
-            uint b4 = (wb >> 4) + (i >> 2);
-            vec4 k[16];
-            [[unroll]] for (uint j = 0u; j < 16u; j++) k[j] = uintBitsToFloat(w4[b4 + j]);
-            [[unroll]] for (uint j = 0u; j < 16u; j += 2u) {
-                s += qs4[i / 4u + j] * k[j];
-                s2 += qs4[i / 4u + j + 1u] * k[j + 1u];
-            }
+        for (; i + 8u <= p.D; i += 8u) {
+            s += vec4(qs[i], qs[i + 1u], qs[i + 2u], qs[i + 3u]) *
+                 uintBitsToFloat(w4[(wb >> 4) + (i >> 2)]);
+            s2 += vec4(qs[i + 4u], qs[i + 5u], qs[i + 6u], qs[i + 7u]) *
+                  uintBitsToFloat(w4[(wb >> 4) + (i >> 2) + 1u]);
         }
-        for (; i + 32u <= p.D; i += 32u) {
-            uint b4 = (wb >> 4) + (i >> 2);
-            vec4 k[8];
-            [[unroll]] for (uint j = 0u; j < 8u; j++) k[j] = uintBitsToFloat(w4[b4 + j]);
-            [[unroll]] for (uint j = 0u; j < 8u; j += 2u) {
-                s += qs4[i / 4u + j] * k[j];
-                s2 += qs4[i / 4u + j + 1u] * k[j + 1u];
-            }
-        }
-    } else if (TYPE == TY_F16 && (wb & 15u) == 0u) {
-        for (; i + 32u <= p.D; i += 32u) {
-            uint b4 = (wb >> 4) + (i >> 3);
-            uvec4 k[4];
-            [[unroll]] for (uint j = 0u; j < 4u; j++) k[j] = w4[b4 + j];
-            [[unroll]] for (uint j = 0u; j < 4u; j++) {
-                s += qs4[i / 4u + 2u * j] * vec4(unpackHalf2x16(k[j].x), unpackHalf2x16(k[j].y));
-                s2 += qs4[i / 4u + 2u * j + 1u] *
-                      vec4(unpackHalf2x16(k[j].z), unpackHalf2x16(k[j].w));
-            }
+    } else if (TYPE == TY_F16 && (wb & 7u) == 0u) {
+        for (; i + 8u <= p.D; i += 8u) {
+            uvec2 a = w2[(wb >> 3) + (i >> 2)], b = w2[(wb >> 3) + (i >> 2) + 1u];
+            s += vec4(qs[i], qs[i + 1u], qs[i + 2u], qs[i + 3u]) *
+                 vec4(unpackHalf2x16(a.x), unpackHalf2x16(a.y));
+            s2 += vec4(qs[i + 4u], qs[i + 5u], qs[i + 6u], qs[i + 7u]) *
+                  vec4(unpackHalf2x16(b.x), unpackHalf2x16(b.y));
         }
     }
     s += s2;
     for (; i + 4u <= p.D; i += 4u)
-        s += qs4[i / 4u] * vec4(at(row, i), at(row, i + 1u), at(row, i + 2u), at(row, i + 3u));
-    for (; i < p.D; i++) s.x += qs4[i / 4u][i % 4u] * at(row, i);
+        s += vec4(qs[i], qs[i + 1u], qs[i + 2u], qs[i + 3u]) *
+             vec4(at(row, i), at(row, i + 1u), at(row, i + 2u), at(row, i + 3u));
+    for (; i < p.D; i++) s.x += qs[i] * at(row, i);
     return (s.x + s.y + s.z + s.w) * p.scale;
 }
 
@@ -175,22 +150,6 @@ float score(uint tab, uint kvh, int pp) {
 uint v_row(uint j, uint kvh) {
     uint sl = slot_of[j];
     return p.mla != 0u ? sl * p.k_bytes + kvh * p.k_head : p.v_base + sl * p.v_bytes + kvh * p.v_head;
-}
-
-// the max (MAX) or the sum of v over the workgroup: a tree in shared
-// memory, six barriers (a loop over 64 shared values in every invocation
-// was 64 dependent reads, ~1 us per chunk on the H100)
-float reduce(float v, const bool MAX) {
-    uint l = gl_LocalInvocationID.x;
-    red[l] = v;
-    barrier();
-    [[unroll]] for (uint h = 32u; h > 0u; h >>= 1) {
-        if (l < h) red[l] = MAX ? max(red[l], red[l + h]) : red[l] + red[l + h];
-        barrier();
-    }
-    float r = red[0];
-    barrier(); // red is free again
-    return r;
 }
 
 void main() {
@@ -206,8 +165,8 @@ void main() {
     if (s >= n_active) return; // the whole workgroup: nothing here
     uint qb = p.o0 + t * p.ldq2 + h * p.ldq1;
     uint half_ = p.n_rot / 2u, cb = p.o2 + p.cs_off + t * p.n_rot;
-    for (uint i = l; i < (p.D + 3u) / 4u * 4u; i += 64u) {
-        float v = i < p.D ? q[qb + i] : 0.0;
+    for (uint i = l; i < p.D; i += 64u) {
+        float v = q[qb + i];
         if (p.rope != 0u && i < p.n_rot) { // rope.comp's arithmetic
             uint j = p.mode == 0u ? i / 2u : i % half_;
             uint i0 = p.mode == 0u ? 2u * j : j, i1 = i0 + (p.mode == 0u ? 1u : half_);
@@ -215,97 +174,92 @@ void main() {
             float a0 = q[qb + i0], a1 = q[qb + i1], c = csf[cb + j], s = csf[cb + half_ + j];
             v = second ? a0 * s + a1 * c : a0 * c - a1 * s;
         }
-        qs4[i / 4u][i % 4u] = TYPE == TY_F16 ? f16_rne(v) : v;
+        qs[i] = TYPE == TY_F16 ? f16_rne(v) : v;
     }
     barrier();
-    // V by invocation: columns 4 cg + 128 e of the positions of parity ph
-    // (two halves of the workgroup, added at the end), read as vec4
-    uint cg = l % 32u, ph = l / 32u;
-    bool wide = TYPE == TY_F32 && p.Dv % 4u == 0u &&
-                (p.mla != 0u ? ((WOFF * 4u) | p.k_bytes | p.k_head) % 16u == 0u
-                             : ((WOFF * 4u + p.v_base) | p.v_bytes | p.v_head) % 16u == 0u);
-    vec4 acc[MAXD / 128u];
-    [[unroll]] for (uint e = 0u; e < MAXD / 128u; e++) acc[e] = vec4(0.0);
+    float acc[MAXD / 64u];
+    for (uint e = 0u; e < MAXD / 64u; e++) acc[e] = 0.0;
     float m = -1.0 / 0.0, sum = 0.0;
     if (TYPE == TY_F16) { // pass 1: the max and the sum
         for (int p0 = lo; p0 < hi; p0 += 64) {
             int pp = p0 + int(l);
-            float sv = pp < hi ? score(tab, kvh, pp) : -1.0 / 0.0;
-            float cm = max(m, reduce(sv, true));
-            float cs = reduce(pp < hi ? exp(sv - cm) : 0.0, false);
+            sc[l] = pp < hi ? score(tab, kvh, pp) : -1.0 / 0.0;
+            barrier();
+            float cm = m;
+            for (uint j = 0u; j < 64u; j++) cm = max(cm, sc[j]);
+            float cs = 0.0;
+            for (uint j = 0u; j < 64u; j++) cs += exp(sc[j] - cm);
             sum = sum * exp(m - cm) + cs;
             m = cm;
+            barrier();
         }
     }
     for (int p0 = lo; p0 < hi; p0 += 64) {
         int pp = p0 + int(l);
         float sv = pp < hi ? score(tab, kvh, pp) : -1.0 / 0.0;
+        sc[l] = sv;
         slot_of[l] = pp < hi ? slot_at(tab, pp) : 0u;
+        barrier();
         float cm = m;
         if (TYPE != TY_F16) { // online: rescale what is summed so far
-            cm = max(m, reduce(sv, true));
+            for (uint j = 0u; j < 64u; j++) cm = max(cm, sc[j]);
             float f = exp(m - cm); // 0 on the first chunk
             sum *= f;
-            [[unroll]] for (uint e = 0u; e < MAXD / 128u; e++) acc[e] *= f;
+            for (uint e = 0u; e < MAXD / 64u; e++) acc[e] *= f;
         }
-        float pr = pp < hi ? exp(sv - cm) : 0.0;
+        barrier();
+        float pr = exp(sv - cm);
         if (TYPE == TY_F16) pr = f16_rne(pr / sum);
-        sc[l] = pr;
-        if (TYPE != TY_F16) sum += reduce(pr, false); // its barriers publish sc and slot_of
-        else barrier();
-        uint n = uint(min(64, hi - p0)), j = ph;
-        // eight positions of this parity at a time: their value loads are
-        // in flight together
-        for (; j + 14u < n; j += 16u) {
-            uint rw[8];
-            [[unroll]] for (uint k = 0u; k < 8u; k++) rw[k] = v_row(j + 2u * k, kvh);
-            [[unroll]] for (uint e = 0u; e < MAXD / 128u; e++) {
-                uint c = 4u * cg + 128u * e;
-                if (c >= p.Dv) continue;
-                vec4 vv[8];
-                [[unroll]] for (uint k = 0u; k < 8u; k++) vv[k] = at4(rw[k], c, p.Dv, wide);
-                [[unroll]] for (uint k = 0u; k < 8u; k++) acc[e] += sc[j + 2u * k] * vv[k];
-            }
-        }
-        for (; j + 6u < n; j += 8u) {
-            vec4 pj = vec4(sc[j], sc[j + 2u], sc[j + 4u], sc[j + 6u]);
-            uint r0 = v_row(j, kvh), r1 = v_row(j + 2u, kvh), r2 = v_row(j + 4u, kvh),
-                 r3 = v_row(j + 6u, kvh);
-            [[unroll]] for (uint e = 0u; e < MAXD / 128u; e++) {
-                uint c = 4u * cg + 128u * e;
+        sc[l] = pp < hi ? pr : 0.0;
+        barrier();
+        uint n = uint(min(64, hi - p0)), j = 0u;
+        // eight positions at a time, then four: their value loads are in
+        // flight together
+        for (; j + 8u <= n; j += 8u) {
+            vec4 pa = vec4(sc[j], sc[j + 1u], sc[j + 2u], sc[j + 3u]);
+            vec4 pb = vec4(sc[j + 4u], sc[j + 5u], sc[j + 6u], sc[j + 7u]);
+            if (TYPE != TY_F16) sum += (pa.x + pa.y + pa.z + pa.w) + (pb.x + pb.y + pb.z + pb.w);
+            uint r0 = v_row(j, kvh), r1 = v_row(j + 1u, kvh), r2 = v_row(j + 2u, kvh),
+                 r3 = v_row(j + 3u, kvh), r4 = v_row(j + 4u, kvh), r5 = v_row(j + 5u, kvh),
+                 r6 = v_row(j + 6u, kvh), r7 = v_row(j + 7u, kvh);
+            for (uint e = 0u; e < MAXD / 64u; e++) {
+                uint c = l + 64u * e;
                 if (c < p.Dv)
-                    acc[e] += pj.x * at4(r0, c, p.Dv, wide) + pj.y * at4(r1, c, p.Dv, wide) +
-                              pj.z * at4(r2, c, p.Dv, wide) + pj.w * at4(r3, c, p.Dv, wide);
+                    acc[e] += dot(pa, vec4(at(r0, c), at(r1, c), at(r2, c), at(r3, c))) +
+                              dot(pb, vec4(at(r4, c), at(r5, c), at(r6, c), at(r7, c)));
             }
         }
-        for (; j < n; j += 2u) {
+        for (; j + 4u <= n; j += 4u) {
+            vec4 pj = vec4(sc[j], sc[j + 1u], sc[j + 2u], sc[j + 3u]);
+            if (TYPE != TY_F16) sum += pj.x + pj.y + pj.z + pj.w;
+            uint r0 = v_row(j, kvh), r1 = v_row(j + 1u, kvh), r2 = v_row(j + 2u, kvh),
+                 r3 = v_row(j + 3u, kvh);
+            for (uint e = 0u; e < MAXD / 64u; e++) {
+                uint c = l + 64u * e;
+                if (c < p.Dv)
+                    acc[e] += dot(pj, vec4(at(r0, c), at(r1, c), at(r2, c), at(r3, c)));
+            }
+        }
+        for (; j < n; j++) {
             float pj = sc[j];
+            if (TYPE != TY_F16) sum += pj;
             uint row = v_row(j, kvh);
-            [[unroll]] for (uint e = 0u; e < MAXD / 128u; e++) {
-                uint c = 4u * cg + 128u * e;
-                if (c < p.Dv) acc[e] += pj * at4(row, c, p.Dv, wide);
+            for (uint e = 0u; e < MAXD / 64u; e++) {
+                uint c = l + 64u * e;
+                if (c < p.Dv) acc[e] += pj * at(row, c);
             }
         }
         m = cm;
-        barrier(); // sc and slot_of are free again
+        barrier();
     }
-    // the halves added: the first half's invocations hold the sums
-    if (ph == 1u)
-        [[unroll]] for (uint e = 0u; e < MAXD / 128u; e++) half1[cg][e] = acc[e];
-    barrier();
-    if (ph == 0u)
-        [[unroll]] for (uint e = 0u; e < MAXD / 128u; e++) acc[e] += half1[cg][e];
     if (TYPE == TY_F16) sum = 1.0; // probabilities were normalised
     uint ob = p.o3 + t * p.ldo + h * p.Dv;
     if (n_active == 1u) {
-        [[unroll]] for (uint e = 0u; e < MAXD / 128u; e++)
-            [[unroll]] for (uint k = 0u; k < 4u; k++) {
-                uint c = 4u * cg + 128u * e + k;
-                if (ph == 0u && c < p.Dv) {
-                    o[ob + c] = acc[e][k] / sum;
-                    if (Q8OUT == 1u) out_v[c] = acc[e][k] / sum;
-                }
-            }
+        for (uint e = 0u; e < MAXD / 64u; e++) {
+            uint c = l + 64u * e;
+            if (c < p.Dv) o[ob + c] = acc[e] / sum;
+            if (Q8OUT == 1u && c < p.Dv) out_v[c] = acc[e] / sum;
+        }
         if (Q8OUT == 1u) {
             barrier();
             round_head(t, h);
@@ -316,11 +270,10 @@ void main() {
     uint PS = 4u + ((p.Dv + 3u) & ~3u), head = t * gl_NumWorkGroups.x + h;
     uint pb = COUNTS + (head * S + s) * PS;
     if (l == 0u) sp[pb] = m, sp[pb + 1u] = sum;
-    [[unroll]] for (uint e = 0u; e < MAXD / 128u; e++)
-        [[unroll]] for (uint k = 0u; k < 4u; k++) {
-            uint c = 4u * cg + 128u * e + k;
-            if (ph == 0u && c < p.Dv) sp[pb + 4u + c] = acc[e][k];
-        }
+    for (uint e = 0u; e < MAXD / 64u; e++) {
+        uint c = l + 64u * e;
+        if (c < p.Dv) sp[pb + 4u + c] = acc[e];
+    }
     memoryBarrierBuffer();
     barrier();
     if (l == 0u) last_split = atomicAdd(scnt[head], 1u) == n_active - 1u;
@@ -333,7 +286,9 @@ void main() {
         uint kb = COUNTS + (head * S + k) * PS;
         den += exp(sp[kb] - M) * sp[kb + 1u];
     }
-    for (uint c = l; c < p.Dv; c += 64u) {
+    for (uint e = 0u; e < MAXD / 64u; e++) {
+        uint c = l + 64u * e;
+        if (c >= p.Dv) continue;
         float num = 0.0;
         for (uint k = 0u; k < n_active; k++) {
             uint kb = COUNTS + (head * S + k) * PS;
