@@ -988,14 +988,15 @@ static void plan_norm_fold(em_vk_graph *vg, const em_graph *g, int32_t ni) {
     vg->fuse[ni] = FUSE_SKIP;
 }
 
-/* Whether fused node t's product (FUSE_ADD or FUSE_SWIGLU) runs on
- * mul_mvq.comp (run_fused's test). */
+/* The product that fused node t (FUSE_ADD or FUSE_SWIGLU) runs (for a
+ * SwiGLU, the gate's: the up product has the same type and shape). */
 static const em_tensor *fused_product(const em_vk_graph *vg, const em_graph *g,
                                       const em_tensor *t) {
     int mode = vg->fuse[t - g->nodes];
     if (mode == FUSE_ADD && vg->fuse[t->src[1] - g->nodes] == FUSE_SKIP) return t->src[1];
     return t->src[0];
 }
+/* Whether product m runs on mul_mvq.comp (8-bit input; run_fused's test). */
 static bool runs_mvq(const em_vk_graph *vg, const em_graph *g, const em_tensor *m) {
     return vg->xq_off[m->src[1] - g->nodes] < XQ_IN_PLACE && takes_q8_act(vg, g, m);
 }
