@@ -73,30 +73,21 @@ shared bool last_split;
 // the SM's memory to its L1 cache, which the K rows' loads hit.
 #define out_v qs
 
-uint pack4(vec4 r) {
-    ivec4 i = ivec4(r) & 0xff;
-    return uint(i.x) | (uint(i.y) << 8) | (uint(i.z) << 16) | (uint(i.w) << 24);
-}
-
 // Q8OUT: head h's outputs, in out_v, rounded by block
 void round_head(uint t, uint h) {
     uint l = gl_LocalInvocationID.x;
     for (uint bb = l; bb < p.Dv / 32u; bb += 64u) {
-        float amax = 0.0;
-        for (uint i = 0u; i < 32u; i++) amax = max(amax, abs(out_v[bb * 32u + i]));
-        float ie = amax != 0.0 ? div_rn(127.0, amax) : 0.0;
-        uint b = h * p.Dv / 32u + bb, qb = p.qo + t * (p.qn / 4u) + b * 8u;
-        int s0 = 0, s1 = 0;
+        vec4 v[8];
         for (uint i = 0u; i < 8u; i++) {
             uint c = bb * 32u + 4u * i;
-            vec4 r = roundEven(vec4(out_v[c], out_v[c + 1u], out_v[c + 2u], out_v[c + 3u]) * ie);
-            qw[qb + i] = pack4(r);
-            int s = int(r.x + r.y + r.z + r.w);
-            if (i < 4u) s0 += s; else s1 += s;
+            v[i] = vec4(out_v[c], out_v[c + 1u], out_v[c + 2u], out_v[c + 3u]);
         }
+        uint w[8], d, sums, b = h * p.Dv / 32u + bb, qb = p.qo + t * (p.qn / 4u) + b * 8u;
+        q8_round_block(v, w, d, sums);
+        for (uint i = 0u; i < 8u; i++) qw[qb + i] = w[i];
         uint m = p.qo + p.qm + (t * (p.qn / 32u) + b) * 2u;
-        qw[m] = floatBitsToUint(f16_rne(div_rn(amax, 127.0)));
-        qw[m + 1u] = (uint(s0) & 0xffffu) | (uint(s1) << 16);
+        qw[m] = d;
+        qw[m + 1u] = sums;
     }
 }
 

@@ -77,3 +77,26 @@ float div_rn(float a, float b) {
     }
     return best;
 }
+
+// One block of 32 values v rounded to 8 bits by act_type Q8_0's rule
+// (quant_act.comp): q = roundEven(v 127 / amax), four to a word in qw;
+// d = amax / 127 rounded to F16, its float bits in *d_bits; the sums of
+// q over the block's halves in *sums (int16 each, low: the first 16).
+void q8_round_block(vec4 v[8], out uint qw[8], out uint d_bits, out uint sums) {
+    float amax = 0.0;
+    for (uint i = 0u; i < 8u; i++) {
+        vec4 a = abs(v[i]);
+        amax = max(amax, max(max(a.x, a.y), max(a.z, a.w)));
+    }
+    float ie = amax != 0.0 ? div_rn(127.0, amax) : 0.0;
+    int s0 = 0, s1 = 0;
+    for (uint i = 0u; i < 8u; i++) {
+        vec4 r = roundEven(v[i] * ie);
+        ivec4 b = ivec4(r) & 0xff;
+        qw[i] = uint(b.x) | (uint(b.y) << 8) | (uint(b.z) << 16) | (uint(b.w) << 24);
+        int s = int(r.x + r.y + r.z + r.w);
+        if (i < 4u) s0 += s; else s1 += s;
+    }
+    d_bits = floatBitsToUint(f16_rne(div_rn(amax, 127.0)));
+    sums = (uint(s0) & 0xffffu) | (uint(s1) << 16);
+}

@@ -22,8 +22,8 @@
 //     last workgroup of all sums y^2 and writes the rounded blocks of
 //     y / rms * g (rms_norm.comp's Q8, its products in its order), so the
 //     norm needs no dispatch of its own. N a multiple of 32 for both.
-// Each run then has one barrier level fewer per fold, ~5-9 us on the
-// H100 against a ~1-2 us tail in one workgroup.
+// Each fold takes a barrier level away, but on the H100 the tail costs
+// about what the dispatch did (docs/performance.md, session 17).
 // IDOT (a build define, not a constant: the instruction needs a device
 // capability): 1 uses SPV_KHR_integer_dot_product's OpSDot, written
 // through GL_EXT_spirv_intrinsics (this glslang has no GLSL built-in for
@@ -137,40 +137,25 @@ shared bool last_group;
 
 uint n, l;
 
-uint pack4(vec4 r) {
-    ivec4 i = ivec4(r) & 0xff;
-    return uint(i.x) | (uint(i.y) << 8) | (uint(i.z) << 16) | (uint(i.w) << 24);
-}
-
 // token t's block b of y (times `scale` and g for EPI 2) rounded to 8
-// bits into binding 5 (quant_act.comp's rule and layout)
+// bits into binding 5 (quant_act.comp's layout)
 void round_block(uint t, uint b, float scale) {
-    vec4 v[8];
-    float amax = 0.0;
+    vec4 v[8], gv[8];
     uint yb = p.o3 + t * p.ldy + b * 32u, gb = p.go + b * 32u;
-    vec4 gv[8];
     [[unroll]] for (uint i = 0u; i < 8u; i++) { // every load issued before the first use
         v[i] = vec4(y[yb + 4u * i], y[yb + 4u * i + 1u], y[yb + 4u * i + 2u], y[yb + 4u * i + 3u]);
         if (EPI == 2u)
             gv[i] = vec4(g[gb + 4u * i], g[gb + 4u * i + 1u], g[gb + 4u * i + 2u], g[gb + 4u * i + 3u]);
     }
-    [[unroll]] for (uint i = 0u; i < 8u; i++) {
-        if (EPI == 2u) v[i] = v[i] * scale * gv[i];
-        vec4 a = abs(v[i]);
-        amax = max(amax, max(max(a.x, a.y), max(a.z, a.w)));
-    }
-    float ie = amax != 0.0 ? div_rn(127.0, amax) : 0.0;
-    int s0 = 0, s1 = 0;
+    if (EPI == 2u)
+        [[unroll]] for (uint i = 0u; i < 8u; i++) v[i] = v[i] * scale * gv[i];
+    uint w[8], d, sums;
+    q8_round_block(v, w, d, sums);
     uint qb = p.qo + t * (p.N / 4u) + b * 8u;
-    [[unroll]] for (uint i = 0u; i < 8u; i++) {
-        vec4 r = roundEven(v[i] * ie);
-        qo[qb + i] = pack4(r);
-        int s = int(r.x + r.y + r.z + r.w);
-        if (i < 4u) s0 += s; else s1 += s;
-    }
+    [[unroll]] for (uint i = 0u; i < 8u; i++) qo[qb + i] = w[i];
     uint m = p.qo + p.qm + (t * (p.N / 32u) + b) * 2u;
-    qo[m] = floatBitsToUint(f16_rne(div_rn(amax, 127.0)));
-    qo[m + 1u] = (uint(s0) & 0xffffu) | (uint(s1) << 16);
+    qo[m] = d;
+    qo[m + 1u] = sums;
 }
 
 // EPI 1: the block of 32 rows this workgroup's rows lie in, by the last
