@@ -83,6 +83,9 @@ void em_vulkan_record_stats(const em_backend *b, uint64_t *recorded, uint64_t *r
 /* The last run's commands (dispatches and copies) and the barriers
  * between them (0 and 0 when b is not Vulkan). */
 void em_vulkan_run_stats(const em_backend *b, uint64_t *commands, uint64_t *barriers);
+/* The last run's dispatches whose pipeline name starts with `prefix`
+ * (which shader a case ran, for tests; 0 when b is not Vulkan). */
+uint32_t em_vulkan_dispatches(const em_backend *b, const char *prefix);
 /* The CPU levels allowed (ember_cpu_set_mask / EMBER_CPU_MASK). */
 uint32_t em_cpu_mask(void);
 

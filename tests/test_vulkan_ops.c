@@ -30,6 +30,7 @@ typedef struct run_out {
     float *y;
     size_t n;
     uint64_t commands, barriers; /* Vulkan: the run's recorded commands */
+    uint32_t coopmat;            /* ... and its dispatches of mul_mmc.comp */
 } run_out;
 
 /* The Vulkan runs' act_type (the CPU's stays F32: test_act_q8 gives it
@@ -52,6 +53,7 @@ static int run_on(int kind, em_graph *g, em_tensor *out, run_out *r) {
             !(rc = em_plan_apply(&p, g, buf.base, err)) && !(rc = em_backend_graph_reserve(b, g)) &&
             !(rc = em_backend_graph_compute(b, g))) {
             em_vulkan_run_stats(b, &r->commands, &r->barriers);
+            r->coopmat = em_vulkan_dispatches(b, "mul_mmc");
             r->n = (size_t)em_nelements(out);
             r->y = malloc(r->n * sizeof(float));
             for (int64_t row = 0; row < out->ne[1] * out->ne[2]; row++)
@@ -271,13 +273,15 @@ static em_tensor *act_case(em_graph *g, uint32_t ty, int64_t K, int64_t N, int64
  * round x to 8 bits once (quant_act.comp) and take integer dot products
  * (mul_mvq.comp), folds included; with the device's dot product
  * instruction and with the emulated one (EMBER_VULKAN_NO_IDOT). Past 8
- * tokens x is rounded in place (round_act) for the F32 tiles. The
- * reference is the CPU's F32 product of x rounded by the same rule, so
- * the bound is the F32 one: what is left is summation order and the
- * rare value a division's last bit rounds the other way. */
+ * tokens x is rounded in place (round_act) for the F32 tiles (the
+ * tensor cores' F16 ones are test_coopmat's). The reference is the CPU's
+ * F32 product of x rounded by the same rule, so the bound is the F32
+ * one: what is left is summation order and the rare value a division's
+ * last bit rounds the other way. */
 static void test_act_q8(void **state) {
     (void)state;
     if (!have_vulkan()) skip();
+    setenv("EMBER_VULKAN_NO_COOPMAT", "1", 1);
     static const int64_t shapes[][3] = { { 64, 33, 1 }, { 256, 130, 3 }, { 96, 7, 8 },
                                          { 512, 70, 5 }, { 4096, 3, 1 }, { 96, 70, 9 },
                                          { 256, 130, 67 } };
@@ -335,7 +339,76 @@ static void test_act_q8(void **state) {
                 free(c.y), free(v.y), free(w1), free(w2), free(x), free(xr), free(r);
             }
     unsetenv("EMBER_VULKAN_NO_IDOT");
+    unsetenv("EMBER_VULKAN_NO_COOPMAT");
     vk_act = EMBER_TYPE_F32;
+}
+
+/* act_type Q8_0 prompts on a device with cooperative matrices: the tiles
+ * run on them (mul_mmc.comp) with F16 inputs, every block type, tails of
+ * rows and tokens included. x is on its 8-bit grid (exact in F16 up to
+ * the scale's rounding) and a weight rounds to F16 at 2^-11, so each
+ * term is off by at most ~3 2^-11 of |w x|: the bound is that times
+ * sum |w x| (the CPU's dequantized weights), against an F32 reference
+ * of the same rounded x. Devices without them run mul_mm.comp and meet
+ * the bound easily; a wrong tile, layout or tail misses it by far. */
+static void test_coopmat(void **state) {
+    (void)state;
+    if (!have_vulkan()) skip();
+    static const int64_t shapes[][3] = { { 64, 33, 9 },   { 256, 130, 70 }, { 512, 64, 64 },
+                                         { 96, 200, 130 }, { 1024, 70, 17 } };
+    vk_act = EMBER_TYPE_Q8_0;
+    uint32_t used = 0, cases = 0;
+    for (size_t ti = 2; ti < N_WTYPES; ti++)
+        for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+            uint32_t ty = wtypes[ti];
+            int64_t K = shapes[s][0], N = shapes[s][1], T = shapes[s][2];
+            if (!fits_blocks(ty, K)) continue;
+            em_graph g;
+            new_graph(&g);
+            void *w;
+            float *x;
+            rand_weight(&g, &w, ty, K, N);
+            rand_f32(&g, &x, K, T, 1, 1);
+            em_graph_free(&g, &alloc);
+            round_q8(x, K * T);
+            float *wd = malloc((size_t)(K * N) * sizeof *wd);
+            size_t rb = ember_type_row_size(ty, K);
+            for (int64_t n = 0; n < N; n++)
+                assert_true(em_dequantize_row(ty, (uint8_t *)w + rb * (size_t)n, K, wd + n * K));
+            float *r = calloc((size_t)(N * T), sizeof *r); /* act_case's unused residual */
+            run_out c = { 0 }, v = { 0 };
+            new_graph(&g);
+            em_tensor *y = act_case(&g, ty, K, N, T, 0, w, w, x, r);
+            assert_int_equal(run_on(EMBER_BACKEND_CPU, &g, y, &c), EMBER_OK);
+            int rc = run_on(EMBER_BACKEND_VULKAN, &g, y, &v);
+            if (rc) print_error("%s\n", err);
+            assert_int_equal(rc, EMBER_OK);
+            em_graph_free(&g, &alloc);
+            double worst = 0;
+            for (int64_t t = 0; t < T; t++)
+                for (int64_t n = 0; n < N; n++) {
+                    double mag = 0;
+                    for (int64_t k = 0; k < K; k++) mag += fabs((double)wd[n * K + k] * x[t * K + k]);
+                    size_t i = (size_t)(t * N + n);
+                    double d = fabs((double)c.y[i] - v.y[i]) / (mag + 1e-30);
+                    if (!(d <= 1.5e-3)) {
+                        print_error("%s K %lld N %lld T %lld: y[%lld][%lld] cpu %.9g vulkan "
+                                    "%.9g (sum |w x| %.3g)\n", ember_type_name((int)ty),
+                                    (long long)K, (long long)N, (long long)T, (long long)t,
+                                    (long long)n, c.y[i], v.y[i], mag);
+                        fail();
+                    }
+                    worst = d > worst ? d : worst;
+                }
+            used += v.coopmat, cases++;
+            print_message("coopmat %-4s K %4lld N %3lld T %3lld: %s, worst %.2e of sum |w x|\n",
+                          ember_type_name((int)ty), (long long)K, (long long)N, (long long)T,
+                          v.coopmat ? "mul_mmc" : "mul_mm", worst);
+            free(c.y), free(v.y), free(w), free(x), free(wd), free(r);
+        }
+    vk_act = EMBER_TYPE_F32;
+    /* where the device has them, every case ran on them, once */
+    if (used) assert_int_equal(used, cases);
 }
 
 /* An RMS norm whose readers are all 8-bit products writes their 8-bit
@@ -1126,6 +1199,7 @@ int main(void) {
     em_alloc_init(&alloc, NULL);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_fused),   cmocka_unit_test(test_act_q8),
+        cmocka_unit_test(test_coopmat),
         cmocka_unit_test(test_norm_q8),
         cmocka_unit_test(test_epilogues),
         cmocka_unit_test(test_barriers),

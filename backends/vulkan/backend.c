@@ -313,3 +313,14 @@ void em_vulkan_run_stats(const em_backend *b, uint64_t *commands, uint64_t *barr
     *commands = v ? v->vk.commands : 0;
     *barriers = v ? v->vk.barriers : 0;
 }
+
+uint32_t em_vulkan_dispatches(const em_backend *b, const char *prefix) {
+    const vk_backend *v = b && b->fns == &vk_fns ? b->impl : NULL;
+    uint32_t n = 0;
+    char nm[32];
+    for (uint32_t i = 0; v && i < v->vk.n_rec; i++) {
+        const em_vk_rec *r = &v->vk.rec[i];
+        n += !r->copy && !strncmp(em_vk_pipe_name((int)r->pipe, nm), prefix, strlen(prefix));
+    }
+    return n;
+}

@@ -12,7 +12,7 @@ struct em_vk_shared {
     VkPhysicalDevice phys;
     VkQueue queue;
     uint32_t queue_family;
-    bool has_idot;
+    bool has_idot, has_coopmat;
     VkDescriptorSetLayout set_layout;
     VkPipelineLayout pipe_layout;
     VkPipeline pipes[EM_VK_PIPE_COUNT];
@@ -149,8 +149,36 @@ static bool has_extension(VkPhysicalDevice phys, const char *name) {
     return found;
 }
 
-/* The device, with VK_KHR_shader_integer_dot_product's feature enabled
- * where offered (mul_mvq.comp's dot products; vk->has_idot). */
+/* Whether the device multiplies 16 x 16 x 16 F16 subgroup matrices into
+ * F32 ones (VK_NV_cooperative_matrix's property list), the one shape
+ * mul_mmc.comp is written for. */
+static bool has_coopmat_shape(const em_vk *vk) {
+    PFN_vkGetPhysicalDeviceCooperativeMatrixPropertiesNV get =
+        (PFN_vkGetPhysicalDeviceCooperativeMatrixPropertiesNV)vkGetInstanceProcAddr(
+            vk->inst, "vkGetPhysicalDeviceCooperativeMatrixPropertiesNV");
+    uint32_t n = 0;
+    if (!get || get(vk->phys, &n, NULL) != VK_SUCCESS || n == 0) return false;
+    VkCooperativeMatrixPropertiesNV *cp = calloc(n, sizeof *cp);
+    bool found = false;
+    if (!cp) return false;
+    for (uint32_t i = 0; i < n; i++) cp[i].sType = VK_STRUCTURE_TYPE_COOPERATIVE_MATRIX_PROPERTIES_NV;
+    if (get(vk->phys, &n, cp) == VK_SUCCESS)
+        for (uint32_t i = 0; i < n && !found; i++)
+            found = cp[i].MSize == 16 && cp[i].NSize == 16 && cp[i].KSize == 16 &&
+                    cp[i].AType == VK_COMPONENT_TYPE_FLOAT16_NV &&
+                    cp[i].BType == VK_COMPONENT_TYPE_FLOAT16_NV &&
+                    cp[i].CType == VK_COMPONENT_TYPE_FLOAT32_NV &&
+                    cp[i].DType == VK_COMPONENT_TYPE_FLOAT32_NV &&
+                    cp[i].scope == VK_SCOPE_SUBGROUP_NV;
+    free(cp);
+    return found;
+}
+
+/* The device, with the optional features the shaders use enabled where
+ * offered: VK_KHR_shader_integer_dot_product (mul_mvq.comp's dot
+ * products; vk->has_idot) and VK_NV_cooperative_matrix with F16
+ * arithmetic (mul_mmc.comp's prompt tiles; vk->has_coopmat, which also
+ * needs the 16 x 16 x 16 shape and subgroups of 32). */
 static int make_device(em_vk *vk) {
     float prio = 1.0f;
     VkDeviceQueueCreateInfo q = { .sType = VK_STRUCTURE_TYPE_DEVICE_QUEUE_CREATE_INFO,
@@ -160,19 +188,49 @@ static int make_device(em_vk *vk) {
     VkPhysicalDeviceShaderIntegerDotProductFeaturesKHR idot = {
         .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SHADER_INTEGER_DOT_PRODUCT_FEATURES_KHR
     };
-    const char *ext = VK_KHR_SHADER_INTEGER_DOT_PRODUCT_EXTENSION_NAME;
-    if (has_extension(vk->phys, ext)) {
+    VkPhysicalDeviceCooperativeMatrixFeaturesNV cm = {
+        .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_COOPERATIVE_MATRIX_FEATURES_NV
+    };
+    VkPhysicalDeviceShaderFloat16Int8FeaturesKHR f16 = {
+        .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SHADER_FLOAT16_INT8_FEATURES_KHR
+    };
+    const char *ext[3];
+    uint32_t n_ext = 0;
+    void *chain = NULL;
+    if (has_extension(vk->phys, VK_KHR_SHADER_INTEGER_DOT_PRODUCT_EXTENSION_NAME)) {
         VkPhysicalDeviceFeatures2 f2 = { .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_FEATURES_2,
                                          .pNext = &idot };
         vkGetPhysicalDeviceFeatures2(vk->phys, &f2);
     }
     vk->has_idot = idot.shaderIntegerDotProduct == VK_TRUE;
+    if (vk->has_idot) {
+        ext[n_ext++] = VK_KHR_SHADER_INTEGER_DOT_PRODUCT_EXTENSION_NAME;
+        idot.pNext = chain, chain = &idot;
+    }
+    if (vk->subgroup_size == 32 &&
+        has_extension(vk->phys, VK_NV_COOPERATIVE_MATRIX_EXTENSION_NAME) &&
+        has_extension(vk->phys, VK_KHR_SHADER_FLOAT16_INT8_EXTENSION_NAME)) {
+        cm.pNext = &f16;
+        VkPhysicalDeviceFeatures2 f2 = { .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_FEATURES_2,
+                                         .pNext = &cm };
+        vkGetPhysicalDeviceFeatures2(vk->phys, &f2);
+        vk->has_coopmat = cm.cooperativeMatrix == VK_TRUE && f16.shaderFloat16 == VK_TRUE &&
+                          has_coopmat_shape(vk);
+    }
+    if (vk->has_coopmat) {
+        /* only the features the shaders use */
+        cm.cooperativeMatrixRobustBufferAccess = VK_FALSE;
+        f16.shaderInt8 = VK_FALSE;
+        ext[n_ext++] = VK_NV_COOPERATIVE_MATRIX_EXTENSION_NAME;
+        ext[n_ext++] = VK_KHR_SHADER_FLOAT16_INT8_EXTENSION_NAME;
+        f16.pNext = chain, cm.pNext = &f16, chain = &cm;
+    }
     VkDeviceCreateInfo ci = { .sType = VK_STRUCTURE_TYPE_DEVICE_CREATE_INFO,
-                              .pNext = vk->has_idot ? &idot : NULL,
+                              .pNext = chain,
                               .queueCreateInfoCount = 1,
                               .pQueueCreateInfos = &q,
-                              .enabledExtensionCount = vk->has_idot ? 1u : 0u,
-                              .ppEnabledExtensionNames = &ext };
+                              .enabledExtensionCount = n_ext,
+                              .ppEnabledExtensionNames = ext };
     VK_TRY(vkCreateDevice(vk->phys, &ci, NULL, &vk->dev), "vkCreateDevice");
     vkGetDeviceQueue(vk->dev, vk->queue_family, 0, &vk->queue);
     return EMBER_OK;
@@ -202,6 +260,7 @@ int em_vk_pipeline(em_vk *vk, em_vk_pipe p) {
 static void adopt(em_vk *vk, const em_vk_shared *sh) {
     vk->dev = sh->dev, vk->phys = sh->phys, vk->queue = sh->queue;
     vk->queue_family = sh->queue_family, vk->has_idot = sh->has_idot;
+    vk->has_coopmat = sh->has_coopmat;
     vk->set_layout = sh->set_layout, vk->pipe_layout = sh->pipe_layout;
     memcpy(vk->pipes, sh->pipes, sizeof vk->pipes);
 }
@@ -209,6 +268,7 @@ static void adopt(em_vk *vk, const em_vk_shared *sh) {
 static void keep(em_vk_shared *sh, const em_vk *vk) {
     sh->dev = vk->dev, sh->phys = vk->phys, sh->queue = vk->queue;
     sh->queue_family = vk->queue_family, sh->has_idot = vk->has_idot;
+    sh->has_coopmat = vk->has_coopmat;
     sh->set_layout = vk->set_layout, sh->pipe_layout = vk->pipe_layout;
     memcpy(sh->pipes, vk->pipes, sizeof sh->pipes);
 }
@@ -312,6 +372,8 @@ int em_vk_open(em_vk *vk, int index, const em_alloc *a, char *err) {
     vk->attn_splits = splits && *splits ? (uint32_t)strtoul(splits, NULL, 10) : 0;
     const char *no_idot = getenv("EMBER_VULKAN_NO_IDOT");
     vk->use_idot = vk->has_idot && !(no_idot && *no_idot && strcmp(no_idot, "0"));
+    const char *no_cm = getenv("EMBER_VULKAN_NO_COOPMAT");
+    vk->use_coopmat = vk->has_coopmat && !(no_cm && *no_cm && strcmp(no_cm, "0"));
     if ((rc = make_user(vk))) em_vk_close(vk);
     return rc;
 }

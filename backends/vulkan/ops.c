@@ -604,13 +604,22 @@ static bool mul_mm_fits(const em_tensor *t, const em_vk_ref *r) {
     return t->src[1]->ne[1] > MV_MAX_TOKENS && wide_loads_fit(t, r, 32);
 }
 
+/* Whether mul_mmc.comp (tensor cores, F16 inputs) takes the tiles: the
+ * device has them, and act_type Q8_0 has said 8-bit activations are
+ * wanted for block-quantized weights, so F16 ones lose nothing asked for. */
+static bool tiles_on_coopmat(const em_vk *vk, const em_tensor *t) {
+    uint32_t ty = t->src[0]->type;
+    return vk->use_coopmat && vk->act_q8 && ty != EMBER_TYPE_F32 && ty != EMBER_TYPE_F16;
+}
+
 static int run_mul_mm(em_vk *vk, const em_tensor *t, em_vk_ref *r, uint32_t *push) {
     const em_tensor *a = t->src[0], *b = t->src[1];
     int64_t N = a->ne[1], T = b->ne[1];
     uint32_t *q = push + 4;
     q[0] = (uint32_t)a->ne[0], q[1] = (uint32_t)N, q[2] = scales_words(&r[0]);
     q[3] = floats(b->nb[1]), q[4] = floats(t->nb[1]), q[5] = (uint32_t)T;
-    return em_vk_dispatch(vk, EM_VK_MUL_MM + em_vk_wtype_index(a->type), r, push, 10 * 4,
+    em_vk_pipe p = tiles_on_coopmat(vk, t) ? EM_VK_MUL_MMC : EM_VK_MUL_MM;
+    return em_vk_dispatch(vk, p + em_vk_wtype_index(a->type), r, push, 10 * 4,
                           (uint32_t)((N + 63) / 64),
                           (uint32_t)((T + 63) / 64), 1);
 }

@@ -16,6 +16,7 @@
 #include "moe_route.spv.h"
 #include "moe_sum.spv.h"
 #include "mul_mm.spv.h"
+#include "mul_mmc.spv.h"
 #include "mul_mv.spv.h"
 #include "mul_mvq.spv.h"
 #include "mul_mvq_e.spv.h"
@@ -112,6 +113,10 @@ static shader_info info_of(int p, char *nm) {
         bool inplace = p == EM_VK_ROUND_ACT;
         si = (shader_info){ em_spv_quant_act, sizeof em_spv_quant_act,
                             inplace ? "round_act" : "quant_act", { inplace, 0, 0, 0, 0, 0 } };
+    } else if (p >= EM_VK_MUL_MMC) {
+        int t = p - EM_VK_MUL_MMC;
+        si = (shader_info){ em_spv_mul_mmc, sizeof em_spv_mul_mmc, nm, { wtypes[t], 0, 0, 0, 0, 0 } };
+        snprintf(nm, 32, "mul_mmc_%s", wnames[t]);
     } else if (p >= EM_VK_MUL_MVQ) {
         static const char *const modes[EM_VK_MVQ_MODES] = { "", "_add", "_swiglu", "_swiglu_q8",
                                                             "_add_norm_q8" };
@@ -206,6 +211,9 @@ int em_vk_pipeline_make(em_vk *vk, em_vk_pipe p) {
     if (p >= EM_VK_MUL_MVQ && p < EM_VK_MUL_MVQ + 2 * EM_VK_MVQ_MODES * EM_VK_WTYPES &&
         !vk->has_idot)
         return em_error(vk->err, EMBER_ERR_INTERNAL, "vulkan: %s needs shaderIntegerDotProduct",
+                        em_vk_pipe_name(p, (char[32]){ 0 }));
+    if (p >= EM_VK_MUL_MMC && !vk->has_coopmat)
+        return em_error(vk->err, EMBER_ERR_INTERNAL, "vulkan: %s needs cooperative matrices",
                         em_vk_pipe_name(p, (char[32]){ 0 }));
     return make_pipeline(vk, p);
 }

@@ -50,7 +50,8 @@ typedef enum em_vk_pipe {
     EM_VK_QUANT_ACT = EM_VK_MUL_MVQ + 4 * EM_VK_MVQ_MODES * EM_VK_WTYPES,
     EM_VK_ROUND_ACT, /* quant_act in place */
     EM_VK_RMS_NORM_Q8, /* rms_norm writing an 8-bit copy too */
-    EM_VK_PIPE_COUNT
+    EM_VK_MUL_MMC, /* tiles on cooperative matrices, + weight type index */
+    EM_VK_PIPE_COUNT = EM_VK_MUL_MMC + EM_VK_WTYPES
 } em_vk_pipe;
 
 /* mul_mv's variants: weight type index, one token or eight per pass, and
@@ -194,6 +195,10 @@ typedef struct em_vk {
     bool has_idot;        /* shaderIntegerDotProduct enabled on the device */
     bool use_idot;        /* ... and EMBER_VULKAN_NO_IDOT is not set (tests run
                              mul_mvq's emulated dot products with it) */
+    bool has_coopmat;     /* VK_NV_cooperative_matrix (16 x 16 x 16 F16 -> F32)
+                             and shaderFloat16 enabled on the device */
+    bool use_coopmat;     /* ... and EMBER_VULKAN_NO_COOPMAT is not set: prompts'
+                             products with act_type Q8_0 run mul_mmc.comp */
     bool act_q8;          /* act_type Q8_0: few-token products of block-quantized
                              weights take 8-bit activations (mul_mvq.comp) */
     uint32_t attn_splits; /* EMBER_VULKAN_ATTN_SPLITS: decode attention's
