@@ -422,6 +422,69 @@ static void test_act_q8_vs_cpu(void **state) {
     free(js);
 }
 
+/* act_type Q8_0 prompts: x is rounded to its 8-bit grid in place on both
+ * backends; the GPU's tiles then multiply in F32 (mul_mm.comp) or, on a
+ * device with cooperative matrices, in F16 on them (mul_mmc.comp). Any
+ * difference in float order flips a few 8-bit roundings (a value within a
+ * last bit of a boundary), and each flip moves the logits as much as a
+ * rounding does, so the GPU's run is not measured against the CPU's 8-bit
+ * one but against exact (F32) activations: it may be no more than 1.5
+ * times as far from them as the CPU's 8-bit run is (independent
+ * roundings of equal size give ~1; a wrong product far more), with the
+ * same greedy tokens as the CPU's 8-bit run but at most two. */
+static void test_act_q8_prompt(void **state) {
+    (void)state;
+    if (!have_vulkan()) skip();
+    const char *mask = getenv("EMBER_CPU_MASK");
+    if (!(ember_cpu_features() & (mask && *mask ? (uint32_t)strtoul(mask, NULL, 0) : ~0u) &
+          EMBER_CPU_AVX2)) {
+        print_message("the CPU backend does not round activations here: skipped\n");
+        skip();
+    }
+    static const int types[] = { EMBER_TYPE_Q8_0, EMBER_TYPE_Q4_K };
+    enum { N = 64, V = 4096 };
+    size_t n;
+    char *js = read_file(testdata_path("models/kjv-7m/reference.json"), &n);
+    int32_t ids[N];
+    assert_int_equal(json_ints(js, "chunk", 0, ids, N), N);
+    for (size_t k = 0; k < sizeof types / sizeof types[0]; k++) {
+        ember_quantize_params qp;
+        ember_quantize_default_params(&qp);
+        qp.type = (uint32_t)types[k];
+        char *path = quantize_to_temp_file(testdata_path("models/kjv-7m/model-f16.gguf"), &qp);
+        ember_model *m = NULL;
+        assert_int_equal(ember_model_load_file(path, NULL, &m), EMBER_OK);
+        float *got[3]; /* cpu F32, cpu Q8_0, vulkan Q8_0 activations */
+        for (int b = 0; b < 3; b++) {
+            ctx_act = b ? EMBER_TYPE_Q8_0 : EMBER_TYPE_F32;
+            ctx_opts o = { .backend = b == 2 ? EMBER_BACKEND_VULKAN : EMBER_BACKEND_CPU,
+                           .kv_type = EMBER_TYPE_F32, .n_seq = 1 };
+            ember_context *c = new_ctx(m, o);
+            ctx_act = EMBER_TYPE_F32;
+            got[b] = malloc((size_t)N * V * 4);
+            eval_rows(c, 0, ids, 0, N, V, got[b]);
+            ember_context_free(&c);
+        }
+        size_t nv = (size_t)N * V;
+        double rounding = rms_diff(got[1], got[0], nv), d = rms_diff(got[2], got[1], nv),
+               e = rms_diff(got[2], got[0], nv);
+        int same = 0;
+        for (int i = 0; i < N; i++)
+            same += argmax(got[2] + (size_t)i * V, V) == argmax(got[1] + (size_t)i * V, V);
+        print_message("kjv-7m %s, act q8 prompt of %d: from F32 activations, the cpu's 8-bit run "
+                      "%.3g rms, vulkan's %.3g (%.3g from the cpu's); greedy equal %d/%d\n",
+                      ember_type_name(types[k]), N, rounding, e, d, same, N);
+        assert_true(rounding > 0);
+        assert_true(e < 1.5 * rounding);
+        assert_true(same >= N - 2);
+        for (int b = 0; b < 3; b++) free(got[b]);
+        ember_model_free(&m);
+        remove(path);
+        free(path);
+    }
+    free(js);
+}
+
 /* Context c against a model's references: the logits of the whole
  * sequence in one batch and one token at a time (prompt, then decode)
  * within REF_TOL, then greedy ids from the prompt equal. */
@@ -607,6 +670,7 @@ int main(void) {
         cmocka_unit_test(test_tiny_llama),       cmocka_unit_test(test_aidreams),
         cmocka_unit_test(test_kjv),              cmocka_unit_test(test_sequences_vs_cpu),
         cmocka_unit_test(test_quantized_vs_cpu), cmocka_unit_test(test_act_q8_vs_cpu),
+        cmocka_unit_test(test_act_q8_prompt),
         cmocka_unit_test(test_layer_split),      cmocka_unit_test(test_moe_models),
         cmocka_unit_test(test_unsupported_refused),
     };
