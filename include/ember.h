@@ -276,7 +276,10 @@ typedef struct ember_context_params {
      * type (K-quants included; MoE experts excepted, they keep F32
      * activations) reads one 8-bit plane; logits error about
      * doubles on tiny models, kjv-7m's perplexity is unchanged to 0.01).
-     * Elsewhere EMBER_TYPE_Q8_0 changes nothing. EMBER_TYPE_BF16 (0.3.0):
+     * Elsewhere EMBER_TYPE_Q8_0 changes nothing on the CPU; on Vulkan it
+     * means the same rounding, and on devices with cooperative matrices
+     * prompts' products then take F16 inputs on them (docs/api.md).
+     * EMBER_TYPE_BF16 (0.3.0):
      * matmuls with BF16 weights round their activations to BF16, as
      * llama.cpp does for BF16 models, and prompts run two BF16 products
      * per F32 lane (VDPBF16PS, about 2x the F32 rate); on x86 CPUs with
