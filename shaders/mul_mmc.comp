@@ -6,7 +6,8 @@
 // unpacked (unpack8.glsl) and its x rounded to F16 into shared memory,
 // and each of the four subgroups multiplies a 32 x 32 corner as 2 x 2
 // 16 x 16 x 16 products with F32 sums. The next step's loads are issued
-// before this step's products, so memory and tensor cores overlap. F16
+// before this step's products and (Q8_0, Q4_0) not read until after
+// them, so memory and tensor cores overlap. F16
 // inputs are the price (act_type Q8_0 only: x is then already on its
 // 8-bit grid; a Q8_0 weight d q rounds to F16 at 2^-11). Host checks:
 // the device's 16 x 16 x 16 F16/F32 subgroup shape, a subgroup of 32,
@@ -38,40 +39,64 @@ layout(push_constant) uniform P {
 #define ACC fcoopmatNV<32, gl_ScopeSubgroup, 16, 16>
 
 const uint BM = 64u, BN = 64u, BK = 32u;
-// row stride in halves: 80 bytes keeps the matrix loads 16-byte aligned
-// and puts 8 consecutive rows in different banks
-const uint LD = BK + 8u;
-shared float16_t ws[BM * LD]; // weight row r, element k at r LD + k
-shared float16_t xs[BN * LD]; // token c, element k at c LD + k
+// shared rows as uvec4 (8 halves each): 4 hold a block's 32 values and
+// one pads, 80 bytes a row: 16-byte aligned matrix loads, 8 consecutive
+// rows in different banks, and one 16-byte store per 8 values
+const uint LDV = 5u;
+shared uvec4 ws[BM * LDV]; // weight row r's 8 values 8 j .. at ws[r LDV + j]
+shared uvec4 xs[BN * LDV]; // token c's
 shared float cs[4u * 256u];   // per subgroup: one 16 x 16 result, token-major
 
 // this invocation's part of a step: rows (tokens) lr and lr + 32,
-// elements 8 lj .. 8 lj + 7 of the block
+// elements 8 lj .. 8 lj + 7 of the block. Q8_0's and Q4_0's 8 values are
+// two words and the block's scale word, kept raw (wr) and unpacked at the
+// store: nothing reads a load before the step's products, so the loads
+// overlap them. The other types unpack at the load (wv). Rows and tokens
+// past the edges load the last one's (no branch) and store zeros.
+const bool RAW = TYPE == TY_Q8_0 || TYPE == TY_Q4_0;
 uint lr, lj;
+uvec3 wr[2];
 float wv[2][8];
 vec4 xv[2][2];
 
 void load_step(uint n0, uint t0, uint b) {
     [[unroll]] for (uint h = 0u; h < 2u; h++) {
-        uint n = n0 + lr + 32u * h, t = t0 + lr + 32u * h;
-        if (n < p.N) unpack8(n, b, lj, wv[h]);
-        else wv[h] = float[8](0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0);
-        xv[h][0] = vec4(0.0), xv[h][1] = vec4(0.0);
-        if (t < p.T) {
-            uint i = (p.o1 + t * p.ldx + b * BK + 8u * lj) / 4u;
-            xv[h][0] = x4[i], xv[h][1] = x4[i + 1u];
+        uint n = min(n0 + lr + 32u * h, p.N - 1u), t = min(t0 + lr + 32u * h, p.T - 1u);
+        if (RAW) {
+            uint blk = n * (p.K / 32u) + b;
+            uint i = TYPE == TY_Q8_0 ? WOFF + blk * 8u + 2u * lj : WOFF + blk * 4u + (lj & 1u) * 2u;
+            wr[h] = uvec3(w[i], w[i + 1u], w[WOFF + SOFF + (blk >> 1)]);
+        } else {
+            unpack8(n, b, lj, wv[h]);
         }
+        uint xi = (p.o1 + t * p.ldx + b * BK + 8u * lj) / 4u;
+        xv[h][0] = x4[xi], xv[h][1] = x4[xi + 1u];
     }
 }
 
-void store_step() {
+uvec4 halves8(vec4 a, vec4 c) {
+    return uvec4(packHalf2x16(a.xy), packHalf2x16(a.zw), packHalf2x16(c.xy), packHalf2x16(c.zw));
+}
+
+void store_step(uint n0, uint t0, uint b) {
     [[unroll]] for (uint h = 0u; h < 2u; h++) {
-        uint r = (lr + 32u * h) * LD + 8u * lj;
-        [[unroll]] for (uint k = 0u; k < 8u; k++) ws[r + k] = float16_t(wv[h][k]);
-        [[unroll]] for (uint k = 0u; k < 4u; k++) {
-            xs[r + k] = float16_t(xv[h][0][k]);
-            xs[r + 4u + k] = float16_t(xv[h][1][k]);
+        uint n = n0 + lr + 32u * h, t = t0 + lr + 32u * h;
+        float v[8];
+        if (RAW) {
+            uint blk = min(n, p.N - 1u) * (p.K / 32u) + b;
+            float d = unpackHalf2x16(wr[h].z >> ((blk & 1u) * 16u)).x;
+            uint sh = TYPE == TY_Q4_0 && lj >= 2u ? 4u : 0u;
+            [[unroll]] for (uint k = 0u; k < 8u; k++) {
+                uint byte = (wr[h][k / 4u] >> (8u * (k & 3u) + sh)) & 0xffu;
+                v[k] = d * float(TYPE == TY_Q8_0 ? s8(byte) : int(byte & 15u) - 8);
+            }
+        } else {
+            v = wv[h];
         }
+        float wz = n < p.N ? 1.0 : 0.0, xz = t < p.T ? 1.0 : 0.0;
+        uint r = (lr + 32u * h) * LDV + lj;
+        ws[r] = halves8(vec4(v[0], v[1], v[2], v[3]) * wz, vec4(v[4], v[5], v[6], v[7]) * wz);
+        xs[r] = halves8(xv[h][0] * xz, xv[h][1] * xz);
     }
 }
 
@@ -86,16 +111,16 @@ void main() {
     uint nb = p.K / BK;
     load_step(n0, t0, 0u);
     for (uint b = 0u; b < nb; b++) {
-        store_step();
+        store_step(n0, t0, b);
         barrier();
-        if (b + 1u < nb) load_step(n0, t0, b + 1u);
-        [[unroll]] for (uint kk = 0u; kk < BK; kk += 16u) {
+        load_step(n0, t0, min(b + 1u, nb - 1u)); // read at the next store
+        [[unroll]] for (uint kk = 0u; kk < BK / 8u; kk += 2u) { // 16 values: 2 uvec4
             MAT16 a[2], x[2];
             [[unroll]] for (uint i = 0u; i < 2u; i++) {
-                coopMatLoadNV(a[i], ws, (sr + 16u * i) * LD + kk, LD, false);
+                coopMatLoadNV(a[i], ws, (sr + 16u * i) * LDV + kk, LDV, false);
                 // x's tile is token-major: as the K x 16 right operand,
                 // column-major
-                coopMatLoadNV(x[i], xs, (sc + 16u * i) * LD + kk, LD, true);
+                coopMatLoadNV(x[i], xs, (sc + 16u * i) * LDV + kk, LDV, true);
             }
             [[unroll]] for (uint i = 0u; i < 2u; i++)
                 [[unroll]] for (uint j = 0u; j < 2u; j++)
