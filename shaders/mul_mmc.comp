@@ -52,7 +52,8 @@ shared float cs[4u * 256u];   // per subgroup: one 16 x 16 result, token-major
 // two words and the block's scale word, kept raw (wr) and unpacked at the
 // store: nothing reads a load before the step's products, so the loads
 // overlap them. The other types unpack at the load (wv). Rows and tokens
-// past the edges load the last one's (no branch) and store zeros.
+// past the edges load the last one's (no branch): a row of W only reaches
+// its own row of y, a token only its own, and those are not stored.
 const bool RAW = TYPE == TY_Q8_0 || TYPE == TY_Q4_0;
 uint lr, lj;
 uvec3 wr[2];
@@ -78,12 +79,11 @@ uvec4 halves8(vec4 a, vec4 c) {
     return uvec4(packHalf2x16(a.xy), packHalf2x16(a.zw), packHalf2x16(c.xy), packHalf2x16(c.zw));
 }
 
-void store_step(uint n0, uint t0, uint b) {
+void store_step(uint n0, uint b) {
     [[unroll]] for (uint h = 0u; h < 2u; h++) {
-        uint n = n0 + lr + 32u * h, t = t0 + lr + 32u * h;
         float v[8];
         if (RAW) {
-            uint blk = min(n, p.N - 1u) * (p.K / 32u) + b;
+            uint blk = min(n0 + lr + 32u * h, p.N - 1u) * (p.K / 32u) + b;
             float d = unpackHalf2x16(wr[h].z >> ((blk & 1u) * 16u)).x;
             uint sh = TYPE == TY_Q4_0 && lj >= 2u ? 4u : 0u;
             [[unroll]] for (uint k = 0u; k < 8u; k++) {
@@ -93,10 +93,9 @@ void store_step(uint n0, uint t0, uint b) {
         } else {
             v = wv[h];
         }
-        float wz = n < p.N ? 1.0 : 0.0, xz = t < p.T ? 1.0 : 0.0;
         uint r = (lr + 32u * h) * LDV + lj;
-        ws[r] = halves8(vec4(v[0], v[1], v[2], v[3]) * wz, vec4(v[4], v[5], v[6], v[7]) * wz);
-        xs[r] = halves8(xv[h][0] * xz, xv[h][1] * xz);
+        ws[r] = halves8(vec4(v[0], v[1], v[2], v[3]), vec4(v[4], v[5], v[6], v[7]));
+        xs[r] = halves8(xv[h][0], xv[h][1]);
     }
 }
 
@@ -111,7 +110,7 @@ void main() {
     uint nb = p.K / BK;
     load_step(n0, t0, 0u);
     for (uint b = 0u; b < nb; b++) {
-        store_step(n0, t0, b);
+        store_step(n0, b);
         barrier();
         load_step(n0, t0, min(b + 1u, nb - 1u)); // read at the next store
         [[unroll]] for (uint kk = 0u; kk < BK / 8u; kk += 2u) { // 16 values: 2 uvec4
