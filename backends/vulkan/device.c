@@ -107,6 +107,8 @@ static int pick_device(em_vk *vk, int index) {
     vk->no_epi = no_epi && *no_epi && strcmp(no_epi, "0");
     const char *no_tiles = getenv("EMBER_VULKAN_NO_TILES");
     vk->no_tiles = no_tiles && *no_tiles && strcmp(no_tiles, "0");
+    const char *no_bar = getenv("EMBER_VULKAN_NO_BARRIERS");
+    vk->no_barriers = no_bar && *no_bar && strcmp(no_bar, "0");
     vk->skip = getenv("EMBER_VULKAN_SKIP");
     if (vk->skip && !*vk->skip) vk->skip = NULL;
     memcpy(vk->name, p.deviceName, sizeof vk->name);

@@ -273,7 +273,7 @@ static int record(em_vk *vk, em_vk_cached *c) {
                 stamp(vk, c, c->n_levels + 1);
                 c->level_at[c->n_levels++] = from;
             }
-            barrier(c->cmd, false);
+            if (!vk->no_barriers) barrier(c->cmd, false);
             from = i;
             c->barriers++;
         }

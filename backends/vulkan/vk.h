@@ -212,6 +212,10 @@ typedef struct em_vk {
                              for measuring what a kind of dispatch costs in a
                              real run (the profile's timestamps add their own
                              waits), never for use */
+    bool no_barriers;     /* EMBER_VULKAN_NO_BARRIERS: none between levels (the
+                             last, before the host reads, stays). Wrong
+                             results: measures what the barriers cost, the
+                             most any way of removing them could win */
     bool no_tiles;        /* EMBER_VULKAN_NO_TILES: prompts through mul_mv too
                              (for tests and measurements) */
     char name[VK_MAX_PHYSICAL_DEVICE_NAME_SIZE];
