@@ -574,6 +574,69 @@ static void split_alloc_failures(void) {
 /* kjv-7m (6 layers) split at several places, with forks, copy-on-write
  * (device layers' copies queued for the GPU, host layers' done at once),
  * rollback and decode past 64 positions: against the CPU alone. */
+/* Weight matrices larger than a binding's range (lavapipe's is 128 MiB, a
+ * 7B model's F16 embedding 250 MiB): stored and run in chunks of rows
+ * (backends/vulkan/weights.c, ops.c run_chunks). EMBER_VULKAN_MAX_RANGE
+ * lowers the range to 512 KiB so kjv-7m's embedding and output (2 MiB in F16) take
+ * 2-5 chunks: a 16-token prompt (the tiles) and 8 decode steps must give
+ * the unchunked run's logits bit for bit, with more dispatches (a row
+ * lookup and a product per chunk). F16, Q8_0 and Q4_K (the _M mix, Q6_K
+ * output) weights; act_type Q8_0 too (the 8-bit products). */
+static void test_big_tensors(void **state) {
+    (void)state;
+    if (!have_vulkan()) skip();
+    static const struct { int type, mix, act; } cases[] = {
+        { EMBER_TYPE_F16, 0, EMBER_TYPE_F32 },
+        { EMBER_TYPE_Q8_0, 0, EMBER_TYPE_F32 },
+        { EMBER_TYPE_Q8_0, 0, EMBER_TYPE_Q8_0 },
+        { EMBER_TYPE_Q4_K, EMBER_QUANTIZE_MIX_M, EMBER_TYPE_Q8_0 },
+    };
+    enum { P = 16, N = 24, V = 4096 };
+    size_t n;
+    char *js = read_file(testdata_path("models/kjv-7m/reference.json"), &n);
+    int32_t ids[64];
+    assert_int_equal(json_ints(js, "chunk", 0, ids, 64), 64);
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        ember_quantize_params qp;
+        ember_quantize_default_params(&qp);
+        qp.type = (uint32_t)cases[k].type;
+        qp.mix = (uint32_t)cases[k].mix;
+        char *path = quantize_to_temp_file(testdata_path("models/kjv-7m/model-f16.gguf"), &qp);
+        ember_model *m = NULL;
+        assert_int_equal(ember_model_load_file(path, NULL, &m), EMBER_OK);
+        float *got[2];
+        uint32_t lookups[2];
+        uint64_t commands[2], barriers;
+        for (int b = 0; b < 2; b++) {
+            if (b) setenv("EMBER_VULKAN_MAX_RANGE", "524288", 1);
+            ctx_act = cases[k].act;
+            ctx_opts o = { .backend = EMBER_BACKEND_VULKAN, .kv_type = EMBER_TYPE_F32, .n_seq = 1 };
+            ember_context *c = new_ctx(m, o);
+            ctx_act = EMBER_TYPE_F32;
+            unsetenv("EMBER_VULKAN_MAX_RANGE");
+            got[b] = malloc((size_t)N * V * 4);
+            eval_rows(c, 0, ids, 0, P, V, got[b]);
+            for (int i = P; i < N; i++) eval_rows(c, 0, ids, i, i + 1, V, got[b]);
+            lookups[b] = em_vulkan_dispatches(em_context_backend(c), "get_rows");
+            em_vulkan_run_stats(em_context_backend(c), &commands[b], &barriers);
+            ember_context_free(&c);
+        }
+        print_message("kjv-7m %s%s, act %s, range 512 KiB: a decode step's row lookups %u -> %u, "
+                      "commands %llu -> %llu; logits equal: %s\n",
+                      ember_type_name(cases[k].type), cases[k].mix ? " (_M mix)" : "",
+                      ember_type_name(cases[k].act), lookups[0], lookups[1],
+                      (unsigned long long)commands[0], (unsigned long long)commands[1],
+                      memcmp(got[0], got[1], (size_t)N * V * 4) ? "no" : "yes");
+        assert_true(lookups[1] > lookups[0] && commands[1] > commands[0]);
+        assert_memory_equal(got[0], got[1], (size_t)N * V * 4);
+        for (int b = 0; b < 2; b++) free(got[b]);
+        ember_model_free(&m);
+        remove(path);
+        free(path);
+    }
+    free(js);
+}
+
 static void test_layer_split(void **state) {
     (void)state;
     if (!have_vulkan()) skip();
@@ -670,7 +733,7 @@ int main(void) {
         cmocka_unit_test(test_tiny_llama),       cmocka_unit_test(test_aidreams),
         cmocka_unit_test(test_kjv),              cmocka_unit_test(test_sequences_vs_cpu),
         cmocka_unit_test(test_quantized_vs_cpu), cmocka_unit_test(test_act_q8_vs_cpu),
-        cmocka_unit_test(test_act_q8_prompt),
+        cmocka_unit_test(test_act_q8_prompt),    cmocka_unit_test(test_big_tensors),
         cmocka_unit_test(test_layer_split),      cmocka_unit_test(test_moe_models),
         cmocka_unit_test(test_unsupported_refused),
     };

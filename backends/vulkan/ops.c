@@ -782,6 +782,57 @@ static int run_copy_cols(em_vk_graph *vg, const em_graph *g, const em_tensor *t,
     return rc ? rc : copy_cols(vg->vk, b, t, r[1], r[3], 0, a->ne[0], b->ne[0]);
 }
 
+/* Rows [lo, hi) of table t->src[0] (bound at r[0]) for the tokens whose
+ * ids fall there (get_rows.comp); the others' rows are left alone. */
+static int run_get_rows(em_vk *vk, const em_tensor *t, em_vk_ref *r, uint32_t *push, uint32_t lo,
+                        uint32_t hi) {
+    const em_tensor *a = t->src[0];
+    uint32_t *q = push + 4;
+    q[0] = (uint32_t)a->ne[0], q[1] = (uint32_t)a->nb[1], q[2] = floats(t->nb[1]);
+    q[3] = scales_words(&r[0]), q[4] = lo, q[5] = hi;
+    return em_vk_dispatch(vk, EM_VK_GET_ROWS + em_vk_wtype_index(a->type), r, push, 10 * 4,
+                          (uint32_t)t->ne[1], 1, 1);
+}
+
+/* Whether weight w is stored in chunks (weights.c): larger than a binding. */
+static bool chunked(const em_vk_graph *vg, const em_tensor *w) {
+    em_vk_ref r;
+    size_t rows;
+    return w->op == EM_OP_NONE && w->data && em_vk_weights_chunk(vg->weights, w, 0, &r, &rows);
+}
+
+/* A product or row lookup of a weight matrix stored in chunks: a dispatch
+ * per chunk, each binding its chunk alone. A product's chunk writes its
+ * rows' outputs (columns [r0, r0 + rows) of each token's y), by the path
+ * the whole would take; a lookup's chunk the tokens whose ids it holds. */
+static int run_chunks(em_vk_graph *vg, const em_graph *g, const em_tensor *t, const em_vk_ref *r,
+                      const uint32_t *push) {
+    const em_tensor *a = t->src[0];
+    size_t rows = 0;
+    for (size_t r0 = 0; r0 < (size_t)a->ne[1]; r0 += rows) {
+        em_vk_ref cr[EM_VK_BINDINGS];
+        uint32_t cp[EM_VK_PUSH_BYTES / 4];
+        memcpy(cr, r, sizeof cr);
+        memcpy(cp, push, sizeof cp);
+        if (!em_vk_weights_chunk(vg->weights, a, r0, &cr[0], &rows))
+            return em_error(vg->vk->err, EMBER_ERR_INTERNAL, "vulkan: no chunk at row %zu", r0);
+        int rc;
+        if (t->op == EM_OP_GET_ROWS) {
+            rc = run_get_rows(vg->vk, t, cr, cp, (uint32_t)r0, (uint32_t)(r0 + rows));
+        } else {
+            em_tensor ac = *a, tc = *t;
+            ac.ne[1] = (int64_t)rows;
+            tc.src[0] = &ac;
+            tc.ne[0] = (int64_t)rows;
+            cr[3].off += r0 * sizeof(float);
+            cr[3].bytes = (size_t)(t->ne[1] - 1) * t->nb[1] + rows * sizeof(float);
+            rc = run_matmul(vg, g, &tc, cr, cp);
+        }
+        if (rc) return rc;
+    }
+    return EMBER_OK;
+}
+
 static int run_node(em_vk_graph *vg, const em_graph *g, const em_tensor *t) {
     em_vk *vk = vg->vk;
     em_vk_ref r[EM_VK_BINDINGS] = { { 0 } };
@@ -795,10 +846,13 @@ static int run_node(em_vk_graph *vg, const em_graph *g, const em_tensor *t) {
     if (rc) return rc;
     uint32_t *q = push + 4, lo, hi;
     int64_t n = t->ne[0], rows = rows_of(t);
+    if ((t->op == EM_OP_MATMUL || t->op == EM_OP_GET_ROWS) && chunked(vg, a) &&
+        em_nbytes(t) <= vk->max_range)
+        return run_chunks(vg, g, t, r, push);
     if (em_nbytes(a) > vk->max_range || em_nbytes(t) > vk->max_range)
         return em_error(vk->err, EMBER_ERR_UNSUPPORTED, "vulkan: %s: a tensor exceeds the device's "
-                        "%zu-byte storage buffer range (splitting is not done yet)",
-                        em_op_name(t->op), vk->max_range);
+                        "%zu-byte storage buffer range (only weight matrices of products and "
+                        "row lookups are split)", em_op_name(t->op), vk->max_range);
     switch (t->op) {
     case EM_OP_MATMUL:
         return run_matmul(vg, g, t, r, push);
@@ -809,12 +863,8 @@ static int run_node(em_vk_graph *vg, const em_graph *g, const em_tensor *t) {
     case EM_OP_SLICE:
     case EM_OP_CONCAT:
         return run_copy_cols(vg, g, t, r, push);
-    case EM_OP_GET_ROWS: {
-        q[0] = (uint32_t)a->ne[0], q[1] = (uint32_t)a->nb[1], q[2] = floats(t->nb[1]);
-        q[3] = scales_words(&r[0]);
-        return em_vk_dispatch(vk, EM_VK_GET_ROWS + em_vk_wtype_index(a->type), r, push, 8 * 4,
-                              (uint32_t)t->ne[1], 1, 1);
-    }
+    case EM_OP_GET_ROWS:
+        return run_get_rows(vk, t, r, push, 0, UINT32_MAX);
     case EM_OP_RMS_NORM: {
         float eps = t->fp[0];
         q[0] = (uint32_t)n, q[1] = floats(a->nb[1]), q[2] = floats(t->nb[1]), q[3] = b != NULL;

@@ -24,6 +24,10 @@ typedef struct em_vk_wentry {
     uint32_t slab;
     size_t off;
     size_t scales;    /* block types: the scales' offset from off (device layout) */
+    /* a tensor larger than one binding's range is stored as chunks of
+     * `chunk_rows` rows, each laid out as a tensor of its own (quants,
+     * then scales), `chunk_stride` bytes apart; 0: one piece */
+    size_t chunk_rows, chunk_stride;
 } em_vk_wentry;
 
 #define EM_VK_MAX_SLABS 64
@@ -76,6 +80,11 @@ bool em_vk_op_supported(const em_vk *vk, const em_tensor *t);
 /* Copies every constant leaf of g not yet on the device (weights.c). */
 int em_vk_weights_add(em_vk_graph *vg, const em_graph *g);
 bool em_vk_weights_find(const em_vk_weights *w, const void *host, size_t bytes, em_vk_ref *out);
+/* Weight tensor t's rows [r0, r0 + rows of its chunk) as a ref of their own
+ * (the chunk holding row r0, which must start one), and the chunk's rows;
+ * false when t is not stored in chunks. */
+bool em_vk_weights_chunk(const em_vk_weights *w, const em_tensor *t, size_t r0, em_vk_ref *out,
+                         size_t *rows);
 void em_vk_weights_free(em_vk *vk, em_vk_weights *w);
 
 /* Bytes of io that g's per-run data needs (and their offsets in

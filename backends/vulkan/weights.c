@@ -4,7 +4,11 @@
  * scales, so the shaders read quants with aligned 16-byte loads; GGUF's
  * 18- to 210-byte blocks allow no wide aligned load). Copies go into slabs of up to
  * SLAB bytes (a tensor larger than that gets a slab of its own), so no
- * single allocation approaches the device's allocation limit. */
+ * single allocation approaches the device's allocation limit. A matrix
+ * larger than the device's storage buffer range (lavapipe: 128 MiB) is
+ * stored in chunks of whole rows that each fit one binding, each chunk in
+ * the layout of a tensor of its own: its products and row lookups run a
+ * dispatch per chunk (ops.c). */
 #include <string.h>
 
 #include "ops.h"
@@ -95,6 +99,49 @@ static size_t device_bytes(const em_tensor *t, size_t *scales) {
     return *scales + blocks * l.mstride;
 }
 
+/* Whether t is stored in chunks on this device, and their rows and stride:
+ * a matrix (2D, contiguous rows) whose device copy exceeds the binding
+ * range less the offset alignment, cut into the most rows (a multiple of
+ * 32) that fit it. */
+static bool chunk_plan(const em_vk *vk, const em_tensor *t, size_t *rows, size_t *stride) {
+    size_t scales, bytes = device_bytes(t, &scales), lim = vk->max_range - ALIGN;
+    if (bytes <= lim || t->ne[2] != 1 || t->ne[3] != 1 || em_vk_extent(t) != em_nbytes(t))
+        return false;
+    em_tensor one = *t; /* a chunk: the same rows, fewer of them */
+    size_t r = 0;
+    for (size_t k = 32; k <= (size_t)t->ne[1]; k += 32) {
+        one.ne[1] = (int64_t)k;
+        if (device_bytes(&one, &scales) > lim) break;
+        r = k;
+    }
+    if (r == 0) return false; /* not even 32 rows fit: left whole (and refused) */
+    one.ne[1] = (int64_t)r;
+    *rows = r;
+    *stride = (device_bytes(&one, &scales) + ALIGN - 1) / ALIGN * ALIGN;
+    return true;
+}
+
+/* t's rows [r0, r0 + n) as a tensor of their own (host data and shape) */
+static em_tensor rows_of_tensor(const em_tensor *t, size_t r0, size_t n) {
+    em_tensor c = *t;
+    c.data = (char *)t->data + r0 * t->nb[1];
+    c.ne[1] = (int64_t)n;
+    return c;
+}
+
+bool em_vk_weights_chunk(const em_vk_weights *w, const em_tensor *t, size_t r0, em_vk_ref *out,
+                         size_t *rows) {
+    const em_vk_wentry *e = find(w, t->data);
+    if (!e || !e->chunk_rows || r0 % e->chunk_rows || r0 >= (size_t)t->ne[1]) return false;
+    size_t n = (size_t)t->ne[1] - r0 < e->chunk_rows ? (size_t)t->ne[1] - r0 : e->chunk_rows;
+    em_tensor c = rows_of_tensor(t, r0, n);
+    size_t scales, bytes = device_bytes(&c, &scales);
+    *out = (em_vk_ref){ &w->slabs[e->slab], e->off + r0 / e->chunk_rows * e->chunk_stride, bytes,
+                        scales };
+    *rows = n;
+    return true;
+}
+
 /* Uploads t's blocks in the device layout through a bounded host buffer. */
 static int upload_blocks(em_vk *vk, em_vk_buf *slab, size_t off, const em_tensor *t,
                          size_t scales) {
@@ -116,6 +163,19 @@ static int upload_blocks(em_vk *vk, em_vk_buf *slab, size_t off, const em_tensor
         if (!rc) rc = em_vk_upload(vk, slab, off + scales + b0 * l.mstride, tmp, nb * l.mstride);
     }
     em_free(vk->alloc, tmp);
+    return rc;
+}
+
+/* Uploads t in chunks of `rows` rows, `stride` bytes apart (chunk_plan). */
+static int upload_chunks(em_vk *vk, em_vk_buf *slab, size_t off, const em_tensor *t, size_t rows,
+                         size_t stride) {
+    int rc = EMBER_OK;
+    for (size_t r0 = 0; r0 < (size_t)t->ne[1] && !rc; r0 += rows) {
+        size_t n = (size_t)t->ne[1] - r0 < rows ? (size_t)t->ne[1] - r0 : rows, scales;
+        em_tensor c = rows_of_tensor(t, r0, n);
+        size_t bytes = device_bytes(&c, &scales), at = off + r0 / rows * stride;
+        rc = scales ? upload_blocks(vk, slab, at, &c, scales) : em_vk_upload(vk, slab, at, c.data, bytes);
+    }
     return rc;
 }
 
@@ -177,7 +237,9 @@ int em_vk_weights_add(em_vk_graph *vg, const em_graph *g) {
         const em_tensor *t = &g->nodes[i];
         if (!is_constant(vg, t)) continue;
         const em_vk_wentry *e = find(w, t->data);
-        size_t scales, bytes = device_bytes(t, &scales);
+        size_t scales, bytes = device_bytes(t, &scales), crows, cstride;
+        if (chunk_plan(vk, t, &crows, &cstride))
+            bytes = ((size_t)t->ne[1] + crows - 1) / crows * cstride;
         if (e && e->bytes >= bytes) continue;
         if (e)
             return em_error(vk->err, EMBER_ERR_INTERNAL, "vulkan: a constant leaf grew (%zu -> "
@@ -193,15 +255,22 @@ int em_vk_weights_add(em_vk_graph *vg, const em_graph *g) {
     for (int32_t i = 0; i < g->n_nodes && !rc; i++) {
         const em_tensor *t = &g->nodes[i];
         if (!is_constant(vg, t) || find(w, t->data)) continue;
-        size_t scales, bytes = device_bytes(t, &scales), off = 0;
+        size_t scales, bytes = device_bytes(t, &scales), off = 0, crows = 0, cstride = 0;
+        bool chunked = chunk_plan(vk, t, &crows, &cstride);
+        if (chunked) bytes = ((size_t)t->ne[1] + crows - 1) / crows * cstride;
         uint32_t slab = 0;
         if ((rc = place(vk, w, bytes, &slab, &off))) break;
-        rc = scales ? upload_blocks(vk, &w->slabs[slab], off, t, scales)
-                    : em_vk_upload(vk, &w->slabs[slab], off, t->data, bytes);
+        if (chunked) {
+            rc = upload_chunks(vk, &w->slabs[slab], off, t, crows, cstride);
+            scales = 0;
+        } else {
+            rc = scales ? upload_blocks(vk, &w->slabs[slab], off, t, scales)
+                        : em_vk_upload(vk, &w->slabs[slab], off, t->data, bytes);
+        }
         if (rc) break;
         uint32_t j = hash_ptr(t->data) & (w->cap - 1);
         while (w->tab[j].host) j = (j + 1) & (w->cap - 1);
-        w->tab[j] = (em_vk_wentry){ t->data, bytes, slab, off, scales };
+        w->tab[j] = (em_vk_wentry){ t->data, bytes, slab, off, scales, crows, cstride };
         w->n++;
         w->bytes += bytes;
     }
