@@ -111,6 +111,15 @@ static int ref_of(const em_vk_graph *vg, const em_graph *g, const em_tensor *t, 
                     (int)(t - g->nodes));
 }
 
+/* Whether weight w is stored in chunks (weights.c): larger than a binding.
+ * Only products and row lookups take such a tensor (run_chunks), and
+ * none folded into another op. */
+static bool chunked(const em_vk_graph *vg, const em_tensor *w) {
+    em_vk_ref r;
+    size_t rows;
+    return w && w->op == EM_OP_NONE && w->data && em_vk_weights_chunk(vg->weights, w, 0, &r, &rows);
+}
+
 static size_t align_up(size_t n) { return (n + IO_ALIGN - 1) / IO_ALIGN * IO_ALIGN; }
 
 /* floats of RoPE node t's cos/sin table: [T][n_rot] */
@@ -794,13 +803,6 @@ static int run_get_rows(em_vk *vk, const em_tensor *t, em_vk_ref *r, uint32_t *p
                           (uint32_t)t->ne[1], 1, 1);
 }
 
-/* Whether weight w is stored in chunks (weights.c): larger than a binding. */
-static bool chunked(const em_vk_graph *vg, const em_tensor *w) {
-    em_vk_ref r;
-    size_t rows;
-    return w->op == EM_OP_NONE && w->data && em_vk_weights_chunk(vg->weights, w, 0, &r, &rows);
-}
-
 /* A product or row lookup of a weight matrix stored in chunks: a dispatch
  * per chunk, each binding its chunk alone. A product's chunk writes its
  * rows' outputs (columns [r0, r0 + rows) of each token's y), by the path
@@ -846,9 +848,15 @@ static int run_node(em_vk_graph *vg, const em_graph *g, const em_tensor *t) {
     if (rc) return rc;
     uint32_t *q = push + 4, lo, hi;
     int64_t n = t->ne[0], rows = rows_of(t);
-    if ((t->op == EM_OP_MATMUL || t->op == EM_OP_GET_ROWS) && chunked(vg, a) &&
-        em_nbytes(t) <= vk->max_range)
+    bool by_rows = t->op == EM_OP_MATMUL || t->op == EM_OP_GET_ROWS;
+    if (by_rows && chunked(vg, a) && em_nbytes(t) <= vk->max_range)
         return run_chunks(vg, g, t, r, push);
+    for (int s = 0; s < EM_MAX_SRC; s++)
+        if (chunked(vg, t->src[s]) && !(by_rows && s == 0))
+            return em_error(vk->err, EMBER_ERR_UNSUPPORTED, "vulkan: %s: a weight exceeds the "
+                            "device's %zu-byte storage buffer range (only weight matrices of "
+                            "products and row lookups are split)", em_op_name(t->op),
+                            vk->max_range);
     if (em_nbytes(a) > vk->max_range || em_nbytes(t) > vk->max_range)
         return em_error(vk->err, EMBER_ERR_UNSUPPORTED, "vulkan: %s: a tensor exceeds the device's "
                         "%zu-byte storage buffer range (only weight matrices of products and "
@@ -994,7 +1002,8 @@ static bool same_shape(const em_tensor *a, const em_tensor *b) {
 /* Whether node m is a product that can be folded: read once, not kept,
  * and run by mul_mv.comp. */
 static bool foldable(const em_vk_graph *vg, const em_graph *g, const em_tensor *m) {
-    if (m->op != EM_OP_MATMUL || m->keep || vg->uses[m - g->nodes] != 1) return false;
+    if (m->op != EM_OP_MATMUL || m->keep || vg->uses[m - g->nodes] != 1 || chunked(vg, m->src[0]))
+        return false;
     em_vk_ref r[2];
     return !ref_of(vg, g, m->src[0], &r[0]) && !ref_of(vg, g, m->src[1], &r[1]) &&
            mul_mv_fits(vg->vk, m, r) && (vg->vk->no_tiles || !mul_mm_fits(m, r));
@@ -1036,6 +1045,7 @@ static void plan_norm_fold(em_vk_graph *vg, const em_graph *g, int32_t ni) {
         if (!reads) continue;
         em_vk_ref r[2];
         if (m->op != EM_OP_MATMUL || m->src[1] != n || m->src[0] == n || vg->fuse[i] != FUSE_NONE ||
+            chunked(vg, m->src[0]) ||
             ref_of(vg, g, m->src[0], &r[0]) || ref_of(vg, g, n, &r[1]) ||
             !mul_mv_fits(vg->vk, m, r) || (!vg->vk->no_tiles && mul_mm_fits(m, r)))
             return;
