@@ -232,13 +232,24 @@ size_t em_vk_io_layout(em_vk_graph *vg, const em_graph *g) {
     return total;
 }
 
+/* Whether an earlier RoPE node than i shares i's table (em_vk_io_layout
+ * gives equal RoPEs one table): it is filled once. Computing it again for
+ * every layer's Q and K took ~30 ms of host time per 512-token prompt of
+ * llama-3b, a third of the prompt (docs/performance.md, session 19). */
+static bool table_filled(const em_vk_graph *vg, const em_graph *g, int32_t i) {
+    for (int32_t j = 0; j < i; j++)
+        if (g->nodes[j].op == EM_OP_ROPE && vg->io_off[j] == vg->io_off[i]) return true;
+    return false;
+}
+
 void em_vk_io_fill(em_vk_graph *vg, const em_graph *g) {
     char *io = vg->io->map;
     for (int32_t i = 0; i < g->n_nodes; i++) {
         const em_tensor *t = &g->nodes[i];
         if (vg->io_off[i] == SIZE_MAX) continue;
-        if (t->op == EM_OP_ROPE) rope_table(t, (float *)(io + vg->io_off[i]));
-        else if (t->op == EM_OP_ATTN) attn_groups(vg, t, (uint32_t *)(io + vg->io_off[i]));
+        if (t->op == EM_OP_ROPE) {
+            if (!table_filled(vg, g, i)) rope_table(t, (float *)(io + vg->io_off[i]));
+        } else if (t->op == EM_OP_ATTN) attn_groups(vg, t, (uint32_t *)(io + vg->io_off[i]));
         else memcpy(io + vg->io_off[i], t->data, em_nbytes(t));
     }
     if (vg->kv) memcpy(io + vg->tables_off, vg->kv->tables, table_bytes(vg->kv));
