@@ -58,6 +58,29 @@ static ember_context *new_ctx(const ember_model *m, ctx_opts o) {
     return c;
 }
 
+/* kjv-7m quantized to `type` (with quantize mix `mix`) in a temporary
+ * file, and loaded; kjv_free releases both. */
+typedef struct kjv_model {
+    ember_model *m;
+    char *path;
+} kjv_model;
+
+static kjv_model kjv_load(int type, int mix) {
+    ember_quantize_params qp;
+    ember_quantize_default_params(&qp);
+    qp.type = (uint32_t)type;
+    qp.mix = (uint32_t)mix;
+    kjv_model k = { NULL, quantize_to_temp_file(testdata_path("models/kjv-7m/model-f16.gguf"), &qp) };
+    assert_int_equal(ember_model_load_file(k.path, NULL, &k.m), EMBER_OK);
+    return k;
+}
+
+static void kjv_free(kjv_model *k) {
+    ember_model_free(&k->m);
+    remove(k->path);
+    free(k->path);
+}
+
 /* ids[from..to) of sequence s at their positions; every row's logits
  * copied to out + row * n_vocab. */
 static void eval_rows(ember_context *c, int s, const int32_t *ids, int from, int to, int n_vocab,
@@ -300,17 +323,12 @@ static void test_quantized_vs_cpu(void **state) {
         { EMBER_TYPE_Q5_K, 0 },
     };
     for (size_t k = 0; k < sizeof types / sizeof types[0]; k++) {
-        ember_quantize_params qp;
-        ember_quantize_default_params(&qp);
-        qp.type = (uint32_t)types[k].type;
-        qp.mix = (uint32_t)types[k].mix;
-        char *path = quantize_to_temp_file(testdata_path("models/kjv-7m/model-f16.gguf"), &qp);
+        kjv_model km = kjv_load(types[k].type, types[k].mix);
+        ember_model *m = km.m;
         size_t n;
         char *js = read_file(testdata_path("models/kjv-7m/reference.json"), &n);
         int32_t ids[64];
         assert_int_equal(json_ints(js, "chunk", 0, ids, 64), 64);
-        ember_model *m = NULL;
-        assert_int_equal(ember_model_load_file(path, NULL, &m), EMBER_OK);
         float *got[2];
         for (int b = 0; b < 2; b++) {
             ctx_opts o = { .backend = b ? EMBER_BACKEND_VULKAN : EMBER_BACKEND_CPU,
@@ -328,9 +346,7 @@ static void test_quantized_vs_cpu(void **state) {
         free(got[0]);
         free(got[1]);
         free(js);
-        ember_model_free(&m);
-        remove(path);
-        free(path);
+        kjv_free(&km);
     }
 }
 
@@ -369,13 +385,8 @@ static void test_act_q8_vs_cpu(void **state) {
     int32_t ids[64];
     assert_int_equal(json_ints(js, "chunk", 0, ids, 64), 64);
     for (size_t k = 0; k < sizeof types / sizeof types[0]; k++) {
-        ember_quantize_params qp;
-        ember_quantize_default_params(&qp);
-        qp.type = (uint32_t)types[k].type;
-        qp.mix = (uint32_t)types[k].mix;
-        char *path = quantize_to_temp_file(testdata_path("models/kjv-7m/model-f16.gguf"), &qp);
-        ember_model *m = NULL;
-        assert_int_equal(ember_model_load_file(path, NULL, &m), EMBER_OK);
+        kjv_model km = kjv_load(types[k].type, types[k].mix);
+        ember_model *m = km.m;
         float *got[4];
         /* cpu with F32 and Q8_0 activations, vulkan Q8_0 with and without idot */
         for (int b = 0; b < 4; b++) {
@@ -415,9 +426,7 @@ static void test_act_q8_vs_cpu(void **state) {
         assert_true(d < rounding && de < rounding);
         assert_true(same >= N - 2);
         for (int b = 0; b < 4; b++) free(got[b]);
-        ember_model_free(&m);
-        remove(path);
-        free(path);
+        kjv_free(&km);
     }
     free(js);
 }
@@ -448,12 +457,8 @@ static void test_act_q8_prompt(void **state) {
     int32_t ids[N];
     assert_int_equal(json_ints(js, "chunk", 0, ids, N), N);
     for (size_t k = 0; k < sizeof types / sizeof types[0]; k++) {
-        ember_quantize_params qp;
-        ember_quantize_default_params(&qp);
-        qp.type = (uint32_t)types[k];
-        char *path = quantize_to_temp_file(testdata_path("models/kjv-7m/model-f16.gguf"), &qp);
-        ember_model *m = NULL;
-        assert_int_equal(ember_model_load_file(path, NULL, &m), EMBER_OK);
+        kjv_model km = kjv_load(types[k], 0);
+        ember_model *m = km.m;
         float *got[3]; /* cpu F32, cpu Q8_0, vulkan Q8_0 activations */
         for (int b = 0; b < 3; b++) {
             ctx_act = b ? EMBER_TYPE_Q8_0 : EMBER_TYPE_F32;
@@ -478,9 +483,7 @@ static void test_act_q8_prompt(void **state) {
         assert_true(e < 1.5 * rounding);
         assert_true(same >= N - 2);
         for (int b = 0; b < 3; b++) free(got[b]);
-        ember_model_free(&m);
-        remove(path);
-        free(path);
+        kjv_free(&km);
     }
     free(js);
 }
@@ -600,13 +603,8 @@ static void test_big_tensors(void **state) {
     int32_t ids[64];
     assert_int_equal(json_ints(js, "chunk", 0, ids, 64), 64);
     for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
-        ember_quantize_params qp;
-        ember_quantize_default_params(&qp);
-        qp.type = (uint32_t)cases[k].type;
-        qp.mix = (uint32_t)cases[k].mix;
-        char *path = quantize_to_temp_file(testdata_path("models/kjv-7m/model-f16.gguf"), &qp);
-        ember_model *m = NULL;
-        assert_int_equal(ember_model_load_file(path, NULL, &m), EMBER_OK);
+        kjv_model km = kjv_load(cases[k].type, cases[k].mix);
+        ember_model *m = km.m;
         float *got[3];
         uint32_t lookups[3];
         uint64_t commands[3], barriers;
@@ -635,9 +633,7 @@ static void test_big_tensors(void **state) {
             assert_memory_equal(got[0], got[b], (size_t)N * V * 4);
         }
         for (int b = 0; b < 3; b++) free(got[b]);
-        ember_model_free(&m);
-        remove(path);
-        free(path);
+        kjv_free(&km);
     }
     free(js);
 }
@@ -713,12 +709,8 @@ static void test_moe_models(void **state) {
 static void test_unsupported_refused(void **state) {
     (void)state;
     if (!have_vulkan()) skip();
-    ember_quantize_params qp;
-    ember_quantize_default_params(&qp);
-    qp.type = EMBER_TYPE_BF16;
-    char *path = quantize_to_temp_file(testdata_path("models/kjv-7m/model-f16.gguf"), &qp);
-    ember_model *m = NULL;
-    assert_int_equal(ember_model_load_file(path, NULL, &m), EMBER_OK);
+    kjv_model km = kjv_load(EMBER_TYPE_BF16, 0);
+    ember_model *m = km.m;
     ember_context_params p;
     ember_context_default_params(&p);
     p.backend = EMBER_BACKEND_VULKAN;
@@ -728,9 +720,7 @@ static void test_unsupported_refused(void **state) {
     assert_null(c);
     print_message("kjv-7m bf16 on vulkan: %s\n", ember_last_error());
     assert_non_null(strstr(ember_last_error(), "bf16"));
-    ember_model_free(&m);
-    remove(path);
-    free(path);
+    kjv_free(&km);
 }
 
 int main(void) {
