@@ -764,6 +764,11 @@ static int run_attn_on(int kind, uint32_t kv_type, int64_t D, int rope_mode, con
             /* the store, the attention and the copy out: both RoPEs folded */
             if (kind == EMBER_BACKEND_VULKAN && rope_mode >= 0 && !(nf && *nf))
                 assert_int_equal(commands, 3);
+            /* a prompt of F32 or Q8_0 rows, heads up to 128: query tiles */
+            const char *nt = getenv("EMBER_VULKAN_NO_TILES");
+            bool tiles = kv_type != EMBER_TYPE_F16 && D <= 128 && !(nt && *nt);
+            if (kind == EMBER_BACKEND_VULKAN)
+                assert_int_equal(em_vulkan_dispatches(b, "attn_tile"), tiles ? 1 : 0);
         }
         em_backend_buffer_free(b, &buf);
         em_plan_free(&p, &alloc);
@@ -798,19 +803,25 @@ static void test_attention(void **state) {
         for (int64_t i = 0; i < nkv; i++) k[i] = frand(), v[i] = frand();
         assert_int_equal(run_attn_on(EMBER_BACKEND_CPU, cases[c].type, D, cases[c].rope, q, k, v, yc),
                          EMBER_OK);
-        int rc = run_attn_on(EMBER_BACKEND_VULKAN, cases[c].type, D, cases[c].rope, q, k, v, yv);
-        if (rc) print_error("attention: %s\n", err);
-        assert_int_equal(rc, EMBER_OK);
-        double worst = 0;
-        for (int64_t i = 0; i < n; i++) {
-            double d = fabs((double)yc[i] - yv[i]) / (1 + fabs((double)yc[i]));
-            worst = d > worst ? d : worst;
+        /* query tiles (attn_tile.comp) where they apply, then attn.comp */
+        for (int apart = 0; apart < 2; apart++) {
+            if (apart) setenv("EMBER_VULKAN_NO_TILES", "1", 1);
+            int rc = run_attn_on(EMBER_BACKEND_VULKAN, cases[c].type, D, cases[c].rope, q, k, v, yv);
+            unsetenv("EMBER_VULKAN_NO_TILES");
+            if (rc) print_error("attention: %s\n", err);
+            assert_int_equal(rc, EMBER_OK);
+            double worst = 0;
+            for (int64_t i = 0; i < n; i++) {
+                double d = fabs((double)yc[i] - yv[i]) / (1 + fabs((double)yc[i]));
+                worst = d > worst ? d : worst;
+            }
+            print_message("%skv_store + attention%s, %s cache, D %lld: %lld values, worst %.2e "
+                          "(bound %.0e)\n", cases[c].rope < 0 ? "" : cases[c].rope ? "rope halves + "
+                          : "rope pairs + ", apart ? " (no tiles)" : "",
+                          ember_type_name((int)cases[c].type), (long long)D, (long long)n, worst,
+                          cases[c].tol);
+            assert_true(worst <= cases[c].tol);
         }
-        print_message("%skv_store + attention, %s cache, D %lld: %lld values, worst %.2e "
-                      "(bound %.0e)\n", cases[c].rope < 0 ? "" : cases[c].rope ? "rope halves + "
-                      : "rope pairs + ", ember_type_name((int)cases[c].type), (long long)D,
-                      (long long)n, worst, cases[c].tol);
-        assert_true(worst <= cases[c].tol);
         free(q), free(k), free(v), free(yc), free(yv);
     }
 }
@@ -868,6 +879,7 @@ static int attn_step(em_backend *b, em_kv *kv, int64_t D, int T, const int32_t *
  * and Q8_0 caches, short splits and empty ones included; the F16 cache
  * stays whole. Against the CPU's same two steps. */
 enum { DEC_P0 = 300, DEC_P1 = 45, DEC_T = DEC_P0 + DEC_P1 };
+static float *dec_prompt_out; /* when set, the prompt step's attention */
 static int run_decode_on(int kind, uint32_t kv_type, int64_t D, const float *q, const float *k,
                          const float *v, float *out) {
     em_backend_config cfg = { kind, 0, 2, em_cpu_mask(), dec_act };
@@ -885,7 +897,7 @@ static int run_decode_on(int kind, uint32_t kv_type, int64_t D, const float *q, 
         pos[t] = t < DEC_P0 ? t : t - DEC_P0;
     }
     rc = em_backend_kv_attach(b, &kv);
-    if (!rc) rc = attn_step(b, &kv, D, DEC_T, pos, seq, q, k, v, NULL);
+    if (!rc) rc = attn_step(b, &kv, D, DEC_T, pos, seq, q, k, v, dec_prompt_out);
     int32_t dpos[2] = { DEC_P0, DEC_P1 }, dseq[2] = { 0, 1 };
     em_kv_prepare(&kv, 0, DEC_P0, DEC_P0 + 1);
     em_kv_prepare(&kv, 1, DEC_P1, DEC_P1 + 1);
@@ -916,10 +928,27 @@ static void test_attention_decode(void **state) {
         float yc[4 * 4 * 64], yv[4 * 4 * 64];
         for (int64_t i = 0; i < nq; i++) q[i] = frand();
         for (int64_t i = 0; i < nkv; i++) k[i] = frand(), v[i] = frand();
+        /* the prompt's attention too (query tiles on Vulkan, 19 chunks of
+         * positions for the longer sequence, two sequences in one tile) */
+        size_t np = (size_t)(D * 4 * DEC_T);
+        float *pc = malloc(sizeof(float) * np), *pv = malloc(sizeof(float) * np);
+        dec_prompt_out = pc;
         assert_int_equal(run_decode_on(EMBER_BACKEND_CPU, cases[c].type, D, q, k, v, yc), EMBER_OK);
+        dec_prompt_out = pv;
         int rc = run_decode_on(EMBER_BACKEND_VULKAN, cases[c].type, D, q, k, v, yv);
+        dec_prompt_out = NULL;
         if (rc) print_error("attention decode: %s\n", err);
         assert_int_equal(rc, EMBER_OK);
+        double pworst = 0;
+        for (size_t i = 0; i < np; i++) {
+            double d = fabs((double)pc[i] - pv[i]) / (1 + fabs((double)pc[i]));
+            pworst = d > pworst ? d : pworst;
+        }
+        print_message("prompt attention of %d and %d positions, %s cache, D %lld: worst %.2e "
+                      "(bound %.0e)\n", DEC_P0, DEC_P1, ember_type_name((int)cases[c].type),
+                      (long long)D, pworst, cases[c].tol);
+        assert_true(pworst <= cases[c].tol);
+        free(pc), free(pv);
         double worst = 0;
         for (int64_t i = 0; i < 3 * 4 * D; i++) {
             double d = fabs((double)yc[i] - yv[i]) / (1 + fabs((double)yc[i]));

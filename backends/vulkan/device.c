@@ -73,6 +73,12 @@ int em_vk_count_devices(char *err) {
     return (int)n;
 }
 
+/* A diagnostic switch: set, non-empty and not "0" (docs/api.md lists them) */
+static bool env_flag(const char *name) {
+    const char *v = getenv(name);
+    return v && *v && strcmp(v, "0");
+}
+
 static int pick_device(em_vk *vk, int index) {
     uint32_t n = 0;
     VK_TRY(vkEnumeratePhysicalDevices(vk->inst, &n, NULL), "vkEnumeratePhysicalDevices");
@@ -97,18 +103,13 @@ static int pick_device(em_vk *vk, int index) {
                          (sg.supportedOperations & VK_SUBGROUP_FEATURE_ARITHMETIC_BIT) &&
                          sg.subgroupSize >= 1 && sg.subgroupSize <= 128 &&
                          !(sg.subgroupSize & (sg.subgroupSize - 1));
-    const char *no_sg = getenv("EMBER_VULKAN_NO_SUBGROUPS");
-    vk->use_subgroups = vk->subgroup_arith && !(no_sg && *no_sg && strcmp(no_sg, "0"));
-    const char *no_rope = getenv("EMBER_VULKAN_NO_ROPE_FOLD");
-    vk->no_rope_fold = no_rope && *no_rope && strcmp(no_rope, "0");
-    const char *norm = getenv("EMBER_VULKAN_NORM_FOLD");
-    vk->norm_fold = norm && *norm && strcmp(norm, "0");
-    const char *no_epi = getenv("EMBER_VULKAN_NO_EPI");
-    vk->no_epi = no_epi && *no_epi && strcmp(no_epi, "0");
-    const char *no_tiles = getenv("EMBER_VULKAN_NO_TILES");
-    vk->no_tiles = no_tiles && *no_tiles && strcmp(no_tiles, "0");
-    const char *no_bar = getenv("EMBER_VULKAN_NO_BARRIERS");
-    vk->no_barriers = no_bar && *no_bar && strcmp(no_bar, "0");
+    vk->use_subgroups = vk->subgroup_arith && !env_flag("EMBER_VULKAN_NO_SUBGROUPS");
+    vk->no_rope_fold = env_flag("EMBER_VULKAN_NO_ROPE_FOLD");
+    vk->norm_fold = env_flag("EMBER_VULKAN_NORM_FOLD");
+    vk->no_epi = env_flag("EMBER_VULKAN_NO_EPI");
+    vk->no_tiles = env_flag("EMBER_VULKAN_NO_TILES");
+    vk->no_attn_tiles = vk->no_tiles || env_flag("EMBER_VULKAN_NO_ATTN_TILES");
+    vk->no_barriers = env_flag("EMBER_VULKAN_NO_BARRIERS");
     vk->skip = getenv("EMBER_VULKAN_SKIP");
     if (vk->skip && !*vk->skip) vk->skip = NULL;
     memcpy(vk->name, p.deviceName, sizeof vk->name);
@@ -375,10 +376,8 @@ int em_vk_open(em_vk *vk, int index, const em_alloc *a, char *err) {
     }
     const char *splits = getenv("EMBER_VULKAN_ATTN_SPLITS");
     vk->attn_splits = splits && *splits ? (uint32_t)strtoul(splits, NULL, 10) : 0;
-    const char *no_idot = getenv("EMBER_VULKAN_NO_IDOT");
-    vk->use_idot = vk->has_idot && !(no_idot && *no_idot && strcmp(no_idot, "0"));
-    const char *no_cm = getenv("EMBER_VULKAN_NO_COOPMAT");
-    vk->use_coopmat = vk->has_coopmat && !(no_cm && *no_cm && strcmp(no_cm, "0"));
+    vk->use_idot = vk->has_idot && !env_flag("EMBER_VULKAN_NO_IDOT");
+    vk->use_coopmat = vk->has_coopmat && !env_flag("EMBER_VULKAN_NO_COOPMAT");
     if ((rc = make_user(vk))) em_vk_close(vk);
     return rc;
 }

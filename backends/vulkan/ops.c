@@ -330,6 +330,17 @@ static void q_rope(uint32_t *q, const em_vk_graph *vg, const em_graph *g, const 
     q[21] = floats(vg->io_off[rope - g->nodes]);
 }
 
+/* Whether attention t runs on tiles of 16 queries (attn_tile.comp): more
+ * tokens than decode's 8, an F32 or Q8_0 cache with V rows, heads of up
+ * to 128 elements and no 8-bit copy of the output; EMBER_VULKAN_NO_TILES=1
+ * or EMBER_VULKAN_NO_ATTN_TILES=1 keep attn.comp. */
+static bool attn_tiles(const em_vk_graph *vg, const em_tensor *t, bool q8) {
+    const em_kv *kv = vg->kv;
+    int64_t D = t->src[0]->ne[0], Dv = t->ne[0] / t->src[0]->ne[1];
+    return !vg->vk->no_attn_tiles && !q8 && t->src[0]->ne[2] > 8 && kv->v_row &&
+           (kv->type == EMBER_TYPE_F32 || kv->type == EMBER_TYPE_Q8_0) && D <= 128 && Dv <= 128;
+}
+
 static int run_attn(em_vk_graph *vg, const em_graph *g, const em_tensor *t, em_vk_ref *r,
                     uint32_t *push) {
     const em_kv *kv = vg->kv;
@@ -365,6 +376,12 @@ static int run_attn(em_vk_graph *vg, const em_graph *g, const em_tensor *t, em_v
         q[24] = (uint32_t)t->ne[0];
         p = by_kv_type(kv->type, EM_VK_ATTN_F32_Q8, EM_VK_ATTN_F16_Q8, EM_VK_ATTN_Q8_0_Q8);
         writes = 1u << 5;
+    }
+    if (attn_tiles(vg, t, q8)) { /* a prompt: attn_tile.comp, tokens in word 29 */
+        push[29] = (uint32_t)T;
+        p = kv->type == EMBER_TYPE_F32 ? EM_VK_ATTN_TILE_F32 : EM_VK_ATTN_TILE_Q8_0;
+        return em_vk_dispatch_w(vg->vk, p, r, push, 30 * 4,
+                                (uint32_t[3]){ (uint32_t)H, (uint32_t)((T + 15) / 16), 1 }, 0);
     }
     uint32_t S = attn_splits(vg, t);
     int rc;

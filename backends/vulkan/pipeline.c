@@ -10,6 +10,7 @@
 
 #include "binary.spv.h"
 #include "attn.spv.h"
+#include "attn_tile.spv.h"
 #include "get_rows.spv.h"
 #include "kv_store.spv.h"
 #include "matmul.spv.h"
@@ -85,6 +86,8 @@ static const shader_info shader_of[EM_VK_MUL_MM - EM_VK_RMS_NORM] = {
     S2(EM_VK_ATTN_F16_Q8, em_spv_attn, "attn_f16_q8", EMBER_TYPE_F16, 1),
     S2(EM_VK_ATTN_Q8_0_Q8, em_spv_attn, "attn_q8_0_q8", EMBER_TYPE_Q8_0, 1),
 #undef S2
+    S(EM_VK_ATTN_TILE_F32, em_spv_attn_tile, "attn_tile_f32", EMBER_TYPE_F32),
+    S(EM_VK_ATTN_TILE_Q8_0, em_spv_attn_tile, "attn_tile_q8_0", EMBER_TYPE_Q8_0),
     S(EM_VK_MOE_ROUTE, em_spv_moe_route, "moe_route", 0),
     S(EM_VK_MOE_SUM, em_spv_moe_sum, "moe_sum", 0),
     S(EM_VK_COPY, em_spv_unary, "copy", 3),

@@ -39,6 +39,8 @@ typedef enum em_vk_pipe {
     EM_VK_ATTN_F32, EM_VK_ATTN_F16, EM_VK_ATTN_Q8_0,
     /* ... writing the output's 8-bit copy too (attn.comp Q8OUT) */
     EM_VK_ATTN_F32_Q8, EM_VK_ATTN_F16_Q8, EM_VK_ATTN_Q8_0_Q8,
+    /* prompts: tiles of 16 queries (attn_tile.comp), F32 and Q8_0 caches */
+    EM_VK_ATTN_TILE_F32, EM_VK_ATTN_TILE_Q8_0,
     EM_VK_MOE_ROUTE, EM_VK_MOE_SUM, EM_VK_COPY,
     EM_VK_MUL_MM, /* tiles, + weight type index */
     /* mul_mv, only where compute shaders have subgroup arithmetic:
@@ -218,6 +220,8 @@ typedef struct em_vk {
                              most any way of removing them could win */
     bool no_tiles;        /* EMBER_VULKAN_NO_TILES: prompts through mul_mv too
                              (for tests and measurements) */
+    bool no_attn_tiles;   /* EMBER_VULKAN_NO_ATTN_TILES (or NO_TILES): prompt
+                             attention through attn.comp, not attn_tile.comp */
     char name[VK_MAX_PHYSICAL_DEVICE_NAME_SIZE];
     VkCommandPool cmd_pool;
     VkCommandBuffer cmd;
