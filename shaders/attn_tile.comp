@@ -2,11 +2,13 @@
 // Prompt attention over tiles of queries: one workgroup per (head, 16
 // consecutive tokens of the batch), the cache's positions taken 32 at a
 // time. A chunk's K rows go to shared memory once and serve all 16
-// queries, then its V rows in the same place; each invocation keeps a
+// queries, then its V rows in the same place (each loaded into registers
+// a phase ahead, so the loads overlap the arithmetic); each invocation keeps a
 // 2 x 2 block of scores and 1-4 queries x 4 columns of the output in
 // registers. attn.comp's kernel (one workgroup per head and token) read
 // every K and V row once per query: ~670 us per llama-3b layer for a
-// 512-token prompt on the H100, a third of the prompt's GPU time.
+// 512-token prompt on the H100, a third of the prompt's GPU time; this
+// one takes ~340 us (docs/performance.md, session 20).
 //
 // Same arithmetic as attn.comp for F32 and Q8_0 caches (an online
 // softmax in F32: running max and sum per query, the sums rescaled when
@@ -24,6 +26,12 @@
 
 layout(local_size_x = 128) in;
 layout(constant_id = 0) const uint TYPE = 0; // TY_F32 or TY_Q8_0
+// queries per invocation in the output's sums: 1, 2 or 4 for heads of
+// Dv up to 32, 64 or 128 (NQ 8 invocations of four columns per query
+// row). A constant, so that the sums stay in registers: indexed by a
+// value known only at run time they went to local memory, and took half
+// the kernel's time on the H100.
+layout(constant_id = 1) const uint NQ = 4;
 layout(binding = 0) readonly buffer Qb { float q[]; };
 layout(binding = 1) readonly buffer Cb { uint w[]; }; // this layer: K rows, then V rows
 layout(binding = 1) readonly buffer C4b { uvec4 w4[]; };
@@ -52,8 +60,9 @@ const float NEG = -1.0 / 0.0;
 
 shared vec4 qs[TQ * RS];    // the queries, zero past D
 shared vec4 kv[TK * RS];    // a chunk's K rows, then its V rows
-shared float sc[TQ * SS];   // scores, then probabilities
-shared float red[NI], red2[NI];
+shared float sc[TQ * SS];   // scores
+shared float pb[TQ * SS];   // probabilities
+shared float red[NI];
 shared float mrun[TQ], lrun[TQ], fac[TQ], mnew[TQ];
 shared int tpos[TQ], tseq[TQ];
 
@@ -94,24 +103,63 @@ float query(uint t, uint h, uint i) {
     return second ? a0 * s + a1 * c : a0 * c - a1 * s;
 }
 
-// rows [p0, p0 + TK) of the cache (K: v = false) into kv, zero past last
-void load_rows(uint tab, uint kvh, int p0, int last, bool v) {
-    uint n = v ? p.Dv : p.D, n4 = (n + 3u) / 4u;
-    for (uint e = gl_LocalInvocationID.x; e < TK * n4; e += NI) {
-        uint j = e / n4, c4 = e % n4;
-        int pp = p0 + int(j);
-        vec4 x = vec4(0.0);
-        if (pp <= last) {
-            uint sl = slot_at(tab, pp);
-            uint row = v ? p.v_base + sl * p.v_bytes + kvh * p.v_head : sl * p.k_bytes + kvh * p.k_head;
-            x = row4(row, c4, n);
+// A chunk's rows move through registers: each invocation loads its
+// share (vec4s l + NI i) of rows [p0, p0 + TK) before they are needed, so
+// the loads of the next K rows and of this chunk's V rows are in flight
+// while the scores and the sums are made.
+const uint PER = TK * 32u / NI; // vec4s per invocation: TK rows of up to 32
+
+// Whether every K (v = false) or V row of the layer starts 16-byte
+// aligned and holds whole vec4s: F32 rows then load as vec4s, no branch.
+bool wide(bool v) {
+    uint n = v ? p.Dv : p.D, base = WOFF * 4u + (v ? p.v_base : 0u);
+    uint stride = v ? p.v_bytes : p.k_bytes, head = v ? p.v_head : p.k_head;
+    return TYPE == TY_F32 && (n & 3u) == 0u && ((base | stride | head) & 15u) == 0u;
+}
+
+// K (v = false) or V rows [p0, p0 + TK) of the cache, zero past last:
+// the rows' offsets first, then their loads, with no branch between them
+// (positions past `last` and vec4s past the rows are clamped to real ones
+// and zeroed after), so that the loads of each kind can be in flight
+// together. (On the H100 this measured even with one loop of table load,
+// row load and store per vec4: the time of a chunk is elsewhere.)
+void fetch(uint tab, uint kvh, int p0, int last, bool v, bool wv, out vec4 r[PER]) {
+    uint n = v ? p.Dv : p.D, n4 = (n + 3u) / 4u, end = TK * n4;
+    uint rows[PER];
+    for (uint i = 0u; i < PER; i++) {
+        uint e = min(gl_LocalInvocationID.x + NI * i, end - 1u);
+        uint sl = slot_at(tab, min(p0 + int(e / n4), last));
+        rows[i] = v ? p.v_base + sl * p.v_bytes + kvh * p.v_head : sl * p.k_bytes + kvh * p.k_head;
+    }
+    if (wv) {
+        for (uint i = 0u; i < PER; i++) {
+            uint e = min(gl_LocalInvocationID.x + NI * i, end - 1u);
+            r[i] = uintBitsToFloat(w4[((WOFF * 4u + rows[i]) >> 4) + e % n4]);
         }
-        kv[j * RS + c4] = x;
+    } else {
+        for (uint i = 0u; i < PER; i++) {
+            uint e = min(gl_LocalInvocationID.x + NI * i, end - 1u);
+            r[i] = row4(rows[i], e % n4, n);
+        }
+    }
+    for (uint i = 0u; i < PER; i++) {
+        uint e = gl_LocalInvocationID.x + NI * i;
+        if (e >= end || p0 + int(e / n4) > last) r[i] = vec4(0.0);
+    }
+}
+
+void put(vec4 r[PER], uint n) {
+    uint n4 = (n + 3u) / 4u;
+    for (uint i = 0u; i < PER; i++) {
+        uint e = gl_LocalInvocationID.x + NI * i;
+        if (e < TK * n4) kv[(e / n4) * RS + e % n4] = r[i];
     }
 }
 
 void main() {
-    uint h = gl_WorkGroupID.x, t0 = gl_WorkGroupID.y * TQ, l = gl_LocalInvocationID.x;
+    // the tiles of the latest tokens, which take the most positions, first
+    uint h = gl_WorkGroupID.x, t0 = (gl_NumWorkGroups.y - 1u - gl_WorkGroupID.y) * TQ;
+    uint l = gl_LocalInvocationID.x;
     uint kvh = h / p.group, D4 = (p.D + 3u) / 4u;
     if (l < TQ) {
         uint t = t0 + l;
@@ -132,10 +180,11 @@ void main() {
     // statistics: row sr, positions 4 sp .. 4 sp + 3
     uint sr = l / 8u, sp = l % 8u;
     // output: columns 4 cg .. 4 cg + 3 of queries q0 + k TQ / NQ, k < NQ
-    uint CG = p.Dv <= 32u ? 8u : p.Dv <= 64u ? 16u : 32u, NQ = CG / 8u;
+    const uint CG = 8u * NQ, QS = TQ / NQ;
     uint cg = l % CG, q0 = l / CG;
     bool has_cols = 4u * cg < p.Dv;
-    vec4 acc[4] = vec4[4](vec4(0.0), vec4(0.0), vec4(0.0), vec4(0.0));
+    vec4 acc0 = vec4(0.0), acc1 = vec4(0.0), acc2 = vec4(0.0), acc3 = vec4(0.0);
+    bool wk = wide(false), wv = wide(true);
 
     uint done = 0u; // the same in every invocation: tokens taken (or absent)
     for (uint i = 0u; i < TQ; i++)
@@ -146,9 +195,12 @@ void main() {
         for (uint i = 0u; i < TQ; i++)
             if ((done & (1u << i)) == 0u && tseq[i] == cur) act |= 1u << i, last = max(last, tpos[i]);
         uint tab = p.o2 + p.tab_off + uint(cur) * p.blocks_per_seq;
+        vec4 kr[PER], vr[PER];
+        fetch(tab, kvh, 0, last, false, wk, kr);
         for (int p0 = 0; p0 <= last; p0 += int(TK)) {
-            load_rows(tab, kvh, p0, last, false);
+            put(kr, p.D);
             barrier();
+            fetch(tab, kvh, p0, last, true, wv, vr);
             vec4 s00 = vec4(0.0), s01 = vec4(0.0), s10 = vec4(0.0), s11 = vec4(0.0);
             for (uint c4 = 0u; c4 < D4; c4++) {
                 vec4 x0 = qs[qa * RS + c4], x1 = qs[(qa + 8u) * RS + c4];
@@ -164,34 +216,40 @@ void main() {
             sc[(qa + 8u) * SS + pa + 16u] =
                 a1 && pp1 <= m1 ? (s11.x + s11.y + s11.z + s11.w) * p.scale : NEG;
             barrier();
-            // each row's max: eight invocations per row, four scores each
+            // the K rows are read: this chunk's V rows take their place, and
+            // the next chunk's K rows are loaded while the sums are made
+            put(vr, p.Dv);
+            if (p0 + int(TK) <= last) fetch(tab, kvh, p0 + int(TK), last, false, wk, kr);
+            // row sr's max (each of its eight invocations reads the whole
+            // row), and the probabilities of its positions 4 sp .. 4 sp + 3
+            float mx = mrun[sr];
+            for (uint i = 0u; i < TK; i++) mx = max(mx, sc[sr * SS + i]);
             vec4 sv = vec4(sc[sr * SS + 4u * sp], sc[sr * SS + 4u * sp + 1u],
                            sc[sr * SS + 4u * sp + 2u], sc[sr * SS + 4u * sp + 3u]);
-            red[l] = max(max(sv.x, sv.y), max(sv.z, sv.w));
-            barrier();
-            // the chunk's V rows where its K rows were, while the
-            // probabilities are made
-            load_rows(tab, kvh, p0, last, true);
-            float mx = mrun[sr];
-            for (uint i = 0u; i < 8u; i++) mx = max(mx, red[sr * 8u + i]);
             vec4 pr = mx == NEG ? vec4(0.0) : exp(sv - mx);
-            for (uint k = 0u; k < 4u; k++) sc[sr * SS + 4u * sp + k] = pr[k];
-            red2[l] = pr.x + pr.y + pr.z + pr.w;
+            for (uint k = 0u; k < 4u; k++) pb[sr * SS + 4u * sp + k] = pr[k];
+            red[l] = pr.x + pr.y + pr.z + pr.w;
             if (sp == 0u) fac[sr] = mx == NEG ? 1.0 : exp(mrun[sr] - mx), mnew[sr] = mx;
             barrier();
             if (l < TQ) {
                 float s = 0.0;
-                for (uint i = 0u; i < 8u; i++) s += red2[l * 8u + i];
+                for (uint i = 0u; i < 8u; i++) s += red[l * 8u + i];
                 lrun[l] = lrun[l] * fac[l] + s;
                 mrun[l] = mnew[l];
             }
-            int n = min(int(TK), last + 1 - p0);
-            for (uint k = 0u; k < NQ; k++) {
-                uint qi = q0 + k * (TQ / NQ);
-                float f = fac[qi];
-                vec4 a = acc[k] * f;
-                for (int j = 0; j < n; j++) a += sc[qi * SS + uint(j)] * kv[uint(j) * RS + cg];
-                acc[k] = a;
+            acc0 *= fac[q0];
+            if (NQ > 1u) acc1 *= fac[q0 + QS];
+            if (NQ > 2u) acc2 *= fac[q0 + 2u * QS], acc3 *= fac[q0 + 3u * QS];
+            // all TK rows (past the last position the probabilities and
+            // rows are zero): a fixed count the compiler unrolls
+            for (uint j = 0u; j < TK; j++) {
+                vec4 v = kv[j * RS + cg];
+                acc0 += pb[q0 * SS + j] * v;
+                if (NQ > 1u) acc1 += pb[(q0 + QS) * SS + j] * v;
+                if (NQ > 2u) {
+                    acc2 += pb[(q0 + 2u * QS) * SS + j] * v;
+                    acc3 += pb[(q0 + 3u * QS) * SS + j] * v;
+                }
             }
             barrier();
         }
@@ -199,10 +257,11 @@ void main() {
     }
     if (!has_cols) return;
     for (uint k = 0u; k < NQ; k++) {
-        uint qi = q0 + k * (TQ / NQ), t = t0 + qi;
+        uint qi = q0 + k * QS, t = t0 + qi;
         if (t >= p.n_tok) continue;
+        vec4 a = k == 0u ? acc0 : k == 1u ? acc1 : k == 2u ? acc2 : acc3;
         uint ob = p.o3 + t * p.ldo + h * p.Dv;
         for (uint c = 0u; c < 4u; c++)
-            if (4u * cg + c < p.Dv) o[ob + 4u * cg + c] = acc[k][c] / lrun[qi];
+            if (4u * cg + c < p.Dv) o[ob + 4u * cg + c] = a[c] / lrun[qi];
     }
 }

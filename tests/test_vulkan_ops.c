@@ -789,6 +789,7 @@ static void test_attention(void **state) {
     /* rope: -1 none, else RoPE's mode (0 adjacent pairs, 2 halves) on Q and K */
     const struct { uint32_t type; int64_t D; double tol; int rope; } cases[] = {
         { EMBER_TYPE_F32, 64, 1e-5, -1 }, { EMBER_TYPE_F32, 36, 1e-5, -1 },
+        { EMBER_TYPE_F32, 34, 1e-5, -1 }, { EMBER_TYPE_F32, 100, 1e-5, 0 },
         { EMBER_TYPE_F16, 64, 5e-4, -1 }, { EMBER_TYPE_F16, 36, 5e-4, -1 },
         { EMBER_TYPE_Q8_0, 64, 1e-4, -1 }, { EMBER_TYPE_F32, 160, 1e-5, -1 },
         { EMBER_TYPE_F32, 64, 1e-5, 0 },  { EMBER_TYPE_F32, 36, 1e-5, 2 },

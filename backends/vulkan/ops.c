@@ -379,7 +379,8 @@ static int run_attn(em_vk_graph *vg, const em_graph *g, const em_tensor *t, em_v
     }
     if (attn_tiles(vg, t, q8)) { /* a prompt: attn_tile.comp, tokens in word 29 */
         push[29] = (uint32_t)T;
-        p = kv->type == EMBER_TYPE_F32 ? EM_VK_ATTN_TILE_F32 : EM_VK_ATTN_TILE_Q8_0;
+        p = (kv->type == EMBER_TYPE_F32 ? EM_VK_ATTN_TILE_F32 : EM_VK_ATTN_TILE_Q8_0) +
+            (Dv > 64 ? 2 : Dv > 32 ? 1 : 0);
         return em_vk_dispatch_w(vg->vk, p, r, push, 30 * 4,
                                 (uint32_t[3]){ (uint32_t)H, (uint32_t)((T + 15) / 16), 1 }, 0);
     }

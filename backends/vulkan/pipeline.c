@@ -86,8 +86,14 @@ static const shader_info shader_of[EM_VK_MUL_MM - EM_VK_RMS_NORM] = {
     S2(EM_VK_ATTN_F16_Q8, em_spv_attn, "attn_f16_q8", EMBER_TYPE_F16, 1),
     S2(EM_VK_ATTN_Q8_0_Q8, em_spv_attn, "attn_q8_0_q8", EMBER_TYPE_Q8_0, 1),
 #undef S2
-    S(EM_VK_ATTN_TILE_F32, em_spv_attn_tile, "attn_tile_f32", EMBER_TYPE_F32),
-    S(EM_VK_ATTN_TILE_Q8_0, em_spv_attn_tile, "attn_tile_q8_0", EMBER_TYPE_Q8_0),
+#define S2(p, arr, nm, v, w) [p - EM_VK_RMS_NORM] = { arr, sizeof arr, nm, { v, w, 0, 0, 0, 0 } }
+    S2(EM_VK_ATTN_TILE_F32, em_spv_attn_tile, "attn_tile_f32", EMBER_TYPE_F32, 1),
+    S2(EM_VK_ATTN_TILE_F32_2, em_spv_attn_tile, "attn_tile_f32", EMBER_TYPE_F32, 2),
+    S2(EM_VK_ATTN_TILE_F32_4, em_spv_attn_tile, "attn_tile_f32", EMBER_TYPE_F32, 4),
+    S2(EM_VK_ATTN_TILE_Q8_0, em_spv_attn_tile, "attn_tile_q8_0", EMBER_TYPE_Q8_0, 1),
+    S2(EM_VK_ATTN_TILE_Q8_0_2, em_spv_attn_tile, "attn_tile_q8_0", EMBER_TYPE_Q8_0, 2),
+    S2(EM_VK_ATTN_TILE_Q8_0_4, em_spv_attn_tile, "attn_tile_q8_0", EMBER_TYPE_Q8_0, 4),
+#undef S2
     S(EM_VK_MOE_ROUTE, em_spv_moe_route, "moe_route", 0),
     S(EM_VK_MOE_SUM, em_spv_moe_sum, "moe_sum", 0),
     S(EM_VK_COPY, em_spv_unary, "copy", 3),

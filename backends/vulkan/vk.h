@@ -39,8 +39,10 @@ typedef enum em_vk_pipe {
     EM_VK_ATTN_F32, EM_VK_ATTN_F16, EM_VK_ATTN_Q8_0,
     /* ... writing the output's 8-bit copy too (attn.comp Q8OUT) */
     EM_VK_ATTN_F32_Q8, EM_VK_ATTN_F16_Q8, EM_VK_ATTN_Q8_0_Q8,
-    /* prompts: tiles of 16 queries (attn_tile.comp), F32 and Q8_0 caches */
-    EM_VK_ATTN_TILE_F32, EM_VK_ATTN_TILE_Q8_0,
+    /* prompts: tiles of 16 queries (attn_tile.comp), F32 and Q8_0 caches,
+     * each for heads of Dv up to 32, 64 and 128 (its NQ 1, 2, 4) */
+    EM_VK_ATTN_TILE_F32, EM_VK_ATTN_TILE_F32_2, EM_VK_ATTN_TILE_F32_4,
+    EM_VK_ATTN_TILE_Q8_0, EM_VK_ATTN_TILE_Q8_0_2, EM_VK_ATTN_TILE_Q8_0_4,
     EM_VK_MOE_ROUTE, EM_VK_MOE_SUM, EM_VK_COPY,
     EM_VK_MUL_MM, /* tiles, + weight type index */
     /* mul_mv, only where compute shaders have subgroup arithmetic:
