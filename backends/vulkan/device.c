@@ -200,9 +200,23 @@ static int make_device(em_vk *vk) {
     VkPhysicalDeviceShaderFloat16Int8FeaturesKHR f16 = {
         .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SHADER_FLOAT16_INT8_FEATURES_KHR
     };
-    const char *ext[3];
+    VkPhysicalDevicePipelineExecutablePropertiesFeaturesKHR pe = {
+        .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_PIPELINE_EXECUTABLE_PROPERTIES_FEATURES_KHR
+    };
+    const char *ext[4];
     uint32_t n_ext = 0;
     void *chain = NULL;
+    if (env_flag("EMBER_VULKAN_PIPELINE_STATS") &&
+        has_extension(vk->phys, VK_KHR_PIPELINE_EXECUTABLE_PROPERTIES_EXTENSION_NAME)) {
+        VkPhysicalDeviceFeatures2 f2 = { .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_FEATURES_2,
+                                         .pNext = &pe };
+        vkGetPhysicalDeviceFeatures2(vk->phys, &f2);
+        vk->pipe_stats = pe.pipelineExecutableInfo == VK_TRUE;
+        if (vk->pipe_stats) {
+            ext[n_ext++] = VK_KHR_PIPELINE_EXECUTABLE_PROPERTIES_EXTENSION_NAME;
+            pe.pNext = chain, chain = &pe;
+        }
+    }
     if (has_extension(vk->phys, VK_KHR_SHADER_INTEGER_DOT_PRODUCT_EXTENSION_NAME)) {
         VkPhysicalDeviceFeatures2 f2 = { .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_FEATURES_2,
                                          .pNext = &idot };

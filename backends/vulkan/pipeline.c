@@ -179,6 +179,40 @@ static int make_layouts(em_vk *vk) {
     return EMBER_OK;
 }
 
+/* EMBER_VULKAN_PIPELINE_STATS: the driver's statistics of a pipeline
+ * (NVIDIA's: registers per invocation, shared memory, ...), which tell a
+ * kernel's occupancy; a diagnostic, printed once per pipeline. */
+static void print_stats(const em_vk *vk, VkPipeline pipe, const char *name) {
+    PFN_vkGetPipelineExecutableStatisticsKHR get = (PFN_vkGetPipelineExecutableStatisticsKHR)
+        vkGetDeviceProcAddr(vk->dev, "vkGetPipelineExecutableStatisticsKHR");
+    VkPipelineExecutableInfoKHR info = { .sType = VK_STRUCTURE_TYPE_PIPELINE_EXECUTABLE_INFO_KHR,
+                                         .pipeline = pipe };
+    VkPipelineExecutableStatisticKHR st[24];
+    uint32_t n = 24;
+    for (uint32_t i = 0; i < n; i++)
+        st[i] = (VkPipelineExecutableStatisticKHR){
+            .sType = VK_STRUCTURE_TYPE_PIPELINE_EXECUTABLE_STATISTIC_KHR
+        };
+    if (!get || get(vk->dev, &info, &n, st) < 0) return;
+    fprintf(stderr, "ember vulkan: %s:", name);
+    for (uint32_t i = 0; i < n; i++) {
+        const VkPipelineExecutableStatisticValueKHR *v = &st[i].value;
+        switch (st[i].format) {
+        case VK_PIPELINE_EXECUTABLE_STATISTIC_FORMAT_BOOL32_KHR:
+            fprintf(stderr, " %s=%u", st[i].name, v->b32);
+            break;
+        case VK_PIPELINE_EXECUTABLE_STATISTIC_FORMAT_INT64_KHR:
+            fprintf(stderr, " %s=%lld", st[i].name, (long long)v->i64);
+            break;
+        case VK_PIPELINE_EXECUTABLE_STATISTIC_FORMAT_UINT64_KHR:
+            fprintf(stderr, " %s=%llu", st[i].name, (unsigned long long)v->u64);
+            break;
+        default: fprintf(stderr, " %s=%g", st[i].name, v->f64); break;
+        }
+    }
+    fprintf(stderr, "\n");
+}
+
 static int make_pipeline(em_vk *vk, em_vk_pipe p) {
     char nm[32];
     shader_info si_ = info_of(p, nm);
@@ -199,10 +233,12 @@ static int make_pipeline(em_vk *vk, em_vk_pipe p) {
                    .pName = "main",
                    .pSpecializationInfo = &si },
         .layout = vk->pipe_layout,
+        .flags = vk->pipe_stats ? VK_PIPELINE_CREATE_CAPTURE_STATISTICS_BIT_KHR : 0,
     };
     VkResult r = vkCreateComputePipelines(vk->dev, VK_NULL_HANDLE, 1, &ci, NULL, &vk->pipes[p]);
     vkDestroyShaderModule(vk->dev, mod, NULL);
     VK_TRY(r, "vkCreateComputePipelines");
+    if (vk->pipe_stats) print_stats(vk, vk->pipes[p], si_.name);
     return EMBER_OK;
 }
 

@@ -222,6 +222,10 @@ typedef struct em_vk {
                              most any way of removing them could win */
     bool no_tiles;        /* EMBER_VULKAN_NO_TILES: prompts through mul_mv too
                              (for tests and measurements) */
+    bool pipe_stats;      /* EMBER_VULKAN_PIPELINE_STATS: each pipeline's
+                             compiler statistics (registers, shared memory)
+                             to stderr as it is made, where the driver has
+                             VK_KHR_pipeline_executable_properties */
     bool no_attn_tiles;   /* EMBER_VULKAN_NO_ATTN_TILES (or NO_TILES): prompt
                              attention through attn.comp, not attn_tile.comp */
     char name[VK_MAX_PHYSICAL_DEVICE_NAME_SIZE];
