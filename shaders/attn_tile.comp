@@ -57,6 +57,8 @@ const uint RS = 33u;        // a row of shared vec4s: 128 elements and 4 of padd
 const uint SS = TK + 1u;    // a row of scores
 const float NEG = -1.0 / 0.0;
 
+// 30464 bytes in all (backends/vulkan/ops.c ATTN_TILE_SHARED): lavapipe
+// offers 32 KB
 shared vec4 qs[TQ * RS];    // the queries, zero past D
 shared vec4 kv[TK * RS];    // a chunk's K rows, then its V rows
 shared float sc[TQ * SS];   // scores

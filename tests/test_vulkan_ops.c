@@ -765,8 +765,8 @@ static int run_attn_on(int kind, uint32_t kv_type, int64_t D, int rope_mode, con
             if (kind == EMBER_BACKEND_VULKAN && rope_mode >= 0 && !(nf && *nf))
                 assert_int_equal(commands, 3);
             /* a prompt of F32 or Q8_0 rows, heads up to 128: query tiles */
-            const char *nt = getenv("EMBER_VULKAN_NO_TILES");
-            bool tiles = kv_type != EMBER_TYPE_F16 && D <= 128 && !(nt && *nt);
+            const char *nt = getenv("EMBER_VULKAN_NO_TILES"), *na = getenv("EMBER_VULKAN_NO_ATTN_TILES");
+            bool tiles = kv_type != EMBER_TYPE_F16 && D <= 128 && !(nt && *nt) && !(na && *na);
             if (kind == EMBER_BACKEND_VULKAN)
                 assert_int_equal(em_vulkan_dispatches(b, "attn_tile"), tiles ? 1 : 0);
         }
@@ -929,8 +929,8 @@ static void test_attention_decode(void **state) {
         float yc[4 * 4 * 64], yv[4 * 4 * 64];
         for (int64_t i = 0; i < nq; i++) q[i] = frand();
         for (int64_t i = 0; i < nkv; i++) k[i] = frand(), v[i] = frand();
-        /* the prompt's attention too (query tiles on Vulkan, 19 chunks of
-         * positions for the longer sequence, two sequences in one tile) */
+        /* the prompt's attention too (query tiles on Vulkan: 10 chunks of
+         * 32 positions for the longer sequence, two sequences in a tile) */
         size_t np = (size_t)(D * 4 * DEC_T);
         float *pc = malloc(sizeof(float) * np), *pv = malloc(sizeof(float) * np);
         dec_prompt_out = pc;

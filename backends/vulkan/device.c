@@ -116,6 +116,7 @@ static int pick_device(em_vk *vk, int index) {
     vk->name[sizeof vk->name - 1] = 0;
     vk->min_align = (size_t)p.limits.minStorageBufferOffsetAlignment;
     vk->max_range = (size_t)p.limits.maxStorageBufferRange;
+    vk->max_shared = p.limits.maxComputeSharedMemorySize;
     const char *range = getenv("EMBER_VULKAN_MAX_RANGE"); /* tests: a smaller range */
     size_t lower = range && *range ? (size_t)strtoull(range, NULL, 10) : 0;
     if (lower >= 4096 && lower < vk->max_range) vk->max_range = lower;

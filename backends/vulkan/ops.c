@@ -332,12 +332,15 @@ static void q_rope(uint32_t *q, const em_vk_graph *vg, const em_graph *g, const 
 
 /* Whether attention t runs on tiles of 16 queries (attn_tile.comp): more
  * tokens than decode's 8, an F32 or Q8_0 cache with V rows, heads of up
- * to 128 elements and no 8-bit copy of the output; EMBER_VULKAN_NO_TILES=1
- * or EMBER_VULKAN_NO_ATTN_TILES=1 keep attn.comp. */
+ * to 128 elements, no 8-bit copy of the output, and a device with room
+ * for the shader's shared arrays; EMBER_VULKAN_NO_TILES=1 or
+ * EMBER_VULKAN_NO_ATTN_TILES=1 keep attn.comp. */
+#define ATTN_TILE_SHARED 30464 /* attn_tile.comp's shared arrays, in bytes */
 static bool attn_tiles(const em_vk_graph *vg, const em_tensor *t, bool q8) {
     const em_kv *kv = vg->kv;
     int64_t D = t->src[0]->ne[0], Dv = t->ne[0] / t->src[0]->ne[1];
-    return !vg->vk->no_attn_tiles && !q8 && t->src[0]->ne[2] > 8 && kv->v_row &&
+    return !vg->vk->no_attn_tiles && vg->vk->max_shared >= ATTN_TILE_SHARED && !q8 &&
+           t->src[0]->ne[2] > 8 && kv->v_row &&
            (kv->type == EMBER_TYPE_F32 || kv->type == EMBER_TYPE_Q8_0) && D <= 128 && Dv <= 128;
 }
 

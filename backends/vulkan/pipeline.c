@@ -85,8 +85,6 @@ static const shader_info shader_of[EM_VK_MUL_MM - EM_VK_RMS_NORM] = {
     S2(EM_VK_ATTN_F32_Q8, em_spv_attn, "attn_f32_q8", EMBER_TYPE_F32, 1),
     S2(EM_VK_ATTN_F16_Q8, em_spv_attn, "attn_f16_q8", EMBER_TYPE_F16, 1),
     S2(EM_VK_ATTN_Q8_0_Q8, em_spv_attn, "attn_q8_0_q8", EMBER_TYPE_Q8_0, 1),
-#undef S2
-#define S2(p, arr, nm, v, w) [p - EM_VK_RMS_NORM] = { arr, sizeof arr, nm, { v, w, 0, 0, 0, 0 } }
     S2(EM_VK_ATTN_TILE_F32, em_spv_attn_tile, "attn_tile_f32", EMBER_TYPE_F32, 1),
     S2(EM_VK_ATTN_TILE_F32_2, em_spv_attn_tile, "attn_tile_f32", EMBER_TYPE_F32, 2),
     S2(EM_VK_ATTN_TILE_F32_4, em_spv_attn_tile, "attn_tile_f32", EMBER_TYPE_F32, 4),

@@ -226,6 +226,7 @@ typedef struct em_vk {
                              compiler statistics (registers, shared memory)
                              to stderr as it is made, where the driver has
                              VK_KHR_pipeline_executable_properties */
+    uint32_t max_shared;  /* maxComputeSharedMemorySize (Vulkan promises 16 KB) */
     bool no_attn_tiles;   /* EMBER_VULKAN_NO_ATTN_TILES (or NO_TILES): prompt
                              attention through attn.comp, not attn_tile.comp */
     char name[VK_MAX_PHYSICAL_DEVICE_NAME_SIZE];
