@@ -26,6 +26,7 @@
 // the last to finish (an atomic count per head and token, reset after)
 // merges them: o = sum_s e^(m_s - M) acc_s / sum_s e^(m_s - M) sum_s.
 #extension GL_GOOGLE_include_directive : require
+#extension GL_EXT_control_flow_attributes : require
 #include "common.glsl"
 
 layout(local_size_x = 64) in;
@@ -114,6 +115,16 @@ float score(uint tab, uint kvh, int pp) {
     vec4 s = vec4(0.0), s2 = vec4(0.0);
     uint i = 0u, wb = WOFF * 4u + row; // the row's byte offset in the binding
     if (TYPE == TY_F32 && (wb & 15u) == 0u) {
+        // 32 elements a step, their eight loads issued before any is used
+        for (; i + 32u <= p.D; i += 32u) {
+            uvec4 k[8];
+            [[unroll]] for (uint u = 0u; u < 8u; u++) k[u] = w4[(wb >> 4) + (i >> 2) + u];
+            [[unroll]] for (uint u = 0u; u < 8u; u += 2u) {
+                uint c = i + 4u * u;
+                s += vec4(qs[c], qs[c + 1u], qs[c + 2u], qs[c + 3u]) * uintBitsToFloat(k[u]);
+                s2 += vec4(qs[c + 4u], qs[c + 5u], qs[c + 6u], qs[c + 7u]) * uintBitsToFloat(k[u + 1u]);
+            }
+        }
         for (; i + 8u <= p.D; i += 8u) {
             s += vec4(qs[i], qs[i + 1u], qs[i + 2u], qs[i + 3u]) *
                  uintBitsToFloat(w4[(wb >> 4) + (i >> 2)]);
@@ -204,8 +215,27 @@ void main() {
         sc[l] = pp < hi ? pr : 0.0;
         barrier();
         uint n = uint(min(64, hi - p0)), j = 0u;
-        // eight positions at a time, then four: their value loads are in
-        // flight together
+        // sixteen positions at a time, then eight, then four: their value
+        // loads are in flight together
+        for (; j + 16u <= n; j += 16u) {
+            vec4 pv[4];
+            uint rr[16];
+            [[unroll]] for (uint u = 0u; u < 4u; u++)
+                pv[u] = vec4(sc[j + 4u * u], sc[j + 4u * u + 1u], sc[j + 4u * u + 2u], sc[j + 4u * u + 3u]);
+            if (TYPE != TY_F16)
+                sum += dot(pv[0] + pv[1] + pv[2] + pv[3], vec4(1.0));
+            [[unroll]] for (uint u = 0u; u < 16u; u++) rr[u] = v_row(j + u, kvh);
+            for (uint e = 0u; e < MAXD / 64u; e++) {
+                uint c = l + 64u * e;
+                if (c < p.Dv) {
+                    float a = 0.0;
+                    [[unroll]] for (uint u = 0u; u < 4u; u++)
+                        a += dot(pv[u], vec4(at(rr[4u * u], c), at(rr[4u * u + 1u], c),
+                                             at(rr[4u * u + 2u], c), at(rr[4u * u + 3u], c)));
+                    acc[e] += a;
+                }
+            }
+        }
         for (; j + 8u <= n; j += 8u) {
             vec4 pa = vec4(sc[j], sc[j + 1u], sc[j + 2u], sc[j + 3u]);
             vec4 pb = vec4(sc[j + 4u], sc[j + 5u], sc[j + 6u], sc[j + 7u]);
