@@ -82,7 +82,9 @@ float div_rn(float a, float b) {
 // (quant_act.comp): q = roundEven(v 127 / amax), four to a word in qw;
 // d = amax / 127 rounded to F16, its float bits in *d_bits; the sums of
 // q over the block's halves in *sums (int16 each, low: the first 16).
-void q8_round_block(vec4 v[8], out uint qw[8], out uint d_bits, out uint sums) {
+// The _f32 form leaves d unrounded, for a reader that scales it first
+// (mul_mvq.comp's folded norm).
+void q8_round_block_f32(vec4 v[8], out uint qw[8], out uint d_bits, out uint sums) {
     float amax = 0.0;
     for (uint i = 0u; i < 8u; i++) {
         vec4 a = abs(v[i]);
@@ -97,6 +99,11 @@ void q8_round_block(vec4 v[8], out uint qw[8], out uint d_bits, out uint sums) {
         int s = int(r.x + r.y + r.z + r.w);
         if (i < 4u) s0 += s; else s1 += s;
     }
-    d_bits = floatBitsToUint(f16_rne(div_rn(amax, 127.0)));
+    d_bits = floatBitsToUint(div_rn(amax, 127.0));
     sums = (uint(s0) & 0xffffu) | (uint(s1) << 16);
+}
+
+void q8_round_block(vec4 v[8], out uint qw[8], out uint d_bits, out uint sums) {
+    q8_round_block_f32(v, qw, d_bits, sums);
+    d_bits = floatBitsToUint(f16_rne(uintBitsToFloat(d_bits)));
 }

@@ -18,12 +18,23 @@
 //     32 rows by the last of its workgroups (a count per block), so the
 //     SwiGLU's output needs no quant_act dispatch;
 //   2 (with MODE 1): y is the residual stream and its RMS norm (weight at
-//     binding 6 word `go`, `eps`) is wanted only rounded to 8 bits: the
-//     last workgroup of all sums y^2 and writes the rounded blocks of
-//     y / rms * g (rms_norm.comp's Q8, its products in its order), so the
-//     norm needs no dispatch of its own. N a multiple of 32 for both.
-// Each fold takes a barrier level away, but on the H100 the tail costs
-// about what the dispatch did (docs/performance.md, session 17).
+//     binding 6 word `go`) is wanted only rounded to 8 bits: the same per
+//     block, of y * g, with no 1 / rms and the block's d left in F32, and
+//     each block's sum of y^2 after the meta (word qo + qm + 2 T N/32 +
+//     t N/32 + b). The norm needs no dispatch of its own and no workgroup
+//     waits for all the others: its readers apply 1 / rms (XN below).
+//     N a multiple of 32 for both.
+// Each fold takes a barrier level away. A tail that waited for the
+// product's last workgroup, to sum the squares before rounding, cost
+// about what the norm's own dispatch did on the H100 (docs/performance.md,
+// sessions 17 and 21).
+// XN (push word): x is such a norm's 8-bit copy. Each subgroup first adds
+// the blocks' sums of squares (all subgroups in the same order, so every
+// workgroup gets the same scale), then takes each block's d as
+// f16(d * 1 / sqrt(ss / K + xeps)): the scale the norm's own rounding
+// would have stored. The quants of y g and of y g / rms are the same but
+// where a value lies within float rounding of a tie, so the products agree
+// with the norm's dispatch to float order (tests/test_vulkan_ops.c).
 // IDOT (a build define, not a constant: the instruction needs a device
 // capability): 1 uses SPV_KHR_integer_dot_product's OpSDot, written
 // through GL_EXT_spirv_intrinsics (this glslang has no GLSL built-in for
@@ -61,7 +72,8 @@ layout(push_constant) uniform P {
     uint o0, o1, o2, o3;
     uint K, N, soff, ldy, ldr, T, xm; // xm: the x meta's word offset from o1
     uint co, qo, qm, go; // EPI: words in bindings 4, 5 (quants; meta at qo + qm), 6
-    float eps;
+    uint xn; // x is a norm's unscaled 8-bit copy (EPI 2 above), its eps:
+    float xeps;
 } p;
 #include "unpacked.glsl"
 
@@ -80,13 +92,16 @@ int dot4(uint a, uint b) {
 int dot16(uvec4 a, uvec4 b) { return dot4(a.x, b.x) + dot4(a.y, b.y) + dot4(a.z, b.z) + dot4(a.w, b.w); }
 
 uint xq4, nbk, nt, t0; // this pass: x quants (uvec4 index of token t0), blocks per row, tokens
+float xs[TB];          // XN: each token's 1 / rms
 
 // token t's block b of x: the two uvec4 of quants and (d, half sums)
 #define XQ(t, b, X0, X1) X0 = xw4[xq4 + (t) * (p.K / 16u) + 2u * (b)], X1 = xw4[xq4 + (t) * (p.K / 16u) + 2u * (b) + 1u]
 vec3 xmeta(uint t, uint b) {
     uint m = p.o1 + p.xm + ((t0 + t) * nbk + b) * 2u;
     uint s = xw[m + 1u];
-    return vec3(uintBitsToFloat(xw[m]), float(int(s << 16) >> 16), float(int(s) >> 16));
+    float d = uintBitsToFloat(xw[m]);
+    if (p.xn != 0u) d = f16_rne(d * xs[t]);
+    return vec3(d, float(int(s << 16) >> 16), float(int(s) >> 16));
 }
 
 // acc[t] += row n's block b of the weights in BUF/BUF4 (word offset BOFF)
@@ -137,9 +152,9 @@ shared bool last_group;
 
 uint n, l;
 
-// token t's block b of y (times `scale` and g for EPI 2) rounded to 8
-// bits into binding 5 (quant_act.comp's layout)
-void round_block(uint t, uint b, float scale) {
+// token t's block b of y (times g for EPI 2) rounded to 8 bits into
+// binding 5 (quant_act.comp's layout); EPI 2 its sum of squares too
+void round_block(uint t, uint b) {
     vec4 v[8], gv[8];
     uint yb = p.o3 + t * p.ldy + b * 32u, gb = p.go + b * 32u;
     [[unroll]] for (uint i = 0u; i < 8u; i++) { // every load issued before the first use
@@ -147,19 +162,25 @@ void round_block(uint t, uint b, float scale) {
         if (EPI == 2u)
             gv[i] = vec4(g[gb + 4u * i], g[gb + 4u * i + 1u], g[gb + 4u * i + 2u], g[gb + 4u * i + 3u]);
     }
-    if (EPI == 2u)
-        [[unroll]] for (uint i = 0u; i < 8u; i++) v[i] = v[i] * scale * gv[i];
+    uint nb = p.N / 32u;
+    if (EPI == 2u) {
+        float ss = 0.0;
+        [[unroll]] for (uint i = 0u; i < 8u; i++) ss += dot(v[i], v[i]);
+        qo[p.qo + p.qm + 2u * p.T * nb + t * nb + b] = floatBitsToUint(ss);
+        [[unroll]] for (uint i = 0u; i < 8u; i++) v[i] = v[i] * gv[i];
+    }
     uint w[8], d, sums;
-    q8_round_block(v, w, d, sums);
+    if (EPI == 2u) q8_round_block_f32(v, w, d, sums);
+    else q8_round_block(v, w, d, sums);
     uint qb = p.qo + t * (p.N / 4u) + b * 8u;
     [[unroll]] for (uint i = 0u; i < 8u; i++) qo[qb + i] = w[i];
-    uint m = p.qo + p.qm + (t * (p.N / 32u) + b) * 2u;
+    uint m = p.qo + p.qm + (t * nb + b) * 2u;
     qo[m] = d;
     qo[m + 1u] = sums;
 }
 
-// EPI 1: the block of 32 rows this workgroup's rows lie in, by the last
-// of its workgroups to finish, one invocation per token
+// EPI 1 and 2: the block of 32 rows this workgroup's rows lie in, by the
+// last of its workgroups to finish, one invocation per token
 void epilogue_blocks(uint tid, uint wg) {
     uint b = wg * RPW / 32u, c = p.co + gl_WorkGroupID.y * (p.N / 32u) + b;
     if (wg * RPW >= p.N) return; // a workgroup of the grid's excess (fold)
@@ -170,39 +191,7 @@ void epilogue_blocks(uint tid, uint wg) {
     barrier();
     if (!last_group) return;
     memoryBarrierBuffer();
-    if (tid < nt) round_block(t0 + tid, b, 1.0);
-}
-
-// EPI 2: y's RMS norm rounded to 8 bits, by the last workgroup of all
-void epilogue_norm(uint tid) {
-    uint c = p.co + gl_WorkGroupID.y;
-    if (tid == 0u) {
-        last_group = atomicAdd(cnt[c], 1u) + 1u == gl_NumWorkGroups.x * gl_NumWorkGroups.z;
-        if (last_group) cnt[c] = 0u;
-    }
-    barrier();
-    if (!last_group) return;
-    memoryBarrierBuffer();
-    for (uint t = 0u; t < nt; t++) {
-        uint yb = p.o3 + (t0 + t) * p.ldy;
-        float s = 0.0;
-        for (uint i0 = tid; i0 < p.N; i0 += 1024u) { // eight loads in flight
-            float v[8];
-            [[unroll]] for (uint k = 0u; k < 8u; k++) {
-                uint i = i0 + 128u * k;
-                v[k] = i < p.N ? y[yb + i] : 0.0;
-            }
-            [[unroll]] for (uint k = 0u; k < 8u; k++) s += v[k] * v[k];
-        }
-        s = subgroupAdd(s);
-        if (subgroupElect()) part[0][0][gl_SubgroupID] = s;
-        barrier();
-        float ss = 0.0;
-        for (uint i = 0u; i < gl_NumSubgroups; i++) ss += part[0][0][i];
-        barrier();
-        float scale = 1.0 / sqrt(ss / float(p.N) + p.eps);
-        for (uint b = tid; b < p.N / 32u; b += 128u) round_block(t0 + t, b, scale);
-    }
+    if (tid < nt) round_block(t0 + tid, b);
 }
 
 void main() {
@@ -215,7 +204,15 @@ void main() {
     nbk = p.K / 32u;
     xq4 = (p.o1 + t0 * (p.K / 4u)) / 4u;
     float acc[TB], acc2[TB];
-    [[unroll]] for (uint t = 0u; t < TB; t++) acc[t] = 0.0, acc2[t] = 0.0;
+    [[unroll]] for (uint t = 0u; t < TB; t++) acc[t] = 0.0, acc2[t] = 0.0, xs[t] = 1.0;
+    if (p.xn != 0u)
+        [[unroll]] for (uint t = 0u; t < TB; t++) {
+            float ss = 0.0;
+            if (t < nt)
+                for (uint b = gl_SubgroupInvocationID; b < nbk; b += gl_SubgroupSize)
+                    ss += uintBitsToFloat(xw[p.o1 + p.xm + 2u * p.T * nbk + (t0 + t) * nbk + b]);
+            xs[t] = 1.0 / sqrt(subgroupAdd(ss) / float(p.K) + p.xeps);
+        }
     if (n < p.N) { // not returning: every invocation reaches the barrier
         ROW_DOT(w, w4, p.o0, acc)
         if (MODE == 2u) { ROW_DOT(u, u4, p.o2, acc2) }
@@ -238,6 +235,5 @@ void main() {
     if (EPI == 0u) return;
     memoryBarrierBuffer();
     barrier();
-    if (EPI == 1u) epilogue_blocks(tid, wg);
-    else epilogue_norm(tid);
+    epilogue_blocks(tid, wg);
 }

@@ -458,14 +458,17 @@ static bool takes_q8_act(const em_vk_graph *vg, const em_graph *g, const em_tens
 
 /* xq_off's mark for an input rounded in place (prompts) */
 #define XQ_IN_PLACE (SIZE_MAX - 1)
+/* xq_done's mark for a folded norm's 8-bit copy, written without 1 / rms */
+#define XQ_NORM_UNSCALED 2
 
 /* xq's slot for input x (T rows of K): the quants, T K bytes rounded up to
- * 16, then 8 bytes of meta per block of 32 */
+ * 16, then 8 bytes of meta per block of 32, then (a folded norm's copy,
+ * mul_mvq.comp EPI 2) 4 bytes of the block's sum of squares */
 static size_t xq_quant_bytes(const em_tensor *x) {
     return ((size_t)x->ne[0] * (size_t)x->ne[1] + 15) / 16 * 16;
 }
 static size_t xq_slot_bytes(const em_tensor *x) {
-    return xq_quant_bytes(x) + (size_t)x->ne[1] * (size_t)(x->ne[0] / 32) * 8;
+    return xq_quant_bytes(x) + (size_t)x->ne[1] * (size_t)(x->ne[0] / 32) * 12;
 }
 
 /* act_type Q8_0 for more tokens (prompts): a product of block-quantized
@@ -593,14 +596,16 @@ typedef struct mvq_epi {
     uint32_t counts;
 } mvq_epi;
 
-/* Words of vg->sync an epilogue counts in: one per block of 32 rows
- * (EPI 1) or one (EPI 2), per pass of 8 tokens. */
-static uint32_t epi_counts(const em_tensor *out, bool norm) {
-    return (uint32_t)((norm ? 1 : out->ne[0] / 32) * ((out->ne[1] + 7) / 8));
+/* Words of vg->sync an epilogue counts in: one per block of 32 rows, per
+ * pass of 8 tokens. */
+static uint32_t epi_counts(const em_tensor *out) {
+    return (uint32_t)(out->ne[0] / 32 * ((out->ne[1] + 7) / 8));
 }
 
 /* y = W x by mul_mvq.comp with mul_mv's `mode` (0-2) folded in; r[1] is
- * replaced by x's 8-bit copy; with `epi`, the next op's rounding too. */
+ * replaced by x's 8-bit copy (a folded norm's, without 1 / rms: xq_done
+ * XQ_NORM_UNSCALED, and the shader scales it); with `epi`, the next op's
+ * rounding too. */
 static int run_mul_mvq(em_vk_graph *vg, const em_graph *g, const em_tensor *t, const em_tensor *y,
                        int mode, em_vk_ref *r, uint32_t *push, const mvq_epi *epi) {
     em_vk *vk = vg->vk;
@@ -614,6 +619,10 @@ static int run_mul_mvq(em_vk_graph *vg, const em_graph *g, const em_tensor *t, c
     q[3] = floats(y->nb[1]);
     q[4] = mode == 1 ? floats(y->src[0] == t ? y->src[1]->nb[1] : y->src[0]->nb[1]) : 0;
     q[5] = (uint32_t)T, q[6] = xm;
+    if (vg->xq_done[x - g->nodes] == XQ_NORM_UNSCALED) {
+        q[11] = 1;
+        memcpy(&q[12], &x->fp[0], 4);
+    }
     int variant = mode;
     if (epi) {
         em_vk_ref slot;
@@ -625,16 +634,15 @@ static int run_mul_mvq(em_vk_graph *vg, const em_graph *g, const em_tensor *t, c
             rc = ref_of(vg, g, epi->norm->src[1], &r[6]);
             if (rc) return rc;
             r[6] = bind4(vk, r[6], &q[10]);
-            memcpy(&q[11], &epi->norm->fp[0], 4);
         }
         variant = epi->norm ? 4 : 3;
     }
     fold((N + rows_per_group - 1) / rows_per_group, &lo, &hi);
     em_vk_pipe p = EM_VK_MUL_MVQ + em_vk_mul_mvq_variant(em_vk_wtype_index(a->type), T == 1,
                                                          variant, !vk->use_idot);
-    rc = em_vk_dispatch_w(vk, p, r, push, 16 * 4, (uint32_t[3]){ lo, (uint32_t)((T + 7) / 8), hi },
+    rc = em_vk_dispatch_w(vk, p, r, push, 17 * 4, (uint32_t[3]){ lo, (uint32_t)((T + 7) / 8), hi },
                           epi ? 1u << 4 | 1u << 5 : 0u);
-    if (!rc && epi) vg->xq_done[epi->out - g->nodes] = 1;
+    if (!rc && epi) vg->xq_done[epi->out - g->nodes] = epi->norm ? XQ_NORM_UNSCALED : 1;
     return rc;
 }
 
@@ -1199,7 +1207,7 @@ size_t em_vk_sync_bytes(em_vk_graph *vg, const em_graph *g) {
     size_t words = 0;
     for (int32_t i = 0; i < g->n_nodes; i++)
         if (vg->fuse[i] == FUSE_SWIGLU_Q8 || vg->fuse[i] == FUSE_ADD_NORM)
-            words += epi_counts(&g->nodes[i], vg->fuse[i] == FUSE_ADD_NORM);
+            words += epi_counts(&g->nodes[i]);
     return words * sizeof(uint32_t);
 }
 
@@ -1236,7 +1244,7 @@ static int run_fused(em_vk_graph *vg, const em_graph *g, const em_tensor *t) {
     mvq_epi epi = { t, NULL, (uint32_t)vg->sync_used };
     if (fuse == FUSE_ADD_NORM && !(epi.norm = epi.out = folded_norm(vg, g, t)))
         return em_error(vg->vk->err, EMBER_ERR_INTERNAL, "vulkan: a folded norm went missing");
-    vg->sync_used += epi_counts(t, epi.norm != NULL);
+    vg->sync_used += epi_counts(t);
     if (vg->sync_used * sizeof(uint32_t) > vg->sync->size)
         return em_error(vg->vk->err, EMBER_ERR_INTERNAL, "vulkan: more counts than reserved");
     return run_mul_mvq(vg, g, m, t, mode, r, push, &epi);
