@@ -470,6 +470,18 @@ static void test_norm_q8(void **state) {
     vk_act = EMBER_TYPE_F32;
 }
 
+/* h = r + W x for a layer's residual add (W Q8_0, K -> N, T tokens; x
+ * scaled once so it is computed, not a leaf), and the RMS norm's weight;
+ * the host arrays in *x, *r, *nw, *w (the caller frees them). */
+static em_tensor *residual_add(em_graph *g, int64_t K, int64_t N, int64_t T, float **x, float **r,
+                               float **nw, void **w, em_tensor **nwt) {
+    em_tensor *xt = em_scale(g, rand_f32(g, x, K, T, 1, 1), 1.0f);
+    xt = em_reshape(g, xt, 2, (int64_t[]){ K, T });
+    em_tensor *rt = em_reshape(g, rand_f32(g, r, N, T, 1, 2), 2, (int64_t[]){ N, T });
+    *nwt = em_reshape(g, rand_f32(g, nw, N, 1, 1, 3), 1, (int64_t[]){ N });
+    return em_add(g, rt, em_matmul(g, rand_weight(g, w, EMBER_TYPE_Q8_0, K, N), xt));
+}
+
 /* 8-bit roundings folded into the products before them (mul_mvq.comp
  * EPI): a residual add's RMS norm, rounded, written by the add's product
  * (the norm skipped), and a SwiGLU's output rounded by the SwiGLU's
@@ -501,11 +513,7 @@ static void test_epilogues(void **state) {
             new_graph(&g);
             void *w[4];
             float *x, *r, *nw;
-            em_tensor *xt = em_scale(&g, rand_f32(&g, &x, K, T, 1, 1), 1.0f);
-            xt = em_reshape(&g, xt, 2, (int64_t[]){ K, T });
-            em_tensor *rt = em_reshape(&g, rand_f32(&g, &r, N, T, 1, 2), 2, (int64_t[]){ N, T });
-            em_tensor *nwt = em_reshape(&g, rand_f32(&g, &nw, N, 1, 1, 3), 1, (int64_t[]){ N });
-            em_tensor *h = em_add(&g, rt, em_matmul(&g, rand_weight(&g, &w[0], EMBER_TYPE_Q8_0, K, N), xt));
+            em_tensor *nwt, *h = residual_add(&g, K, N, T, &x, &r, &nw, &w[0], &nwt);
             em_tensor *n = em_rms_norm(&g, h, nwt, 1e-5f);
             n->keep = var == 2;
             em_tensor *y = em_swiglu(&g, em_matmul(&g, rand_weight(&g, &w[1], EMBER_TYPE_Q4_0, N, F), n),
@@ -574,11 +582,7 @@ static void test_norm_deferred(void **state) {
             new_graph(&g);
             void *w[2];
             float *x, *r, *nw;
-            em_tensor *xt = em_scale(&g, rand_f32(&g, &x, K, T, 1, 1), 1.0f);
-            xt = em_reshape(&g, xt, 2, (int64_t[]){ K, T });
-            em_tensor *rt = em_reshape(&g, rand_f32(&g, &r, N, T, 1, 2), 2, (int64_t[]){ N, T });
-            em_tensor *nwt = em_reshape(&g, rand_f32(&g, &nw, N, 1, 1, 3), 1, (int64_t[]){ N });
-            em_tensor *h = em_add(&g, rt, em_matmul(&g, rand_weight(&g, &w[0], EMBER_TYPE_Q8_0, K, N), xt));
+            em_tensor *nwt, *h = residual_add(&g, K, N, T, &x, &r, &nw, &w[0], &nwt);
             em_tensor *z = em_matmul(&g, rand_weight(&g, &w[1], EMBER_TYPE_Q8_0, N, F),
                                      em_rms_norm(&g, h, nwt, 1e-5f));
             if (var == 0) setenv("EMBER_VULKAN_NO_EPI", "1", 1);
