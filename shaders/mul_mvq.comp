@@ -49,13 +49,20 @@
 #endif
 #include "common.glsl"
 
-layout(local_size_x = 128) in;
+layout(local_size_x = 128, local_size_x_id = 7) in; // WGS, 128 unless specialized
 layout(constant_id = 0) const uint TYPE = 0;
 layout(constant_id = 1) const uint TB = 8u;
 layout(constant_id = 2) const uint TPR = 32u;
 layout(constant_id = 3) const uint MODE = 0u;
 layout(constant_id = 4) const uint EPI = 0u;
-const uint RPW = 128u / TPR;
+const uint WGS = gl_WorkGroupSize.x;
+const uint RPW = WGS / TPR; // rows per workgroup
+// OWN: a workgroup holds whole blocks of 32 rows (WGS 32 TPR: the one-token
+// EPI variants) and rounds them itself from shared memory, with no count,
+// fence or second read of y: on the H100 llama-3b Q8_0 decode ~345 -> ~357
+// tokens/s (docs/performance.md, session 22), though the products' 1024
+// invocations per workgroup fill only N / 32 SMs. Else the counts below.
+const bool OWN = RPW % 32u == 0u;
 
 layout(binding = 0) readonly buffer Wb { uint w[]; };
 layout(binding = 0) readonly buffer W4b { uvec4 w4[]; };
@@ -147,18 +154,23 @@ vec3 xmeta(uint t, uint b) {
 #define ROW_DOT(BUF, BUF4, BOFF, ACC)                                                         \
     for (uint b = l; b < nbk; b += TPR) BLOCK_DOT(BUF, BUF4, BOFF, b, ACC)
 
-shared float part[2][TB][128]; // per subgroup: the sums of W x (and U x)
+shared float part[2][TB][WGS]; // per subgroup: the sums of W x (and U x)
+shared float ys[OWN ? TB * RPW : 1u]; // OWN: the workgroup's y, by token
 shared bool last_group;
 
-uint n, l;
+uint n, l, r0; // r0: the workgroup's first row
 
 // token t's block b of y (times g for EPI 2) rounded to 8 bits into
 // binding 5 (quant_act.comp's layout); EPI 2 its sum of squares too
 void round_block(uint t, uint b) {
     vec4 v[8], gv[8];
     uint yb = p.o3 + t * p.ldy + b * 32u, gb = p.go + b * 32u;
+    uint sb = (t - t0) * RPW + b * 32u - r0; // OWN: the block in ys
     [[unroll]] for (uint i = 0u; i < 8u; i++) { // every load issued before the first use
-        v[i] = vec4(y[yb + 4u * i], y[yb + 4u * i + 1u], y[yb + 4u * i + 2u], y[yb + 4u * i + 3u]);
+        if (OWN)
+            v[i] = vec4(ys[sb + 4u * i], ys[sb + 4u * i + 1u], ys[sb + 4u * i + 2u], ys[sb + 4u * i + 3u]);
+        else
+            v[i] = vec4(y[yb + 4u * i], y[yb + 4u * i + 1u], y[yb + 4u * i + 2u], y[yb + 4u * i + 3u]);
         if (EPI == 2u)
             gv[i] = vec4(g[gb + 4u * i], g[gb + 4u * i + 1u], g[gb + 4u * i + 2u], g[gb + 4u * i + 3u]);
     }
@@ -180,8 +192,17 @@ void round_block(uint t, uint b) {
 }
 
 // EPI 1 and 2: the block of 32 rows this workgroup's rows lie in, by the
-// last of its workgroups to finish, one invocation per token
+// last of its workgroups to finish, one invocation per token; OWN: this
+// workgroup's blocks, one invocation per block and token
 void epilogue_blocks(uint tid, uint wg) {
+    if (OWN) {
+        barrier(); // ys written
+        for (uint j = tid; j < RPW / 32u * nt; j += WGS) {
+            uint b = r0 / 32u + j % (RPW / 32u);
+            if (b * 32u < p.N) round_block(t0 + j / (RPW / 32u), b);
+        }
+        return;
+    }
     uint b = wg * RPW / 32u, c = p.co + gl_WorkGroupID.y * (p.N / 32u) + b;
     if (wg * RPW >= p.N) return; // a workgroup of the grid's excess (fold)
     if (tid == 0u) {
@@ -198,7 +219,8 @@ void main() {
     uint tid = gl_LocalInvocationID.x, rr = tid / TPR;
     l = tid % TPR;
     uint wg = gl_WorkGroupID.x + gl_WorkGroupID.z * 32768u;
-    n = wg * RPW + rr;
+    r0 = wg * RPW;
+    n = r0 + rr;
     t0 = gl_WorkGroupID.y * TB;
     nt = min(TB, p.T - t0);
     nbk = p.K / 32u;
@@ -231,9 +253,12 @@ void main() {
         if (MODE == 1u) s += r[p.o2 + t * p.ldr + n];
         if (MODE == 2u) s = s / (1.0 + exp(-s)) * s2;
         y[p.o3 + t * p.ldy + n] = s;
+        if (OWN && EPI != 0u) ys[l * RPW + rr] = s;
     }
     if (EPI == 0u) return;
-    memoryBarrierBuffer();
-    barrier();
+    if (!OWN) {
+        memoryBarrierBuffer();
+        barrier();
+    }
     epilogue_blocks(tid, wg);
 }

@@ -43,7 +43,7 @@ static int vk_buffer_alloc(em_backend *b, size_t size, em_buffer *out) {
         return em_error(b->err, EMBER_ERR_UNSUPPORTED, "vulkan: one arena per context");
     v->shadow = em_malloc_aligned(&b->alloc, size, 64);
     if (!v->shadow) return em_error(b->err, EMBER_ERR_NO_MEMORY, "vulkan: no host memory");
-    int rc = em_vk_buf_create(&v->vk, size, false, &v->arena);
+    int rc = em_vk_buf_create(&v->vk, size, EM_VK_MEM_DEVICE, &v->arena);
     if (rc) {
         em_free_aligned(&b->alloc, v->shadow);
         v->shadow = NULL;
@@ -97,7 +97,7 @@ static int zeroed_grow(em_backend *b, em_vk_buf *buf, size_t need) {
     em_vk_buf_destroy(&v->vk, buf);
     void *zeros = em_calloc(&b->alloc, 1, need);
     if (!zeros) return em_error(b->err, EMBER_ERR_NO_MEMORY, "vulkan: no host memory");
-    int rc = em_vk_buf_create(&v->vk, need, false, buf);
+    int rc = em_vk_buf_create(&v->vk, need, EM_VK_MEM_DEVICE, buf);
     if (!rc) rc = em_vk_upload(&v->vk, buf, 0, zeros, need);
     em_free(&b->alloc, zeros);
     if (rc) em_vk_buf_destroy(&v->vk, buf);
@@ -133,7 +133,7 @@ static int prepare(em_backend *b, const em_graph *g, em_vk_graph *vg) {
     if (need > v->io.size) {
         em_vk_cache_clear(&v->vk);
         em_vk_buf_destroy(&v->vk, &v->io);
-        int rc = em_vk_buf_create(&v->vk, need < 4096 ? 4096 : need, true, &v->io);
+        int rc = em_vk_buf_create(&v->vk, need < 4096 ? 4096 : need, EM_VK_MEM_UPLOAD, &v->io);
         if (rc) return rc;
     }
     int rc = em_vk_weights_add(vg, g);
@@ -142,13 +142,13 @@ static int prepare(em_backend *b, const em_graph *g, em_vk_graph *vg) {
     if (need > v->xq.size) {
         em_vk_cache_clear(&v->vk);
         em_vk_buf_destroy(&v->vk, &v->xq);
-        if ((rc = em_vk_buf_create(&v->vk, need, false, &v->xq))) return rc;
+        if ((rc = em_vk_buf_create(&v->vk, need, EM_VK_MEM_DEVICE, &v->xq))) return rc;
     }
     need = em_vk_moe_bytes(g);
     if (need > v->moe.size) {
         em_vk_cache_clear(&v->vk);
         em_vk_buf_destroy(&v->vk, &v->moe);
-        if ((rc = em_vk_buf_create(&v->vk, need, false, &v->moe))) return rc;
+        if ((rc = em_vk_buf_create(&v->vk, need, EM_VK_MEM_DEVICE, &v->moe))) return rc;
     }
     need = em_vk_sync_bytes(vg, g);
     if (need > v->sync.size && (rc = zeroed_grow(b, &v->sync, need))) return rc;
@@ -223,7 +223,7 @@ static int vk_kv_attach(em_backend *b, em_kv *kv) {
         return em_error(b->err, EMBER_ERR_UNSUPPORTED, "vulkan: an F16 KV cache needs rows of "
                         "even length");
     size_t bytes = em_kv_device_bytes(kv);
-    int rc = em_vk_buf_create(&v->vk, bytes ? bytes : 4, false, &v->kv_buf);
+    int rc = em_vk_buf_create(&v->vk, bytes ? bytes : 4, EM_VK_MEM_DEVICE, &v->kv_buf);
     if (rc) return rc;
     v->kv = kv;
     return EMBER_OK;

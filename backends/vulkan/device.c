@@ -117,6 +117,10 @@ static int pick_device(em_vk *vk, int index) {
     vk->min_align = (size_t)p.limits.minStorageBufferOffsetAlignment;
     vk->max_range = (size_t)p.limits.maxStorageBufferRange;
     vk->max_shared = p.limits.maxComputeSharedMemorySize;
+    vk->max_wg = p.limits.maxComputeWorkGroupInvocations < p.limits.maxComputeWorkGroupSize[0]
+                     ? p.limits.maxComputeWorkGroupInvocations
+                     : p.limits.maxComputeWorkGroupSize[0];
+    vk->no_own_blocks = env_flag("EMBER_VULKAN_NO_OWN_BLOCKS");
     const char *range = getenv("EMBER_VULKAN_MAX_RANGE"); /* tests: a smaller range */
     size_t lower = range && *range ? (size_t)strtoull(range, NULL, 10) : 0;
     if (lower >= 4096 && lower < vk->max_range) vk->max_range = lower;
@@ -360,7 +364,7 @@ static int make_user(em_vk *vk) {
     if (rc) return rc;
     VkFenceCreateInfo fi = { .sType = VK_STRUCTURE_TYPE_FENCE_CREATE_INFO };
     VK_TRY(vkCreateFence(vk->dev, &fi, NULL, &vk->fence), "vkCreateFence");
-    return em_vk_buf_create(vk, (size_t)16 << 20, true, &vk->staging);
+    return em_vk_buf_create(vk, (size_t)16 << 20, EM_VK_MEM_READBACK, &vk->staging);
 }
 
 static void free_user(em_vk *vk) {
@@ -448,7 +452,48 @@ static int find_memory(const em_vk *vk, uint32_t bits, VkMemoryPropertyFlags wan
     return EMBER_ERR_UNSUPPORTED;
 }
 
-int em_vk_buf_create(em_vk *vk, size_t size, bool host_visible, em_vk_buf *b) {
+/* The memory properties to try for `where`, best first; a zero ends it. */
+static void memory_wanted(em_vk_mem where, VkMemoryPropertyFlags want[3]) {
+    const VkMemoryPropertyFlags host = VK_MEMORY_PROPERTY_HOST_VISIBLE_BIT |
+                                       VK_MEMORY_PROPERTY_HOST_COHERENT_BIT;
+    want[1] = want[2] = 0;
+    if (where == EM_VK_MEM_DEVICE) {
+        want[0] = VK_MEMORY_PROPERTY_DEVICE_LOCAL_BIT;
+    } else if (where == EM_VK_MEM_UPLOAD) {
+        want[0] = host | VK_MEMORY_PROPERTY_DEVICE_LOCAL_BIT;
+        want[1] = host;
+    } else {
+        want[0] = host | VK_MEMORY_PROPERTY_HOST_CACHED_BIT;
+        want[1] = host;
+    }
+}
+
+/* b's memory of a type `want` names; VK_ERROR_* where none is or its heap
+ * is full (the caller tries the next). */
+static VkResult alloc_bound(em_vk *vk, em_vk_buf *b, const VkMemoryRequirements *req,
+                            VkMemoryPropertyFlags want) {
+    uint32_t type;
+    if (find_memory(vk, req->memoryTypeBits, want, &type)) return VK_ERROR_FORMAT_NOT_SUPPORTED;
+    VkMemoryAllocateInfo ai = { .sType = VK_STRUCTURE_TYPE_MEMORY_ALLOCATE_INFO,
+                                .allocationSize = req->size,
+                                .memoryTypeIndex = type };
+    VkResult r = vkAllocateMemory(vk->dev, &ai, NULL, &b->mem);
+    if (r != VK_SUCCESS) {
+        b->mem = VK_NULL_HANDLE;
+        return r;
+    }
+    r = vkBindBufferMemory(vk->dev, b->buf, b->mem, 0);
+    if (r == VK_SUCCESS && (want & VK_MEMORY_PROPERTY_HOST_VISIBLE_BIT))
+        r = vkMapMemory(vk->dev, b->mem, 0, VK_WHOLE_SIZE, 0, &b->map);
+    if (r != VK_SUCCESS) {
+        b->map = NULL;
+        vkFreeMemory(vk->dev, b->mem, NULL);
+        b->mem = VK_NULL_HANDLE;
+    }
+    return r;
+}
+
+int em_vk_buf_create(em_vk *vk, size_t size, em_vk_mem where, em_vk_buf *b) {
     memset(b, 0, sizeof *b);
     VkBufferCreateInfo ci = { .sType = VK_STRUCTURE_TYPE_BUFFER_CREATE_INFO,
                               .size = size,
@@ -460,24 +505,19 @@ int em_vk_buf_create(em_vk *vk, size_t size, bool host_visible, em_vk_buf *b) {
     VK_TRY(vkCreateBuffer(vk->dev, &ci, NULL, &b->buf), "vkCreateBuffer");
     VkMemoryRequirements req;
     vkGetBufferMemoryRequirements(vk->dev, b->buf, &req);
-    VkMemoryPropertyFlags want = host_visible ? VK_MEMORY_PROPERTY_HOST_VISIBLE_BIT |
-                                                    VK_MEMORY_PROPERTY_HOST_COHERENT_BIT
-                                              : VK_MEMORY_PROPERTY_DEVICE_LOCAL_BIT;
-    uint32_t type;
-    if (find_memory(vk, req.memoryTypeBits, want, &type)) {
-        em_vk_buf_destroy(vk, b);
-        return em_error(vk->err, EMBER_ERR_UNSUPPORTED, "vulkan: no %s memory for a buffer",
-                        host_visible ? "host-visible" : "device-local");
+    VkMemoryPropertyFlags want[3];
+    memory_wanted(where, want);
+    VkResult r = VK_ERROR_FORMAT_NOT_SUPPORTED, first = VK_SUCCESS;
+    for (int i = 0; i < 3 && want[i] && r != VK_SUCCESS; i++) {
+        r = alloc_bound(vk, b, &req, want[i]);
+        if (r != VK_ERROR_FORMAT_NOT_SUPPORTED && first == VK_SUCCESS) first = r;
     }
-    VkMemoryAllocateInfo ai = { .sType = VK_STRUCTURE_TYPE_MEMORY_ALLOCATE_INFO,
-                                .allocationSize = req.size,
-                                .memoryTypeIndex = type };
-    VkResult r = vkAllocateMemory(vk->dev, &ai, NULL, &b->mem);
-    if (r == VK_SUCCESS) r = vkBindBufferMemory(vk->dev, b->buf, b->mem, 0);
-    if (r == VK_SUCCESS && host_visible) r = vkMapMemory(vk->dev, b->mem, 0, VK_WHOLE_SIZE, 0, &b->map);
     if (r != VK_SUCCESS) {
         em_vk_buf_destroy(vk, b);
-        return em_vk_fail(vk->err, r, "allocating a buffer");
+        if (first == VK_SUCCESS)
+            return em_error(vk->err, EMBER_ERR_UNSUPPORTED, "vulkan: no %s memory for a buffer",
+                            where == EM_VK_MEM_DEVICE ? "device-local" : "host-visible");
+        return em_vk_fail(vk->err, first, "allocating a buffer");
     }
     b->size = size;
     return EMBER_OK;

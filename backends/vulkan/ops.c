@@ -614,7 +614,9 @@ static int run_mul_mvq(em_vk_graph *vg, const em_graph *g, const em_tensor *t, c
     uint32_t *q = push + 4, lo, hi, xm;
     int rc = quantized_input(vg, g, x, &r[1], &xm);
     if (rc) return rc;
-    const int rows_per_group = 128 / (int)em_vk_mul_mv_tpr(vk->subgroup_size);
+    int variant = epi ? (epi->norm ? 4 : 3) : mode;
+    const int rows_per_group =
+        (int)(em_vk_mul_mvq_wgs(vk, T == 1, variant) / em_vk_mul_mv_tpr(vk->subgroup_size));
     q[0] = (uint32_t)a->ne[0], q[1] = (uint32_t)N, q[2] = scales_words(&r[0]);
     q[3] = floats(y->nb[1]);
     q[4] = mode == 1 ? floats(y->src[0] == t ? y->src[1]->nb[1] : y->src[0]->nb[1]) : 0;
@@ -623,7 +625,6 @@ static int run_mul_mvq(em_vk_graph *vg, const em_graph *g, const em_tensor *t, c
         q[11] = 1;
         memcpy(&q[12], &x->fp[0], 4);
     }
-    int variant = mode;
     if (epi) {
         em_vk_ref slot;
         quantized_slot(vg, g, epi->out, &slot, &q[9]);
@@ -635,7 +636,6 @@ static int run_mul_mvq(em_vk_graph *vg, const em_graph *g, const em_tensor *t, c
             if (rc) return rc;
             r[6] = bind4(vk, r[6], &q[10]);
         }
-        variant = epi->norm ? 4 : 3;
     }
     fold((N + rows_per_group - 1) / rows_per_group, &lo, &hi);
     em_vk_pipe p = EM_VK_MUL_MVQ + em_vk_mul_mvq_variant(em_vk_wtype_index(a->type), T == 1,

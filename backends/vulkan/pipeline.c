@@ -46,6 +46,12 @@ uint32_t em_vk_mul_mv_tpr(uint32_t subgroup_size) {
     return tpr;
 }
 
+uint32_t em_vk_mul_mvq_wgs(const em_vk *vk, int one_token, int mode) {
+    uint32_t own = 32 * em_vk_mul_mv_tpr(vk->subgroup_size);
+    if (one_token && (mode == 3 || mode == 4) && !vk->no_own_blocks && own <= vk->max_wg) return own;
+    return 128;
+}
+
 int em_vk_wtype_index(uint32_t type) {
     for (int i = 0; i < EM_VK_WTYPES; i++)
         if (wtypes[i] == type) return i;
@@ -56,7 +62,7 @@ int em_vk_wtype_index(uint32_t type) {
  * (variant), 1 (mul_mv's tokens per pass), 3 (mul_mv's folded op), 4
  * (mul_mv's folded norm) and 5 (mul_mv's experts); constant 2 (mul_mv's
  * invocations per row) is the device's (see make_pipeline). */
-#define N_SPEC 6
+#define N_SPEC 8
 typedef struct shader_info {
     const uint32_t *code;
     size_t size;
@@ -215,6 +221,10 @@ static int make_pipeline(em_vk *vk, em_vk_pipe p) {
     char nm[32];
     shader_info si_ = info_of(p, nm);
     if (p >= EM_VK_MUL_MV && p < EM_VK_QUANT_ACT) si_.spec[2] = em_vk_mul_mv_tpr(vk->subgroup_size);
+    if (p >= EM_VK_MUL_MVQ && p < EM_VK_QUANT_ACT) {
+        int v = p - EM_VK_MUL_MVQ;
+        si_.spec[7] = em_vk_mul_mvq_wgs(vk, (v / EM_VK_WTYPES) % 2, (v / (2 * EM_VK_WTYPES)) % EM_VK_MVQ_MODES);
+    }
     VkShaderModuleCreateInfo mi = { .sType = VK_STRUCTURE_TYPE_SHADER_MODULE_CREATE_INFO,
                                     .codeSize = si_.size,
                                     .pCode = si_.code };

@@ -78,6 +78,13 @@ static inline int em_vk_mul_mvq_variant(int type_index, int one_token, int mode,
  * EMBER_VULKAN_MV_TPR (32, 64 or 128, a multiple of the subgroup size)
  * overrides it, for measurements. */
 uint32_t em_vk_mul_mv_tpr(uint32_t subgroup_size);
+/* mul_mvq's invocations per workgroup for a variant (em_vk_mul_mvq_variant's
+ * one_token and mode): 32 rows' worth for the one-token roundings (modes 3
+ * and 4), which then round whole blocks in the workgroup (mul_mvq.comp
+ * OWN), where the device allows it and EMBER_VULKAN_NO_OWN_BLOCKS is not
+ * set; 128 otherwise. */
+struct em_vk;
+uint32_t em_vk_mul_mvq_wgs(const struct em_vk *vk, int one_token, int mode);
 /* A pipeline's name, for the profile. */
 const char *em_vk_pipe_name(int pipe, char buf[32]);
 
@@ -227,6 +234,11 @@ typedef struct em_vk {
                              to stderr as it is made, where the driver has
                              VK_KHR_pipeline_executable_properties */
     uint32_t max_shared;  /* maxComputeSharedMemorySize (Vulkan promises 16 KB) */
+    uint32_t max_wg;      /* invocations per workgroup: the smaller of
+                             maxComputeWorkGroupInvocations and
+                             maxComputeWorkGroupSize[0] */
+    bool no_own_blocks;   /* EMBER_VULKAN_NO_OWN_BLOCKS: mul_mvq's one-token
+                             roundings by counts, not in one workgroup */
     bool no_attn_tiles;   /* EMBER_VULKAN_NO_ATTN_TILES (or NO_TILES): prompt
                              attention through attn.comp, not attn_tile.comp */
     char name[VK_MAX_PHYSICAL_DEVICE_NAME_SIZE];
@@ -265,7 +277,19 @@ void em_vk_close(em_vk *vk);
 /* The number of Vulkan devices, or a status < 0 with a message. */
 int em_vk_count_devices(char *err);
 
-int em_vk_buf_create(em_vk *vk, size_t size, bool host_visible, em_vk_buf *b);
+/* Where a buffer lives. Shaders' reads of host memory cross PCIe (over a
+ * microsecond each on the H100, and attention's position -> block table
+ * -> row reads depend on each other), and the host's reads of
+ * write-combined memory are uncached. */
+typedef enum em_vk_mem {
+    EM_VK_MEM_DEVICE,   /* device-local, not mapped */
+    EM_VK_MEM_UPLOAD,   /* mapped, written by the host and read by shaders:
+                           device-local where the device maps it (a
+                           resizable BAR), else host memory */
+    EM_VK_MEM_READBACK, /* mapped, read by the host: host-cached memory where
+                           offered */
+} em_vk_mem;
+int em_vk_buf_create(em_vk *vk, size_t size, em_vk_mem where, em_vk_buf *b);
 void em_vk_buf_destroy(em_vk *vk, em_vk_buf *b);
 /* Host <-> device copies through the staging buffer; each waits until
  * done. Not while recording. */

@@ -214,7 +214,7 @@ static int place(em_vk *vk, em_vk_weights *w, size_t bytes, uint32_t *slab, size
     /* whole ALIGN units: shaders read block types by 32-bit words, and a
      * tensor's last word may hold its final two bytes only */
     size_t size = align_up(bytes) > w->next_slab ? align_up(bytes) : w->next_slab;
-    int rc = em_vk_buf_create(vk, size, false, &w->slabs[w->n_slabs]);
+    int rc = em_vk_buf_create(vk, size, EM_VK_MEM_DEVICE, &w->slabs[w->n_slabs]);
     if (rc) return rc;
     *slab = w->n_slabs++;
     *off = 0;
