@@ -115,7 +115,18 @@ float score(uint tab, uint kvh, int pp) {
     vec4 s = vec4(0.0), s2 = vec4(0.0);
     uint i = 0u, wb = WOFF * 4u + row; // the row's byte offset in the binding
     if (TYPE == TY_F32 && (wb & 15u) == 0u) {
-        // 32 elements a step, their eight loads issued before any is used
+        // 128 elements a step (a whole row of the usual heads: one trip to
+        // memory instead of four), then 32, their loads issued before any
+        // is used; the sums in the order of the 32-element steps
+        for (; i + 128u <= p.D; i += 128u) {
+            uvec4 k[32];
+            [[unroll]] for (uint u = 0u; u < 32u; u++) k[u] = w4[(wb >> 4) + (i >> 2) + u];
+            [[unroll]] for (uint u = 0u; u < 32u; u += 2u) {
+                uint c = i + 4u * u;
+                s += vec4(qs[c], qs[c + 1u], qs[c + 2u], qs[c + 3u]) * uintBitsToFloat(k[u]);
+                s2 += vec4(qs[c + 4u], qs[c + 5u], qs[c + 6u], qs[c + 7u]) * uintBitsToFloat(k[u + 1u]);
+            }
+        }
         for (; i + 32u <= p.D; i += 32u) {
             uvec4 k[8];
             [[unroll]] for (uint u = 0u; u < 8u; u++) k[u] = w4[(wb >> 4) + (i >> 2) + u];
@@ -215,8 +226,27 @@ void main() {
         sc[l] = pp < hi ? pr : 0.0;
         barrier();
         uint n = uint(min(64, hi - p0)), j = 0u;
-        // sixteen positions at a time, then eight, then four: their value
+        // 32 positions at a time, then sixteen, eight, four: their value
         // loads are in flight together
+        for (; j + 32u <= n; j += 32u) {
+            vec4 pv[8];
+            uint rr[32];
+            [[unroll]] for (uint u = 0u; u < 8u; u++)
+                pv[u] = vec4(sc[j + 4u * u], sc[j + 4u * u + 1u], sc[j + 4u * u + 2u], sc[j + 4u * u + 3u]);
+            if (TYPE != TY_F16)
+                sum += dot((pv[0] + pv[1] + pv[2] + pv[3]) + (pv[4] + pv[5] + pv[6] + pv[7]), vec4(1.0));
+            [[unroll]] for (uint u = 0u; u < 32u; u++) rr[u] = v_row(j + u, kvh);
+            for (uint e = 0u; e < MAXD / 64u; e++) {
+                uint c = l + 64u * e;
+                if (c < p.Dv) {
+                    float a = 0.0;
+                    [[unroll]] for (uint u = 0u; u < 8u; u++)
+                        a += dot(pv[u], vec4(at(rr[4u * u], c), at(rr[4u * u + 1u], c),
+                                             at(rr[4u * u + 2u], c), at(rr[4u * u + 3u], c)));
+                    acc[e] += a;
+                }
+            }
+        }
         for (; j + 16u <= n; j += 16u) {
             vec4 pv[4];
             uint rr[16];

@@ -987,12 +987,14 @@ static void test_attention_decode(void **state) {
     const struct { uint32_t type; int64_t D; double tol; } cases[] = {
         { EMBER_TYPE_F32, 64, 1e-5 }, { EMBER_TYPE_F32, 36, 1e-5 }, { EMBER_TYPE_F32, 16, 1e-5 },
         { EMBER_TYPE_Q8_0, 64, 1e-4 }, { EMBER_TYPE_F16, 64, 5e-4 },
+        /* rows read 128 elements a step (attn.comp), then 32 */
+        { EMBER_TYPE_F32, 128, 1e-5 }, { EMBER_TYPE_F32, 160, 1e-5 },
     };
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
         int64_t D = cases[c].D, nq = D * 4 * (DEC_T + 4), nkv = D * 2 * (DEC_T + 4);
         float *q = malloc(sizeof(float) * (size_t)nq), *k = malloc(sizeof(float) * (size_t)nkv);
         float *v = malloc(sizeof(float) * (size_t)nkv);
-        float yc[4 * 4 * 64], yv[4 * 4 * 64];
+        float yc[4 * 4 * 160], yv[4 * 4 * 160];
         for (int64_t i = 0; i < nq; i++) q[i] = frand();
         for (int64_t i = 0; i < nkv; i++) k[i] = frand(), v[i] = frand();
         /* the prompt's attention too (query tiles on Vulkan: 10 chunks of
