@@ -59,9 +59,11 @@ const uint WGS = gl_WorkGroupSize.x;
 const uint RPW = WGS / TPR; // rows per workgroup
 // OWN: a workgroup holds whole blocks of 32 rows (WGS 32 TPR: the one-token
 // EPI variants) and rounds them itself from shared memory, with no count,
-// fence or second read of y: on the H100 llama-3b Q8_0 decode ~345 -> ~357
-// tokens/s (docs/performance.md, session 22), though the products' 1024
+// fence or second read of y: on the H100 llama-3b Q8_0 decode ~339 -> ~360
+// tokens/s with the io buffer's move to device memory, which alone measured
+// even (docs/performance.md, session 22), though the products' 1024
 // invocations per workgroup fill only N / 32 SMs. Else the counts below.
+// Two or more rows per invocation (x loaded once for them) lost 10-35%.
 const bool OWN = RPW % 32u == 0u;
 
 layout(binding = 0) readonly buffer Wb { uint w[]; };
