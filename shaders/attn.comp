@@ -193,6 +193,18 @@ void main() {
     float acc[MAXD / 64u];
     for (uint e = 0u; e < MAXD / 64u; e++) acc[e] = 0.0;
     float m = -1.0 / 0.0, sum = 0.0;
+    // F32 values 16 bytes a load where rows allow it (VV): invocation l
+    // sums columns 4 qv .. 4 qv + 3 of every G-th position from g, QV =
+    // Dv / 4 dividing 64 (Dv 4 .. 256), into acc4; the G partial sums meet
+    // in shared memory after the last chunk. Scalar loads of a column per
+    // invocation took a trip to memory per 32 positions and were the
+    // largest part of decode attention on the H100 (docs/performance.md,
+    // session 22).
+    bool VV = TYPE == TY_F32 && p.mla == 0u && (p.Dv & 3u) == 0u && p.Dv <= 256u &&
+              256u % p.Dv == 0u && ((WOFF * 4u + p.v_base) & 15u) == 0u &&
+              (p.v_bytes & 15u) == 0u && (p.v_head & 15u) == 0u;
+    uint QV = max(p.Dv / 4u, 1u), G = 64u / QV, qv = l % QV, g = l / QV;
+    vec4 acc4 = vec4(0.0);
     if (TYPE == TY_F16) { // pass 1: the max and the sum
         for (int p0 = lo; p0 < hi; p0 += 64) {
             int pp = p0 + int(l);
@@ -219,6 +231,7 @@ void main() {
             float f = exp(m - cm); // 0 on the first chunk
             sum *= f;
             for (uint e = 0u; e < MAXD / 64u; e++) acc[e] *= f;
+            acc4 *= f;
         }
         barrier();
         float pr = exp(sv - cm);
@@ -226,6 +239,19 @@ void main() {
         sc[l] = pp < hi ? pr : 0.0;
         barrier();
         uint n = uint(min(64, hi - p0)), j = 0u;
+        if (VV) { // sixteen positions a step per invocation, their loads first
+            for (uint k = 0u; k < n; k++) sum += sc[k];
+            for (uint j0 = g; j0 < n; j0 += 16u * G) {
+                vec4 v[16];
+                [[unroll]] for (uint u = 0u; u < 16u; u++) {
+                    uint jj = j0 + u * G;
+                    v[u] = jj < n ? uintBitsToFloat(w4[(WOFF * 4u + v_row(jj, kvh)) / 16u + qv]) : vec4(0.0);
+                }
+                [[unroll]] for (uint u = 0u; u < 16u; u++)
+                    if (j0 + u * G < n) acc4 += sc[j0 + u * G] * v[u];
+            }
+            n = 0u; // the loops below have nothing left
+        }
         // 32 positions at a time, then sixteen, eight, four: their value
         // loads are in flight together
         for (; j + 32u <= n; j += 32u) {
@@ -302,6 +328,16 @@ void main() {
         }
         m = cm;
         barrier();
+    }
+    if (VV) { // the G partial sums of each column, in qs (the query is read)
+        for (uint k = 0u; k < 4u; k++) qs[g * p.Dv + 4u * qv + k] = acc4[k];
+        barrier();
+        for (uint e = 0u; e < MAXD / 64u; e++) {
+            uint c = l + 64u * e;
+            if (c < p.Dv)
+                for (uint k = 0u; k < G; k++) acc[e] += qs[k * p.Dv + c];
+        }
+        barrier(); // before qs is written again (out_v)
     }
     if (TYPE == TY_F16) sum = 1.0; // probabilities were normalised
     uint ob = p.o3 + t * p.ldo + h * p.Dv;
