@@ -123,8 +123,11 @@ static int pick_device(em_vk *vk, int index) {
                      : p.limits.maxComputeWorkGroupSize[0];
     vk->no_own_blocks = env_flag("EMBER_VULKAN_NO_OWN_BLOCKS");
     const char *spin = getenv("EMBER_VULKAN_SPIN_US");
-    /* 3 ms: a decode step's wait; longer ones (prompts) then sleep */
-    vk->spin_ns = (spin && *spin ? (uint64_t)strtoull(spin, NULL, 10) : 3000u) * 1000u;
+    /* 3 ms: a decode step's wait; longer ones (prompts) then sleep. Not on
+     * a device that computes on the host's CPUs (lavapipe): the poll
+     * would take a core from it. */
+    uint64_t spin_us = p.deviceType == VK_PHYSICAL_DEVICE_TYPE_CPU ? 0u : 3000u;
+    vk->spin_ns = (spin && *spin ? (uint64_t)strtoull(spin, NULL, 10) : spin_us) * 1000u;
     const char *range = getenv("EMBER_VULKAN_MAX_RANGE"); /* tests: a smaller range */
     size_t lower = range && *range ? (size_t)strtoull(range, NULL, 10) : 0;
     if (lower >= 4096 && lower < vk->max_range) vk->max_range = lower;

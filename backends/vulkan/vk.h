@@ -238,8 +238,8 @@ typedef struct em_vk {
                              maxComputeWorkGroupInvocations and
                              maxComputeWorkGroupSize[0] */
     uint64_t spin_ns;     /* poll a submission's fence this long before
-                             waiting in the driver: 3 ms, or
-                             EMBER_VULKAN_SPIN_US (0: never) */
+                             waiting in the driver: 3 ms (none on a CPU
+                             device), or EMBER_VULKAN_SPIN_US (0: never) */
     bool no_own_blocks;   /* EMBER_VULKAN_NO_OWN_BLOCKS: mul_mvq's one-token
                              roundings by counts, not in one workgroup */
     bool no_attn_tiles;   /* EMBER_VULKAN_NO_ATTN_TILES (or NO_TILES): prompt
