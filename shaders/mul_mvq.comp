@@ -63,7 +63,7 @@ const uint RPW = WGS / TPR; // rows per workgroup
 // tokens/s with the io buffer's move to device memory, which alone measured
 // even (docs/performance.md, session 22), though the products' 1024
 // invocations per workgroup fill only N / 32 SMs. Else the counts below.
-// Two or more rows per invocation (x loaded once for them) lost 10-35%.
+// Two or more rows per invocation (x loaded once for them) lost 3-33%.
 const bool OWN = RPW % 32u == 0u;
 
 layout(binding = 0) readonly buffer Wb { uint w[]; };
