@@ -1260,7 +1260,7 @@ int em_vk_run(em_vk_graph *vg, const em_graph *g, bool *staged) {
     int rc = em_vk_begin(vk, (uint32_t)g->n_nodes * 3u + copies); /* quant_act's too */
     if (rc) return rc;
     if (vg->kv) rc = run_kv_copies(vg);
-    plan_fusion(vg, g);
+    /* the fusion plan: em_vk_sync_bytes made it for this graph (ops.h) */
     vg->sync_used = 0;
     for (int32_t i = 0; i < g->n_nodes; i++) vg->xq_done[i] = 0;
     for (int32_t i = 0; i < g->n_nodes && !rc; i++) {

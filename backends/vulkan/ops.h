@@ -95,13 +95,15 @@ size_t em_vk_io_layout(em_vk_graph *vg, const em_graph *g);
 size_t em_vk_xq_layout(em_vk_graph *vg, const em_graph *g);
 /* Bytes g's MoE layers need in vg->moe (0: none). */
 size_t em_vk_moe_bytes(const em_graph *g);
-/* Bytes of sync g's folded roundings count in (plans g's fusion). */
+/* Bytes of sync g's folded roundings count in. Plans g's fusion into
+ * vg->fuse, which em_vk_run then follows: call it for each run's graph
+ * after the io and xq layouts (the backend's prepare does). */
 size_t em_vk_sync_bytes(em_vk_graph *vg, const em_graph *g);
 /* Bytes the split attention of g needs in attn_part (0: no split). */
 size_t em_vk_attn_part_bytes(const em_vk_graph *vg, const em_graph *g);
 /* Writes g's per-run data into io (laid out by em_vk_io_layout). */
 void em_vk_io_fill(em_vk_graph *vg, const em_graph *g);
-/* Records the pending KV block copies, one command per node and the
+/* Records (with em_vk_sync_bytes's plan) the pending KV block copies, one command per node and the
  * copies of kept nodes into the staging buffer (when they fit), submits
  * and waits. *staged: whether the kept nodes are in staging, packed in
  * node order. */
